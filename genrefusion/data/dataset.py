@@ -1,0 +1,211 @@
+"""Reader/writer for the canonical dataset layout (``titles.jsonl`` + ``posters/`` + ``dataset.json``).
+
+Reading streams line by line and never opens posters; a malformed line is reported with its line
+number and the rest is kept. Writing is atomic: ``titles.jsonl`` appears only when complete.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from ..errors import BadInput, DatasetError
+from ..io import atomic_open, read_json, resolve_inside, write_json
+from .images import load_image, save_jpeg
+from .records import GenreVocab, Title
+
+TITLES = "titles.jsonl"
+META = "dataset.json"
+SPLIT = "split.json"
+
+
+@dataclass
+class Problem:
+    """One problem found in a dataset, by title id (or line number when the id is unknown)."""
+
+    id: str
+    kind: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.id}: {self.kind}: {self.message}"
+
+
+class Dataset:
+    """A canonical dataset folder. Cheap to open; titles are read lazily and streamed."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+        if not self.root.exists():
+            raise DatasetError(f"{self.root}: dataset folder not found")
+        if not self.root.is_dir():
+            raise DatasetError(f"{self.root}: not a folder (a dataset is a folder with {TITLES})")
+        self.titles_path = self.root / TITLES
+        if not self.titles_path.is_file():
+            raise DatasetError(f"{self.root}: no {TITLES} in the dataset folder")
+        meta_path = self.root / META
+        self.meta: dict = read_json(meta_path, "dataset.json") if meta_path.exists() else {}
+        if not isinstance(self.meta, dict):
+            raise DatasetError(f"{meta_path}: expected a JSON object")
+        labelled = self.meta.get("genres")
+        if labelled is not None and (not isinstance(labelled, list) or not all(isinstance(g, str) for g in labelled)):
+            raise DatasetError(f"{meta_path}: 'genres' must be a list of strings")
+        self._labelled: list[str] | None = labelled
+        self.name: str = str(self.meta.get("name") or self.root.resolve().name)
+        self._titles: list[Title] | None = None
+        self.problems: list[Problem] = []
+
+    def __repr__(self) -> str:
+        return f"Dataset({str(self.root)!r})"
+
+    # -- reading -------------------------------------------------------------------------
+    def iter_titles(self, problems: list[Problem] | None = None) -> Iterator[Title]:
+        """Stream titles; malformed lines go to ``problems`` (line number + reason) and are skipped."""
+        try:
+            fh = open(self.titles_path, "rb")
+        except OSError as err:
+            raise DatasetError(f"{self.titles_path}: cannot read ({err.strerror})") from None
+        with fh:
+            for lineno, raw in enumerate(fh, 1):
+                if not raw.strip():
+                    continue
+                where = f"{TITLES} line {lineno}"
+                try:
+                    d = json.loads(raw.decode("utf-8"))
+                    yield Title.from_dict(d, where)
+                except UnicodeDecodeError:
+                    self._report(problems, f"line {lineno}", "bad-line", "not valid UTF-8")
+                except json.JSONDecodeError as err:
+                    self._report(problems, f"line {lineno}", "bad-line", f"malformed JSON ({err.msg})")
+                except DatasetError as err:
+                    self._report(problems, f"line {lineno}", "bad-line", str(err))
+
+    @staticmethod
+    def _report(problems, id_, kind, msg):
+        if problems is not None:
+            problems.append(Problem(id_, kind, msg))
+
+    def titles(self) -> list[Title]:
+        """All titles (records only, no images), cached; line problems land in ``self.problems``."""
+        if self._titles is None:
+            self.problems = []
+            self._titles = list(self.iter_titles(self.problems))
+        return self._titles
+
+    def __len__(self) -> int:
+        return len(self.titles())
+
+    @property
+    def labelled_genres(self) -> list[str]:
+        """The genres this dataset labels: ``dataset.json`` genres, else the genres present."""
+        if self._labelled is not None:
+            return list(self._labelled)
+        return sorted({g for t in self.titles() for g in t.genres})
+
+    @property
+    def declares_vocab(self) -> bool:
+        return self._labelled is not None
+
+    def vocab(self) -> GenreVocab:
+        return GenreVocab(self.labelled_genres)
+
+    def poster_path(self, t: Title) -> Path:
+        """Absolute poster path for ``t``; refuses paths escaping the folder (DatasetError)."""
+        if not t.poster:
+            raise DatasetError(f"{t.id}: no poster")
+        try:
+            return resolve_inside(self.root, t.poster)
+        except DatasetError as err:
+            raise DatasetError(f"{t.id}: {err}") from None
+
+    def load_poster(self, t: Title):
+        """RGB PIL image of ``t``'s poster; BadInput/DatasetError name the title on failure."""
+        path = self.poster_path(t)
+        return load_image(path, name=f"{t.id} ({t.poster})")
+
+    @property
+    def split_path(self) -> Path:
+        return self.root / SPLIT
+
+
+def open_datasets(paths: Iterable[str | os.PathLike]) -> list[Dataset]:
+    out = [Dataset(p) for p in paths]
+    if not out:
+        raise DatasetError("no dataset given")
+    return out
+
+
+class DatasetWriter:
+    """Write a canonical dataset atomically.
+
+    Posters are written as they come (each atomically, under ``posters/``); ``titles.jsonl`` is
+    written to a temp file and renamed into place only on a clean ``close()``, so an interrupted
+    import never leaves a dataset that looks complete.
+    """
+
+    def __init__(self, root: str | os.PathLike, name: str | None = None, genres: list[str] | None = None,
+                 source: str | None = None, overwrite: bool = False, max_side: int | None = None):
+        self.root = Path(root)
+        if (self.root / TITLES).exists() and not overwrite:
+            raise DatasetError(f"{self.root}: already holds a dataset (use --force to overwrite)")
+        (self.root / "posters").mkdir(parents=True, exist_ok=True)
+        self.name = name or self.root.name
+        self.genres = genres
+        self.source = source
+        self.max_side = max_side
+        self._ids: set[str] = set()
+        self._ctx = atomic_open(self.root / TITLES, "w")
+        self._fh = self._ctx.__enter__()
+        self.count = 0
+
+    def add(self, t: Title, poster=None) -> Title:
+        """Add a title. ``poster`` (path, bytes or PIL image) is decoded, checked and re-encoded as
+        JPEG into ``posters/<id>.jpg``; BadInput propagates so the caller can report and skip."""
+        if t.id in self._ids:
+            raise DatasetError(f"{t.id}: duplicate id")
+        if poster is not None:
+            im = load_image(poster, name=f"{t.id} poster")
+            rel = f"posters/{_safe_name(t.id)}.jpg"
+            save_jpeg(im, self.root / rel, max_side=self.max_side)
+            t = t.replace(poster=rel)
+        else:
+            t = t.replace(poster=None)
+        self._ids.add(t.id)
+        self._fh.write(json.dumps(t.to_dict(), ensure_ascii=False) + "\n")
+        self.count += 1
+        return t
+
+    def close(self, extra_meta: dict | None = None) -> None:
+        self._ctx.__exit__(None, None, None)
+        meta = {"name": self.name}
+        if self.genres is not None:
+            meta["genres"] = list(self.genres)
+        if self.source:
+            meta["source"] = self.source
+        meta.update(extra_meta or {})
+        write_json(self.root / META, meta)
+
+    def abort(self, exc: BaseException | None = None) -> None:
+        exc = exc or RuntimeError("aborted")
+        try:
+            self._ctx.__exit__(type(exc), exc, None)
+        except BaseException:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, et, ev, tb):
+        if et is None:
+            self.close()
+        else:
+            self.abort(ev)
+        return False
+
+
+def _safe_name(tid: str) -> str:
+    keep = "".join(c if c.isalnum() or c in "-_." else "_" for c in tid).strip(".")
+    return keep or "title"

@@ -1,0 +1,101 @@
+"""Atomic file writes and path safety.
+
+Every file genrefusion writes goes through a temp file in the same folder + ``os.replace``,
+so a crash or a full disk never leaves a half-written file behind the final name.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Iterator
+
+from .errors import DatasetError, GenreFusionError
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
+    """Open a temp file beside ``path``; on success fsync + rename over ``path``, on error delete it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    binary = "b" in mode
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, encoding=None if binary else encoding) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        _unlink_quiet(tmp)
+        raise GenreFusionError(f"{path}: cannot write ({err.strerror or err})") from err
+    except BaseException:
+        _unlink_quiet(tmp)
+        raise
+
+
+def _unlink_quiet(p: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(p)
+
+
+def write_bytes(path, data: bytes) -> None:
+    with atomic_open(path, "wb") as fh:
+        fh.write(data)
+
+
+def write_text(path, text: str) -> None:
+    with atomic_open(path, "w") as fh:
+        fh.write(text)
+
+
+def write_json(path, obj, indent: int | None = 2) -> None:
+    write_text(path, json.dumps(obj, indent=indent, ensure_ascii=False, default=_json_default) + "\n")
+
+
+def _json_default(o):
+    import numpy as np
+
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def read_json(path, what: str = "file"):
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except FileNotFoundError:
+        raise GenreFusionError(f"{path}: {what} not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise GenreFusionError(f"{path}: {what} is not valid JSON ({err})") from None
+
+
+def resolve_inside(root: Path, rel: str) -> Path:
+    """Resolve ``rel`` under ``root``; refuse absolute paths, ``..`` escapes and symlinks leaving root.
+
+    Raises DatasetError with the reason; no file outside ``root`` is ever opened.
+    """
+    if not isinstance(rel, str) or not rel.strip():
+        raise DatasetError("empty path")
+    if os.path.isabs(rel) or rel.startswith(("\\", "~")) or (len(rel) > 1 and rel[1] == ":"):
+        raise DatasetError(f"absolute path refused: {rel!r}")
+    if ".." in Path(rel.replace("\\", "/")).parts:
+        raise DatasetError(f"path escapes the dataset folder: {rel!r}")
+    root_real = Path(os.path.realpath(root))
+    real = Path(os.path.realpath(root_real / rel))
+    if root_real != real and root_real not in real.parents:
+        raise DatasetError(f"path resolves outside the dataset folder (symlink?): {rel!r}")
+    return real
+
+
+def is_under(path: Path, maybe_parent: Path) -> bool:
+    p, q = Path(os.path.realpath(path)), Path(os.path.realpath(maybe_parent))
+    return p == q or q in p.parents
