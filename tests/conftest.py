@@ -25,6 +25,14 @@ Fixtures (all deterministic; nothing is ever written into the shipped data):
 ``write_raw_dataset(root, records, genres=None, name=None, lines=None)`` -> Path
     Writes ``titles.jsonl`` verbatim (no checks) from dicts, plus ``dataset.json`` when ``genres`` or
     ``name`` is given; ``lines`` (str or bytes) are appended raw, to build malformed datasets.
+
+``messy_csv(root=None)`` -> (csv_path, expected)
+    A deliberately messy CSV export plus its image folder (``make_messy_csv``): genre cells with
+    mixed separators, case, synonyms, JSON/Python-list cells; a TMDB-style ``/x.jpg`` path, missing,
+    corrupt, 0-byte, text-named-.jpg and ``../../etc/passwd`` posters; a duplicate id, a row without
+    genre, a row with neither plot nor poster, a row without id. ``expected`` describes the right
+    import result: ``genres`` (id -> genres), ``poster`` (ids kept with a poster), ``no_poster``
+    (id -> reason kind), ``dropped`` (id -> reason kind).
 """
 from __future__ import annotations
 
@@ -119,6 +127,70 @@ def build_tiny_dataset(root, n=24, genres=TINY_GENRES, name="tiny", posters=True
             rec["poster"] = rel
         records.append(rec)
     return write_raw_dataset(root, records, genres=vocab if vocab is not None else genres, name=name)
+
+
+def make_messy_csv(root) -> tuple[Path, dict]:
+    root = Path(root)
+    img = root / "images"
+    make_jpeg(img / "alpha.jpg", (30, 45), (200, 30, 30))
+    img.mkdir(parents=True, exist_ok=True)
+    Image.new("RGBA", (20, 30), (10, 200, 10, 128)).save(img / "beta.png")  # alpha channel: flattened to RGB
+    make_jpeg(img / "gamma.jpg", (30, 45), (30, 30, 200))
+    good = (img / "alpha.jpg").read_bytes()
+    (img / "corrupt.jpg").write_bytes(good[: len(good) // 2])  # truncated JPEG
+    (img / "zero.jpg").write_bytes(b"")
+    (img / "text.jpg").write_text("this is not an image\n", encoding="utf-8")
+    make_jpeg(img / "eta.jpg")
+    make_jpeg(img / "dup.jpg")
+    make_jpeg(img / "tt0000013.jpg", (24, 36), (90, 90, 20))
+    P = "A plot about somebody doing something."
+    rows = [
+        ["movie_id", "Title", "Overview", "Genre", "Poster_Path", "Release_Date"],
+        ["tt0000001", "Alpha", P, "Action|Comedy", "images/alpha.jpg", "1999-05-01"],
+        ["tt0000002", "Beta", P, "action, comedy ,DRAMA", "images/beta.png", "2001"],
+        ["tt0000003", "Gamma", P, '["Drama", "Science Fiction"]', "/images/gamma.jpg", ""],
+        ["tt0000004", "Delta", P, "sci fi;Film Noir", "images/missing.jpg", "1950"],
+        ["tt0000005", "Epsilon", P, " HORROR / thriller ", "images/corrupt.jpg", "1980"],
+        ["tt0000006", "Zeta", "   ", "Romance", "images/missing2.jpg", "1970"],
+        ["tt0000007", "Eta", P, "", "images/eta.jpg", "1990"],
+        ["tt0000008", "Theta", P, "[{'id': 37, 'name': 'Western'}]", "../../etc/passwd", "1960"],
+        ["tt0000001", "Alpha again", P, "Drama", "images/dup.jpg", "1999"],
+        ["tt0000010", "Iota", P + "\x07", "Sci-Fi|Biopic|sci-fi", "images/text.jpg", "2010"],
+        ["tt0000012", "Kappa", P, "documentary", "images/zero.jpg", "2012"],
+        ["", "Lambda", P, "Musical ; Romance", "", "2015"],
+        ["tt0000013", "Mu", P, "Animation|Family", "images/tt0000013.jpg", "2020"],
+    ]
+    import csv as _csv
+    import io as _io
+
+    buf = _io.StringIO()
+    _csv.writer(buf, lineterminator="\n").writerows(rows[:12])
+    buf.write("\n")  # a blank line in the middle
+    _csv.writer(buf, lineterminator="\n").writerows(rows[12:])
+    path = root / "messy export.csv"
+    path.write_text(buf.getvalue(), encoding="utf-8")
+    expected = {
+        "genres": {
+            "tt0000001": ["Action", "Comedy"], "tt0000002": ["Action", "Comedy", "Drama"],
+            "tt0000003": ["Drama", "Sci-Fi"], "tt0000004": ["Sci-Fi", "Film-Noir"],
+            "tt0000005": ["Horror", "Thriller"], "tt0000008": ["Western"],
+            "tt0000010": ["Sci-Fi", "Biography"], "tt0000012": ["Documentary"],
+            "messyexport-12": ["Musical", "Romance"], "tt0000013": ["Animation", "Family"],
+        },
+        "poster": {"tt0000001", "tt0000002", "tt0000003", "tt0000013"},
+        "no_poster": {"tt0000004": "missing-poster", "tt0000005": "bad-poster", "tt0000008": "unsafe-path",
+                      "tt0000010": "bad-poster", "tt0000012": "bad-poster"},
+        "dropped": {"tt0000006": "no-input", "tt0000007": "no-genre", "tt0000001": "duplicate-id"},
+    }
+    return path, expected
+
+
+@pytest.fixture
+def messy_csv(tmp_path):
+    def factory(root=None):
+        return make_messy_csv(root if root is not None else tmp_path / "messy_src")
+
+    return factory
 
 
 @pytest.fixture

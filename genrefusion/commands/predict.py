@@ -1,11 +1,193 @@
-"""(not implemented yet)"""
+"""Predict genres with a trained run, for one title or a whole batch.
+
+  genrefusion predict RUN_DIR --poster poster.jpg --plot "A retired hitman..."
+  genrefusion predict RUN_DIR --plot-file plot.txt --top-k 3
+  genrefusion predict RUN_DIR --batch titles.csv --out predictions.jsonl
+  genrefusion predict RUN_DIR --batch DATASET_DIR --out part2.csv --shard 2/4
+
+One title: prints {"genres": [...most probable first], "scores": {...}, "thresholds": {...},
+"used": ["poster", "plot"]} as JSON. Either input may be omitted.
+
+Batch: INPUT is a dataset folder, a CSV/TSV (columns guessed or named as for `import csv`) or a
+JSON-lines file; OUT is .jsonl or .csv (one row per input record, in input order: index, id, genres,
+used, error, and one score per genre). Titles that fail (unreadable poster, missing file, no input)
+get an `error` and are counted; the batch never stops for them.
+
+--shard K/N: only this shard's records. The input is cut into consecutive blocks of --batch-size
+records and block j (0-based) goes to shard (j mod N) + 1, so the blocks are those of an unsharded
+run and `genrefusion merge` of all N outputs is byte-identical to it. Each shard also writes
+OUT.shard.json (what merge checks)."""
+from __future__ import annotations
+
+import argparse
+
+
+def _positive_int(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}")
+    return v
+
+
+def _probability(s: str) -> float:
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {s!r}") from None
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {s!r}")
+    return v
 
 
 def add_arguments(p):
-    pass
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a trained run folder (or its model bundle folder)")
+    one = p.add_argument_group("one title")
+    one.add_argument("--poster", metavar="FILE", help="poster image (any common format)")
+    one.add_argument("--plot", metavar="TEXT", help="plot summary")
+    one.add_argument("--plot-file", metavar="FILE", help="read the plot summary from a UTF-8 text file")
+    both = p.add_argument_group("decision (one title and batch)")
+    both.add_argument("--top-k", type=_positive_int, metavar="K",
+                      help="at most the K most probable of the predicted genres")
+    both.add_argument("--threshold", type=_probability, metavar="P",
+                      help="one threshold for every genre instead of the tuned per-genre thresholds")
+    b = p.add_argument_group("batch")
+    b.add_argument("--batch", metavar="INPUT", help="dataset folder, CSV/TSV or JSONL file of titles")
+    b.add_argument("--out", metavar="OUT", help="output file: .jsonl or .csv (required with --batch)")
+    b.add_argument("--batch-size", type=_positive_int, default=32, metavar="N",
+                   help="titles per inference batch, and the shard block size (default 32)")
+    b.add_argument("--shard", metavar="K/N", help="process only shard K of N (see above)")
+    b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    b.add_argument("--images", metavar="DIR", help="CSV/JSONL: folder poster paths are relative to "
+                                                   "(default: the input file's folder)")
+    for fld, flag in (("id", "--id-col"), ("plot", "--plot-col"), ("poster", "--poster-col"),
+                      ("imdb_id", "--imdb-col")):
+        b.add_argument(flag, dest=f"col_{fld}", metavar="NAME", help=f"CSV: column holding the {fld.replace('_', ' ')}")
+    b.add_argument("--sep", help="CSV: field separator (default: sniffed)")
+    b.add_argument("--encoding", default="utf-8-sig", help="CSV: file encoding (default utf-8)")
+    b.add_argument("--map", dest="field_map", metavar="FIELD=KEY,...", help="JSONL: source key of id/plot/poster")
 
 
-def run(args):
-    from ..errors import GenreFusionError
+def run(args) -> int:
+    from ..errors import BadInput
 
-    raise GenreFusionError("not implemented yet")
+    single = args.poster is not None or args.plot is not None or args.plot_file is not None
+    if args.batch is not None:
+        if single:
+            raise BadInput("--batch cannot be combined with --poster/--plot/--plot-file")
+        if not args.out:
+            raise BadInput("--batch needs --out (a .jsonl or .csv file)")
+        return _run_batch(args)
+    if args.out or args.shard:
+        raise BadInput("--out and --shard go with --batch INPUT")
+    if not single:
+        raise BadInput("nothing to predict: give --poster and/or --plot/--plot-file, or --batch INPUT --out OUT")
+    return _run_single(args)
+
+
+def _load(run_dir):
+    from ..predict import GenreClassifier
+
+    return GenreClassifier.load(run_dir)
+
+
+def _read_plot(args) -> str | None:
+    from pathlib import Path
+
+    from ..errors import BadInput
+
+    if args.plot is not None and args.plot_file is not None:
+        raise BadInput("give --plot or --plot-file, not both")
+    if args.plot_file is None:
+        return args.plot
+    path = Path(args.plot_file)
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise BadInput(f"{path}: plot file not found") from None
+    except IsADirectoryError:
+        raise BadInput(f"{path}: is a folder, expected a text file") from None
+    except UnicodeDecodeError as err:
+        raise BadInput(f"{path}: not UTF-8 text (byte {err.start})") from None
+    except OSError as err:
+        raise BadInput(f"{path}: cannot read ({err.strerror})") from None
+
+
+def _run_single(args) -> int:
+    import json
+
+    from ..data.images import load_image
+    from ..errors import BadInput
+
+    plot = _read_plot(args)
+    if plot is not None and not plot.strip():
+        raise BadInput("plot: empty text" + (f" in {args.plot_file}" if args.plot_file else ""))
+    # decode first: a bad poster is reported before the model loads
+    poster = load_image(args.poster) if args.poster is not None else None
+    clf = _load(args.run_dir)
+    out = clf.predict_one(poster=poster, plot=plot, top_k=args.top_k, threshold=args.threshold)
+    print(json.dumps(out, indent=2, ensure_ascii=False))
+    return 0
+
+
+def _run_batch(args) -> int:
+    import os
+    import sys
+    from pathlib import Path
+
+    from .. import batch as B
+    from ..data.importers import FIELDS, parse_field_map
+    from ..errors import BadInput
+    from ..io import write_json
+
+    shard = B.parse_shard(args.shard)
+    out = Path(args.out)
+    B.output_format(out)  # refuse a bad extension before loading anything
+    if out.exists() and Path(os.path.realpath(out)) == Path(os.path.realpath(args.batch)):
+        raise BadInput(f"{out}: --out would overwrite the input")
+    columns = {f: getattr(args, f"col_{f}") for f in FIELDS if getattr(args, f"col_{f}", None)}
+    inp = B.open_input(args.batch, columns=columns or None, sep=args.sep, encoding=args.encoding,
+                       field_map=parse_field_map(args.field_map), images=args.images)
+    clf = _load(args.run_dir)
+    total = inp.count()
+    label = f"predict {Path(args.batch).name}" + (f" shard {shard[0]}/{shard[1]}" if shard else "")
+    bar = B.progress_bar(total, label, enabled=not args.no_progress)
+    shown: list[str] = []
+
+    def on_error(msg: str) -> None:
+        if len(shown) < 20:  # the full list is in the output file; keep the terminal readable
+            shown.append(msg)
+
+    try:
+        with B.BatchWriter(out, clf.genres_) as writer:
+            stats = B.run_batch(clf, inp, writer, batch_size=args.batch_size, shard=shard, top_k=args.top_k,
+                                threshold=args.threshold, progress=bar, on_error=on_error)
+    finally:
+        bar.close()
+    if shard is not None:
+        write_json(B.manifest_path(out), {
+            "shard": shard[0], "of": shard[1], "block_size": args.batch_size, "input": str(args.batch),
+            "input_digest": inp.digest(), "input_rows": stats.seen, "rows": stats.rows, "errors": stats.errors,
+            "model": model_id(clf, args.run_dir), "top_k": args.top_k, "threshold": args.threshold})
+    for msg in shown:
+        print(f"failed: {msg}", file=sys.stderr)
+    if stats.errors > len(shown):
+        print(f"... and {stats.errors - len(shown)} more failures (see the error column of {out})", file=sys.stderr)
+    print(f"wrote {stats.rows} rows to {out}: {stats.ok} predicted, {stats.errors} failed"
+          + (f" (shard {shard[0]}/{shard[1]} of {stats.seen} records)" if shard else ""))
+    return 0
+
+
+def model_id(clf, run_dir) -> str:
+    """What identifies the model across machines: the genres + thresholds it decides with, hashed
+    (a path would differ between the nodes of a sharded job)."""
+    import hashlib
+    import json
+
+    import numpy as np
+
+    blob = json.dumps([list(clf.genres_), np.round(np.asarray(clf.thresholds_, float), 9).tolist()])
+    return hashlib.sha1(blob.encode()).hexdigest()[:16]

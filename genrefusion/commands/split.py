@@ -1,11 +1,47 @@
-"""(not implemented yet)"""
+"""Stratified train/dev/test split of one or more datasets (multi-label iterative stratification).
+
+Titles sharing an imdb_id land in the same part, also across datasets. The split is written to
+DIR/split.json for one dataset, or to --out FILE; an existing split is kept unless --force. Shipped
+(read-only) dataset folders are never written: pass --out elsewhere."""
+from __future__ import annotations
 
 
 def add_arguments(p):
-    pass
+    p.add_argument("dirs", nargs="+", metavar="DIR", help="dataset folder(s)")
+    p.add_argument("--dev", type=float, default=0.1, help="dev fraction (default 0.1)")
+    p.add_argument("--test", type=float, default=0.2, help="test fraction (default 0.2)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--out", metavar="FILE", help="where to write split.json (required for several datasets)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing split file")
 
 
-def run(args):
-    from ..errors import GenreFusionError
+def run(args) -> int:
+    from pathlib import Path
 
-    raise GenreFusionError("not implemented yet")
+    from ..data.dataset import SPLIT, open_datasets
+    from ..data.split import Split, format_counts, make_split
+    from ..errors import ConfigError
+    from ..paths import check_writable_target
+
+    datasets = open_datasets(args.dirs)
+    if args.out:
+        out = Path(args.out)
+        if out.is_dir():
+            out = out / SPLIT
+    elif len(datasets) == 1:
+        out = datasets[0].split_path
+    else:
+        raise ConfigError("split: several datasets: pass --out FILE for the combined split")
+    check_writable_target(out, "split.json")
+
+    if out.exists() and not args.force:
+        split = Split.load(out)
+        print(f"keeping existing split {out} (use --force to make a new one)")
+    else:
+        split = make_split(datasets, dev=args.dev, test=args.test, seed=args.seed)
+        split.save(out)
+        print(f"split written to {out}")
+    print(f"datasets: {', '.join(ds.name for ds in datasets)}  seed: {split.seed}  "
+          f"dev: {split.dev}  test: {split.test}")
+    print(format_counts(split.counts(datasets)))
+    return 0

@@ -161,14 +161,20 @@ class DatasetWriter:
         self._fh = self._ctx.__enter__()
         self.count = 0
 
-    def add(self, t: Title, poster=None) -> Title:
+    def add(self, t: Title, poster=None, poster_file: str | None = None) -> Title:
         """Add a title. ``poster`` (path, bytes or PIL image) is decoded, checked and re-encoded as
-        JPEG into ``posters/<id>.jpg``; BadInput propagates so the caller can report and skip."""
+        JPEG into ``posters/<id>.jpg``; BadInput propagates so the caller can report and skip.
+        ``poster_file`` instead names a poster already saved under the root (e.g. by a worker
+        process via ``poster_name`` + ``save_jpeg``); it must exist inside the folder."""
         if t.id in self._ids:
             raise DatasetError(f"{t.id}: duplicate id")
-        if poster is not None:
+        if poster_file is not None:
+            if not resolve_inside(self.root, poster_file).is_file():
+                raise DatasetError(f"{t.id}: poster file {poster_file!r} not found in {self.root}")
+            t = t.replace(poster=poster_file)
+        elif poster is not None:
             im = load_image(poster, name=f"{t.id} poster")
-            rel = f"posters/{_safe_name(t.id)}.jpg"
+            rel = poster_name(t.id)
             save_jpeg(im, self.root / rel, max_side=self.max_side)
             t = t.replace(poster=rel)
         else:
@@ -204,6 +210,11 @@ class DatasetWriter:
         else:
             self.abort(ev)
         return False
+
+
+def poster_name(tid: str) -> str:
+    """Relative path the writer uses for a title's poster."""
+    return f"posters/{_safe_name(tid)}.jpg"
 
 
 def _safe_name(tid: str) -> str:

@@ -121,8 +121,8 @@ def _plot_problem(plot) -> tuple[str, str] | None:
     return None
 
 
-def _parse_line(raw: bytes, lineno: int) -> tuple[Title | None, Problem | None, bool]:
-    """Parse one line -> (title, problem, plot_is_bad_utf8). Invalid UTF-8 is decoded with surrogate
+def _parse_line(raw: bytes, lineno: int) -> tuple[Title | None, Problem | None]:
+    """Parse one line -> (title, problem). Invalid UTF-8 is decoded with surrogate
     escapes so the record (and its id) survives; the plot is then flagged by ``_plot_problem``."""
     try:
         text = raw.decode("utf-8")
@@ -131,19 +131,19 @@ def _parse_line(raw: bytes, lineno: int) -> tuple[Title | None, Problem | None, 
     try:
         d = json.loads(text)
     except json.JSONDecodeError as err:
-        return None, Problem(f"line {lineno}", "bad-line", f"malformed JSON ({err.msg})"), False
+        return None, Problem(f"line {lineno}", "bad-line", f"malformed JSON ({err.msg})")
     try:
         t = Title.from_dict(d, f"line {lineno}")
     except DatasetError as err:
-        return None, Problem(f"line {lineno}", "bad-line", str(err)), False
+        return None, Problem(f"line {lineno}", "bad-line", str(err))
     # bad bytes anywhere but the plot make the record itself untrustworthy
     for name in ("id", "title", "imdb_id", "poster", "source"):
         v = getattr(t, name)
         if isinstance(v, str) and _SURROGATE.search(v):
-            return None, Problem(f"line {lineno}", "bad-line", f"field '{name}' is not valid UTF-8"), False
+            return None, Problem(f"line {lineno}", "bad-line", f"field '{name}' is not valid UTF-8")
     if any(_SURROGATE.search(g) for g in t.genres):
-        return None, Problem(f"line {lineno}", "bad-line", "field 'genres' is not valid UTF-8"), False
-    return t, None, False
+        return None, Problem(f"line {lineno}", "bad-line", "field 'genres' is not valid UTF-8")
+    return t, None
 
 
 def _check_chunk(items: list[tuple[str, str, str]]) -> list[tuple[str, str]]:
@@ -223,7 +223,7 @@ def validate_dataset(ds: Dataset | str | os.PathLike, decode: bool = True, worke
         for lineno, raw in enumerate(fh, 1):
             if not raw.strip():
                 continue
-            t, prob, _ = _parse_line(raw, lineno)
+            t, prob = _parse_line(raw, lineno)
             if prob is not None:
                 problems.append(prob)
             else:
@@ -301,10 +301,9 @@ def validate_dataset(ds: Dataset | str | os.PathLike, decode: bool = True, worke
             rep.usable_titles += 1
             genre_counts.update(known)
     rep.per_genre = {g: genre_counts.get(g, 0) for g in vocab}
-    # problems in file order, line-level ones first
+    # problems in file order: bad lines by line number first, then by the title's position
     order = {t.id: i for i, (_, t) in enumerate(records)}
-    rep.problems = sorted(problems, key=lambda p: (p.id not in order, order.get(p.id, 0)) if not p.id.startswith("line ")
-                          else (-1, int(p.id.split()[1])))
-    rep.problems.sort(key=lambda p: 0 if p.id.startswith("line ") else 1)
+    rep.problems = sorted(problems, key=lambda p: (0, int(p.id.split()[-1])) if p.kind == "bad-line"
+                          else (1, order.get(p.id, len(order))))
     rep.seconds = time.perf_counter() - t0
     return rep

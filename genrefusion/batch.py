@@ -1,0 +1,506 @@
+"""Batch prediction: input readers, streaming block-wise inference, CSV/JSONL writers, shards.
+
+Inputs (``open_input``): a canonical dataset folder (``titles.jsonl`` + posters, paths confined to
+the folder), a CSV/TSV (columns guessed or named exactly as for ``genrefusion import csv``; genres not
+needed), or any JSON-lines file (fields guessed or mapped as for ``import jsonl``). Each record
+becomes a ``BatchItem`` with its 0-based ``index`` in the input; a record that cannot be used
+(malformed line, missing/unsafe poster file) is still an item, carrying its ``error``.
+
+Outputs (``open_output``, by extension): ``.jsonl``/``.ndjson`` or ``.csv``/``.tsv``, one row per
+input record in input order, written through a temp file renamed into place at the end (an
+interrupted run leaves nothing behind the final name). A failed title is a row with ``error`` set.
+
+Sharding (``--shard K/N``): the input is cut into consecutive blocks of ``block_size`` records
+(``--batch-size``); block ``j`` (0-based) belongs to shard ``(j mod N) + 1``. Because an unsharded
+run infers exactly the same blocks, each title's scores are computed from bit-identical batches
+whichever way the job is split, so ``genrefusion merge`` of the N shard files reproduces the
+unsharded output byte for byte (same machine, same batch size). Each shard writes a manifest
+``OUT.shard.json`` that ``merge`` uses to check that the shards are complete and consistent.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from .errors import BadInput, ConfigError, DatasetError, GenreFusionError
+
+SCORE_DECIMALS = 6
+MANIFEST_SUFFIX = ".shard.json"
+JSONL_EXTS = (".jsonl", ".ndjson")
+CSV_EXTS = (".csv", ".tsv")
+
+
+@dataclass
+class BatchItem:
+    index: int
+    id: str
+    poster: Path | None = None
+    plot: str | None = None
+    error: str | None = None
+
+
+# -- shards -----------------------------------------------------------------------------------
+def parse_shard(spec: str | None) -> tuple[int, int] | None:
+    """``"K/N"`` -> (K, N) with 1 <= K <= N; None -> None."""
+    if spec is None:
+        return None
+    try:
+        k, n = (int(x) for x in str(spec).split("/"))
+    except ValueError:
+        raise ConfigError(f"--shard: expected K/N (e.g. 2/8), got {spec!r}") from None
+    if n < 1 or not 1 <= k <= n:
+        raise ConfigError(f"--shard: need 1 <= K <= N, got {spec!r}")
+    return k, n
+
+
+def block_in_shard(block: int, shard: tuple[int, int] | None) -> bool:
+    return shard is None or block % shard[1] == shard[0] - 1
+
+
+def manifest_path(out: str | os.PathLike) -> Path:
+    out = Path(out)
+    return out.with_name(out.name + MANIFEST_SUFFIX)
+
+
+def file_digest(path: Path) -> str:
+    """sha1 of a file (16 hex): ties shard outputs to the exact input they were computed from."""
+    h = hashlib.sha1()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+# -- inputs -----------------------------------------------------------------------------------
+class BatchInput:
+    """An input file/folder: ``kind``, ``count()`` (records, for the progress bar) and iteration."""
+
+    def __init__(self, path: Path, kind: str, records: Callable[[], Iterator[BatchItem]], digest_of: Path,
+                 info: dict | None = None):
+        self.path, self.kind, self._records, self.digest_of, self.info = path, kind, records, digest_of, info or {}
+
+    def __iter__(self) -> Iterator[BatchItem]:
+        return self._records()
+
+    def count(self) -> int:
+        return sum(1 for _ in self._records())
+
+    def digest(self) -> str:
+        return file_digest(self.digest_of)
+
+
+def open_input(path: str | os.PathLike, *, columns: dict[str, str] | None = None, sep: str | None = None,
+               encoding: str = "utf-8-sig", field_map: dict[str, str] | None = None,
+               images: str | os.PathLike | None = None) -> BatchInput:
+    """Open a batch input by what it is: a dataset folder, a ``.csv``/``.tsv`` or a JSON-lines file."""
+    path = Path(path)
+    if not path.exists():
+        raise BadInput(f"{path}: batch input not found")
+    if path.is_dir():
+        from .data.dataset import TITLES
+
+        if not (path / TITLES).is_file():
+            raise DatasetError(f"{path}: not a dataset folder (no {TITLES}); give a dataset folder, a CSV or a JSONL file")
+        return BatchInput(path, "dataset", lambda: _dataset_items(path), path / TITLES)
+    if path.suffix.lower() in CSV_EXTS:
+        from .data import importers as imp
+
+        # parse once up front so a bad header / unknown column fails before any work
+        _, info = imp.read_csv(path, images=images, columns=columns, sep=sep, encoding=encoding,
+                               genre_columns="none", require_genres=False)
+
+        def records():
+            raws, _ = imp.read_csv(path, images=images, columns=columns, sep=sep, encoding=encoding,
+                                   genre_columns="none", require_genres=False)
+            return _raw_items(raws)
+
+        return BatchInput(path, "csv", records, path, info)
+    if path.suffix.lower() in JSONL_EXTS + (".json",):
+        from .data import importers as imp
+
+        return BatchInput(path, "jsonl", lambda: _raw_items(imp.read_jsonl(path, field_map=field_map, images=images)),
+                          path)
+    raise BadInput(f"{path}: unknown batch input type (expected a dataset folder, .csv/.tsv or .jsonl)")
+
+
+def _dataset_items(root: Path) -> Iterator[BatchItem]:
+    """A canonical dataset's titles by line, keeping each title's own id; a malformed line or a
+    poster path escaping the folder is an item with an error, not a skipped line."""
+    from .data.dataset import TITLES, Dataset
+    from .data.records import Title
+
+    ds = Dataset(root)
+    index = 0
+    with open(root / TITLES, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            if not raw.strip():
+                continue
+            where = f"line {lineno}"
+            item = BatchItem(index, where)
+            index += 1
+            try:
+                t = Title.from_dict(json.loads(raw.decode("utf-8")), where)
+            except UnicodeDecodeError:
+                item.error = f"{TITLES} {where}: not valid UTF-8"
+            except json.JSONDecodeError as err:
+                item.error = f"{TITLES} {where}: malformed JSON ({err.msg})"
+            except DatasetError as err:
+                item.error = str(err)
+            else:
+                item.id, item.plot = t.id, t.plot
+                if t.poster:
+                    try:
+                        item.poster = ds.poster_path(t)
+                    except DatasetError as err:
+                        item.error = str(err)
+            yield item
+
+
+def _raw_items(raws) -> Iterator[BatchItem]:
+    """Importer records (``RawTitle``) -> items. A poster the importer could not resolve (missing
+    file, unsafe path, URL) fails the title: predicting it from its plot alone would hide the problem."""
+    from .data.importers import clean_text
+
+    for index, r in enumerate(raws):
+        item = BatchItem(index, r.id or r.where)
+        if r.drop is not None:
+            item.error = f"{r.drop.id}: {r.drop.message}"
+        elif r.poster_note is not None:
+            item.error = f"{r.poster_note.id}: {r.poster_note.message}"
+        elif r.plot is not None and not isinstance(r.plot, (str, list)):
+            item.error = f"{item.id}: plot must be text, got {type(r.plot).__name__}"
+        else:
+            item.poster, item.plot = r.poster, clean_text(r.plot)
+        yield item
+
+
+# -- decisions (the same rule as GenreClassifier.predict_one) ---------------------------------------
+def decide(scores: np.ndarray, genres: Sequence[str], thresholds: np.ndarray, top_k: int | None = None,
+           threshold: float | None = None) -> list[str]:
+    """Predicted genres, most probable first: those at or above their threshold (``threshold``
+    overrides every genre's), at most ``top_k`` of them when given."""
+    thr = np.full(len(genres), float(threshold)) if threshold is not None else np.asarray(thresholds, float)
+    order = np.argsort(-np.asarray(scores, float), kind="stable")
+    picked = [genres[j] for j in order if scores[j] >= thr[j]]
+    return picked[:top_k] if top_k is not None else picked
+
+
+def check_overrides(top_k, threshold) -> None:
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+        raise BadInput(f"top_k: must be a positive integer, got {top_k!r}")
+    if threshold is not None and not (isinstance(threshold, (int, float)) and 0.0 <= threshold <= 1.0):
+        raise BadInput(f"threshold: must be a number between 0 and 1, got {threshold!r}")
+
+
+# -- inference over blocks --------------------------------------------------------------------------
+@dataclass
+class Prepared:
+    item: BatchItem
+    title: dict | None  # {"poster": PIL image | None, "plot": str | None} ready for predict_proba
+    used: list[str]
+
+
+def prepare(item: BatchItem) -> Prepared:
+    """Decode the poster (size limits, corrupt files -> the item's error) and check there is input."""
+    from .data.images import load_image
+
+    if item.error is not None:
+        return Prepared(item, None, [])
+    poster = None
+    if item.poster is not None:
+        try:
+            poster = load_image(item.poster, name=f"{item.id}: poster {item.poster.name}")
+        except GenreFusionError as err:
+            item.error = str(err)
+            return Prepared(item, None, [])
+    plot = item.plot if isinstance(item.plot, str) and item.plot.strip() else None
+    if poster is None and plot is None:
+        item.error = f"{item.id}: neither a poster nor a plot to predict from"
+        return Prepared(item, None, [])
+    used = (["poster"] if poster is not None else []) + (["plot"] if plot is not None else [])
+    return Prepared(item, {"poster": poster, "plot": plot}, used)
+
+
+def _one_line(err: BaseException) -> str:
+    return (str(err).splitlines() or [type(err).__name__])[0]
+
+
+def infer_block(clf, block: list[Prepared]) -> list[np.ndarray | None]:
+    """Scores for each prepared item (None for failed ones). One ``predict_proba`` call for the
+    whole block; if it fails, each title is retried alone so only the bad one fails."""
+    todo = [p for p in block if p.title is not None]
+    out: dict[int, np.ndarray] = {}
+    if todo:
+        try:
+            probs = np.asarray(clf.predict_proba([p.title for p in todo]))
+            out = {p.item.index: probs[i] for i, p in enumerate(todo)}
+        except Exception:  # noqa: BLE001 - isolate the culprit below
+            if os.environ.get("GENREFUSION_DEBUG"):
+                raise
+            for p in todo:
+                try:
+                    out[p.item.index] = np.asarray(clf.predict_proba([p.title]))[0]
+                except GenreFusionError as err:
+                    p.item.error = _one_line(err)
+                except Exception as err:  # noqa: BLE001 - the batch never aborts on one title
+                    if os.environ.get("GENREFUSION_DEBUG"):
+                        raise
+                    p.item.error = f"{p.item.id}: prediction failed ({type(err).__name__}: {_one_line(err)})"
+    return [out.get(p.item.index) for p in block]
+
+
+def iter_blocks(items: Iterable[BatchItem], size: int) -> Iterator[tuple[int, list[BatchItem]]]:
+    block: list[BatchItem] = []
+    for it in items:
+        block.append(it)
+        if len(block) == size:
+            yield it.index // size, block
+            block = []
+    if block:
+        yield block[0].index // size, block
+
+
+@dataclass
+class BatchStats:
+    rows: int = 0
+    ok: int = 0
+    errors: int = 0
+    seen: int = 0  # input records read (all shards)
+
+
+def run_batch(clf, inp: Iterable[BatchItem], writer, *, batch_size: int = 32, shard=None, top_k=None,
+              threshold=None, progress=None, on_error=None) -> BatchStats:
+    """Stream ``inp`` through ``clf`` block by block into ``writer``. Posters of the next block are
+    decoded in a background thread while the current block is inferred (PIL releases the GIL)."""
+    genres = list(clf.genres_)
+    thresholds = np.asarray(clf.thresholds_, float)
+    stats = BatchStats()
+
+    def blocks():
+        for j, block in iter_blocks(inp, batch_size):
+            stats.seen += len(block)
+            if block_in_shard(j, shard):
+                yield block
+            elif progress is not None:
+                progress(len(block), skipped=True)
+
+    def prep(block):
+        return [prepare(it) for it in block]
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") as pool:
+        it = blocks()
+        nxt = next(it, None)
+        fut = pool.submit(prep, nxt) if nxt is not None else None
+        while fut is not None:
+            block = fut.result()
+            nxt = next(it, None)
+            fut = pool.submit(prep, nxt) if nxt is not None else None
+            scores = infer_block(clf, block)
+            for p, s in zip(block, scores):
+                if s is None:
+                    row = {"index": p.item.index, "id": p.item.id, "genres": None, "scores": None, "used": None,
+                           "error": p.item.error or f"{p.item.id}: no prediction"}
+                    stats.errors += 1
+                    if on_error is not None:
+                        on_error(row["error"])
+                else:
+                    s = np.asarray(s, np.float64)
+                    row = {"index": p.item.index, "id": p.item.id,
+                           "genres": decide(s, genres, thresholds, top_k, threshold),
+                           "scores": {g: round(float(v), SCORE_DECIMALS) for g, v in zip(genres, s)},
+                           "used": p.used, "error": None}
+                    stats.ok += 1
+                writer.write(row)
+                stats.rows += 1
+            if progress is not None:
+                progress(len(block))
+    return stats
+
+
+# -- outputs ----------------------------------------------------------------------------------------
+def output_format(path: str | os.PathLike) -> str:
+    ext = Path(path).suffix.lower()
+    if ext in JSONL_EXTS:
+        return "jsonl"
+    if ext in CSV_EXTS:
+        return "csv"
+    raise BadInput(f"{path}: unknown output type {ext or '(no extension)'!r}; use .jsonl or .csv")
+
+
+def csv_header(genres: Sequence[str]) -> list[str]:
+    return ["index", "id", "genres", "used", "error"] + [f"score_{g}" for g in genres]
+
+
+class BatchWriter:
+    """Rows -> ``path`` as JSONL or CSV (by extension), via a temp file renamed on ``close``."""
+
+    def __init__(self, path: str | os.PathLike, genres: Sequence[str]):
+        from .io import atomic_open
+        from .paths import check_writable_target
+
+        self.path = check_writable_target(path, "batch predictions")
+        self.format = output_format(self.path)
+        self.genres = list(genres)
+        self._ctx = atomic_open(self.path, "w")
+        self._fh = self._ctx.__enter__()
+        if self.format == "csv":
+            delim = "\t" if self.path.suffix.lower() == ".tsv" else ","
+            self._csv = csv.writer(self._fh, delimiter=delim, lineterminator="\n")
+            self._csv.writerow(csv_header(self.genres))
+
+    def write(self, row: dict) -> None:
+        if self.format == "jsonl":
+            self._fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+            return
+        ok = row["error"] is None
+        self._csv.writerow(
+            [row["index"], row["id"], "|".join(row["genres"]) if ok else "", "|".join(row["used"]) if ok else "",
+             row["error"] or ""]
+            + ([f"{row['scores'][g]:.{SCORE_DECIMALS}f}" for g in self.genres] if ok else [""] * len(self.genres)))
+
+    def close(self) -> None:
+        self._ctx.__exit__(None, None, None)
+
+    def abort(self, exc: BaseException) -> None:
+        try:
+            self._ctx.__exit__(type(exc), exc, None)
+        except BaseException:  # noqa: BLE001 - the temp file is gone either way
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, et, ev, tb):
+        if et is None:
+            self.close()
+        else:
+            self.abort(ev)
+        return False
+
+
+# -- merging shards -----------------------------------------------------------------------------------
+def _read_rows(path: Path, fmt: str) -> tuple[str | None, list[tuple[int, str]]]:
+    """(CSV header line or None, [(index, row text)]) of one shard output. Rows come back exactly as
+    ``BatchWriter`` wrote them: JSONL lines verbatim, CSV records re-serialised with the same dialect
+    (the csv module round-trips its own output, quoted newlines included)."""
+    try:
+        with open(path, encoding="utf-8", newline="") as fh:
+            text = fh.read()
+    except FileNotFoundError:
+        raise BadInput(f"{path}: shard output not found") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise BadInput(f"{path}: cannot read ({err})") from None
+    rows: list[tuple[int, str]] = []
+    if fmt == "csv":
+        header, nl, body = text.partition("\n")
+        if not nl:
+            raise BadInput(f"{path}: empty shard output (no CSV header)")
+        delim = "\t" if path.suffix.lower() == ".tsv" else ","
+        reader = csv.reader(io.StringIO(body, newline=""), delimiter=delim)
+        try:
+            for rec in reader:
+                buf = io.StringIO()
+                csv.writer(buf, delimiter=delim, lineterminator="\n").writerow(rec)
+                rows.append((int(rec[0]), buf.getvalue()))
+        except (ValueError, IndexError, csv.Error):
+            raise BadInput(f"{path}: line {reader.line_num + 1}: not a predict output row") from None
+        return header + nl, rows
+    # split on "\n" only: str.splitlines would also cut at U+2028 etc. inside JSON strings
+    for n, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            idx = json.loads(line)["index"]
+            if not isinstance(idx, int) or isinstance(idx, bool):
+                raise TypeError
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise BadInput(f"{path}: line {n}: not a predict output row") from None
+        rows.append((idx, line + "\n"))
+    return None, rows
+
+
+def merge_shards(paths: Sequence[str | os.PathLike], out: str | os.PathLike) -> dict:
+    """Check the shard manifests (same input, model, batch size and N; every shard once) and write
+    the rows in input order to ``out``: byte-identical to the unsharded output."""
+    from .io import atomic_open, read_json
+    from .paths import check_writable_target
+
+    if not paths:
+        raise BadInput("merge: no shard outputs given")
+    out = check_writable_target(out, "merged predictions")
+    fmt = output_format(out)
+    manifests = []
+    for p in map(Path, paths):
+        if Path(os.path.realpath(p)) == Path(os.path.realpath(out)):
+            raise BadInput(f"{out}: the merged output would overwrite shard output {p}")
+        if output_format(p) != fmt or p.suffix.lower() != Path(out).suffix.lower():
+            raise BadInput(f"{p}: shard format differs from the output {out} ({p.suffix} vs {Path(out).suffix})")
+        mp = manifest_path(p)
+        if not mp.is_file():
+            raise BadInput(f"{p}: shard manifest {mp.name} not found (written beside OUT by predict --shard)")
+        m = read_json(mp, "shard manifest")
+        if not isinstance(m, dict) or not {"shard", "of", "block_size", "input_digest", "input_rows", "rows"} <= set(m):
+            raise BadInput(f"{mp}: not a shard manifest")
+        manifests.append((p, m))
+    first = manifests[0][1]
+    for p, m in manifests[1:]:
+        for key in ("of", "block_size", "input_digest", "input_rows", "model", "top_k", "threshold"):
+            if m.get(key) != first.get(key):
+                raise BadInput(f"{p}: {key} {m.get(key)!r} differs from {manifests[0][0]}'s {first.get(key)!r}; "
+                               "shards must come from one input, model and batch size")
+    n = first["of"]
+    ks = sorted(m["shard"] for _, m in manifests)
+    dup = sorted({k for k in ks if ks.count(k) > 1})
+    if dup:
+        raise BadInput(f"merge: shard {dup[0]}/{n} given more than once")
+    missing = [k for k in range(1, n + 1) if k not in ks]
+    if missing:
+        raise BadInput(f"merge: missing shard(s) {', '.join(f'{k}/{n}' for k in missing)}")
+
+    header = None
+    rows: list[tuple[int, str]] = []
+    for p, m in manifests:
+        h, r = _read_rows(p, fmt)
+        if len(r) != m["rows"]:
+            raise BadInput(f"{p}: holds {len(r)} rows but its manifest says {m['rows']} (truncated or edited?)")
+        if header is not None and h != header:
+            raise BadInput(f"{p}: CSV header differs from the other shards (another model?)")
+        header = h
+        rows += r
+    rows.sort(key=lambda x: x[0])
+    total = first["input_rows"]
+    idx = [i for i, _ in rows]
+    if idx != list(range(total)):
+        seen = set(idx)
+        gap = next((i for i in range(total) if i not in seen), None)
+        raise BadInput(f"merge: rows do not cover the input's {total} records exactly"
+                       + (f" (index {gap} missing)" if gap is not None else " (duplicate or extra rows)"))
+    with atomic_open(out, "w", encoding="utf-8") as fh:
+        if header is not None:
+            fh.write(header)
+        for _, line in rows:
+            fh.write(line)
+    return {"rows": len(rows), "shards": n, "errors": sum(m.get("errors", 0) for _, m in manifests)}
+
+
+def progress_bar(total: int | None, desc: str, enabled: bool):
+    """tqdm on stderr; the callable returned advances it (skipped records count as done)."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit="title", disable=not enabled, file=sys.stderr)
+
+    def advance(n: int, skipped: bool = False) -> None:
+        bar.update(n)
+
+    advance.close = bar.close  # type: ignore[attr-defined]
+    return advance

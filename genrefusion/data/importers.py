@@ -1,0 +1,668 @@
+"""Importers: MM-IMDb, CSV/TSV and JSON-lines sources -> the canonical dataset layout.
+
+Each importer only reads its source and yields ``RawTitle`` records; ``write_dataset`` does the
+rest the same way for all of them: ids checked, genres normalised (``parse_genre_cell``), plots
+cleaned, posters decoded and re-encoded to JPEG under ``posters/`` (in a process pool: decoding is the
+slow part), and every dropped item or removed field reported by id with a reason.
+
+Rules: a title without a genre, or with neither a usable poster nor a plot, is dropped. A missing,
+corrupt or unsafe poster drops the poster only (the title is kept with its plot). Genres outside
+``genres`` (when given) are removed from the title.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+from ..errors import BadInput, ConfigError, DatasetError
+from ..genres import IMDB_GENRES, canonical_genre, parse_genre_cell
+from ..io import is_under, read_json, resolve_inside, write_json
+from ..paths import check_writable_target
+from .dataset import META, SPLIT, TITLES, DatasetWriter, Problem, poster_name
+from .images import load_image, save_jpeg
+from .records import Title
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_INLINE = 64  # below this many posters a process pool costs more than it saves
+
+# Common column / field names per canonical field (compared after lower-casing and dropping
+# non-alphanumerics), first match wins.
+GUESSES: dict[str, tuple[str, ...]] = {
+    "id": ("id", "movieid", "movie_id", "titleid", "imdbid", "imdb_id", "tconst", "filmid"),
+    "imdb_id": ("imdbid", "imdb_id", "tconst", "imdb", "imdbtitleid"),
+    "title": ("title", "name", "primarytitle", "movietitle", "originaltitle", "movie", "film", "seriestitle"),
+    "plot": ("plot", "overview", "summary", "description", "synopsis", "storyline", "plotsummary", "plotoutline"),
+    "genres": ("genres", "genre", "genrenames", "genrelist"),
+    "poster": ("poster", "posterpath", "image", "imagepath", "img", "imgpath", "posterfile", "filename",
+               "posterurl", "imageurl", "cover", "coverurl", "file"),
+    "year": ("year", "releasedate", "releaseyear", "startyear", "date"),
+    "kind": ("kind", "type", "titletype"),
+}
+FIELDS = tuple(GUESSES)
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", str(name).lower())
+
+
+@dataclass
+class RawTitle:
+    """One source record before checks. ``where`` locates it in the source (row/line/file)."""
+
+    where: str
+    id: str | None
+    genres: list[str] = field(default_factory=list)
+    plot: str | None = None
+    title: str | None = None
+    imdb_id: str | None = None
+    year: int | None = None
+    kind: str | None = None
+    poster: Path | None = None          # resolved source file
+    poster_note: Problem | None = None  # why the poster cannot be used (missing, unsafe, URL)
+    drop: Problem | None = None         # the record is unusable (bad JSON, ...)
+
+
+@dataclass
+class ImportReport:
+    out: str
+    source: str
+    imported: int = 0
+    with_poster: int = 0
+    with_plot: int = 0
+    dropped: list[Problem] = field(default_factory=list)
+    notes: list[Problem] = field(default_factory=list)
+    genres: list[str] = field(default_factory=list)
+    split: dict[str, int] | None = None
+
+    def dropped_by_reason(self) -> dict[str, int]:
+        return dict(Counter(p.kind for p in self.dropped))
+
+    def to_dict(self) -> dict:
+        return {
+            "out": self.out, "source": self.source, "imported": self.imported, "with_poster": self.with_poster,
+            "with_plot": self.with_plot, "genres": self.genres, "split": self.split,
+            "dropped_by_reason": self.dropped_by_reason(),
+            "dropped": [{"id": p.id, "reason": p.kind, "message": p.message} for p in self.dropped],
+            "notes": [{"id": p.id, "reason": p.kind, "message": p.message} for p in self.notes],
+        }
+
+    def lines(self) -> list[str]:
+        by = self.dropped_by_reason()
+        out = [f"imported {self.imported} titles into {self.out} ({self.with_poster} with poster, "
+               f"{self.with_plot} with plot, {len(self.genres)} genres)",
+               f"dropped {len(self.dropped)}" + (" (" + ", ".join(f"{k} {v}" for k, v in sorted(by.items())) + ")"
+                                                 if by else "")]
+        out += [f"dropped {p}" for p in self.dropped]
+        out += [f"kept without {'poster' if 'poster' in p.kind or p.kind == 'unsafe-path' else 'field'}: {p}"
+                if p.kind != "unknown-genre" else f"genre removed: {p}" for p in self.notes]
+        if self.split:
+            out.append("split kept: " + ", ".join(f"{k} {v}" for k, v in self.split.items()))
+        return out
+
+
+# -- small value parsers ------------------------------------------------------------------
+def clean_text(v) -> str | None:
+    """A plot/title value -> stripped text without control characters, or None when empty.
+    Lists (MM-IMDb plots) are joined with a space."""
+    if v is None:
+        return None
+    if isinstance(v, (list, tuple)):
+        v = " ".join(s for s in (clean_text(x) for x in v) if s)
+    v = _CONTROL.sub(" ", str(v)).strip()
+    return v or None
+
+
+def parse_year(v) -> int | None:
+    if v is None or isinstance(v, bool):
+        return None
+    if isinstance(v, (int, float)):
+        return int(v) if 1870 <= v <= 2100 else None
+    m = re.search(r"(18[7-9]\d|19\d\d|20\d\d|2100)", str(v))
+    return int(m.group(1)) if m else None
+
+
+def parse_imdb_id(v, digits_ok: bool = False) -> str | None:
+    """``tt0111161``, an IMDb URL, or (``digits_ok``: from a column known to hold IMDb ids, e.g.
+    MovieLens ``imdbId``) bare digits -> ``tt`` + at least 7 digits. Other ids (TMDB) -> None."""
+    if v is None or isinstance(v, bool):
+        return None
+    s = str(v).strip()
+    if isinstance(v, float) and v.is_integer():
+        s = str(int(v))
+    m = re.fullmatch(r"(?:tt)?0*(\d{1,10})", s, re.IGNORECASE)
+    if m and (s.lower().startswith("tt") or (digits_ok and s.isdigit())):
+        return f"tt{int(m.group(1)):07d}"
+    m = re.search(r"\btt(\d{5,10})\b", s)  # an IMDb URL
+    return f"tt{m.group(1)}" if m else None
+
+
+def parse_kind(v) -> str | None:
+    if v is None:
+        return None
+    s = str(v).lower()
+    if any(k in s for k in ("tv", "series", "episode", "show")):
+        return "tv"
+    if any(k in s for k in ("movie", "film", "video", "feature", "short")):
+        return "movie"
+    return None
+
+
+def _resolve_poster(cell, images: Path, where: str, tid: str | None) -> tuple[Path | None, Problem | None]:
+    """Poster cell -> a source file under ``images``, or a note saying why not (never escapes ``images``)."""
+    name = tid or where
+    if cell is None or not str(cell).strip() or str(cell).strip().lower() in {"nan", "none", "null"}:
+        return None, None
+    rel = str(cell).strip()
+    if re.match(r"^[a-z][a-z0-9+.-]*://", rel, re.IGNORECASE):
+        return None, Problem(name, "poster-url", f"poster is a URL, not downloaded: {rel}")
+    # TMDB poster_path values look absolute ("/abc.jpg") but are relative to an image folder
+    rel_stripped = rel.lstrip("/\\")
+    try:
+        path = resolve_inside(images, rel_stripped)
+    except DatasetError as err:
+        return None, Problem(name, "unsafe-path", f"poster {err} (relative to {images})")
+    if path.is_file():
+        return path, None
+    base = images / Path(rel_stripped.replace("\\", "/")).name  # a path from another machine: try the file name
+    if base.is_file() and is_under(base, images):
+        return base, None
+    return None, Problem(name, "missing-poster", f"poster file not found: {rel}")
+
+
+def _poster_by_id(tid: str | None, images: Path) -> Path | None:
+    if not tid:
+        return None
+    for ext in IMAGE_EXTS:
+        p = images / f"{tid}{ext}"
+        if p.is_file() and is_under(p, images):
+            return p
+    return None
+
+
+# -- writing --------------------------------------------------------------------------------
+def _convert_chunk(items: list[tuple[str, str, str, int | None]]) -> list[tuple[str, str | None]]:
+    """Worker: decode each source poster and save it as JPEG at its destination."""
+    out = []
+    for tid, src, dest, max_side in items:
+        try:
+            im = load_image(src, name=f"poster {Path(src).name}")
+            save_jpeg(im, Path(dest), max_side=max_side)
+            out.append((tid, None))
+        except BadInput as err:
+            out.append((tid, str(err)))
+        except Exception as err:  # noqa: BLE001 - a disk error on one poster is reported, not fatal
+            out.append((tid, f"poster {Path(src).name}: cannot convert ({err})"))
+    return out
+
+
+def _convert_posters(items, workers: int | None) -> dict[str, str | None]:
+    from concurrent.futures import ProcessPoolExecutor
+
+    from .validate import default_workers
+
+    workers = workers or default_workers()
+    if workers <= 1 or len(items) < _INLINE:
+        return dict(_convert_chunk(items))
+    n_chunks = min(len(items), workers * 8)
+    size = -(-len(items) // n_chunks)
+    result: dict[str, str | None] = {}
+    with ProcessPoolExecutor(max_workers=workers) as ex:
+        for part in ex.map(_convert_chunk, [items[i:i + size] for i in range(0, len(items), size)]):
+            result.update(part)
+    return result
+
+
+def check_out(out: str | os.PathLike, sources: Iterable[str | os.PathLike], force: bool) -> Path:
+    """Refuse an output folder that is protected, already a dataset (without ``force``), or
+    overlaps the source (the source is never modified)."""
+    out = Path(out)
+    check_writable_target(out / TITLES, "an imported dataset")
+    for src in sources:
+        if src is None:
+            continue
+        src = Path(src)
+        if is_under(src, out) or (src.is_dir() and is_under(out, src)):
+            raise DatasetError(f"{out}: output folder overlaps the source {src}; pick another --out")
+    if out.exists() and not out.is_dir():
+        raise DatasetError(f"{out}: exists and is not a folder")
+    if (out / TITLES).exists() and not force:
+        raise DatasetError(f"{out}: already holds a dataset (use --force to overwrite)")
+    return out
+
+
+def write_dataset(raws: Iterable[RawTitle], out: str | os.PathLike, *, source: str, name: str | None = None,
+                  genres: list[str] | None = None, force: bool = False, max_side: int | None = None,
+                  workers: int | None = None, split: dict[str, list[str]] | None = None,
+                  id_map: dict[str, str] | None = None, sources: Iterable = ()) -> ImportReport:
+    """Check, normalise and write ``raws`` as a canonical dataset at ``out`` (see module docstring).
+
+    ``split`` (part -> source ids, mapped through ``id_map``) is written as ``split.json`` for the
+    titles that were imported.
+    """
+    out = check_out(out, sources, force)
+    rep = ImportReport(out=str(out), source=source)
+    vocab = [canonical_genre(g) for g in genres] if genres else None
+    vocab_set = set(vocab) if vocab else None
+
+    kept: list[RawTitle] = []
+    seen: set[str] = set()
+    for r in raws:
+        if r.drop is not None:
+            rep.dropped.append(r.drop)
+            continue
+        if not r.id:
+            rep.dropped.append(Problem(r.where, "missing-id", "no id (and no IMDb id) in this record"))
+            continue
+        if r.id in seen:
+            rep.dropped.append(Problem(r.id, "duplicate-id", f"id already imported ({r.where})"))
+            continue
+        gs = [g for g in r.genres if g]
+        if vocab_set is not None:
+            unknown = [g for g in gs if g not in vocab_set]
+            if unknown and len(unknown) < len(gs):
+                rep.notes.append(Problem(r.id, "unknown-genre", f"{', '.join(unknown)} not in --genres"))
+            gs = [g for g in gs if g in vocab_set]
+            if not gs and r.genres:
+                rep.dropped.append(Problem(r.id, "no-genre", f"none of its genres ({', '.join(r.genres)}) is in --genres"))
+                continue
+        if not gs:
+            rep.dropped.append(Problem(r.id, "no-genre", "no genre"))
+            continue
+        r.genres = gs
+        r.plot = clean_text(r.plot)
+        seen.add(r.id)
+        kept.append(r)
+
+    # posters: decode + re-encode in parallel, straight into the output folder
+    out.mkdir(parents=True, exist_ok=True)
+    old_posters = {p.name for p in (out / "posters").glob("*")} if force and (out / "posters").is_dir() else set()
+    dest_of: dict[str, str] = {}
+    used: set[str] = set()
+    jobs = []
+    for r in kept:
+        if r.poster is None:
+            continue
+        rel = poster_name(r.id)
+        stem, n = rel[:-4], 1
+        while rel in used:  # two ids that differ only in unsafe characters
+            rel, n = f"{stem}_{n}.jpg", n + 1
+        used.add(rel)
+        dest_of[r.id] = rel
+        jobs.append((r.id, str(r.poster), str(out / rel), max_side))
+    failures = _convert_posters(jobs, workers) if jobs else {}
+
+    writer = DatasetWriter(out, name=name or out.resolve().name, genres=None, source=source, overwrite=force,
+                           max_side=max_side)
+    present: set[str] = set()
+    written: set[str] = set()
+    try:
+        for r in kept:
+            rel = dest_of.get(r.id)
+            if rel is not None and failures.get(r.id):
+                r.poster_note = Problem(r.id, "bad-poster", failures[r.id])
+                rel = None
+            if rel is None and r.plot is None:
+                why = f" ({r.poster_note.message})" if r.poster_note else ""
+                rep.dropped.append(Problem(r.id, "no-input", f"neither a usable poster nor a plot{why}"))
+                continue
+            if r.poster_note is not None:
+                rep.notes.append(r.poster_note)
+            t = Title(id=r.id, genres=r.genres, plot=r.plot, title=clean_text(r.title), imdb_id=r.imdb_id,
+                      year=r.year, kind=r.kind, source=source)
+            writer.add(t, poster_file=rel)
+            if rel:
+                written.add(Path(rel).name)
+            present.update(r.genres)
+            rep.imported += 1
+            rep.with_poster += rel is not None
+            rep.with_plot += r.plot is not None
+    except BaseException as err:
+        writer.abort(err)
+        raise
+    rep.genres = list(vocab) if vocab else sorted(present)
+    writer.genres = rep.genres
+    writer.close()
+
+    # posters converted for titles that were then dropped, and leftovers of an overwritten dataset
+    for fname in (set(Path(d).name for d in dest_of.values()) | old_posters) - written:
+        try:
+            (out / "posters" / fname).unlink()
+        except OSError:
+            pass
+
+    if split:
+        imported_ids = {r.id for r in kept} - {p.id for p in rep.dropped}
+        parts = {p: [] for p in ("train", "dev", "test")}
+        for part, ids in split.items():
+            for sid in ids:
+                tid = (id_map or {}).get(str(sid), str(sid))
+                if tid in imported_ids:
+                    parts[part].append(tid)
+        write_json(out / SPLIT, {"seed": None, "dev": None, "test": None, "datasets": [writer.name], "parts": parts},
+                   indent=1)
+        rep.split = {p: len(v) for p, v in parts.items()}
+    elif force and (out / SPLIT).exists():
+        (out / SPLIT).unlink()  # a split of the overwritten dataset no longer matches its ids
+    return rep
+
+
+# -- MM-IMDb --------------------------------------------------------------------------------
+_SPLIT_ALIASES = {"train": "train", "dev": "dev", "val": "dev", "valid": "dev", "validation": "dev", "test": "test"}
+
+
+def read_mmimdb(src: str | os.PathLike) -> tuple[Iterator[RawTitle], dict[str, list[str]] | None, dict[str, str]]:
+    """MM-IMDb layout: ``SRC/dataset/<id>.json`` (+ ``<id>.jpeg``) and optional ``SRC/split.json``.
+    ``SRC`` may also be the ``dataset/`` folder itself. Returns (records, split, source id -> our id)."""
+    src = Path(src)
+    if not src.is_dir():
+        raise DatasetError(f"{src}: MM-IMDb folder not found")
+    folder = src / "dataset" if (src / "dataset").is_dir() else src
+    files = sorted(folder.glob("*.json"))
+    files = [f for f in files if f.name != SPLIT]
+    if not files:
+        raise DatasetError(f"{src}: no MM-IMDb records (expected dataset/<id>.json)")
+    split_path = next((p for p in (src / SPLIT, folder.parent / SPLIT, folder / SPLIT) if p.is_file()), None)
+    split = None
+    if split_path is not None:
+        raw = read_json(split_path, "MM-IMDb split.json")
+        if not isinstance(raw, dict):
+            raise DatasetError(f"{split_path}: expected an object with train/dev/test id lists")
+        split = {}
+        for k, ids in raw.items():
+            part = _SPLIT_ALIASES.get(str(k).lower())
+            if part is None or not isinstance(ids, list):
+                raise DatasetError(f"{split_path}: unexpected entry {k!r} (train/dev/test id lists)")
+            split.setdefault(part, []).extend(str(i) for i in ids)
+
+    id_map = {f.stem: parse_imdb_id(f.stem, digits_ok=True) or f"mmimdb-{f.stem}" for f in files}
+
+    def gen() -> Iterator[RawTitle]:
+        for f in files:
+            where = f"dataset/{f.name}"
+            tid = id_map[f.stem]
+            try:
+                d = json.loads(f.read_bytes().decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as err:
+                yield RawTitle(where, tid, drop=Problem(tid, "bad-record", f"{where}: not valid JSON ({err})"))
+                continue
+            if not isinstance(d, dict):
+                yield RawTitle(where, tid, drop=Problem(tid, "bad-record", f"{where}: expected a JSON object"))
+                continue
+            img = next((folder / f"{f.stem}{ext}" for ext in IMAGE_EXTS if (folder / f"{f.stem}{ext}").is_file()), None)
+            note = None if img else Problem(tid, "missing-poster", f"dataset/{f.stem}.jpeg not found")
+            yield RawTitle(
+                where, tid, genres=parse_genre_cell(d.get("genres")),
+                plot=clean_text(d.get("plot")) or clean_text(d.get("plot outline")),
+                title=clean_text(d.get("title")), imdb_id=parse_imdb_id(d.get("imdb_id") or d.get("imdbID"), digits_ok=True) or
+                (tid if tid.startswith("tt") else None),
+                year=parse_year(d.get("year")), kind=parse_kind(d.get("kind")), poster=img, poster_note=note)
+
+    return gen(), split, id_map
+
+
+# -- CSV / TSV ------------------------------------------------------------------------------
+_TRUE = {"1", "1.0", "true", "yes", "y", "x", "t"}
+
+
+def _decode(path: Path, encoding: str) -> str:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise BadInput(f"{path}: file not found") from None
+    except OSError as err:
+        raise BadInput(f"{path}: cannot read ({err.strerror})") from None
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as err:
+        raise BadInput(f"{path}: not valid {encoding} at byte {err.start}; pass --encoding (e.g. cp1252)") from None
+    except LookupError:
+        raise ConfigError(f"--encoding: unknown encoding {encoding!r}") from None
+
+
+def guess_columns(header: list[str]) -> dict[str, str]:
+    """Map canonical fields to header names using ``GUESSES`` (each column used once)."""
+    by_norm = {}
+    for h in header:
+        by_norm.setdefault(_norm(h), h)
+    found: dict[str, str] = {}
+    used: set[str] = set()
+    for fld in ("imdb_id", "id", "title", "plot", "genres", "poster", "year", "kind"):
+        for cand in GUESSES[fld]:
+            h = by_norm.get(_norm(cand))
+            if h is not None and (h not in used or fld == "id"):
+                found[fld] = h
+                used.add(h)
+                break
+    # "id" may be the same column as "imdb_id" (e.g. tconst) -- but prefer a dedicated id column
+    return found
+
+
+def wide_genre_columns(header: list[str], exclude: Iterable[str] = ()) -> dict[str, str]:
+    """Header names that are IMDb genre names (one 0/1 column per genre) -> canonical genre."""
+    excl = set(exclude)
+    out = {}
+    for h in header:
+        if h in excl:
+            continue
+        g = canonical_genre(h)
+        if g in IMDB_GENRES:
+            out[h] = g
+    return out
+
+
+def sniff_delimiter(text: str, sep: str | None = None) -> str:
+    """The CSV delimiter: ``sep`` when given, else csv.Sniffer on the head of the file, checked
+    against the header (genre cells full of ``|`` or ``;`` can fool the sniffer)."""
+    if sep:
+        return {"\\t": "\t", "tab": "\t", "TAB": "\t"}.get(sep, sep)
+    head = text[:64 * 1024]
+    first = head.splitlines()[0] if head else ""
+    candidates = []
+    try:
+        candidates.append(csv.Sniffer().sniff(head, delimiters=",\t;|").delimiter)
+    except csv.Error:
+        pass
+    candidates += [d for d in ("\t", ",", ";", "|") if d not in candidates]
+
+    def score(d: str):
+        try:
+            rows = list(csv.reader(io.StringIO(head), delimiter=d))[:50]
+        except csv.Error:
+            return (-1, 0, 0)
+        if not rows or len(rows[0]) < 2:
+            return (-1, 0, 0)
+        n = len(rows[0])
+        consistent = sum(len(r) == n for r in rows[1:-1] if r) / max(1, len([r for r in rows[1:-1] if r]))
+        known = len(guess_columns(rows[0])) + len(wide_genre_columns(rows[0]))
+        return (round(consistent, 1), known, -candidates.index(d))
+
+    best = max(candidates, key=score)
+    if score(best)[0] < 0:
+        if first.count("\t"):
+            return "\t"
+        return ","
+    return best
+
+
+def read_csv(path: str | os.PathLike, *, images: str | os.PathLike | None = None, columns: dict[str, str] | None = None,
+             sep: str | None = None, genre_columns: str = "auto", encoding: str = "utf-8-sig",
+             id_prefix: str | None = None, require_genres: bool = True) -> tuple[Iterator[RawTitle], dict]:
+    """Read a CSV/TSV; returns (records, info) where info tells the delimiter and the columns used.
+
+    ``columns`` maps canonical fields (id, imdb_id, title, plot, genres, poster, year, kind) to header
+    names; unnamed fields are guessed. ``genre_columns``: "auto" (wide 0/1 columns when no genres
+    column exists and several headers are IMDb genres), "wide" (force), "none".
+    """
+    path = Path(path)
+    text = _decode(path, encoding)
+    delim = sniff_delimiter(text, sep)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delim)
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise DatasetError(f"{path}: empty file") from None
+    except csv.Error as err:
+        raise DatasetError(f"{path}: cannot parse the header ({err})") from None
+    header = [h.strip() for h in header]
+    cols = guess_columns(header)
+    for fld, h in (columns or {}).items():
+        if fld not in FIELDS:
+            raise ConfigError(f"unknown column field {fld!r} (one of {', '.join(FIELDS)})")
+        if h not in header:
+            raise ConfigError(f"--{fld.replace('_id', '')}-col: column {h!r} not in {path.name} "
+                              f"(columns: {', '.join(header)})")
+        cols[fld] = h
+    if "id" not in cols and "imdb_id" in cols:
+        cols["id"] = cols["imdb_id"]
+    wide: dict[str, str] = {}
+    if genre_columns == "wide" or (genre_columns == "auto" and "genres" not in cols):
+        wide = wide_genre_columns(header, exclude=set(cols.values()))
+        if genre_columns == "wide" and not wide:
+            raise ConfigError(f"{path.name}: --genre-columns wide but no column is named after an IMDb genre")
+        if genre_columns == "auto" and len(wide) < 3:
+            wide = {}
+        if wide:
+            cols.pop("genres", None)
+    # require_genres=False: unlabelled input (``predict --batch``), genres are optional there
+    if "genres" not in cols and not wide and require_genres:
+        raise DatasetError(f"{path}: no genre column found (columns: {', '.join(header)}); pass --genres-col")
+    if "plot" not in cols and "poster" not in cols and images is None:
+        raise DatasetError(f"{path}: neither a plot nor a poster column found (columns: {', '.join(header)}); "
+                           "pass --plot-col / --poster-col")
+    img_root = Path(images) if images is not None else path.parent
+    if images is not None and not img_root.is_dir():
+        raise BadInput(f"{img_root}: image folder not found")
+    idx = {h: i for i, h in enumerate(header)}
+    prefix = id_prefix or _norm(path.stem) or "csv"
+    info = {"delimiter": delim, "columns": cols, "wide_genre_columns": sorted(wide.values()), "images": str(img_root)}
+
+    def cell(row, fld):
+        h = cols.get(fld)
+        if h is None:
+            return None
+        i = idx[h]
+        v = row[i].strip() if i < len(row) else ""
+        return v or None
+
+    def gen() -> Iterator[RawTitle]:
+        n = 0
+        try:
+            for row in reader:
+                where = f"row {reader.line_num}"
+                if not any(c.strip() for c in row):
+                    continue
+                n += 1  # data rows only: <name>-<n> ids do not shift with blank lines
+                if len(row) > len(header):  # short rows are padded, long ones are misparsed
+                    yield RawTitle(where, None, drop=Problem(where, "bad-record",
+                                                             f"{len(row)} fields, header has {len(header)}"))
+                    continue
+                raw_id = cell(row, "id")
+                imdb = parse_imdb_id(cell(row, "imdb_id"), digits_ok=True) or parse_imdb_id(raw_id)
+                # like the shipped data: the IMDb id when known, else the source's id, else <name>-<n>
+                tid = imdb or raw_id or f"{prefix}-{n}"
+                if wide:
+                    genres = [g for h, g in wide.items() if idx[h] < len(row) and row[idx[h]].strip().lower() in _TRUE]
+                else:
+                    genres = parse_genre_cell(cell(row, "genres"))
+                poster, note = _resolve_poster(cell(row, "poster"), img_root, where, tid)
+                if poster is None and note is None and images is not None:
+                    poster = _poster_by_id(raw_id or tid, img_root)
+                yield RawTitle(where, tid, genres=genres, plot=cell(row, "plot"), title=cell(row, "title"),
+                               imdb_id=imdb, year=parse_year(cell(row, "year")), kind=parse_kind(cell(row, "kind")),
+                               poster=poster, poster_note=note)
+        except csv.Error as err:
+            raise DatasetError(f"{path}: line {reader.line_num}: malformed CSV ({err})") from None
+
+    return gen(), info
+
+
+# -- JSON lines -----------------------------------------------------------------------------
+def parse_field_map(spec: str | None) -> dict[str, str]:
+    """``id=movie_id,plot=overview,genres=genre_names`` -> {field: source key}."""
+    out: dict[str, str] = {}
+    if not spec:
+        return out
+    for item in spec.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        if "=" not in item:
+            raise ConfigError(f"--map: expected FIELD=KEY, got {item!r}")
+        k, v = (s.strip() for s in item.split("=", 1))
+        if k == "imdb":
+            k = "imdb_id"
+        if k not in FIELDS:
+            raise ConfigError(f"--map: unknown field {k!r} (one of {', '.join(FIELDS)})")
+        if not v:
+            raise ConfigError(f"--map: empty source key for {k!r}")
+        out[k] = v
+    return out
+
+
+def _get(d: dict, key: str):
+    """Dotted keys reach into nested objects (``images.poster``)."""
+    cur = d
+    for part in key.split("."):
+        if not isinstance(cur, dict) or part not in cur:
+            return None
+        cur = cur[part]
+    return cur
+
+
+def read_jsonl(path: str | os.PathLike, *, field_map: dict[str, str] | None = None,
+               images: str | os.PathLike | None = None, id_prefix: str | None = None) -> Iterator[RawTitle]:
+    """Any JSON-lines file: mapped fields first, then same-name and common-name keys."""
+    path = Path(path)
+    if not path.is_file():
+        raise BadInput(f"{path}: file not found")
+    img_root = Path(images) if images is not None else path.parent
+    if images is not None and not img_root.is_dir():
+        raise BadInput(f"{img_root}: image folder not found")
+    fmap = dict(field_map or {})
+    prefix = id_prefix or _norm(path.stem) or "jsonl"
+
+    def value(d: dict, fld: str):
+        if fld in fmap:
+            return _get(d, fmap[fld])
+        norm = {_norm(k): k for k in d}
+        for cand in GUESSES[fld]:
+            k = norm.get(_norm(cand))
+            if k is not None:
+                return d[k]
+        return None
+
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            where = f"line {lineno}"
+            if not raw.strip():
+                continue
+            try:
+                d = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                yield RawTitle(where, None, drop=Problem(where, "bad-record", "not valid UTF-8"))
+                continue
+            except json.JSONDecodeError as err:
+                yield RawTitle(where, None, drop=Problem(where, "bad-record", f"malformed JSON ({err.msg})"))
+                continue
+            if not isinstance(d, dict):
+                yield RawTitle(where, None, drop=Problem(where, "bad-record", "expected a JSON object"))
+                continue
+            raw_id = value(d, "id")
+            raw_id = None if raw_id is None or isinstance(raw_id, (dict, list, bool)) else str(raw_id).strip() or None
+            imdb = parse_imdb_id(value(d, "imdb_id"), digits_ok=True) or parse_imdb_id(raw_id)
+            tid = imdb or raw_id or f"{prefix}-{lineno}"
+            pcell = value(d, "poster")
+            poster, note = _resolve_poster(pcell if isinstance(pcell, str) else None, img_root, where, tid)
+            if poster is None and note is None and images is not None:
+                poster = _poster_by_id(raw_id or tid, img_root)
+            yield RawTitle(where, tid, genres=parse_genre_cell(value(d, "genres")), plot=value(d, "plot"),
+                           title=clean_text(value(d, "title")), imdb_id=imdb, year=parse_year(value(d, "year")),
+                           kind=parse_kind(value(d, "kind")), poster=poster, poster_note=note)

@@ -1,0 +1,232 @@
+"""Batch feature extraction with the on-disk cache: posters through an image backbone, plots through MiniLM.
+
+Cache hits cost a hash and a memmap read; misses are decoded + preprocessed in DataLoader worker processes
+(overlapping JPEG decode with the backbone), run in batches and appended to the cache as each batch finishes, so an
+interrupted run keeps its work. A bad item (corrupt poster, unreadable file) is reported in ``Features.errors`` and
+never aborts the run. A missing poster/plot (None, empty text) is ``ok=False`` without an error: it is a missing
+modality, not a failure.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..errors import BadInput, GenreFusionError
+from .cache import FeatureCache, content_key
+
+
+@dataclass
+class Features:
+    values: np.ndarray                 # [N,D] float32, zeros where not ok
+    ok: np.ndarray                     # [N] bool
+    errors: dict[int, str] = field(default_factory=dict)  # index -> one-line reason
+    cache_hits: int = 0                # how many came from the cache (for logs / benchmarks)
+
+    def __len__(self) -> int:
+        return len(self.ok)
+
+
+def cache_namespace(encoder) -> str:
+    """Encoder name + weights fingerprint + preprocessing version: features of different setups never mix."""
+    fp = getattr(encoder, "fingerprint", "") or "nofp"
+    return f"{encoder.name}-{fp}-p{getattr(encoder, 'preprocess_version', 1)}"
+
+
+def feature_cache_for(encoder, root: str | os.PathLike | None = None) -> FeatureCache:
+    from ..paths import cache_dir
+
+    root = Path(root) if root is not None else cache_dir() / "features"
+    return FeatureCache(root, cache_namespace(encoder), encoder.dim)
+
+
+# -- posters -----------------------------------------------------------------------------------------------
+def _poster_key(p, name: str) -> tuple[str | None, str | None]:
+    """(content key, error). Paths are read once here for hashing; decoding happens in the workers."""
+    try:
+        if isinstance(p, (str, os.PathLike)):
+            with open(p, "rb") as fh:
+                return content_key(fh.read()), None
+        if isinstance(p, (bytes, bytearray, memoryview)):
+            return content_key(bytes(p)), None
+        if isinstance(p, Image.Image):
+            h = hashlib.sha1(f"{p.mode}{p.size}".encode())
+            h.update(p.tobytes())
+            return h.hexdigest(), None
+        return None, f"{name}: unsupported poster type {type(p).__name__}"
+    except FileNotFoundError:
+        return None, f"{name}: file not found"
+    except OSError as err:
+        return None, f"{name}: cannot read ({err.strerror or err})"
+
+
+class _PosterSet(torch.utils.data.Dataset):
+    def __init__(self, items: list[tuple[int, object, str]], encoder):
+        self.items = items
+        self.encoder = encoder
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, j: int):
+        from ..data.images import load_image
+
+        i, src, name = self.items[j]
+        try:
+            return i, self.encoder.preprocess(load_image(src, name=name)), None
+        except BadInput as err:
+            return i, None, str(err)
+        except Exception as err:  # any decoder surprise becomes this item's error, never the run's
+            return i, None, f"{name}: cannot preprocess image ({type(err).__name__}: {err})".splitlines()[0]
+
+
+def _collate(batch):
+    good = [(i, x) for i, x, e in batch if e is None]
+    bad = [(i, e) for i, x, e in batch if e is not None]
+    xs = torch.stack([x for _, x in good]) if good else None
+    return [i for i, _ in good], xs, bad
+
+
+def _worker_init(_):
+    # decode workers must not compete with the backbone's intra-op threads on a 2-core box
+    torch.set_num_threads(1)
+
+
+def _name(i: int, p, ids) -> str:
+    if ids is not None and ids[i] is not None:
+        return f"poster of {ids[i]}"
+    if isinstance(p, (str, os.PathLike)):
+        return str(p)
+    return f"poster #{i}"
+
+
+def extract_image_features(posters: Sequence, encoder, cache: FeatureCache | None = None, batch_size: int = 32,
+                           num_workers: int = 1, ids: Sequence[str] | None = None,
+                           progress: bool = True) -> Features:
+    """Pooled backbone features for each poster (Path, bytes, PIL image or None)."""
+    from tqdm.auto import tqdm
+
+    n = len(posters)
+    if ids is not None and len(ids) != n:
+        raise GenreFusionError(f"extract_image_features: {len(ids)} ids for {n} posters")
+    values = np.zeros((n, encoder.dim), np.float32)
+    ok = np.zeros(n, bool)
+    errors: dict[int, str] = {}
+    keys: list[str | None] = [None] * n
+    for i, p in enumerate(posters):
+        if p is None:
+            continue
+        keys[i], err = _poster_key(p, _name(i, p, ids))
+        if err:
+            errors[i] = err
+
+    # identical posters (the shipped datasets share titles) are computed once and copied
+    by_key: dict[str, list[int]] = {}
+    for i, k in enumerate(keys):
+        if k is not None:
+            by_key.setdefault(k, []).append(i)
+    hits = 0
+    todo_keys = list(by_key)
+    if cache is not None and todo_keys:
+        rows = cache.lookup(todo_keys)
+        hit_keys = [k for k, r in zip(todo_keys, rows) if r >= 0]
+        if hit_keys:
+            feats = cache.read(rows[rows >= 0])
+            for k, f in zip(hit_keys, feats):
+                values[by_key[k]] = f
+                ok[by_key[k]] = True
+                hits += len(by_key[k])
+        todo_keys = [k for k, r in zip(todo_keys, rows) if r < 0]
+
+    if todo_keys:
+        items = [(by_key[k][0], posters[by_key[k][0]], _name(by_key[k][0], posters[by_key[k][0]], ids))
+                 for k in todo_keys]
+        loader = torch.utils.data.DataLoader(
+            _PosterSet(items, encoder), batch_size=batch_size, shuffle=False, num_workers=num_workers,
+            collate_fn=_collate, worker_init_fn=_worker_init if num_workers > 0 else None,
+            prefetch_factor=4 if num_workers > 0 else None, persistent_workers=False)
+        was_training = encoder.training
+        encoder.eval()
+        bar = tqdm(total=len(items), desc=f"poster features ({encoder.name})", unit="img", disable=not progress)
+        try:
+            with torch.inference_mode():
+                for idx, xs, bad in loader:
+                    for i, e in bad:
+                        for j in by_key[keys[i]]:
+                            errors[j] = e
+                    if xs is not None:
+                        f = encoder(xs).float().numpy()
+                        for i, row in zip(idx, f):
+                            values[by_key[keys[i]]] = row
+                            ok[by_key[keys[i]]] = True
+                        if cache is not None:
+                            cache.append([keys[i] for i in idx], f,
+                                         ids=None if ids is None else [ids[i] for i in idx])
+                    bar.update(len(idx) + len(bad))
+        finally:
+            bar.close()
+            encoder.train(was_training)
+    return Features(values, ok, errors, hits)
+
+
+# -- plots -------------------------------------------------------------------------------------------------
+def extract_text_features(texts: Sequence[str | None], encoder, cache: FeatureCache | None = None,
+                          batch_size: int = 32, ids: Sequence[str] | None = None,
+                          progress: bool = True) -> Features:
+    """Frozen sentence features for each plot; None/empty/whitespace plots are ok=False (missing modality)."""
+    from tqdm.auto import tqdm
+
+    n = len(texts)
+    if ids is not None and len(ids) != n:
+        raise GenreFusionError(f"extract_text_features: {len(ids)} ids for {n} texts")
+    values = np.zeros((n, encoder.dim), np.float32)
+    ok = np.zeros(n, bool)
+    errors: dict[int, str] = {}
+    by_key: dict[str, list[int]] = {}
+    clean: dict[str, str] = {}
+    for i, t in enumerate(texts):
+        if t is None:
+            continue
+        if not isinstance(t, str):
+            errors[i] = f"plot of {ids[i] if ids else f'#{i}'}: expected text, got {type(t).__name__}"
+            continue
+        t = t.strip()
+        if not t:
+            continue
+        k = content_key(t)
+        by_key.setdefault(k, []).append(i)
+        clean[k] = t
+    hits = 0
+    todo = list(by_key)
+    if cache is not None and todo:
+        rows = cache.lookup(todo)
+        hit_keys = [k for k, r in zip(todo, rows) if r >= 0]
+        if hit_keys:
+            for k, f in zip(hit_keys, cache.read(rows[rows >= 0])):
+                values[by_key[k]] = f
+                ok[by_key[k]] = True
+                hits += len(by_key[k])
+        todo = [k for k, r in zip(todo, rows) if r < 0]
+    if todo:
+        # length-sorted batches waste little on padding (MiniLM cost grows with the longest text in a batch)
+        todo.sort(key=lambda k: len(clean[k]))
+        bar = tqdm(total=len(todo), desc=f"plot features ({encoder.name})", unit="plot", disable=not progress)
+        try:
+            for s in range(0, len(todo), batch_size):
+                chunk = todo[s:s + batch_size]
+                f = np.asarray(encoder.encode([clean[k] for k in chunk], batch_size=batch_size), np.float32)
+                for k, row in zip(chunk, f):
+                    values[by_key[k]] = row
+                    ok[by_key[k]] = True
+                if cache is not None:
+                    cache.append(chunk, f, ids=None if ids is None else [ids[by_key[k][0]] for k in chunk])
+                bar.update(len(chunk))
+        finally:
+            bar.close()
+    return Features(values, ok, errors, hits)

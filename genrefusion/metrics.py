@@ -1,0 +1,124 @@
+"""Multi-label metrics with a label mask, all computed by scikit-learn.
+
+``Y`` (true, 0/1), ``P`` (predicted, 0/1), ``S`` (scores in [0, 1]) are ``[N, G]``; ``M`` is the mask
+``[N, G]``: 1 where the title's dataset labels the genre. Masked entries (genre unknown for that
+title) never count, neither as negatives nor as errors:
+
+- per genre (precision/recall/F1/support/AP/confusion): only titles whose dataset labels the genre;
+- ``micro_f1``, ``hamming_loss``, ``per_label_accuracy``: computed on the flattened *labelled*
+  entries only (micro-F1 over pooled TP/FP/FN of labelled entries);
+- ``samples_f1`` and ``exact_match``: masked entries are set to 0 in both truth and prediction, so
+  they add no TP/FP/FN to a title's F1 and can never break its exact match;
+- ``macro_f1``, ``weighted_f1`` (support-weighted) and ``mAP``: means over genres that have at least
+  one labelled positive in the evaluated titles (a genre without positives has no defined recall/AP;
+  such genres are listed under ``genres_without_positives``).
+
+``per_label_accuracy`` is fastai's ``accuracy_multi`` at 0.5 (the paper's "accuracy"), on scores.
+"""
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import (accuracy_score, average_precision_score, f1_score, hamming_loss,
+                             multilabel_confusion_matrix, precision_recall_fscore_support)
+
+MAIN = ("micro_f1", "macro_f1", "mAP")
+SUMMARY = ("micro_f1", "macro_f1", "weighted_f1", "samples_f1", "mAP", "hamming_loss", "exact_match",
+           "per_label_accuracy")
+
+
+def _arrays(Y, P, M):
+    Y = np.asarray(Y, dtype=np.int64)
+    P = np.asarray(P, dtype=np.int64)
+    M = np.ones_like(Y) if M is None else (np.asarray(M) > 0).astype(np.int64)
+    if Y.shape != P.shape or Y.shape != M.shape or Y.ndim != 2:
+        raise ValueError(f"shape mismatch: Y{Y.shape} P{P.shape} M{M.shape}")
+    return Y, P, M
+
+
+def multilabel_metrics(Y, P, M=None, S=None, genres: list[str] | None = None) -> dict:
+    """All metrics of the report for one model. ``S`` (scores) enables ``mAP``/``per_label_accuracy``."""
+    Y, P, M = _arrays(Y, P, M)
+    n, g = Y.shape
+    genres = list(genres) if genres is not None else [str(i) for i in range(g)]
+    lab = M.astype(bool)
+    out: dict = {"n_titles": int(n), "n_labelled_entries": int(lab.sum())}
+    if n == 0 or not lab.any():
+        out.update({k: None for k in SUMMARY})
+        out.update({"per_genre": {}, "genres_without_positives": list(genres)})
+        return out
+
+    y_flat, p_flat = Y[lab], P[lab]
+    out["micro_f1"] = float(f1_score(y_flat, p_flat, zero_division=0.0))
+    out["hamming_loss"] = float(hamming_loss(y_flat, p_flat))
+    Ym, Pm = Y * M, P * M
+    # Titles with no labelled positive and no prediction score 1 (nothing to find, nothing wrong).
+    out["samples_f1"] = float(f1_score(Ym, Pm, average="samples", zero_division=1.0))
+    out["exact_match"] = float(accuracy_score(Ym, Pm))
+
+    per_genre = {}
+    f1s, supports, aps = [], [], []
+    no_pos = []
+    # sklearn's multilabel_confusion_matrix takes a per-sample weight only, so per-genre masking is
+    # done by selecting each genre's labelled rows.
+    for j, name in enumerate(genres):
+        rows = lab[:, j]
+        yj, pj = Y[rows, j], P[rows, j]
+        support = int(yj.sum())
+        if rows.sum() == 0:
+            per_genre[name] = {"labelled": 0, "support": 0, "precision": None, "recall": None, "f1": None,
+                               "ap": None, "tn": 0, "fp": 0, "fn": 0, "tp": 0}
+            no_pos.append(name)
+            continue
+        pr, rc, f1, _ = precision_recall_fscore_support(yj, pj, average="binary", zero_division=0.0)
+        (tn, fp), (fn, tp) = multilabel_confusion_matrix(yj[:, None], pj[:, None])[0]
+        ap = None
+        if support > 0 and S is not None:
+            ap = float(average_precision_score(yj, np.asarray(S)[rows, j]))
+        per_genre[name] = {"labelled": int(rows.sum()), "support": support, "precision": float(pr),
+                           "recall": float(rc), "f1": float(f1), "ap": ap,
+                           "tn": int(tn), "fp": int(fp), "fn": int(fn), "tp": int(tp)}
+        if support == 0:
+            no_pos.append(name)
+            continue
+        f1s.append(float(f1))
+        supports.append(support)
+        if ap is not None:
+            aps.append(ap)
+    out["macro_f1"] = float(np.mean(f1s)) if f1s else None
+    out["weighted_f1"] = float(np.average(f1s, weights=supports)) if f1s else None
+    out["mAP"] = float(np.mean(aps)) if aps else None
+    if S is not None:
+        S = np.asarray(S, dtype=np.float64)
+        out["per_label_accuracy"] = float(accuracy_score(y_flat, (S[lab] > 0.5).astype(np.int64)))
+    else:
+        out["per_label_accuracy"] = None
+    out["per_genre"] = per_genre
+    out["genres_without_positives"] = no_pos
+    return out
+
+
+def masked_map(Y, S, M=None) -> float:
+    """Macro average precision over genres with a labelled positive (model selection on dev)."""
+    Y, _, M = _arrays(Y, np.zeros_like(np.asarray(Y)), M)
+    S = np.asarray(S, dtype=np.float64)
+    aps = []
+    for j in range(Y.shape[1]):
+        rows = M[:, j].astype(bool)
+        if Y[rows, j].sum() > 0:
+            aps.append(average_precision_score(Y[rows, j], S[rows, j]))
+    return float(np.mean(aps)) if aps else 0.0
+
+
+def selection_score(metric: str, Y, S, M, thresholds=None) -> float:
+    """Dev score used for early stopping / model choice: ``mAP`` is threshold-free; the F1 variants
+    use ``thresholds`` (default 0.5)."""
+    if metric == "mAP":
+        return masked_map(Y, S, M)
+    thr = 0.5 if thresholds is None else np.asarray(thresholds)
+    P = (np.asarray(S) >= thr).astype(np.int64)
+    m = multilabel_metrics(Y, P, M, genres=None)
+    return float(m[metric] or 0.0)
+
+
+def summary(m: dict, keys=SUMMARY) -> dict:
+    return {k: m.get(k) for k in keys}

@@ -1,0 +1,101 @@
+"""The fused poster + plot model (the paper's merged model), with missing-modality support.
+
+Each branch is the ``body`` of a trained single model (its encoder, if any, + head up to the last
+hidden activation), so fused training starts from what the poster and plot models learned (the
+paper's staged training). Branch representations are concatenated -> ``PaperHead`` -> G logits
+(``fusion="concat"``, the paper's design), or combined by a gated multimodal unit
+(``fusion="gmu"``, Arevalo et al. 2017: a learned per-dimension gate between the two modalities).
+
+A title without a poster or without a plot gets that branch's learned ``missing`` embedding in place
+of the representation; together with modality dropout during training (``drop_modalities``) the
+same model serves poster-only, plot-only and poster + plot titles.
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from .heads import PaperHead, SingleModel, run_body, select_rows
+
+
+class GMU(nn.Module):
+    def __init__(self, dim_a: int, dim_b: int, out_dim: int):
+        super().__init__()
+        self.proj_a = nn.Linear(dim_a, out_dim)
+        self.proj_b = nn.Linear(dim_b, out_dim)
+        self.gate = nn.Linear(dim_a + dim_b, out_dim)
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        z = torch.sigmoid(self.gate(torch.cat([a, b], dim=1)))
+        return z * torch.tanh(self.proj_a(a)) + (1 - z) * torch.tanh(self.proj_b(b))
+
+
+class Branch(nn.Module):
+    """Encoder (optional) + head body of a single model, and a learned embedding for 'absent'."""
+
+    def __init__(self, single: SingleModel):
+        super().__init__()
+        self.encoder = copy.deepcopy(single.encoder)
+        self.body = copy.deepcopy(single.head.body)
+        self.rep_dim = single.head.rep_dim
+        self.missing = nn.Parameter(torch.zeros(self.rep_dim))
+
+    def forward(self, inp, present: torch.Tensor) -> torch.Tensor:
+        present = present.bool()
+        b = present.shape[0]
+        rep = self.missing.unsqueeze(0).expand(b, -1)
+        if not present.any():
+            return rep
+        x = select_rows(inp, present)
+        if self.encoder is not None:
+            x = self.encoder(x)
+        r = run_body(self.body, x)
+        # scatter without in-place writes into the expanded parameter view
+        idx = present.nonzero(as_tuple=True)[0]
+        return rep.index_put((idx,), r.to(rep.dtype))
+
+
+class FusedModel(nn.Module):
+    def __init__(self, poster: SingleModel, plot: SingleModel, n_genres: int, hidden=(512, 256),
+                 dropout: float = 0.4, fusion: str = "concat"):
+        super().__init__()
+        if fusion not in ("concat", "gmu"):
+            raise ValueError("fusion must be 'concat' or 'gmu'")
+        self.fusion = fusion
+        self.poster = Branch(poster)
+        self.plot = Branch(plot)
+        dp, dt = self.poster.rep_dim, self.plot.rep_dim
+        if fusion == "gmu":
+            self.gmu = GMU(dp, dt, max(dp, dt))
+            in_dim = max(dp, dt)
+        else:
+            self.gmu = None
+            in_dim = dp + dt
+        self.head = PaperHead(in_dim, n_genres, hidden, dropout, 0.0)
+
+    def branch_parameters(self):
+        return list(self.poster.encoder.parameters() if self.poster.encoder is not None else []) + \
+            list(self.poster.body.parameters()) + \
+            list(self.plot.encoder.parameters() if self.plot.encoder is not None else []) + \
+            list(self.plot.body.parameters())
+
+    def forward(self, poster_inp, poster_present, plot_inp, plot_present) -> torch.Tensor:
+        a = self.poster(poster_inp, poster_present)
+        b = self.plot(plot_inp, plot_present)
+        h = self.gmu(a, b) if self.gmu is not None else torch.cat([a, b], dim=1)
+        return self.head(h)
+
+
+def drop_modalities(poster_present: torch.Tensor, plot_present: torch.Tensor, p: float,
+                    generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Modality dropout: for titles that have both, hide the poster with probability p/2 and the plot
+    with probability p/2 (never both), so the model learns to predict from either alone."""
+    if p <= 0:
+        return poster_present, plot_present
+    both = poster_present.bool() & plot_present.bool()
+    u = torch.rand(both.shape, generator=generator)
+    hide_poster = both & (u < p / 2)
+    hide_plot = both & (u >= p / 2) & (u < p)
+    return poster_present.bool() & ~hide_poster, plot_present.bool() & ~hide_plot

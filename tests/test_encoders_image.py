@@ -1,0 +1,190 @@
+"""Image encoders (EfficientNet-Lite0, ResNet-50), preprocessing, and poster feature extraction with the cache."""
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from genrefusion.data.images import load_image
+from genrefusion.encoders.extract import extract_image_features, feature_cache_for
+from genrefusion.encoders.image import build_image_encoder
+from genrefusion.encoders.resnet import ResNet50
+from genrefusion.errors import ConfigError
+
+
+@pytest.fixture(scope="module")
+def effnet():
+    return build_image_encoder("efficientnet_lite0")
+
+
+@pytest.fixture
+def posters(shipped):
+    d = shipped / "imdb_top250"
+    rows = [json.loads(l) for l in (d / "titles.jsonl").read_text("utf-8").splitlines()[:4]]
+    return [d / r["poster"] for r in rows], [r["id"] for r in rows]
+
+
+class Counting:
+    """Wraps an encoder's forward to count how many images reach the backbone."""
+
+    def __init__(self, enc, monkeypatch):
+        self.n = 0
+        orig = enc.forward
+
+        def forward(x):
+            self.n += x.shape[0]
+            return orig(x)
+
+        monkeypatch.setattr(enc, "forward", forward)
+
+
+def test_efficientnet_features_on_shipped_posters(effnet, posters):
+    paths, _ = posters
+    x = torch.stack([effnet.preprocess(load_image(p)) for p in paths[:2]])
+    assert x.shape == (2, 3, 224, 224) and x.dtype == torch.float32
+    with torch.inference_mode():
+        f = effnet(x)
+    assert f.shape == (2, 1280) and effnet.dim == 1280
+    assert torch.isfinite(f).all()
+    assert not torch.allclose(f[0], f[1])  # different posters, different features
+    assert len(effnet.fingerprint) == 16
+
+
+def test_preprocess_normalises_and_crops(effnet):
+    # a flat colour maps to exactly (c/255 - 0.5)/0.5 everywhere
+    x = effnet.preprocess(Image.new("RGB", (300, 450), (255, 0, 51)))
+    assert x.shape == (3, 224, 224)
+    assert torch.allclose(x[0], torch.tensor(1.0)) and torch.allclose(x[1], torch.tensor(-1.0))
+    assert torch.allclose(x[2], torch.tensor(51 / 255 * 2 - 1), atol=1e-6)
+    # centre crop of a portrait: a red band at the very top is cut away, a band in the middle is kept
+    im = Image.new("RGB", (200, 400), (0, 0, 0))
+    im.paste((255, 0, 0), (0, 0, 200, 40))
+    im.paste((0, 255, 0), (0, 180, 200, 220))
+    x = effnet.preprocess(im)
+    assert x[0].max() < -0.9  # no red survives
+    assert x[1, 112].mean() > 0.9  # middle row is green
+
+
+@pytest.mark.parametrize("mode,size", [("L", (50, 80)), ("RGBA", (300, 200)), ("P", (17, 900)),
+                                       ("CMYK", (224, 224)), ("I;16", (64, 64)), ("RGB", (1, 1))])
+def test_preprocess_odd_modes_and_sizes(effnet, mode, size):
+    im = Image.new(mode, size)
+    buf = io.BytesIO()
+    im.save(buf, format="PNG" if mode not in ("CMYK",) else "JPEG")
+    for src in (load_image(buf.getvalue()), im):  # through the safe loader, and a raw PIL image directly
+        for train in (False, True):
+            x = effnet.preprocess(src, train=train)
+            assert x.shape == (3, 224, 224) and torch.isfinite(x).all()
+
+
+def test_train_augmentation_is_random_but_eval_is_not(effnet, posters):
+    im = load_image(posters[0][0])
+    assert torch.equal(effnet.preprocess(im), effnet.preprocess(im))
+    torch.manual_seed(0)
+    a, b = effnet.preprocess(im, train=True), effnet.preprocess(im, train=True)
+    assert a.shape == b.shape == (3, 224, 224) and not torch.equal(a, b)
+
+
+def test_unknown_encoder_name():
+    with pytest.raises(ConfigError, match="unknown image encoder 'vgg'"):
+        build_image_encoder("vgg")
+
+
+# -- ResNet-50 ----------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def resnet_weights(tmp_path_factory):
+    torch.manual_seed(0)
+    ref = ResNet50().eval()
+    d = tmp_path_factory.mktemp("rn50")
+    # the usual shapes users hand us: a training checkpoint wrapper with DataParallel's "module." prefix
+    pth = d / "rn50.pth"
+    torch.save({"epoch": 90, "state_dict": {"module." + k: v for k, v in ref.state_dict().items()}}, pth)
+    from safetensors.torch import save_file
+
+    st = d / "rn50.safetensors"
+    save_file({k: v.contiguous() for k, v in ref.state_dict().items() if not k.startswith("fc.")}, str(st))
+    return ref, pth, st
+
+
+def test_resnet50_loads_user_weights(resnet_weights):
+    ref, pth, st = resnet_weights
+    x = torch.randn(1, 3, 224, 224)
+    with torch.inference_mode():
+        want = ref.features(x)
+        for w in (pth, st):
+            enc = build_image_encoder("resnet50", weights=w)
+            assert enc.dim == 2048 and enc.fingerprint
+            got = enc(x)
+            assert got.shape == (1, 2048)
+            assert torch.allclose(got, want, atol=1e-4)
+
+
+def test_resnet50_without_weights_says_how_to_supply():
+    with pytest.raises(ConfigError, match=r"--image-weights FILE or set \[image\] weights"):
+        build_image_encoder("resnet50")
+
+
+def test_resnet50_mismatched_keys(tmp_path, resnet_weights):
+    sd = {k.replace("layer4", "stage4"): v for k, v in resnet_weights[0].state_dict().items()}
+    bad = tmp_path / "other.pt"
+    torch.save(sd, bad)
+    with pytest.raises(ConfigError, match=r"missing \d+ keys: layer4\..*unexpected \d+ keys: stage4\.") as e:
+        build_image_encoder("resnet50", weights=bad)
+    assert "\n" not in str(e.value)
+
+
+def test_resnet50_corrupt_or_missing_weights_file(tmp_path):
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"PK\x03\x04 not really a checkpoint")
+    with pytest.raises(ConfigError, match="junk.pth: cannot read"):
+        build_image_encoder("resnet50", weights=junk)
+    with pytest.raises(ConfigError, match="not found"):
+        build_image_encoder("resnet50", weights=tmp_path / "nope.pth")
+
+
+# -- extraction ---------------------------------------------------------------------------------------------
+def test_extract_survives_corrupt_poster_then_uses_cache(effnet, posters, tmp_path, monkeypatch):
+    paths, ids = posters
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(paths[0].read_bytes()[:300])  # truncated JPEG
+    items = [paths[0], corrupt, None, paths[1], tmp_path / "missing.jpg", paths[0].read_bytes()]
+    tids = [ids[0], "bad", "noposter", ids[1], "gone", "dup"]
+    cache = feature_cache_for(effnet, root=tmp_path / "cache")
+    calls = Counting(effnet, monkeypatch)
+
+    f = extract_image_features(items, effnet, cache=cache, batch_size=2, num_workers=1, ids=tids, progress=False)
+    assert f.values.shape == (6, 1280) and f.values.dtype == np.float32
+    assert f.ok.tolist() == [True, False, False, True, False, True]
+    assert set(f.errors) == {1, 4}
+    assert "poster of bad" in f.errors[1] and "\n" not in f.errors[1]
+    assert "file not found" in f.errors[4]
+    assert not f.values[~f.ok].any()
+    assert np.array_equal(f.values[0], f.values[5])  # same bytes, same features (computed once)
+    assert calls.n == 2 and len(cache) == 2
+    assert cache.title_id(cache_key_of(paths[1])) == ids[1]
+
+    # second run: everything that worked comes from the cache, the backbone is not called at all
+    again = extract_image_features(items, effnet, cache=feature_cache_for(effnet, root=tmp_path / "cache"),
+                                   num_workers=0, progress=False)
+    assert calls.n == 2 and again.cache_hits == 3
+    assert np.array_equal(again.values, f.values) and np.array_equal(again.ok, f.ok)
+
+
+def cache_key_of(path):
+    from genrefusion.encoders.cache import content_key
+
+    return content_key(path.read_bytes())
+
+
+def test_extract_matches_direct_forward_and_cache_namespaces_differ(effnet, posters, tmp_path):
+    paths, _ = posters
+    f = extract_image_features(paths[:3], effnet, num_workers=0, progress=False)
+    with torch.inference_mode():
+        direct = effnet(torch.stack([effnet.preprocess(load_image(p)) for p in paths[:3]])).numpy()
+    assert np.allclose(f.values, direct, atol=1e-5)
+    c = feature_cache_for(effnet, root=tmp_path)
+    assert c.namespace.startswith("efficientnet_lite0-" + effnet.fingerprint)

@@ -1,0 +1,91 @@
+"""MiniLM plot encoder (offline, shipped weights) and plot feature extraction with the cache."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from genrefusion.encoders.extract import extract_text_features, feature_cache_for
+from genrefusion.encoders.text import MiniLMEncoder, build_text_encoder
+from genrefusion.errors import ConfigError
+
+ALIEN_1 = "A crew of astronauts aboard a spaceship is hunted by a deadly alien creature in deep space."
+ALIEN_2 = "Space explorers on a distant planet are attacked by a monstrous extraterrestrial lifeform."
+ROMANCE = "Two old friends fall in love while planning a wedding in a small Italian village."
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    return MiniLMEncoder()
+
+
+def cos(a, b):
+    return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def test_minilm_features_shape_norm_and_similarity(minilm):
+    f = minilm.encode([ALIEN_1, ALIEN_2, ROMANCE])
+    assert f.shape == (3, 384) and f.dtype == np.float32 and minilm.dim == 384
+    assert np.allclose(np.linalg.norm(f, axis=1), 1.0, atol=1e-5)
+    assert cos(f[0], f[1]) > cos(f[0], f[2]) + 0.2
+    # batching/sorting by length must not change results or their order
+    single = np.concatenate([minilm.encode([t]) for t in (ROMANCE, ALIEN_1)])
+    assert np.allclose(single, f[[2, 0]], atol=1e-5)
+    assert len(minilm.fingerprint) == 16
+
+
+def test_minilm_is_offline(minilm):
+    import os
+
+    assert os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("TRANSFORMERS_OFFLINE") == "1"
+
+
+def test_minilm_fine_tuning_top_layers(minilm):
+    try:
+        params = minilm.unfreeze_top(1)
+        trainable = [p for p in minilm.parameters() if p.requires_grad]
+        assert trainable and len(trainable) == len(params) < len(list(minilm.parameters()))
+        minilm.train()
+        batch = minilm.tokenize([ALIEN_1, ROMANCE])
+        out = minilm(**batch)
+        assert out.shape == (2, 384)
+        out.sum().backward()
+        assert all(p.grad is not None for p in params)
+        assert all(p.grad is None for p in minilm.model.embeddings.parameters())
+        with pytest.raises(ConfigError, match="outside 0..6"):
+            minilm.unfreeze_top(7)
+    finally:
+        minilm.unfreeze_top(0)
+        minilm.zero_grad(set_to_none=True)
+        minilm.eval()
+    assert len(minilm.layer_groups()) == 7
+
+
+def test_extract_text_features_missing_and_cache(minilm, tmp_path, monkeypatch):
+    texts = [ALIEN_1, None, "   ", ROMANCE, "", ALIEN_1 + "\n"]
+    calls = []
+    orig = minilm.encode
+    monkeypatch.setattr(minilm, "encode", lambda t, batch_size=32: calls.append(len(t)) or orig(t, batch_size))
+    cache = feature_cache_for(minilm, root=tmp_path)
+    f = extract_text_features(texts, minilm, cache=cache, ids=list("abcdef"), progress=False)
+    assert f.ok.tolist() == [True, False, False, True, False, True] and f.errors == {}
+    assert np.array_equal(f.values[0], f.values[5])  # same text after strip: encoded once
+    assert sum(calls) == 2 and len(cache) == 2
+    assert not f.values[~f.ok].any()
+
+    g = extract_text_features(texts, minilm, cache=feature_cache_for(minilm, root=tmp_path), progress=False)
+    assert sum(calls) == 2 and g.cache_hits == 3
+    assert np.array_equal(g.values, f.values)
+    direct = orig([ALIEN_1, ROMANCE])
+    assert np.allclose(f.values[[0, 3]], direct, atol=1e-6)
+
+
+def test_unknown_text_encoder():
+    with pytest.raises(ConfigError, match="unknown frozen text encoder 'bert'"):
+        build_text_encoder("bert")
+
+
+def test_non_text_plot_is_an_error_not_a_crash(minilm):
+    f = extract_text_features([ALIEN_1, 42], minilm, ids=["ok", "weird"], progress=False)
+    assert f.ok.tolist() == [True, False] and "plot of weird" in f.errors[1]
+    assert torch.is_tensor(minilm.tokenize([ALIEN_1])["input_ids"])

