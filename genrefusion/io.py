@@ -67,15 +67,16 @@ def _json_default(o):
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-def read_json(path, what: str = "file"):
+def read_json(path, what: str = "file", error: type[GenreFusionError] = GenreFusionError):
+    """Parse a JSON file; a missing or malformed file raises ``error`` naming it."""
     path = Path(path)
     try:
         with open(path, encoding="utf-8") as fh:
             return json.load(fh)
     except FileNotFoundError:
-        raise GenreFusionError(f"{path}: {what} not found") from None
+        raise error(f"{path}: {what} not found") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise GenreFusionError(f"{path}: {what} is not valid JSON ({err})") from None
+        raise error(f"{path}: {what} is not valid JSON ({err})") from None
 
 
 def resolve_inside(root: Path, rel: str) -> Path:

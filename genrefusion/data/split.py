@@ -82,7 +82,7 @@ class Split:
     def load(cls, path: str | os.PathLike) -> "Split":
         """Read our ``split.json``; a bare ``{"train": [...], "dev": [...], "test": [...]}`` (MM-IMDb) is
         accepted too. Malformed files raise DatasetError naming the file."""
-        d = read_json(path, "split file")
+        d = read_json(path, "split file", DatasetError)
         if not isinstance(d, dict):
             raise DatasetError(f"{path}: split file must be a JSON object")
         parts = d.get("parts") if "parts" in d else {k: d[k] for k in PARTS if k in d}
