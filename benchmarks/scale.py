@@ -1,0 +1,138 @@
+"""Scale benchmark: time and peak RSS of validate / split / feature caching / predict --batch at 2.6k and 26k titles.
+
+A synthetic canonical dataset of N titles is generated from the shipped posters and plots with new ids. Every
+poster is re-encoded with a small per-title change (crop offset + a marker pixel) and every plot gets a distinct
+suffix, so the content-keyed feature cache cannot short-cut the work: the 26k run really decodes and encodes 26k
+posters. Each step runs in its own subprocess; its peak RSS comes from ``wait4`` (the kernel's ru_maxrss), so
+numbers include torch, the model and every buffer.
+
+    python benchmarks/scale.py --sizes 2600 26000 --run runs/demo        # predict step needs a trained run
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from genrefusion.data.dataset import Dataset, DatasetWriter  # noqa: E402
+from genrefusion.data.records import Title  # noqa: E402
+from genrefusion.paths import shipped_datasets  # noqa: E402
+
+# Feature caching as `genrefusion train` does it (same encoders, same cache code), without the training.
+CACHE_SNIPPET = """
+import sys
+from genrefusion.data.dataset import Dataset
+from genrefusion.encoders.image import build_image_encoder
+from genrefusion.encoders.text import MiniLMEncoder
+from genrefusion.train import build_inputs
+ds = Dataset(sys.argv[1])
+ts = ds.titles()
+inp = build_inputs([ds.poster_path(t) if t.poster else None for t in ts], [t.plot for t in ts],
+                   build_image_encoder("efficientnet_lite0"), MiniLMEncoder(), None, sys.argv[2],
+                   [t.id for t in ts], num_workers=2, progress=False)
+print(int(inp.image_ok.sum()), "posters,", int(inp.text_ok.sum()), "plots encoded")
+"""
+
+
+def make_synthetic(out: Path, n: int, seed: int = 0) -> Path:
+    """Write an N-title canonical dataset drawn (with replacement) from the shipped titles."""
+    from PIL import Image
+
+    out = Path(out)
+    if (out / "titles.jsonl").is_file() and sum(1 for _ in open(out / "titles.jsonl")) == n:
+        return out  # already generated (generation itself is not what is measured)
+    pool = []
+    for ds in (Dataset(p) for p in shipped_datasets()):
+        pool += [(ds, t) for t in ds.iter_titles() if t.poster and t.plot]  # MM-IMDb titles have both
+    rng = random.Random(seed)
+    with DatasetWriter(out, name=f"synthetic{n}", source="benchmark", overwrite=True, max_side=384) as w:
+        for i in range(n):
+            ds, t = rng.choice(pool)
+            with Image.open(ds.poster_path(t)) as im:
+                im = im.convert("RGB")
+                dx, dy = rng.randrange(0, 8), rng.randrange(0, 8)
+                im = im.crop((dx, dy, im.width - (7 - dx), im.height - (7 - dy)))
+                im.putpixel((0, 0), (i % 256, (i // 256) % 256, (i // 65536) % 256))
+            plot = f"{t.plot} (variant {i})"
+            w.add(Title(id=f"syn{i:06d}", imdb_id=None, title=t.title, year=t.year, kind=t.kind,
+                        genres=list(t.genres), plot=plot, poster=None, source="synthetic"), poster=im)
+    return out
+
+
+def measure(cmd: list[str], env: dict | None = None) -> dict:
+    """Run ``cmd``; return wall seconds, peak RSS (MiB) and the exit code."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    res = {"seconds": round(time.perf_counter() - t0, 2), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
+           "rc": proc.returncode}
+    if proc.returncode != 0:
+        res["tail"] = out[-800:]
+    return res
+
+
+def run_scale(sizes=(2600, 26000), work: Path = ROOT / "benchmarks" / "out" / "scale", run_dir: Path | None = None,
+              log=print) -> dict:
+    work = Path(work)
+    gf = [sys.executable, "-m", "genrefusion"]
+    results: dict[str, dict] = {}
+    for n in sizes:
+        t0 = time.perf_counter()
+        data = make_synthetic(work / f"data{n}", n)
+        log(f"[scale] {n} titles generated in {time.perf_counter() - t0:.0f}s")
+        cache = work / f"cache{n}"
+        steps = {
+            "validate": gf + ["validate", str(data)],
+            "split": gf + ["split", str(data), "--out", str(work / f"split{n}.json"), "--force"],
+            "feature_cache": [sys.executable, "-c", CACHE_SNIPPET, str(data), str(cache)],
+        }
+        if run_dir is not None:
+            steps["predict_batch"] = gf + ["predict", str(run_dir), "--batch", str(data), "--out",
+                                           str(work / f"pred{n}.jsonl"), "--no-progress"]
+        r = {}
+        for name, cmd in steps.items():
+            if name == "feature_cache":
+                import shutil
+
+                shutil.rmtree(cache, ignore_errors=True)  # cold: the cache must be built, not read
+            r[name] = measure(cmd)
+            log(f"[scale] {n:>6} {name:<14} {r[name]['seconds']:>8.1f}s  peak RSS {r[name]['peak_rss_mib']:>7.0f} MiB"
+                + ("" if r[name]["rc"] == 0 else f"  FAILED rc={r[name]['rc']}: {r[name].get('tail', '')[-300:]}"))
+        r["peak_rss_mib"] = max(v["peak_rss_mib"] for v in r.values())
+        results[str(n)] = r
+    if len(sizes) >= 2:
+        a, b = str(sizes[0]), str(sizes[-1])
+        results["ratios"] = {
+            "titles": sizes[-1] / sizes[0],
+            "time": {k: round(results[b][k]["seconds"] / max(results[a][k]["seconds"], 1e-9), 2)
+                     for k in results[a] if isinstance(results[a][k], dict)},
+            "peak_rss": {k: round(results[b][k]["peak_rss_mib"] / results[a][k]["peak_rss_mib"], 2)
+                         for k in results[a] if isinstance(results[a][k], dict)},
+        }
+    return results
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[2600, 26000])
+    ap.add_argument("--run", type=Path, help="trained run dir for the predict --batch step")
+    ap.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "out" / "scale")
+    args = ap.parse_args(argv)
+    res = run_scale(tuple(args.sizes), args.work, args.run)
+    print(json.dumps(res, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
