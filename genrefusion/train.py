@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import __version__
+from . import distributed as dist
 from .config import Config
 from .data.dataset import Dataset, open_datasets
 from .data.records import GenreVocab, Title
@@ -175,7 +176,8 @@ class Inputs:
 def image_features(posters, encoder, cache_root=None, batch_size=32, num_workers=0, ids=None, progress=True):
     from .encoders.extract import extract_image_features, feature_cache_for
 
-    cache = feature_cache_for(encoder, cache_root) if cache_root is not False else None
+    # rank 0 is the cache's only reader and writer; other ranks get their share of its misses (extract.py)
+    cache = feature_cache_for(encoder, cache_root) if cache_root is not False and dist.is_main() else None
     try:
         return extract_image_features(posters, encoder, cache, batch_size=batch_size, num_workers=num_workers,
                                       ids=ids, progress=progress)
@@ -187,7 +189,7 @@ def image_features(posters, encoder, cache_root=None, batch_size=32, num_workers
 def text_features(plots, encoder, cache_root=None, batch_size=32, ids=None, progress=True):
     from .encoders.extract import extract_text_features, feature_cache_for
 
-    cache = feature_cache_for(encoder, cache_root) if cache_root is not False else None
+    cache = feature_cache_for(encoder, cache_root) if cache_root is not False and dist.is_main() else None
     try:
         return extract_text_features(plots, encoder, cache, batch_size=batch_size, ids=ids, progress=progress)
     finally:
@@ -249,9 +251,11 @@ class Batcher:
 
 
 def model_logits(model: nn.Module, batch: dict) -> torch.Tensor:
-    if isinstance(model, FusedModel):
+    # under torchrun ``model`` is a DistributedDataParallel wrapper: dispatch on the wrapped model, call the wrapper
+    net = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    if isinstance(net, FusedModel):
         return model(batch["image"], batch["image_present"], batch["text"], batch["text_present"])
-    if model.modality == "poster":
+    if net.modality == "poster":
         return model(batch["image"], batch["image_present"])
     return model(batch["text"], batch["text_present"])
 
@@ -278,14 +282,17 @@ def train_one_epoch(model, loss_fn, optimizer, scheduler, loader, epoch: int, de
     from tqdm.auto import tqdm
 
     model.train()
+    device = dist.model_device(model)
     total, n = 0.0, 0
     bar = tqdm(loader, desc=f"{desc} epoch {epoch + 1}", leave=False, disable=not progress, unit="batch")
     for batch in bar:
         if modality_dropout > 0:
             batch["image_present"], batch["text_present"] = drop_modalities(
                 batch["image_present"], batch["text_present"], modality_dropout, generator)
-        logits = model_logits(model, batch)
-        loss = loss_fn(logits, batch["y"], batch["m"])
+        batch = dist.to_device(batch, device)  # after modality dropout: its generator lives on the CPU
+        with dist.autocast(device):
+            logits = model_logits(model, batch)
+            loss = loss_fn(logits, batch["y"], batch["m"])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -302,13 +309,16 @@ def train_one_epoch(model, loss_fn, optimizer, scheduler, loader, epoch: int, de
 def evaluate(model, loader, loss_fn=None) -> tuple[np.ndarray, float | None]:
     """Sigmoid scores for every row of ``loader`` (in order) and the mean masked loss."""
     model.eval()
+    device = dist.model_device(model)
     out, total, n = [], 0.0, 0
     for batch in loader:
-        logits = model_logits(model, batch)
+        batch = dist.to_device(batch, device)
+        with dist.autocast(device):
+            logits = model_logits(model, batch)
         if loss_fn is not None and "y" in batch:
-            total += float(loss_fn(logits, batch["y"], batch["m"])) * len(batch["idx"])
+            total += float(loss_fn(logits.float(), batch["y"], batch["m"])) * len(batch["idx"])
             n += len(batch["idx"])
-        out.append(torch.sigmoid(logits.float()).numpy())
+        out.append(torch.sigmoid(logits.float()).cpu().numpy())
     S = np.concatenate(out) if out else np.zeros((0, 0), np.float32)
     return S, (total / n if n else None)
 
@@ -321,11 +331,16 @@ def predict_rows(model, rows, batcher: Batcher, batch_size: int = 256) -> np.nda
 
 # -- run folder: stage results and checkpoints ------------------------------------------------------------
 class RunDir:
+    """Stage results and checkpoints. Under torchrun rank 0 alone touches the folder: writes happen there
+    only, reads are made there and broadcast (every rank calls them in step), so every rank resumes from
+    the same checkpoint and the folder need not be shared between nodes."""
+
     def __init__(self, root: Path):
         self.root = Path(root)
         self.stages = self.root / "stages"
         self.ckpts = self.root / "checkpoints"
 
+    @dist.main_reads
     def stage_info(self, stage: str) -> dict | None:
         p = self.stages / f"{stage}.json"
         if not p.exists():
@@ -333,6 +348,7 @@ class RunDir:
         info = read_json(p, "stage record")
         return info if isinstance(info, dict) and info.get("done") else None
 
+    @dist.main_only
     def save_stage(self, stage: str, state: dict, info: dict) -> None:
         from safetensors.torch import save
 
@@ -341,6 +357,7 @@ class RunDir:
             fh.write(blob)
         write_json(self.stages / f"{stage}.json", {**info, "done": True})  # written last: marks completion
 
+    @dist.main_reads
     def load_stage(self, stage: str) -> dict:
         from safetensors.torch import load
 
@@ -351,10 +368,12 @@ class RunDir:
             raise BundleError(f"{p}: cannot read stage weights ({str(err).splitlines()[0][:120]}); "
                               f"delete {self.stages / (stage + '.json')} to retrain that stage") from None
 
+    @dist.main_only
     def save_checkpoint(self, stage: str, ckpt: dict) -> None:
         with atomic_open(self.ckpts / f"{stage}.pt", "wb") as fh:
             torch.save(ckpt, fh)
 
+    @dist.main_reads
     def load_checkpoint(self, stage: str) -> dict | None:
         p = self.ckpts / f"{stage}.pt"
         if not p.exists():
@@ -366,6 +385,7 @@ class RunDir:
             log.warning("%s: unreadable checkpoint (%s); restarting stage %s", p, str(err).splitlines()[0][:100], stage)
             return None
 
+    @dist.main_only
     def drop_checkpoint(self, stage: str) -> None:
         (self.ckpts / f"{stage}.pt").unlink(missing_ok=True)
 
@@ -414,23 +434,30 @@ def fit_stage(run: RunDir, spec: StageSpec, batcher: Batcher, corpus: Corpus, cf
         start, best, best_epoch, bad = ckpt["epoch"] + 1, ckpt["best_score"], ckpt["best_epoch"], ckpt["bad_epochs"]
         history, best_state = ckpt["history"], ckpt["best_model"]
         log.info("stage %s: resuming after epoch %d", spec.name, start)
-    dev_loader = torch.utils.data.DataLoader(RowSet(spec.dev_rows), batch_size=256, shuffle=False,
+    # under torchrun each rank scores its shard of dev; gather_scores puts the rows back in order
+    dev_loader = torch.utils.data.DataLoader(RowSet(dist.shard(spec.dev_rows)), batch_size=256, shuffle=False,
                                              collate_fn=batcher)
     Yd, Md = corpus.Y[spec.dev_rows], corpus.M[spec.dev_rows]
+    # DDP after the checkpoint load (it starts every rank from rank 0's weights); a fused model's batch
+    # may lack a modality on one rank, leaving that branch without gradient there
+    train_model = dist.wrap_ddp(model, find_unused=isinstance(model, FusedModel))
     t0 = time.perf_counter()
     for epoch in range(start, spec.epochs):
         if bad >= tc.patience:
             break
         s = stage_seed(cfg.seed, spec.name, epoch)
-        seed_everything(s)
+        seed_everything(s + dist.info().rank)  # other ranks: different dropout masks, as within one batch
         g = torch.Generator().manual_seed(s)
-        sampler = torch.utils.data.RandomSampler(RowSet(spec.train_rows), generator=g)
-        loader = torch.utils.data.DataLoader(RowSet(spec.train_rows), batch_size=tc.batch_size, sampler=sampler,
+        sampler, batch_size = dist.epoch_sampler(RowSet(spec.train_rows), g, s, tc.batch_size, drop_last)
+        loader = torch.utils.data.DataLoader(RowSet(spec.train_rows), batch_size=batch_size, sampler=sampler,
                                              collate_fn=batcher, drop_last=drop_last)
-        train_loss = train_one_epoch(model, loss_fn, optimizer, scheduler, loader, epoch, spec.name,
+        train_loss = train_one_epoch(train_model, loss_fn, optimizer, scheduler, loader, epoch, spec.name,
                                      spec.modality_dropout, g, progress)
-        S, dev_loss = evaluate(model, dev_loader, loss_fn)
+        train_loss = dist.mean_over_ranks(train_loss)
+        dist.sync_buffers(model)  # every rank evaluates (and keeps as best) rank 0's BatchNorm statistics
+        S, dev_loss = dist.gather_scores(*evaluate(model, dev_loader, loss_fn), len(spec.dev_rows))
         score = selection_score(tc.select_metric, Yd, S, Md) if len(spec.dev_rows) else -train_loss
+        score = dist.broadcast_object(score)  # early stopping must decide alike on every rank
         history.append({"epoch": epoch + 1, "train_loss": round(train_loss, 5),
                         "dev_loss": None if dev_loss is None else round(dev_loss, 5), "dev_score": round(score, 5)})
         if score > best:
@@ -540,7 +567,7 @@ def run_lm_stage(run: RunDir, lstm, vocab, texts, valid_texts, cfg: Config, prog
     seed_everything(stage_seed(cfg.seed, "lm", 0))
     res = train_language_model(lstm, vocab, texts, epochs=lc.lm_epochs, lr=lc.lm_lr, bptt=lc.lm_bptt,
                                batch_size=lc.batch_size, seed=stage_seed(cfg.seed, "lm", 0), progress=progress,
-                               valid_texts=valid_texts or None)
+                               valid_texts=valid_texts or None, device=dist.model_device(lstm))
     history = [{k: (round(v, 5) if isinstance(v, float) else v) for k, v in h.items()} for h in res["history"]]
     for h in history:
         log.info("stage lm epoch %d/%d: LM train loss %.4f%s", h["epoch"], lc.lm_epochs, h["train_loss"],
@@ -644,11 +671,17 @@ def _check_resume(out: Path, stored: dict, resume: bool) -> None:
 
 
 def main(data: Sequence, out, config: Config | None = None, resume: bool = False,
-         models: Sequence[str] = ALL_MODELS, progress: bool = True, write_report: bool = True) -> dict:
-    """Train the requested models on ``data`` (dataset folders) into run dir ``out``; returns metrics."""
+         models: Sequence[str] = ALL_MODELS, progress: bool = True, write_report: bool = True,
+         device: str = "auto") -> dict:
+    """Train the requested models on ``data`` (dataset folders) into run dir ``out``; returns metrics.
+
+    Under torchrun (RANK/WORLD_SIZE set) every rank calls this: data-parallel training, rank 0 writes
+    (see ``genrefusion.distributed``) and every rank returns rank 0's metrics."""
     from .paths import check_writable_target
 
     t_start = time.perf_counter()
+    dist.init(dist.resolve_device(device))
+    progress = progress and dist.is_main()
     cfg = config or Config()
     models = [m for m in ALL_MODELS if m in set(models)]
     if not models:
@@ -659,18 +692,24 @@ def main(data: Sequence, out, config: Config | None = None, resume: bool = False
     datasets = open_datasets(data)
     stored = {"format": RUN_FORMAT, "genrefusion_version": __version__, "config": cfg.to_dict(),
               "data": [str(ds.root.resolve()) for ds in datasets], "models": models}
-    _check_resume(out, stored, resume)
-    out.mkdir(parents=True, exist_ok=True)
-    if not (out / "config.json").exists():
-        write_json(out / "config.json", stored)
-    handler = _setup_log(out / "train.log")
+
+    def prepare_run_dir():  # rank 0 only: the others wait for its verdict on the folder
+        _check_resume(out, stored, resume)
+        out.mkdir(parents=True, exist_ok=True)
+        if not (out / "config.json").exists():
+            write_json(out / "config.json", stored)
+
+    dist.from_main(prepare_run_dir)
+    handler = _setup_log(out / "train.log") if dist.is_main() else None
     run = RunDir(out)
     try:
         return _main(run, datasets, cfg, models, progress, write_report, t_start, stored)
     finally:
-        for name in ("genrefusion.train", "genrefusion.evaluate"):
-            logging.getLogger(name).removeHandler(handler)
-        handler.close()
+        if handler is not None:
+            for name in ("genrefusion.train", "genrefusion.evaluate"):
+                logging.getLogger(name).removeHandler(handler)
+            handler.close()
+        dist.cleanup()
 
 
 def _main(run: RunDir, datasets, cfg: Config, models, progress, write_report, t_start, stored) -> dict:
@@ -682,19 +721,26 @@ def _main(run: RunDir, datasets, cfg: Config, models, progress, write_report, t_
     from .thresholds import tune_thresholds
 
     out = run.root
+    device = dist.current_device()
     log.info("genrefusion %s: training %s on %s into %s", __version__, ",".join(models),
              ", ".join(ds.name for ds in datasets), out)
+    if dist.info().enabled:
+        log.info("distributed: %d ranks, %s", dist.info().world_size, device)
     seed_everything(cfg.seed)
     timings: dict[str, float] = {}
 
     # 1. data + split (grouped by imdb_id across datasets; stored in the run, never in the datasets)
     t0 = time.perf_counter()
     split_path = out / "split.json"
-    if split_path.exists():
-        split = Split.load(split_path)
-    else:
+
+    def load_or_make_split():  # rank 0's split (it owns the run folder), broadcast to every rank
+        if split_path.exists():
+            return Split.load(split_path)
         split = make_split(datasets, dev=cfg.data.dev, test=cfg.data.test, seed=cfg.seed)
         split.save(split_path)
+        return split
+
+    split = dist.from_main(load_or_make_split)
     corpus = load_corpus(datasets, split, cfg.data.min_genre_count)
     train_rows, dev_rows, test_rows = corpus.rows("train"), corpus.rows("dev"), corpus.rows("test")
     log.info("titles: %d (train %d, dev %d, test %d); genres: %d%s", len(corpus), len(train_rows), len(dev_rows),
@@ -715,11 +761,11 @@ def _main(run: RunDir, datasets, cfg: Config, models, progress, write_report, t_
     if need_image:
         from .encoders.image import build_image_encoder
 
-        image_enc = build_image_encoder(cfg.image.encoder, cfg.image.weights)
+        image_enc = build_image_encoder(cfg.image.encoder, cfg.image.weights).to(device)
     if "minilm" in routes:
         from .encoders.text import MiniLMEncoder
 
-        minilm = MiniLMEncoder()
+        minilm = MiniLMEncoder().to(device)
     if "lstm" in routes:
         from .encoders.tokenize import Vocab
 
@@ -748,6 +794,7 @@ def _main(run: RunDir, datasets, cfg: Config, models, progress, write_report, t_
     Ytr, Mtr = corpus.Y[train_rows], corpus.M[train_rows]
     prior = torch.from_numpy(Ytr.sum(0) / np.maximum(Mtr.sum(0), 1))
     pos_weight = compute_pos_weight(Ytr, Mtr, tc.pos_weight, tc.pos_weight_cap)
+    pos_weight = pos_weight.to(device) if pos_weight is not None else None
     G = len(corpus.genres)
     image_dim = image_info["dim"] if image_info else None
     training: dict[str, dict] = {}
@@ -759,7 +806,7 @@ def _main(run: RunDir, datasets, cfg: Config, models, progress, write_report, t_
 
     if need_image:
         spec = model_spec(cfg, corpus.genres, image_dim, None)
-        poster = build_single(spec, "poster")
+        poster = build_single(spec, "poster").to(device)
         poster.set_prior(prior)
         training["poster"] = fit_stage(run, StageSpec(
             "poster", poster, [{"params": list(poster.parameters()), "lr": tc.lr}],
@@ -773,7 +820,7 @@ def _main(run: RunDir, datasets, cfg: Config, models, progress, write_report, t_
         batcher = Batcher(inputs, corpus.Y, corpus.M, route, cfg.text.lstm.max_len)
         tr, dv = rows_with(txt_ok, train_rows), rows_with(txt_ok, dev_rows)
         if route == "minilm":
-            model = build_single(spec, "plot")
+            model = build_single(spec, "plot").to(device)
             model.set_prior(prior)
             training["plot_minilm"] = fit_stage(run, StageSpec(
                 "plot_minilm", model, [{"params": list(model.parameters()), "lr": tc.lr}], tr, dv, tc.epochs),
@@ -783,10 +830,11 @@ def _main(run: RunDir, datasets, cfg: Config, models, progress, write_report, t_
 
             lc = cfg.text.lstm
             vectors = spacy_vectors(vocab, lc.emb_dim) if lc.emb_dim == 300 else None
-            lstm = build_lstm(spec["lstm"], vectors)
-            training["lm"] = run_lm_stage(run, lstm, vocab, [corpus.plots[i] for i in tr],
-                                          [corpus.plots[i] for i in dv], cfg, progress)
-            model = build_single(spec, "plot", lstm)
+            lstm = build_lstm(spec["lstm"], vectors).to(device)
+            # LM fine-tuning is short and not data-parallel: rank 0 runs it, the others take its weights
+            training["lm"] = dist.run_on_main(lambda: run_lm_stage(
+                run, lstm, vocab, [corpus.plots[i] for i in tr], [corpus.plots[i] for i in dv], cfg, progress), lstm)
+            model = build_single(spec, "plot", lstm).to(device)
             model.set_prior(prior)
             for phase, n_ep in enumerate(lc.unfreeze_epochs):
                 if n_ep == 0:
@@ -798,7 +846,8 @@ def _main(run: RunDir, datasets, cfg: Config, models, progress, write_report, t_
             for p in model.parameters():
                 p.requires_grad_(True)
         S = predict_rows(model, dv, batcher)
-        score = selection_score(tc.select_metric, corpus.Y[dv], S, corpus.M[dv])
+        # the text route (and so the fused model's shape) must be chosen alike on every rank
+        score = dist.broadcast_object(selection_score(tc.select_metric, corpus.Y[dv], S, corpus.M[dv]))
         plot_candidates[route] = {"dev_score": round(score, 5), "model": model, "spec": spec}
         log.info("plot model %s: dev %s %.4f", route, tc.select_metric, score)
     route = None
@@ -812,7 +861,7 @@ def _main(run: RunDir, datasets, cfg: Config, models, progress, write_report, t_
 
     # 4. fused model: branches from the trained single models, trained whole
     if "fused" in models:
-        fused = build_fused(final_spec, trained["poster"], trained["plot"])
+        fused = build_fused(final_spec, trained["poster"], trained["plot"]).to(device)
         branch = set(id(p) for p in fused.branch_parameters())
         groups = [{"params": [p for p in fused.parameters() if id(p) in branch], "lr": tc.lr * tc.branch_lr_factor},
                   {"params": [p for p in fused.parameters() if id(p) not in branch], "lr": tc.lr}]
@@ -830,6 +879,9 @@ def _main(run: RunDir, datasets, cfg: Config, models, progress, write_report, t_
             p.requires_grad_(True)
         trained["fused"] = fused
     timings["training_s"] = round(time.perf_counter() - t0, 2)
+    if not dist.is_main():
+        # thresholds, metrics, bundle and report come from the same weights on rank 0: wait for its result
+        return dist.broadcast_object(None)
 
     # 5. thresholds on dev, metrics on test
     t0 = time.perf_counter()
@@ -914,4 +966,4 @@ def _main(run: RunDir, datasets, cfg: Config, models, progress, write_report, t_
         write_json(out / "metrics.json", result)
     log.info("done in %.1fs: %s", timings["total_s"], ", ".join(
         f"{k} micro-F1 {v['micro_f1']:.3f}" for k, v in metrics.items() if v.get("micro_f1") is not None))
-    return result
+    return dist.broadcast_object(result)

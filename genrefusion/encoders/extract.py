@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .. import distributed as dist
 from ..errors import BadInput, GenreFusionError
 from .cache import FeatureCache, content_key
 
@@ -143,6 +144,8 @@ def extract_image_features(posters: Sequence, encoder, cache: FeatureCache | Non
                 ok[by_key[k]] = True
                 hits += len(by_key[k])
         todo_keys = [k for k, r in zip(todo_keys, rows) if r < 0]
+    # under torchrun each rank encodes its share of rank 0's misses (merged back below)
+    todo_keys = dist.share_work(todo_keys)
 
     if todo_keys:
         items = [(by_key[k][0], posters[by_key[k][0]], _name(by_key[k][0], posters[by_key[k][0]], ids))
@@ -161,7 +164,7 @@ def extract_image_features(posters: Sequence, encoder, cache: FeatureCache | Non
                         for j in by_key[keys[i]]:
                             errors[j] = e
                     if xs is not None:
-                        f = encoder(xs).float().numpy()
+                        f = encoder(xs.to(dist.model_device(encoder))).float().cpu().numpy()
                         for i, row in zip(idx, f):
                             values[by_key[keys[i]]] = row
                             ok[by_key[keys[i]]] = True
@@ -172,6 +175,7 @@ def extract_image_features(posters: Sequence, encoder, cache: FeatureCache | Non
         finally:
             bar.close()
             encoder.train(was_training)
+    values, ok, errors, hits = dist.merge_shared_work(values, ok, errors, hits, by_key, todo_keys, cache, ids)
     return Features(values, ok, errors, hits)
 
 
@@ -213,6 +217,7 @@ def extract_text_features(texts: Sequence[str | None], encoder, cache: FeatureCa
                 ok[by_key[k]] = True
                 hits += len(by_key[k])
         todo = [k for k, r in zip(todo, rows) if r < 0]
+    todo = dist.share_work(todo)  # under torchrun: this rank's share of rank 0's misses (merged back below)
     if todo:
         # length-sorted batches waste little on padding (MiniLM cost grows with the longest text in a batch)
         todo.sort(key=lambda k: len(clean[k]))
@@ -229,4 +234,5 @@ def extract_text_features(texts: Sequence[str | None], encoder, cache: FeatureCa
                 bar.update(len(chunk))
         finally:
             bar.close()
+    values, ok, errors, hits = dist.merge_shared_work(values, ok, errors, hits, by_key, todo, cache, ids)
     return Features(values, ok, errors, hits)

@@ -83,7 +83,8 @@ class MiniLMEncoder(nn.Module):
             with torch.inference_mode():
                 for s in range(0, len(order), batch_size):
                     idx = order[s:s + batch_size]
-                    out[idx] = self(**self.tokenize([texts[i] for i in idx])).float().numpy()
+                    tok = self.tokenize([texts[i] for i in idx])  # on CPU; the model may sit on a GPU
+                    out[idx] = self(**{k: v.to(self.model.device) for k, v in tok.items()}).float().cpu().numpy()
         finally:
             self.train(was_training)
         return out

@@ -1,0 +1,141 @@
+"""All performance figures of issue 7, measured in one run, each printed beside its target.
+
+    python benchmarks/run.py            # everything: inference, training cold/warm, scale at 2.6k and 26k titles
+    python benchmarks/run.py --quick    # inference figures only (< 5 min; uses an existing run, see --run)
+
+Writes ``benchmarks/latest.json`` (flat keys, plus a ``details`` object) and exits 1 if a target is missed.
+Scratch data (synthetic datasets, caches, runs) goes to ``benchmarks/out/`` (git-ignored).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "benchmarks" / "out"
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from genrefusion.io import write_json  # noqa: E402
+from genrefusion.paths import shipped_datasets  # noqa: E402
+
+# key -> (comparison, target, unit). Ratios are measured side by side in this run.
+TARGETS = {
+    "throughput_ratio": (">=", 0.8, "x raw backbone"),
+    "latency_p50_ms": ("<=", 150.0, "ms"),
+    "latency_p95_ms": (None, None, "ms"),
+    "api_latency_p50_ms": ("<=", 150.0, "ms"),
+    "train_cold_s": ("<=", 600.0, "s"),
+    "train_warm_s": ("<=", 60.0, "s"),
+    "peak_rss_mib_2600": ("<=", 2048.0, "MiB"),
+    "peak_rss_mib_26000": ("<=", 2048.0, "MiB"),
+}
+
+
+def machine() -> dict:
+    import torch
+
+    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform()}
+
+
+def train_job(out: Path, cache: Path, fresh_cache: bool) -> dict:
+    """The README main job (all shipped datasets) as a subprocess; wall time + metrics.json's phase split."""
+    if fresh_cache:
+        shutil.rmtree(cache, ignore_errors=True)
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = [sys.executable, "-m", "genrefusion", "train", *map(str, shipped_datasets()), "--out", str(out),
+           "--no-progress"]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env={**os.environ, "GENREFUSION_CACHE": str(cache)}, capture_output=True, text=True)
+    wall = round(time.perf_counter() - t0, 1)
+    if proc.returncode != 0:
+        raise SystemExit(f"train failed (rc {proc.returncode}): {proc.stderr.strip()[-500:]}")
+    m = json.loads((out / "metrics.json").read_text())
+    return {"wall_s": wall, "timings": m.get("timings", {}),
+            "test": {k: {x: v.get(x) for x in ("micro_f1", "macro_f1", "mAP")} for k, v in m["models"].items()}}
+
+
+def pick_run(explicit: Path | None) -> Path:
+    for cand in [explicit, OUT / "train_warm", OUT / "train_cold", ROOT / "runs" / "demo"]:
+        if cand is not None and (cand / "model").is_dir():
+            return cand
+    raise SystemExit("no trained run found: pass --run RUN_DIR, or run `bash scripts/demo.sh` (or this script "
+                     "without --quick) first")
+
+
+def check(figures: dict) -> list[str]:
+    missed = []
+    for key, (op, target, unit) in TARGETS.items():
+        v = figures.get(key)
+        ok = None
+        if v is not None and op is not None:
+            ok = v >= target if op == ">=" else v <= target
+            if not ok:
+                missed.append(key)
+        tgt = f"target {op} {target:g}" if op else "reported"
+        mark = {True: "ok", False: "MISSED", None: "-"}[ok]
+        print(f"  {key:<20} {('n/a' if v is None else f'{v:,.2f}'):>12} {unit:<15} {tgt:<18} {mark}")
+    return missed
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description="genrefusion benchmarks (issue 7)")
+    ap.add_argument("--quick", action="store_true", help="inference figures only")
+    ap.add_argument("--run", type=Path, help="trained run dir to benchmark inference on")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[2600, 26000], help="scale benchmark title counts")
+    ap.add_argument("--skip-scale", action="store_true")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "latest.json")
+    args = ap.parse_args(argv)
+    OUT.mkdir(parents=True, exist_ok=True)
+    figures: dict = {}
+    details: dict = {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M")}
+
+    if not args.quick:
+        cache = OUT / "train-cache"
+        print("[train] cold: empty feature cache ...", flush=True)
+        cold = train_job(OUT / "train_cold", cache, fresh_cache=True)
+        print(f"[train] cold {cold['wall_s']}s {cold['timings']}", flush=True)
+        warm = train_job(OUT / "train_warm", cache, fresh_cache=False)
+        print(f"[train] warm {warm['wall_s']}s {warm['timings']}", flush=True)
+        figures["train_cold_s"], figures["train_warm_s"] = cold["wall_s"], warm["wall_s"]
+        details["train"] = {"cold": cold, "warm": warm}
+
+    run_dir = pick_run(args.run)
+    details["run"] = str(run_dir)
+    import bench_serve
+
+    print(f"[inference] run {run_dir}", flush=True)
+    inf = bench_serve.run_all(run_dir)
+    details["inference"] = inf
+    for k in ("throughput_ratio", "latency_p50_ms", "latency_p95_ms", "api_latency_p50_ms"):
+        figures[k] = inf.get(k)
+
+    if not args.quick and not args.skip_scale:
+        import scale
+
+        sc = scale.run_scale(tuple(args.sizes), OUT / "scale", run_dir)
+        details["scale"] = sc
+        for n in args.sizes:
+            figures[f"peak_rss_mib_{n}"] = sc[str(n)]["peak_rss_mib"]
+
+    print(f"\ngenrefusion benchmarks on {details['machine']['cpu']} ({details['machine']['cores']} cores)")
+    missed = check(figures)
+    prev = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    # --quick refreshes only the figures it measured; the others keep their last full-run values
+    write_json(args.out, {**{k: v for k, v in prev.items() if k in TARGETS}, **figures,
+                          "details": {**prev.get("details", {}), **details}}, indent=1)
+    print(f"written {args.out.relative_to(ROOT)}" + (f"; targets missed: {', '.join(missed)}" if missed else ""))
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
