@@ -188,9 +188,12 @@ def _raw_items(raws) -> Iterator[BatchItem]:
 def decide(scores: np.ndarray, genres: Sequence[str], thresholds: np.ndarray, top_k: int | None = None,
            threshold: float | None = None) -> list[str]:
     """Predicted genres, most probable first: those at or above their threshold (``threshold``
-    overrides every genre's), at most ``top_k`` of them when given."""
-    thr = np.full(len(genres), float(threshold)) if threshold is not None else np.asarray(thresholds, float)
+    overrides every genre's). ``top_k`` alone: the k most probable genres, whatever the thresholds
+    ("give me 3 genres"); with ``threshold`` too: at most k of those above it."""
     order = np.argsort(-np.asarray(scores, float), kind="stable")
+    if top_k is not None and threshold is None:
+        return [genres[j] for j in order[:top_k]]
+    thr = np.full(len(genres), float(threshold)) if threshold is not None else np.asarray(thresholds, float)
     picked = [genres[j] for j in order if scores[j] >= thr[j]]
     return picked[:top_k] if top_k is not None else picked
 

@@ -97,7 +97,7 @@ def _fail(path, msg) -> BundleError:
 def read_bundle_config(path) -> dict:
     """``config.json`` of a bundle, checked for structure (no weights read)."""
     path = Path(path)
-    if (path / "model" / CONFIG).is_file() and not (path / CONFIG).is_file():
+    if (path / "model" / CONFIG).is_file() and not (path / WEIGHTS).is_file():
         path = path / "model"  # a run dir was given
     if not path.exists():
         raise _fail(path, "model bundle not found")
@@ -150,7 +150,7 @@ def load_bundle(path, models: list[str] | None = None) -> Bundle:
     from .train import build_models
 
     path = Path(path)
-    if (path / "model" / CONFIG).is_file() and not (path / CONFIG).is_file():
+    if (path / "model" / CONFIG).is_file() and not (path / WEIGHTS).is_file():  # a run dir: its config.json is the run's
         path = path / "model"
     cfg = read_bundle_config(path)
     names = list(cfg["models"]) if models is None else [n for n in models if n in cfg["models"]]

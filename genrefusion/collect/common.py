@@ -188,6 +188,28 @@ class FailureGuard:
                                   "re-run later to resume from the cache")
 
 
+def prefetch_poster(client, url: str, tid: str, report: Report, guard: FailureGuard,
+                    max_bytes: int) -> str | None:
+    """Phase 1 for a poster: fetch it into the cache and check it decodes. Returns ``url`` when usable,
+    else None (warned; a non-image answer is dropped from the cache so a later run asks again)."""
+    try:
+        body = client.get(url, max_bytes=max_bytes, what=f"{tid} poster").body
+        guard.ok()
+    except FatalFetchError:
+        raise
+    except FetchError as err:
+        guard.failed(err)
+        report.warn(tid, f"poster dropped: {err}")
+        return None
+    try:
+        load_image(body, name=f"{tid} poster")
+    except BadInput as err:
+        client.forget(url)
+        report.warn(tid, f"poster dropped: {err}")
+        return None
+    return url
+
+
 def summary(count: int, out: Path, report: Report, stats: dict | None = None) -> str:
     s = f"wrote {count} titles to {out} ({len(report.skipped)} skipped, {len(report.warnings)} warnings"
     if stats:

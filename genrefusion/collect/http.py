@@ -151,6 +151,16 @@ class ResponseCache:
         return Response(url=meta.get("url", key), status=int(meta.get("status", 200)),
                         content_type=str(meta.get("content_type", "")), body=body, from_cache=True)
 
+    def delete(self, key: str) -> None:
+        # metadata first: without it the entry is a miss even if the body unlink fails
+        for p in reversed(self._paths(key)):
+            try:
+                p.unlink()
+            except FileNotFoundError:
+                pass
+            except OSError as err:
+                raise GenreFusionError(f"{p}: cannot remove a cache entry ({err.strerror})") from None
+
     def put(self, key: str, resp: Response) -> None:
         body_p, meta_p = self._paths(key)
         write_bytes(body_p, resp.body)
@@ -213,6 +223,12 @@ class HttpClient:
         if self.jitter:
             d *= random.uniform(1.0, 1.25)  # de-synchronise several clients hitting the same server
         return max(d, retry_after or 0.0)
+
+    def forget(self, url: str, params: dict | None = None) -> None:
+        """Drop a cached answer that turned out unusable (a block page served as 200, a poster that is
+        not an image) so a later run asks again instead of trusting it forever."""
+        if self.cache is not None:
+            self.cache.delete(self.build_url(url, params))
 
     # -- robots.txt ------------------------------------------------------------------------
     def _robots_allows(self, url: str) -> bool:

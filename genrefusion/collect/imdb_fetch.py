@@ -13,7 +13,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 from ..data.records import Title
 from ..errors import GenreFusionError
 from ..genres import IMDB_GENRES
-from .common import MAX_SIDE, Candidate, FailureGuard, Report, read_imdb_ids, write_dataset
+from .common import MAX_SIDE, Candidate, FailureGuard, Report, prefetch_poster, read_imdb_ids, write_dataset
 from .http import FatalFetchError, FetchError, HttpClient
 from .imdb_pages import parse_title_page
 
@@ -78,6 +78,8 @@ def resolve_imdb(ids: list[str], client: HttpClient, report: Report, base_url: s
         try:
             info = parse_title_page(page.text(), name=f"{tt} page")
         except GenreFusionError as err:
+            # an unparseable 200 is often a block/captcha page: forget it so a later run asks again
+            client.forget(url)
             report.skip(tt, str(err))
             continue
         tid = info.imdb_id or tt
@@ -88,18 +90,14 @@ def resolve_imdb(ids: list[str], client: HttpClient, report: Report, base_url: s
             report.skip(tt, f"duplicate of {tid}")
             continue
         seen.add(tid)
+        if not info.genres:
+            # nothing to label with: skip before asking for its poster
+            report.skip(tid, "no genres on the title page")
+            continue
         poster_url = None
         if info.poster_url:
             poster_url = rebase_url(sized_poster_url(urljoin(url, info.poster_url), side), image_base_url)
-            try:
-                client.get(poster_url, max_bytes=POSTER_MAX_BYTES, what=f"{tid} poster")
-                guard.ok()
-            except FatalFetchError:
-                raise
-            except FetchError as err:
-                guard.failed(err)
-                report.warn(tid, f"poster dropped: {err}")
-                poster_url = None
+            poster_url = prefetch_poster(client, poster_url, tid, report, guard, POSTER_MAX_BYTES)
         t = Title(id=tid, imdb_id=tid, title=info.title, year=info.year, kind=info.kind, genres=info.genres,
                   plot=info.plot, source="imdb")
         out.append(Candidate(t, poster_url=poster_url))

@@ -133,10 +133,21 @@ def _ld_title_object(blocks: list, name: str):
                 objs.append(o)
     known = [o for o in objs if _kind_from_ld(o.get("@type")) is not None or o.get("@type") in (
         "CreativeWork", "VideoGame", "PodcastSeries", "MusicVideoObject")]
-    for o in known or objs:
+    # Without a known type, only an object that carries a genre is taken for the title: a Person or
+    # Organization block (a name page saved by mistake) must not become a title named after a person.
+    for o in known or [o for o in objs if o.get("genre")]:
         if o.get("name"):
             return o
     return None
+
+
+def _ld_types(blocks: list) -> list[str]:
+    types = []
+    for b in blocks:
+        for o in b if isinstance(b, list) else [b]:
+            if isinstance(o, dict) and isinstance(o.get("@type"), str):
+                types.append(o["@type"])
+    return types
 
 
 def _dig(d, *keys):
@@ -204,6 +215,8 @@ def parse_title_page(text: str, name: str = "page") -> PageInfo:
         info.year = info.year or _year(_dig(atf, "releaseYear", "year"))
 
     if not info.sources:
+        if not errors and blocks:
+            errors.append(f"JSON-LD describes {', '.join(_ld_types(blocks)) or 'no typed object'}, not a title")
         why = "; ".join(errors) if errors else "no JSON-LD or __NEXT_DATA__ title data (not an IMDb title page?)"
         raise BadInput(f"{name}: {why}")
     if info.imdb_id is None:
@@ -301,6 +314,9 @@ def collect_imdb_pages(folder: str | Path, out: Path, *, name: str | None = None
             report.skip(page.name, f"duplicate of {tt} (already read from {seen[tt]})")
             continue
         seen[tt] = page.name
+        if not info.genres:
+            report.skip(page.name, f"{tt}: no genres on the page")
+            continue
         local = find_local_poster(page, tt, info.poster_url)
         poster_url = None
         if local is None and client is not None and info.poster_url:

@@ -13,7 +13,7 @@ from pathlib import Path
 from ..data.records import Title
 from ..errors import BadInput, GenreFusionError
 from ..genres import IMDB_GENRES, parse_genre_cell
-from .common import Candidate, FailureGuard, Report, read_id_lines, read_imdb_ids, write_dataset
+from .common import Candidate, FailureGuard, Report, prefetch_poster, read_id_lines, read_imdb_ids, write_dataset
 from .http import FatalFetchError, FetchError, HttpClient
 
 TMDB_API = "https://api.themoviedb.org/3"
@@ -196,15 +196,7 @@ def resolve_tmdb(items: list, tmdb: TmdbClient, report: Report, by: str = "imdb"
             continue
         seen.add(t.id)
         if poster_url:
-            try:
-                tmdb.http.get(poster_url, max_bytes=POSTER_MAX_BYTES, what=f"{t.id} poster")
-                guard.ok()
-            except FatalFetchError:
-                raise
-            except FetchError as err:
-                guard.failed(err)
-                report.warn(t.id, f"poster dropped: {err}")
-                poster_url = None
+            poster_url = prefetch_poster(tmdb.http, poster_url, t.id, report, guard, POSTER_MAX_BYTES)
         out.append(Candidate(t, poster_url=poster_url))
     return out
 

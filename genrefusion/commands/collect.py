@@ -1,10 +1,8 @@
 """Collect titles (poster, plot, genres) into the canonical dataset layout, the way the paper did.
 
-  collect imdb-pages DIR --out DATASET           saved IMDb title pages (offline)
-  collect imdb IDS_FILE --out DATASET            fetch IMDb title pages + posters (rate-limited, cached)
-  collect tmdb IDS_FILE --out DATASET            the TMDB API (key in $TMDB_API_KEY)
-  collect imdb-tsv title.basics.tsv.gz (--ids FILE | --dataset DIR) --out DATASET
-                                                 IMDb's non-commercial genre file (recommended genre source)
+Sources: imdb-pages (saved IMDb title pages, offline), imdb (fetch IMDb title pages and posters by
+tt-id: rate-limited, cached, resumable), tmdb (the TMDB API, key in an environment variable) and
+imdb-tsv (IMDb's non-commercial title.basics.tsv.gz: the recommended source of genres).
 
 IMDb's conditions of use restrict automated collection: you are responsible for having the right to
 fetch what you collect. See docs/collect.md.
@@ -31,7 +29,8 @@ def _common_http(p, rate: float, base_url: str | None):
     g = p.add_argument_group("HTTP (shared polite client)")
     g.add_argument("--cache", metavar="DIR",
                    help="response cache; a re-run fetches nothing twice (default: $GENREFUSION_CACHE/http)")
-    g.add_argument("--rate", type=float, default=rate, help=f"max requests per second (default {rate})")
+    g.add_argument("--rate", type=float, default=rate,
+                   help=f"max requests per second over the network; cache hits are free (default {rate})")
     if base_url is not None:
         g.add_argument("--base-url", default=base_url, help=f"server to ask (default {base_url})")
     g.add_argument("--retries", type=int, default=4, help="retries on 429/5xx/timeouts/truncated bodies (default 4)")
@@ -77,7 +76,7 @@ def add_arguments(p):
                    help="--by tmdb: kind of bare ids (default movie); --by imdb: kind preferred by /find")
     q.add_argument("--image-base-url", default=TMDB_IMAGES, help=f"TMDB image server (default {TMDB_IMAGES})")
     q.add_argument("--poster-size", default="w342", help="TMDB poster width (default w342: >= 384 px tall)")
-    _common_http(q, 4.0, TMDB_API)
+    _common_http(q, 1.0, TMDB_API)
 
     q = sub.add_parser("imdb-tsv", help="attach genres/kind/year from IMDb's title.basics.tsv.gz",
                        description="Join IMDb's non-commercial title.basics.tsv.gz (streamed) to tt-ids or to "

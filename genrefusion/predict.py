@@ -1,0 +1,204 @@
+"""The Python API: ``GenreClassifier``, a scikit-learn-style estimator over a trained model bundle.
+
+    clf = GenreClassifier.load("runs/demo")
+    clf.predict_one(poster="poster.jpg", plot="A retired hitman ...")
+    # {"genres": ["Action", "Thriller"], "scores": {...}, "thresholds": {...}, "used": ["poster", "plot"]}
+
+A title is a poster (path, bytes or PIL image; optional) plus a plot (str; optional): a dict
+``{"poster": ..., "plot": ...}``, a ``Title``-like object with ``.poster``/``.plot``, or a ``(poster, plot)`` pair.
+Loading reads safetensors + JSON only (never unpickles). Encoders are built once per instance and prediction
+never writes to disk (no feature cache), so a classifier can serve requests from a read-only install.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from .errors import BadInput, BundleError, GenreFusionError
+from .io import read_json
+
+PLOT_MAX_CHARS = 20_000  # the API's limit; longer plots are refused rather than silently truncated
+
+
+def _title_parts(t: Any, i: int) -> tuple[Any, str | None]:
+    if isinstance(t, dict):
+        poster, plot = t.get("poster"), t.get("plot")
+    elif isinstance(t, (tuple, list)) and len(t) == 2:
+        poster, plot = t
+    elif hasattr(t, "plot") or hasattr(t, "poster"):
+        poster, plot = getattr(t, "poster", None), getattr(t, "plot", None)
+    else:
+        raise BadInput(f"title {i}: expected {{'poster': ..., 'plot': ...}}, a (poster, plot) pair or a Title, "
+                       f"got {type(t).__name__}")
+    if plot is not None and not isinstance(plot, str):
+        raise BadInput(f"title {i}: plot must be text, got {type(plot).__name__}")
+    if isinstance(plot, str):
+        if len(plot) > PLOT_MAX_CHARS:
+            raise BadInput(f"title {i}: plot has {len(plot):,} characters (limit {PLOT_MAX_CHARS:,})")
+        plot = plot if plot.strip() else None
+    if isinstance(poster, str) and not poster:
+        poster = None
+    return poster, plot
+
+
+class GenreClassifier:
+    """Multi-label genre classifier from poster and/or plot.
+
+    Learned attributes (after ``fit`` or ``load``): ``genres_``, ``thresholds_`` (per genre, tuned on the dev
+    split), ``model_name_`` (``fused``, ``poster`` or ``plot``), ``metrics_`` (the run's test metrics or None),
+    ``config_`` (the bundle's config), ``bundle_`` and ``run_dir_``.
+    """
+
+    def __init__(self, config=None, model: str | None = None):
+        self.config = config
+        self.model = model
+        self._lock = threading.Lock()  # encoders are built lazily; one builder at a time under a server
+
+    # -- training ----------------------------------------------------------------------------------------
+    def fit(self, datasets: Sequence[str | os.PathLike], out: str | os.PathLike | None = None, resume: bool = False,
+            progress: bool = True, models: Sequence[str] | None = None) -> "GenreClassifier":
+        """Train on dataset folders into run dir ``out`` (a temporary folder when None) and load the result."""
+        from .train import ALL_MODELS, main
+
+        out = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="genrefusion-run-"))
+        main(list(datasets), out, self.config, resume=resume, models=models or ALL_MODELS, progress=progress)
+        self._load(out)
+        return self
+
+    # -- persistence -------------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | os.PathLike, model: str | None = None) -> "GenreClassifier":
+        """Load a run dir (holding ``model/``) or a bundle folder."""
+        clf = cls(model=model)
+        clf._load(Path(path))
+        return clf
+
+    def _load(self, path: Path) -> None:
+        from .bundle import load_bundle
+
+        if not path.exists():
+            raise BundleError(f"{path}: no such run or model folder")
+        self.bundle_ = load_bundle(path)
+        name = self.model or self.bundle_.default_model
+        if name not in self.bundle_.models:
+            raise BundleError(f"{path}: has no {name!r} model (it has {', '.join(self.bundle_.models)})")
+        self.run_dir_ = path if (path / "model").is_dir() else path.parent
+        self.model_name_ = name
+        self.genres_ = self.bundle_.genres
+        self.thresholds_ = np.asarray(self.bundle_.thresholds[name], dtype=np.float64)
+        self.config_ = self.bundle_.config
+        mpath = self.bundle_.path / "metrics.json"
+        if not mpath.is_file():
+            mpath = self.run_dir_ / "metrics.json"
+        try:
+            self.metrics_ = read_json(mpath, "run metrics") if mpath.is_file() else None
+        except GenreFusionError:
+            self.metrics_ = None  # metrics are informative only; a damaged file must not block predictions
+        self.encoders_: dict = {}
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Copy the bundle (and the run's metrics) to ``path`` atomically; ``load(path)`` reads it back."""
+        self._check_fitted()
+        path = Path(path)
+        if path.exists():
+            raise GenreFusionError(f"{path}: already exists; choose a new folder")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        try:
+            shutil.copytree(self.bundle_.path, tmp, dirs_exist_ok=True)
+            m = self.run_dir_ / "metrics.json"
+            if m.is_file() and not (tmp / "metrics.json").exists():
+                shutil.copy2(m, tmp / "metrics.json")
+            os.replace(tmp, path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return path
+
+    # -- prediction --------------------------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "bundle_"):
+            raise GenreFusionError("this GenreClassifier is not trained: call fit() or GenreClassifier.load()")
+
+    def predict_proba(self, titles: Iterable, batch_size: int = 32, num_workers: int = 0,
+                      progress: bool = False) -> np.ndarray:
+        """Probabilities ``[n, G]`` (columns in ``genres_`` order). A title with an unreadable poster raises
+        BadInput naming it; a title with neither poster nor plot raises BadInput too."""
+        import torch
+
+        from .train import Batcher, make_inputs, predict_rows
+
+        self._check_fitted()
+        parts = [_title_parts(t, i) for i, t in enumerate(titles)]
+        if not parts:
+            return np.zeros((0, len(self.genres_)), dtype=np.float32)
+        for i, (poster, plot) in enumerate(parts):
+            if poster is None and plot is None:
+                raise BadInput(f"title {i}: neither a poster nor a plot to predict from")
+        posters, plots = [p for p, _ in parts], [t for _, t in parts]
+        spec = self.bundle_.spec
+        with self._lock:  # building encoders (first call) must happen once
+            inputs = make_inputs(posters, plots, self.bundle_, cache_dir=None, progress=progress,
+                                 encoders=self.encoders_, batch_size=batch_size, num_workers=num_workers)
+        if inputs.errors:
+            raise BadInput(next(iter(inputs.errors.values())))  # names the poster (path or #index)
+        model = self.bundle_.models[self.model_name_]
+        batcher = Batcher(inputs, None, None, spec.get("text_route"), spec.get("lstm", {}).get("max_len", 200))
+        with torch.inference_mode():
+            return predict_rows(model, np.arange(len(parts)), batcher, batch_size=max(256, batch_size))
+
+    def decide(self, scores: np.ndarray, top_k: int | None = None, threshold: float | None = None) -> list[list[str]]:
+        """Predicted genres per row, most probable first (rule: ``genrefusion.batch.decide``)."""
+        from .batch import decide
+
+        return [decide(s, self.genres_, self.thresholds_, top_k, threshold) for s in np.atleast_2d(scores)]
+
+    def predict(self, titles: Iterable, top_k: int | None = None, threshold: float | None = None) -> list[list[str]]:
+        return self.decide(self.predict_proba(titles), top_k, threshold)
+
+    def predict_one(self, poster=None, plot: str | None = None, top_k: int | None = None,
+                    threshold: float | None = None) -> dict:
+        """One title -> ``{"genres", "scores", "thresholds", "used"}`` (the CLI's and the API's JSON)."""
+        from .batch import check_overrides
+
+        check_overrides(top_k, threshold)
+        poster, plot = _title_parts({"poster": poster, "plot": plot}, 0)
+        if poster is None and plot is None:
+            raise BadInput("give a poster, a plot, or both")
+        s = self.predict_proba([{"poster": poster, "plot": plot}])[0]
+        used = (["poster"] if poster is not None else []) + (["plot"] if plot is not None else [])
+        return {"genres": self.decide(s, top_k, threshold)[0],
+                "scores": {g: round(float(v), 4) for g, v in sorted(zip(self.genres_, s), key=lambda x: -x[1])},
+                "thresholds": {g: round(float(t), 4) for g, t in zip(self.genres_, self.thresholds_)},
+                "used": used}
+
+    # -- description -------------------------------------------------------------------------------------
+    def info(self) -> dict:
+        """What a ``GET /model`` shows: genres, thresholds, encoders and the run's test metrics beside the
+        always-negative baseline."""
+        self._check_fitted()
+        c = self.config_
+        keys = ("micro_f1", "macro_f1", "weighted_f1", "samples_f1", "mAP", "hamming_loss")
+        metrics = None
+        if self.metrics_:
+            models = self.metrics_.get("models", {})
+            metrics = {name: {k: models[name].get(k) for k in keys if k in models[name]}
+                       for name in (self.model_name_, "poster", "plot", "always_negative", "tfidf_logreg")
+                       if name in models}
+        return {"model": self.model_name_, "models": list(self.bundle_.models), "genres": self.genres_,
+                "thresholds": {g: round(float(t), 4) for g, t in zip(self.genres_, self.thresholds_)},
+                "encoders": {"image": c.get("image_encoder"), "text": c.get("text_encoder")},
+                "fusion": c.get("spec", {}).get("fusion"),
+                "genrefusion_version": c.get("genrefusion_version"),
+                "split": (self.metrics_ or {}).get("split"), "test_metrics": metrics}
+
+    def __repr__(self) -> str:
+        if not hasattr(self, "bundle_"):
+            return "GenreClassifier(unfitted)"
+        return f"GenreClassifier({self.model_name_}, {len(self.genres_)} genres, from {self.run_dir_})"
