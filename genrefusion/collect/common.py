@@ -40,12 +40,22 @@ class Report:
     warnings: list[Skip] = field(default_factory=list)  # written, but something dropped (poster, a genre)
     echo: bool = True
 
+    @staticmethod
+    def _reason(id_: str, reason: str) -> str:
+        # errors name their item themselves ("tt0111161 page: ..."); the report line names it already
+        for pre in (f"{id_}: ", f"{id_} "):
+            if reason.startswith(pre):
+                return reason[len(pre):]
+        return reason
+
     def skip(self, id_: str, reason: str) -> None:
+        reason = self._reason(id_, reason)
         self.skipped.append(Skip(id_, reason))
         if self.echo:
             print(f"skipped {id_}: {reason}", file=sys.stderr)
 
     def warn(self, id_: str, reason: str) -> None:
+        reason = self._reason(id_, reason)
         self.warnings.append(Skip(id_, reason))
         if self.echo:
             print(f"warning {id_}: {reason}", file=sys.stderr)
@@ -145,13 +155,15 @@ def write_dataset(out: Path, candidates: Iterable[Candidate], *, name: str | Non
             except GenreFusionError as err:
                 if _fatal(err):
                     raise
-                report.warn(t.id, f"poster dropped: {err}")
+                report.warn(t.id, f"poster dropped, {str(err).removeprefix(t.id + ' ')}")
             if poster is None and "poster" in require:
                 report.skip(t.id, "no usable poster")
                 continue
             try:
                 writer.add(t, poster=poster)
-            except BadInput as err:  # re-encoding failed (e.g. disk full is an OSError -> GenreFusionError)
+            # a poster that fails re-encoding, or an id the source holds twice: skip the title, not the run
+            # (disk full is an OSError -> GenreFusionError, which stops the run)
+            except (BadInput, DatasetError) as err:
                 report.skip(t.id, str(err))
         if writer.count == 0:
             raise DatasetError(f"{out}: no titles collected ({len(report.skipped)} skipped); nothing written")
@@ -199,13 +211,13 @@ def prefetch_poster(client, url: str, tid: str, report: Report, guard: FailureGu
         raise
     except FetchError as err:
         guard.failed(err)
-        report.warn(tid, f"poster dropped: {err}")
+        report.warn(tid, f"poster dropped, {str(err).removeprefix(tid + ' ')}")
         return None
     try:
         load_image(body, name=f"{tid} poster")
     except BadInput as err:
         client.forget(url)
-        report.warn(tid, f"poster dropped: {err}")
+        report.warn(tid, f"poster dropped, {str(err).removeprefix(tid + ' ')}")
         return None
     return url
 

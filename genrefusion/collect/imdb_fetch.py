@@ -80,7 +80,7 @@ def resolve_imdb(ids: list[str], client: HttpClient, report: Report, base_url: s
         except GenreFusionError as err:
             # an unparseable 200 is often a block/captcha page: forget it so a later run asks again
             client.forget(url)
-            report.skip(tt, str(err))
+            report.skip(tt, str(err).removeprefix(f"{tt} "))
             continue
         tid = info.imdb_id or tt
         if tid != tt:

@@ -174,7 +174,7 @@ def parse_title_page(text: str, name: str = "page") -> PageInfo:
         try:
             blocks.append(json.loads(raw))
         except json.JSONDecodeError as err:
-            errors.append(f"malformed JSON-LD ({err.msg} at line {err.lineno})")
+            errors.append(f"malformed JSON-LD (line {err.lineno} column {err.colno}: {err.msg})")
     ld = _ld_title_object(blocks, name)
     if ld is not None:
         info.sources.append("json-ld")
@@ -212,7 +212,8 @@ def parse_title_page(text: str, name: str = "page") -> PageInfo:
             info.genres = parse_genre_cell([clean_text(g.get("text")) or "" for g in gl if isinstance(g, dict)])
         info.plot = info.plot or clean_text(_dig(atf, "plot", "plotText", "plainText"))
         info.poster_url = info.poster_url or _image_url(atf.get("primaryImage"))
-        info.year = info.year or _year(_dig(atf, "releaseYear", "year"))
+        # IMDb's own year (first release); JSON-LD datePublished can be a later, local release date
+        info.year = _year(_dig(atf, "releaseYear", "year")) or info.year
 
     if not info.sources:
         if not errors and blocks:

@@ -112,7 +112,7 @@ def collect_tsv(tsv: str | Path, out: Path, *, ids_file: str | Path | None = Non
             report.skip(t.id, f"{t.imdb_id} not in {Path(tsv).name}")
             continue
         if not row["genres"]:
-            report.skip(t.id, f"{t.imdb_id} has no genres in {Path(tsv).name}")
+            report.skip(t.id, f"{t.imdb_id}: no genres in {Path(tsv).name}")
             continue
         t = t.replace(genres=row["genres"], kind=row["kind"] or t.kind, year=row["year"] or t.year,
                       title=t.title or row["title"])

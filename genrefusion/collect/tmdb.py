@@ -188,7 +188,7 @@ def resolve_tmdb(items: list, tmdb: TmdbClient, report: Report, by: str = "imdb"
             raise
         except FetchError as err:
             guard.failed(err)
-            report.skip(label, str(err))
+            report.skip(label, str(err).removeprefix(f"{label} "))
             continue
         t, poster_url = tmdb.to_title(kind, d, imdb_hint=item if by == "imdb" else None)
         if t.id in seen:

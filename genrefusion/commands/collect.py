@@ -83,7 +83,8 @@ def add_arguments(p):
                                    "an existing dataset, replacing its genres with IMDb's.")
     q.add_argument("tsv", metavar="TITLE_BASICS", help="title.basics.tsv.gz (or an unzipped .tsv)")
     src = q.add_mutually_exclusive_group(required=True)
-    src.add_argument("--ids", metavar="FILE", help="tt-ids, one a line: records with genres/kind/year only")
+    src.add_argument("--ids", metavar="FILE",
+                     help="tt-ids, one a line: genre/kind/year records only (a label table, not trainable)")
     src.add_argument("--dataset", metavar="DIR", help="a dataset whose posters and plots are kept")
     _common_out(q)
 
@@ -138,6 +139,10 @@ def run(args) -> int:
         n, report = collect_tsv(args.tsv, out, ids_file=args.ids, dataset=args.dataset, name=args.name,
                                 force=args.force, require=args.require)
     print(summary(n, out, report, stats))
+    if args.source == "imdb-tsv" and args.ids:
+        print("note: --ids writes genre/kind/year records only (no posters or plots): a label table, not a "
+              "trainable dataset; use --dataset to attach IMDb genres to titles with posters and plots",
+              file=sys.stderr)
     if report.skipped:
         print(f"skipped titles are listed in {out / 'collect_report.json'}", file=sys.stderr)
     return 0

@@ -1,11 +1,60 @@
-"""(not implemented yet)"""
+"""Serve a trained run: REST API + web page (FastAPI on uvicorn).
+
+  genrefusion serve RUN_DIR                      # http://127.0.0.1:8000/  (web page), /docs (OpenAPI)
+  genrefusion serve RUN_DIR --host 0.0.0.0 --port 9000
+
+Endpoints: POST /predict (multipart `poster` file and/or `plot` text), POST /predict/batch (JSON list of
+{plot, poster_base64}, at most 64), GET /health, GET /model. Limits: poster <= 10 MB and <= 40 MP, plot
+<= 20,000 characters; bad input gets a 4xx JSON error naming the problem."""
+from __future__ import annotations
+
+
+def _port(s: str) -> int:
+    import argparse
+
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {s!r}") from None
+    if not 0 <= v <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 0-65535, got {v}")
+    return v
 
 
 def add_arguments(p):
-    pass
+    import argparse
+
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a trained run folder (or its model bundle folder)")
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=_port, default=8000, help="TCP port (default 8000)")
+    p.add_argument("--no-warmup", action="store_true", help="skip the warm-up prediction at startup")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
 
 
-def run(args):
+def run(args) -> int:
+    import errno
+    import socket
+
     from ..errors import GenreFusionError
 
-    raise GenreFusionError("not implemented yet")
+    try:
+        import uvicorn
+    except ImportError:
+        raise GenreFusionError("serve needs FastAPI and uvicorn: pip install 'genrefusion[serve]'") from None
+    from ..serve.app import create_app
+
+    app = create_app(args.run_dir, warmup=not args.no_warmup)  # bundle errors surface here, before binding
+    # bind ourselves so "port in use" is one clear line rather than uvicorn's traceback-free exit(1)
+    try:
+        sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((args.host, args.port))
+    except OSError as err:
+        reason = "address already in use" if err.errno == errno.EADDRINUSE else (err.strerror or str(err))
+        raise GenreFusionError(f"cannot listen on {args.host}:{args.port}: {reason}") from None
+    host, port = sock.getsockname()[:2]
+    print(f"genrefusion: serving {app.state.classifier!r} on http://{host}:{port}/ (API docs: /docs)", flush=True)
+    config = uvicorn.Config(app, log_level=args.log_level)
+    uvicorn.Server(config).run(sockets=[sock])
+    return 0

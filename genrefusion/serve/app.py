@@ -1,0 +1,348 @@
+"""The REST API and web page: ``create_app(run_dir_or_classifier)`` returns a FastAPI app.
+
+    POST /predict        multipart ``poster`` (file) and/or ``plot`` (text); optional ``top_k``, ``threshold``
+                         -> the CLI's JSON: {"genres", "scores", "thresholds", "used"}
+    POST /predict/batch  JSON list (<= 64) of {"plot", "poster_base64", "id"?}
+                         -> {"genres", "thresholds", "results": [{"index", "id", "genres", "scores", "used", "error"}]}
+                         A bad title rejects the whole request (4xx naming ``titles[i]``) unless ``?partial=true``,
+                         which returns 200 with that title's ``error`` set instead.
+    GET  /health         liveness + which model is loaded
+    GET  /model          genres, thresholds, encoders, test metrics beside the always-negative baseline, limits
+    GET  /               the web page (static/index.html); OpenAPI docs at /docs
+
+Limits: poster <= 10 MB and <= 40 MP (decompression bombs refused), plot <= 20,000 characters, batch <= 64
+titles, request bodies capped before parsing. Every input problem is a 4xx ``{"error": "...", "status": N}``
+naming the field; inference runs in the threadpool so the event loop keeps answering ``/health``.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import os
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import FastAPI, File, Form, Query, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..data.images import MAX_BYTES, MAX_PIXELS, load_image
+from ..errors import BadInput, BundleError, GenreFusionError
+from ..predict import PLOT_MAX_CHARS
+
+log = logging.getLogger("genrefusion.serve")
+
+STATIC = Path(__file__).with_name("static")
+MAX_BATCH = 64
+# base64 inflates 4/3; a little slack for JSON punctuation and the plot
+MAX_B64_CHARS = (MAX_BYTES + 2) // 3 * 4
+MAX_PREDICT_BODY = MAX_BYTES + 4 * PLOT_MAX_CHARS + 64 * 1024  # plot may be 4 UTF-8 bytes per character
+MAX_BATCH_BODY = 64 * 1024 * 1024  # 64 titles of ~1 MB posters; larger batches: split them or use the CLI
+DRAIN_CAP = 1 << 30  # past this an oversized body is not read to the end: the connection is dropped
+
+
+class TooLarge(BadInput):
+    """An input over a size limit (HTTP 413)."""
+
+
+class BatchTitle(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: StrictStr | None = Field(None, max_length=200, description="echoed back in the result")
+    plot: StrictStr | None = Field(None, description=f"plot summary (at most {PLOT_MAX_CHARS:,} characters)")
+    poster_base64: StrictStr | None = Field(None, description="poster file bytes, base64 (at most 10 MB decoded)")
+
+
+class PredictOut(BaseModel):
+    genres: list[str]
+    scores: dict[str, float]
+    thresholds: dict[str, float]
+    used: list[str]
+
+
+class BatchResult(BaseModel):
+    index: int
+    id: str | None = None
+    genres: list[str] | None = None
+    scores: dict[str, float] | None = None
+    used: list[str] | None = None
+    error: str | None = None
+
+
+class BatchOut(BaseModel):
+    genres: list[str]
+    thresholds: dict[str, float]
+    results: list[BatchResult]
+
+
+def _error(status: int, msg: str) -> JSONResponse:
+    return JSONResponse({"error": msg, "status": status}, status_code=status)
+
+
+def _one_line(s: Any) -> str:
+    return " ".join(str(s).split())[:500]
+
+
+class BodyLimit:
+    """ASGI middleware: request bodies over the route's cap get a 413 before any parser sees them.
+
+    An oversized body is read to its end (discarded) so the client gets the response rather than a reset
+    connection; past ``DRAIN_CAP`` the connection is simply dropped."""
+
+    def __init__(self, app, limits: dict[str, int], default: int):
+        self.app, self.limits, self.default = app, limits, default
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            return await self.app(scope, receive, send)
+        limit = self.limits.get(scope["path"].rstrip("/") or "/", self.default)
+        declared = None
+        for k, v in scope.get("headers", []):
+            if k == b"content-length":
+                try:
+                    declared = int(v)
+                except ValueError:
+                    return await _send_json(send, 400, "Content-Length header is not a number")
+        body, size, more = [], 0, True
+        while more:
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                return
+            chunk = msg.get("body", b"")
+            size += len(chunk)
+            more = msg.get("more_body", False)
+            if size <= limit and (declared is None or declared <= limit):
+                body.append(chunk)
+            else:
+                body = []
+                if size > DRAIN_CAP:
+                    break
+        if size > limit or (declared is not None and declared > limit):
+            return await _send_json(send, 413, f"request body too large ({max(size, declared or 0) / 1e6:.1f} MB "
+                                               f"> {limit / 1e6:.1f} MB for {scope['path']})")
+        data = b"".join(body)
+        sent = False
+
+        async def replay():
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": data, "more_body": False}
+            return await receive()
+
+        return await self.app(scope, replay, send)
+
+
+async def _send_json(send, status: int, msg: str) -> None:
+    body = json.dumps({"error": msg, "status": status}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _check_plot(plot: str | None, name: str) -> str | None:
+    if plot is None:
+        return None
+    if len(plot) > PLOT_MAX_CHARS:
+        raise TooLarge(f"{name}: {len(plot):,} characters (limit {PLOT_MAX_CHARS:,})")
+    if "\x00" in plot:
+        raise BadInput(f"{name}: contains a NUL character")
+    return plot if plot.strip() else None
+
+
+def _decode_poster(data: bytes, name: str):
+    if len(data) > MAX_BYTES:
+        raise TooLarge(f"{name}: file too large ({len(data) / 1e6:.1f} MB > {MAX_BYTES / 1e6:.0f} MB)")
+    im = load_image(data, name=name)  # pixel limit, bombs, corrupt/truncated data -> BadInput naming it
+    return im
+
+
+def _b64(s: str, name: str) -> bytes:
+    if len(s) > MAX_B64_CHARS + 1024:
+        raise TooLarge(f"{name}: poster too large (over {MAX_BYTES / 1e6:.0f} MB once decoded)")
+    s = s.strip()
+    if s.startswith("data:"):  # a data URL as produced by FileReader.readAsDataURL
+        _, _, s = s.partition(",")
+    try:
+        return base64.b64decode("".join(s.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise BadInput(f"{name}: not valid base64") from None
+
+
+def create_app(run_dir_or_classifier, *, warmup: bool = False, max_batch: int = MAX_BATCH,
+               max_batch_body: int = MAX_BATCH_BODY) -> FastAPI:
+    """The FastAPI app for a run dir / bundle path or a loaded ``GenreClassifier``.
+
+    ``warmup``: build the encoders and run one prediction at startup, so the first request is not slow."""
+    from ..predict import GenreClassifier
+
+    if isinstance(run_dir_or_classifier, GenreClassifier):
+        clf = run_dir_or_classifier
+    elif isinstance(run_dir_or_classifier, (str, os.PathLike)):
+        clf = GenreClassifier.load(run_dir_or_classifier)
+    else:
+        raise BundleError(f"create_app: expected a run folder or a GenreClassifier, "
+                          f"got {type(run_dir_or_classifier).__name__}")
+    genres = list(clf.genres_)
+    thresholds = {g: round(float(t), 4) for g, t in zip(genres, clf.thresholds_)}
+
+    @asynccontextmanager
+    async def lifespan(app):
+        if warmup:
+            from PIL import Image
+
+            await run_in_threadpool(clf.predict_one, poster=Image.new("RGB", (64, 96), (128, 128, 128)),
+                                    plot="warm-up")
+        yield
+
+    app = FastAPI(title="genrefusion", version=_version(),
+                  description="Multi-label movie/TV genre prediction from a poster and a plot summary.",
+                  lifespan=lifespan)
+    app.state.classifier = clf
+    app.add_middleware(BodyLimit, limits={"/predict": MAX_PREDICT_BODY, "/predict/batch": max_batch_body},
+                       default=64 * 1024)
+
+    # -- errors: every input problem is a one-line 4xx JSON ---------------------------------------------------
+    @app.exception_handler(GenreFusionError)
+    async def _gf_error(request: Request, err: GenreFusionError):
+        return _error(413 if isinstance(err, TooLarge) else 400 if isinstance(err, BadInput) else 422,
+                      _one_line(err))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, err: RequestValidationError):
+        parts = []
+        for e in err.errors()[:3]:
+            loc = ".".join(str(x) for x in e.get("loc", ()) if x != "body") or "body"
+            if loc and loc[0].isdigit():
+                loc = f"titles[{loc.split('.')[0]}]" + "".join(f".{x}" for x in loc.split(".")[1:])
+            parts.append(f"{loc}: {e.get('msg', 'invalid')}")
+        more = len(err.errors()) - 3
+        return _error(422, "; ".join(parts) + (f" (and {more} more problems)" if more > 0 else ""))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, err: StarletteHTTPException):
+        return _error(err.status_code, _one_line(err.detail))
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, err: Exception):  # a bug, not bad input: logged, and still one JSON line
+        log.exception("internal error on %s %s", request.method, request.url.path)
+        return _error(500, f"internal error ({type(err).__name__}); see the server log")
+
+    # -- routes --------------------------------------------------------------------------------------------------
+    @app.get("/health", tags=["service"])
+    def health() -> dict:
+        return {"status": "ok", "model": clf.model_name_, "genres": len(genres)}
+
+    @app.get("/model", tags=["service"])
+    def model_info() -> dict:
+        info = clf.info()
+        info["limits"] = {"poster_bytes": MAX_BYTES, "poster_pixels": MAX_PIXELS, "plot_chars": PLOT_MAX_CHARS,
+                          "batch_titles": max_batch, "batch_body_bytes": max_batch_body}
+        return info
+
+    @app.post("/predict", tags=["predict"], response_model=PredictOut,
+              responses={400: {"description": "bad input"}, 413: {"description": "input over a size limit"},
+                         422: {"description": "malformed request"}})
+    async def predict(poster: Annotated[UploadFile | None, File(description="poster image (<= 10 MB, <= 40 MP)")] = None,
+                      plot: Annotated[str | None, Form(description="plot summary (<= 20,000 characters)")] = None,
+                      top_k: Annotated[int | None, Form(description="at most K genres (alone: the K most probable)")] = None,
+                      threshold: Annotated[float | None, Form(description="one threshold for every genre")] = None):
+        """Genres of one title from its poster and/or plot."""
+        from ..batch import check_overrides
+
+        check_overrides(top_k, threshold)
+        plot = _check_plot(plot, "plot")
+        data = None
+        if poster is not None:
+            data = await poster.read(MAX_BYTES + 1)
+            if not data and not poster.filename:
+                data = None  # a browser form with no file chosen sends an empty, unnamed part
+        if data is None and plot is None:
+            raise BadInput("give a poster (file field 'poster'), a plot (text field 'plot'), or both")
+        name = f"poster {poster.filename!r}" if poster is not None and poster.filename else "poster"
+
+        def work():
+            im = _decode_poster(data, name) if data is not None else None
+            return clf.predict_one(poster=im, plot=plot, top_k=top_k, threshold=threshold)
+
+        return await run_in_threadpool(work)
+
+    @app.post("/predict/batch", tags=["predict"], response_model=BatchOut,
+              responses={400: {"description": "bad title"}, 413: {"description": "over a size limit"},
+                         422: {"description": "malformed request"}})
+    async def predict_batch(titles: list[BatchTitle],
+                            partial: Annotated[bool, Query(description="a bad title gets an error field "
+                                                                       "instead of failing the request")] = False,
+                            top_k: Annotated[int | None, Query(ge=1)] = None,
+                            threshold: Annotated[float | None, Query(ge=0.0, le=1.0)] = None):
+        """Genres of up to 64 titles: a JSON list of {"plot", "poster_base64"} (either may be absent)."""
+        from ..batch import check_overrides
+
+        check_overrides(top_k, threshold)
+        if not titles:
+            raise BadInput("empty batch: send a JSON list of 1 to 64 titles")
+        if len(titles) > max_batch:
+            raise TooLarge(f"batch has {len(titles)} titles (limit {max_batch}); split it")
+        return await run_in_threadpool(_run_batch, clf, titles, partial, top_k, threshold, genres, thresholds)
+
+    @app.get("/", include_in_schema=False)
+    def index():
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+def _run_batch(clf, titles: list[BatchTitle], partial: bool, top_k, threshold, genres, thresholds) -> dict:
+    """Decode every title (a bad one: 4xx, or its error with ``partial``), then one batched inference."""
+    import numpy as np
+
+    from ..batch import BatchItem, Prepared, decide, infer_block
+
+    block: list[Prepared] = []
+    for i, t in enumerate(titles):
+        item = BatchItem(i, t.id if t.id is not None else str(i))
+        name = f"titles[{i}]"
+        try:
+            plot = _check_plot(t.plot, f"{name}.plot")
+            im = None
+            if t.poster_base64 is not None and t.poster_base64.strip():
+                im = _decode_poster(_b64(t.poster_base64, f"{name}.poster_base64"), f"{name}.poster_base64")
+            if im is None and plot is None:
+                raise BadInput(f"{name}: neither a poster nor a plot to predict from")
+        except GenreFusionError as err:
+            if not partial:
+                raise
+            item.error = _one_line(err)
+            block.append(Prepared(item, None, []))
+            continue
+        used = (["poster"] if im is not None else []) + (["plot"] if plot is not None else [])
+        block.append(Prepared(item, {"poster": im, "plot": plot}, used))
+    scores = infer_block(clf, block)
+    results = []
+    for p, s in zip(block, scores):
+        r = {"index": p.item.index, "id": p.item.id}
+        if s is None:
+            if not partial:
+                raise BadInput(f"titles[{p.item.index}]: {p.item.error or 'no prediction'}")
+            r["error"] = p.item.error or "no prediction"
+        else:
+            s = np.asarray(s, np.float64)
+            r.update(genres=decide(s, genres, clf.thresholds_, top_k, threshold),
+                     scores={g: round(float(v), 4) for g, v in sorted(zip(genres, s), key=lambda x: -x[1])},
+                     used=p.used)
+        results.append(r)
+    return {"genres": genres, "thresholds": thresholds, "results": results}
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__

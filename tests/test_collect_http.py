@@ -1,0 +1,206 @@
+"""The shared polite HTTP client (genrefusion.collect.http) against a local server on 127.0.0.1."""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from genrefusion.collect.http import (DEFAULT_USER_AGENT, FatalFetchError, FetchError, HttpClient, ResponseCache,
+                                      TokenBucket, parse_retry_after)
+
+FIX = Path(__file__).resolve().parent / "fixtures" / "collect"
+sys.path.insert(0, str(FIX))
+from fakeserver import FakeServer  # noqa: E402
+
+
+@pytest.fixture
+def server():
+    with FakeServer(FIX) as s:
+        yield s
+
+
+def client(tmp_path=None, **kw):
+    kw = {"rate": 1000.0, "backoff": 0.01, "jitter": False, "timeout": 2.0, "connect_timeout": 2.0, **kw}
+    return HttpClient(cache_dir=tmp_path / "cache" if tmp_path is not None else None, **kw)
+
+
+def test_token_bucket_spaces_requests_on_a_fake_clock():
+    now = [0.0]
+    slept = []
+
+    def sleep(d):
+        slept.append(d)
+        now[0] += d
+
+    b = TokenBucket(4.0, clock=lambda: now[0], sleep=sleep)
+    stamps = []
+    for _ in range(5):
+        b.acquire()
+        stamps.append(now[0])
+    assert [round(y - x, 6) for x, y in zip(stamps, stamps[1:])] == [0.25] * 4
+    now[0] += 10.0  # idle time refills at most `burst` tokens: no burst of 40 afterwards
+    b.acquire()
+    t0 = now[0]
+    b.acquire()
+    assert now[0] - t0 == pytest.approx(0.25)
+    with pytest.raises(Exception, match="rate limit must be > 0"):
+        TokenBucket(0)
+
+
+def test_default_client_is_polite():
+    c = HttpClient()
+    assert c.bucket.rate <= 1.0 and c.bucket.burst == 1
+    assert c.session.headers["User-Agent"] == DEFAULT_USER_AGENT
+    assert DEFAULT_USER_AGENT.startswith("genrefusion/")
+
+
+def test_rate_limit_respected_measured_at_the_server(server):
+    rate = 20.0
+    c = client(rate=rate)  # no cache: every request goes to the server
+    t0 = time.monotonic()
+    for i in range(10):
+        c.get(f"{server.url}/images/M/p{i}.jpg")
+    elapsed = time.monotonic() - t0
+    times = server.times("/images/")
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert len(times) == 10
+    # the bucket spaces sends by 1/rate = 50 ms; arrival jitter on loopback is a few ms at most
+    assert min(gaps) >= 0.8 / rate, gaps
+    assert elapsed >= 9 / rate
+    assert all(h["User-Agent"] == DEFAULT_USER_AGENT for _, _, h in server.hits)
+
+
+def test_retries_429_honouring_retry_after_then_success(server):
+    path = "/images/M/busy.jpg"
+    server.script[path] = [("status", 429, {"Retry-After": "1"}), ("status", 429, {"Retry-After": "1"})]
+    c = client()
+    r = c.get(server.url + path)
+    assert r.status == 200 and r.body == server.body(path)
+    times = server.times(path)
+    assert len(times) == 3 and c.stats["retries"] == 2
+    # backoff alone would wait 10-20 ms: the 1 s gaps come from Retry-After
+    assert all(b - a >= 0.95 for a, b in zip(times, times[1:])), times
+
+
+def test_retries_500_timeout_and_truncated_body_then_success(server):
+    path = "/images/M/flaky.jpg"
+    server.script[path] = [("status", 500), ("sleep", 1.0), ("truncate",), ("status", 503)]
+    c = client(timeout=0.3, retries=4)
+    r = c.get(server.url + path)
+    assert r.body == server.body(path)
+    assert server.count(path) == 5 and c.stats["retries"] == 4
+
+
+def test_backoff_grows_exponentially():
+    c = client(backoff=0.5, max_backoff=3.0)
+    assert [c._delay(a, None) for a in range(5)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+    assert c._delay(0, 7.0) == 7.0  # Retry-After wins over a shorter backoff
+
+
+def test_gives_up_after_retries_with_one_line_error(server):
+    path = "/images/M/down.jpg"
+    server.script[path] = [("status", 500)] * 3
+    c = client(retries=2)
+    with pytest.raises(FetchError) as ei:
+        c.get(server.url + path, what="tt0000001 poster")
+    assert not isinstance(ei.value, FatalFetchError)
+    assert str(ei.value) == "tt0000001 poster: HTTP 500 after 3 attempts" and ei.value.status == 500
+    assert server.count(path) == 3
+
+
+def test_persistent_429_or_long_retry_after_stops_the_run(server):
+    path = "/images/M/limited.jpg"
+    server.script[path] = [("status", 429)] * 2
+    with pytest.raises(FatalFetchError, match="rate limited, stopping"):
+        client(retries=1).get(server.url + path)
+    server.script[path] = [("status", 503, {"Retry-After": "3600"})]
+    with pytest.raises(FatalFetchError, match="asks to wait 3600 s"):
+        client(max_retry_after=60).get(server.url + path)
+    assert server.count(path) == 3  # no retry after being told to come back in an hour
+
+
+def test_403_is_fatal_and_404_is_not(server):
+    path = "/images/M/blocked.jpg"
+    server.script[path] = [("status", 403)]
+    with pytest.raises(FatalFetchError, match="HTTP 403"):
+        client().get(server.url + path)
+    with pytest.raises(FetchError, match="HTTP 404") as ei:
+        client().get(server.url + "/nothing-here")
+    assert not isinstance(ei.value, FatalFetchError) and server.count("/nothing-here") == 1
+
+
+def test_download_bounded_by_max_bytes(server):
+    c = client()
+    url = server.url + "/images/M/big.jpg"
+    size = len(server.body("/images/M/big.jpg"))
+    with pytest.raises(FetchError, match=f"too large \\({size} bytes > 100 allowed\\)"):
+        c.get(url, max_bytes=100)
+    assert c.get(url, max_bytes=size).body == server.body("/images/M/big.jpg")
+
+
+def test_cache_serves_reruns_without_network(server, tmp_path):
+    urls = [f"{server.url}/images/M/c{i}.jpg" for i in range(3)]
+    c1 = client(tmp_path)
+    bodies = [c1.get(u).body for u in urls]
+    with pytest.raises(FetchError):
+        c1.get(server.url + "/gone")  # a 404 is an answer too: cached, not asked again
+    assert c1.stats["network"] == 4 and server.count() == 4
+    c2 = client(tmp_path)  # a new run, same cache folder
+    assert [c2.get(u).body for u in urls] == bodies
+    with pytest.raises(FetchError, match="HTTP 404"):
+        c2.get(server.url + "/gone")
+    assert c2.stats == {"network": 0, "cache_hits": 4, "retries": 0} and server.count() == 4
+    c2.forget(urls[0])
+    assert c2.get(urls[0]).from_cache is False and server.count() == 5
+
+
+def test_failed_answers_are_not_cached(server, tmp_path):
+    path = "/images/M/later.jpg"
+    server.script[path] = [("status", 500)]
+    with pytest.raises(FetchError):
+        client(tmp_path, retries=0).get(server.url + path)
+    assert client(tmp_path).get(server.url + path).status == 200
+    assert server.count(path) == 2
+
+
+def test_cache_entry_half_written_is_a_miss(tmp_path):
+    from genrefusion.collect.http import Response
+
+    cache = ResponseCache(tmp_path)
+    cache.put("http://x/a", Response("http://x/a", 200, "image/jpeg", b"abc"))
+    assert cache.get("http://x/a").body == b"abc"
+    body_p, meta_p = cache._paths("http://x/a")
+    body_p.write_bytes(b"ab")  # body and metadata disagree (a kill between the two writes of a re-fetch)
+    assert cache.get("http://x/a") is None
+    meta_p.unlink()
+    assert cache.get("http://x/a") is None
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_secret_params_stay_out_of_cache_and_messages(server, tmp_path):
+    path = "/images/M/secret.jpg"
+    server.script[path] = [("status", 500)] * 2
+    c = client(tmp_path, retries=1, secret_params={"api_key": "s3cr3t-value"})
+    with pytest.raises(FetchError) as ei:
+        c.get(server.url + path, {"language": "en-US"})
+    assert "s3cr3t" not in str(ei.value)
+    r = c.get(server.url + path, {"language": "en-US"})
+    assert r.url.endswith("secret.jpg?language=en-US")
+    assert all(b"s3cr3t" not in p.read_bytes() for p in (tmp_path / "cache").rglob("*") if p.is_file())
+
+
+def test_robots_txt_disallow_stops_before_fetching(server):
+    server.robots = "User-agent: *\nDisallow: /title/\n"
+    c = client(robots=True)
+    with pytest.raises(FatalFetchError, match="disallowed by robots.txt"):
+        c.get(server.url + "/title/tt0111161/")
+    assert server.paths() == ["/robots.txt"]
+    assert c.get(server.url + "/images/M/ok.jpg").status == 200
+
+
+def test_parse_retry_after():
+    assert parse_retry_after("120") == 120.0
+    assert parse_retry_after(None) is None and parse_retry_after("soon") is None
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == pytest.approx(10.0)

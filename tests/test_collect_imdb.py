@@ -1,0 +1,304 @@
+"""IMDb title pages: the parser, `collect imdb-pages` (offline) and `collect imdb` (fetcher) against a
+local server on 127.0.0.1 serving the fixture pages in tests/fixtures/collect/imdb."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from genrefusion.cli import main as cli
+from genrefusion.collect.http import HttpClient
+from genrefusion.collect.imdb_fetch import collect_imdb, sized_poster_url
+from genrefusion.collect.imdb_pages import collect_imdb_pages, parse_title_page, read_page
+from genrefusion.errors import BadInput
+
+FIX = Path(__file__).resolve().parent / "fixtures" / "collect"
+PAGES = FIX / "imdb"
+sys.path.insert(0, str(FIX))
+from fakeserver import FakeServer, check_dataset, poster_bytes  # noqa: E402
+
+GOOD = ["tt0111161", "tt0133093", "tt0903747", "tt0108052", "tt9900001"]
+
+
+@pytest.fixture
+def server():
+    with FakeServer(FIX) as s:
+        yield s
+
+
+def page(name: str):
+    return parse_title_page(read_page(PAGES / name), name)
+
+
+# -- parser ----------------------------------------------------------------------------------------
+def test_json_ld_page_with_one_string_genre():
+    p = page("tt0111161.html")
+    assert (p.imdb_id, p.title, p.year, p.kind, p.genres) == (
+        "tt0111161", "The Shawshank Redemption", 1994, "movie", ["Drama"])
+    assert p.plot.startswith("A banker convicted of uxoricide") and p.sources == ["json-ld", "next-data"]
+    assert p.poster_url.endswith("XkEyXkFqcGc@._V1_.jpg")
+
+
+def test_next_data_only_page():
+    p = page("tt0133093.html")
+    assert p.sources == ["next-data"]
+    assert (p.imdb_id, p.title, p.year, p.kind, p.genres) == ("tt0133093", "The Matrix", 1999, "movie",
+                                                              ["Action", "Sci-Fi"])
+    assert p.plot.startswith("When a beautiful stranger") and p.poster_url.startswith("https://m.media-amazon.com/")
+
+
+def test_tv_series_entities_and_no_poster():
+    tv = page("tt0903747.html")
+    assert tv.kind == "tv" and tv.genres == ["Crime", "Drama", "Thriller"] and tv.year == 2008
+    assert tv.plot.endswith("to secure his family's future.")
+    sl = page("tt0108052.html")
+    assert sl.title == "Schindler's List"
+    # &amp;quot; (escaped twice), a newline + indent and a trailing no-break space are all cleaned
+    assert sl.plot == ("In German-occupied Poland during World War II, industrialist Oskar Schindler gradually becomes "
+                       "concerned for his Jewish workforce after witnessing their persecution by the \"Nazis\".")
+    short = page("tt9900001.html")
+    assert short.poster_url is None and short.genres == ["Comedy", "Short"]
+
+
+def test_next_data_kind_when_json_ld_has_none():
+    html = (PAGES / "tt0903747.html").read_text().replace('"@type":"TVSeries"', '"@type":"CreativeWork"')
+    assert parse_title_page(html).kind == "tv"  # from titleType.id tvSeries
+
+
+@pytest.mark.parametrize("name, reason", [
+    ("tt0944947.html", "malformed JSON-LD (line 1 column"),
+    ("nm0000151.html", "JSON-LD describes Person, not a title"),
+    ("blocked.html", "no JSON-LD or __NEXT_DATA__ title data"),
+])
+def test_unparseable_pages_name_the_file_and_reason(name, reason):
+    with pytest.raises(BadInput) as ei:
+        page(name)
+    msg = str(ei.value)
+    assert msg.startswith(f"{name}: ") and reason in msg and "\n" not in msg
+
+
+def test_sized_poster_url_requests_bounded_size():
+    base = "https://m.media-amazon.com/images/M/MV5BMDAyY2FhYjctNDc5OS00MDNlLThiMGUtY2UxYWVkNGY2ZjljXkEyXkFqcGc@"
+    assert sized_poster_url(base + "._V1_.jpg") == base + "._V1_SY384.jpg"
+    assert sized_poster_url(base + "._V1_UX182_CR0,0,182,268_AL_.jpg?x=1") == base + "._V1_SY384.jpg"
+    assert sized_poster_url(base + ".jpg", 256) == base + "._V1_SY256.jpg"
+    assert sized_poster_url("https://example.org/poster.jpg") == "https://example.org/poster.jpg"
+
+
+# -- collect imdb-pages (offline) ------------------------------------------------------------------
+def test_collect_imdb_pages_offline(tmp_path):
+    src = tmp_path / "saved"
+    shutil.copytree(PAGES, src)
+    Image.new("RGB", (600, 900), (200, 40, 40)).save(src / "tt0111161.jpg")  # <tt-id>.jpg beside the page
+    files = src / "tt0903747_files"  # what a browser's "save complete page" leaves
+    files.mkdir()
+    (files / "MV5BMzU5ZGYzNmQtMTdhYy00OGRiLTg0NmQtYjVjNzliZTg1ZGE4XkEyXkFqcGc@._V1_.jpg").write_bytes(
+        poster_bytes("bb", (300, 450)))
+    (src / "tt0108052.jpg").write_bytes(b"<html>not a poster</html>")
+    shutil.copy(src / "tt0133093.html", src / "matrix-copy.htm")  # same title saved twice
+    out = tmp_path / "ds"
+    n, rep = collect_imdb_pages(src, out)
+    titles = check_dataset(out)
+    assert n == 5 and sorted(titles) == sorted(GOOD)
+    assert titles["tt0111161"].poster and titles["tt0903747"].poster
+    assert not titles["tt0133093"].poster and not titles["tt0108052"].poster and not titles["tt9900001"].poster
+    assert titles["tt0903747"].kind == "tv" and titles["tt0108052"].title == "Schindler's List"
+    skipped = {s.id: s.reason for s in rep.skipped}
+    # pages are read in name order: matrix-copy.htm comes first, so tt0133093.html is the duplicate
+    assert set(skipped) == {"tt0944947.html", "nm0000151.html", "blocked.html", "tt0133093.html"}
+    assert skipped["tt0133093.html"] == "duplicate of tt0133093 (already read from matrix-copy.htm)"
+    assert skipped["blocked.html"].startswith("no JSON-LD or __NEXT_DATA__")
+    warned = {w.id: w.reason for w in rep.warnings}
+    assert "not an image" in warned["tt0108052"]
+    on_disk = json.loads((out / "collect_report.json").read_text())
+    assert {s["id"] for s in on_disk["skipped"]} == set(skipped)
+
+
+def test_collect_imdb_pages_cli_and_validate(tmp_path, capsys):
+    out = tmp_path / "ds"
+    assert cli(["collect", "imdb-pages", str(PAGES), "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "skipped blocked.html: no JSON-LD" in err and "skipped tt0944947.html: malformed JSON-LD" in err
+    # no posters saved beside these pages: titles keep their plots, and validation finds no problem
+    assert cli(["validate", str(out), "--strict"]) == 0
+    assert cli(["collect", "imdb-pages", str(PAGES), "--out", str(out)]) == 2
+    assert "already holds a dataset (use --force" in capsys.readouterr().err
+
+
+def test_collect_imdb_pages_fetches_missing_posters(server, tmp_path):
+    out = tmp_path / "ds"
+    assert cli(["collect", "imdb-pages", str(PAGES / "tt0133093.html"), "--out", str(out), "--fetch-posters",
+                "--image-base-url", server.url, "--cache", str(tmp_path / "cache"), "--rate", "50"]) == 0
+    titles = check_dataset(out)
+    assert titles["tt0133093"].poster
+    assert server.paths() == ["/robots.txt",
+                              "/images/M/MV5BN2NmN2VhMTQtMDNiOS00NDlhLTliMjgtODE2ZTY0ODQyNDRhXkEyXkFqcGc@._V1_SY384.jpg"]
+
+
+# -- collect imdb (fetcher) ------------------------------------------------------------------------
+IDS = GOOD + ["tt0944947", "tt1234567", "tt5555555"]  # bad page, 404, blocked (a captcha page with 200)
+BAD_POSTER = "/images/M/MV5BMzU5ZGYzNmQtMTdhYy00OGRiLTg0NmQtYjVjNzliZTg1ZGE4XkEyXkFqcGc@._V1_SY384.jpg"
+
+
+def ids_file(tmp_path) -> Path:
+    p = tmp_path / "ids.txt"
+    lines = ["# titles to collect", *IDS[:2], f"https://www.imdb.com/title/{IDS[2]}/?ref_=fn_al_tt_1", *IDS[3:],
+             IDS[0] + "  # a duplicate line is fetched once"]
+    p.write_text("\n".join(lines) + "\n")
+    return p
+
+
+def make_client(tmp_path, **kw):
+    return HttpClient(cache_dir=tmp_path / "cache", rate=kw.pop("rate", 200.0), backoff=0.01, jitter=False,
+                      timeout=1.0, robots=True, **kw)
+
+
+def misbehave(server):
+    server.pages["tt5555555"] = "blocked.html"
+    server.script["/title/tt0133093/"] = [("status", 429, {"Retry-After": "0"}), ("status", 500)]
+    server.script["/title/tt0108052/"] = [("truncate",)]
+    server.script[BAD_POSTER] = [("body", b"<html>Service Unavailable</html>", "image/jpeg")] * 2
+
+
+def test_collect_imdb_against_local_server(server, tmp_path):
+    misbehave(server)
+    out = tmp_path / "ds"
+    client = make_client(tmp_path)
+    n, rep = collect_imdb(ids_file(tmp_path), out, client, base_url=server.url, image_base_url=server.url)
+    titles = check_dataset(out)
+    assert n == 5 and sorted(titles) == sorted(GOOD)
+    t = titles["tt0903747"]
+    assert (t.kind, t.genres, t.year, t.poster) == ("tv", ["Crime", "Drama", "Thriller"], 2008, None)
+    assert titles["tt0133093"].poster and titles["tt0108052"].poster and not titles["tt9900001"].poster
+    skipped = {s.id: s.reason for s in rep.skipped}
+    assert set(skipped) == {"tt0944947", "tt1234567", "tt5555555"}
+    assert skipped["tt1234567"] == "page: HTTP 404"
+    assert skipped["tt0944947"].startswith("page: malformed JSON-LD (line 1 column 142")
+    assert skipped["tt5555555"].startswith("page: no JSON-LD or __NEXT_DATA__ title data")
+    assert {w.id: w.reason for w in rep.warnings}["tt0903747"] == \
+        "poster dropped, poster: not an image (unrecognised format)"
+    # retried: 429 then 500 then the page; truncated page fetched again
+    assert server.count("/title/tt0133093/") == 3 and server.count("/title/tt0108052/") == 2
+    posters = [p for p in server.paths() if p.startswith("/images/")]
+    assert posters and all(p.endswith("._V1_SY384.jpg") for p in posters)  # bounded size asked for
+    assert all(h["User-Agent"].startswith("genrefusion/") for _, _, h in server.hits)
+    assert server.paths().count("/robots.txt") == 1
+
+
+def test_killed_run_resumes_from_cache_without_refetching(server, tmp_path, monkeypatch):
+    misbehave(server)
+    ids, out = ids_file(tmp_path), tmp_path / "ds"
+    # run 1 dies (as with Ctrl-C) on its 7th network request, in the middle of phase 1
+    c1 = make_client(tmp_path)
+    real_get, calls = c1.session.get, []
+
+    def dying_get(*a, **kw):
+        calls.append(a[0])
+        if len(calls) == 7:
+            raise KeyboardInterrupt
+        return real_get(*a, **kw)
+
+    c1.session.get = dying_get
+    with pytest.raises(KeyboardInterrupt):
+        collect_imdb(ids, out, c1, base_url=server.url, image_base_url=server.url)
+    assert not (out / "titles.jsonl").exists() and not (out / "dataset.json").exists()
+    first = server.paths()
+    assert len(first) == 6
+
+    # run 2 dies in phase 2, while writing the dataset
+    from genrefusion.data import dataset as dataset_mod
+
+    real_add, added = dataset_mod.DatasetWriter.add, []
+
+    def dying_add(self, *a, **kw):
+        added.append(1)
+        if len(added) == 3:
+            raise KeyboardInterrupt
+        return real_add(self, *a, **kw)
+
+    monkeypatch.setattr(dataset_mod.DatasetWriter, "add", dying_add)
+    with pytest.raises(KeyboardInterrupt):
+        collect_imdb(ids, out, make_client(tmp_path), base_url=server.url, image_base_url=server.url)
+    assert not (out / "titles.jsonl").exists() and not (out / "dataset.json").exists()
+    assert not list(out.rglob("*.tmp"))
+    monkeypatch.setattr(dataset_mod.DatasetWriter, "add", real_add)
+    second = server.paths()[len(first):]
+
+    # run 3 completes; run 4 (--force) touches the network only for answers that were not kept
+    c3 = make_client(tmp_path)
+    n, _ = collect_imdb(ids, out, c3, base_url=server.url, image_base_url=server.url)
+    assert n == 5
+    check_dataset(out)
+    third = server.paths()[len(first) + len(second):]
+    c4 = make_client(tmp_path)
+    collect_imdb(ids, out, c4, base_url=server.url, image_base_url=server.url, force=True)
+    fourth = server.paths()[len(first) + len(second) + len(third):]
+
+    # a good answer is fetched once over all runs; only answers dropped as unusable are asked again
+    # (pages that did not parse: the captcha page served for tt5555555 and the cut-off tt0944947; the
+    # HTML "poster"), plus the retried 429/500/truncation
+    retried = {"/title/tt0133093/": 3, "/title/tt0108052/": 2}
+    unusable = {"/title/tt5555555/", "/title/tt0944947/", BAD_POSTER}
+    counts = {p: server.paths().count(p) for p in set(server.paths())}
+    for p, k in counts.items():
+        if p not in unusable:
+            assert k == retried.get(p, 1), (p, k)
+    assert sorted(fourth) == sorted(unusable) and c4.stats["network"] == 3
+    assert "/robots.txt" not in second + third + fourth
+
+
+def test_sigkilled_cli_run_resumes_from_cache(server, tmp_path):
+    """A real `kill -9` of the CLI mid-run: the re-run asks for nothing the killed run had cached."""
+    ids, out, cache = ids_file(tmp_path), tmp_path / "ds", tmp_path / "cache"
+    cmd = [sys.executable, "-m", "genrefusion", "collect", "imdb", str(ids), "--out", str(out), "--cache", str(cache),
+           "--rate", "8", "--base-url", server.url, "--image-base-url", server.url, "--backoff", "0.01"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    deadline = time.monotonic() + 20
+    while server.count() < 5 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    assert proc.returncode == -signal.SIGKILL and server.count() >= 5
+    assert not (out / "titles.jsonl").exists()
+    cached = {json.loads(p.read_text())["url"].removeprefix(server.url) for p in cache.rglob("*.json")}
+    assert len(cached) >= 4
+    n_before = len(server.paths())
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "wrote 5 titles" in r.stdout
+    again = server.paths()[n_before:]
+    assert not cached & set(again), cached & set(again)
+    check_dataset(out)
+
+
+def test_stops_after_consecutive_failures(server, tmp_path):
+    from genrefusion.collect.http import FatalFetchError
+
+    for tt in GOOD:
+        server.script[f"/title/{tt}/"] = [("status", 502)]
+    ids = tmp_path / "ids.txt"
+    ids.write_text("\n".join(GOOD) + "\n")
+    with pytest.raises(FatalFetchError, match="3 requests failed in a row .*HTTP 502.*re-run later"):
+        collect_imdb(ids, tmp_path / "ds", make_client(tmp_path, retries=0), base_url=server.url, max_failures=3)
+    assert server.count("/title/") == 3 and not (tmp_path / "ds" / "titles.jsonl").exists()
+
+
+def test_collect_imdb_cli_errors(tmp_path, capsys):
+    bad = tmp_path / "ids.txt"
+    bad.write_text("tt0111161\nThe Matrix (1999)\n")
+    assert cli(["collect", "imdb", str(bad), "--out", str(tmp_path / "o"), "--cache", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "line 2: not an IMDb title id" in err and "\n" not in err
+    (tmp_path / "empty.txt").write_text("# nothing\n\n")
+    assert cli(["collect", "imdb", str(tmp_path / "empty.txt"), "--out", str(tmp_path / "o")]) == 2
+    assert "holds no ids" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

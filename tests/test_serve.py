@@ -1,0 +1,218 @@
+"""REST API: /predict, /predict/batch, /health, /model; limits; 200 malformed requests through uvicorn."""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import random
+import struct
+import zlib
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+
+from fastapi.testclient import TestClient  # noqa: E402
+
+PLOT = "A haunted spaceship drifts toward a cursed planet while the crew fight an alien demon."
+
+
+def jpeg_bytes(size=(40, 60), color=(200, 40, 30)) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", size, color).save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def png_bomb(w=10_000, h=10_000) -> bytes:
+    """A valid PNG header announcing w x h pixels with almost no data: a decompression-bomb shape."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+
+
+@pytest.fixture(scope="module")
+def app(tiny_run):
+    from genrefusion.serve.app import create_app
+
+    return create_app(tiny_run)
+
+
+@pytest.fixture(scope="module")
+def client(app):
+    return TestClient(app)
+
+
+def test_health_and_model(client, app):
+    h = client.get("/health")
+    assert h.status_code == 200 and h.json()["status"] == "ok"
+    m = client.get("/model").json()
+    clf = app.state.classifier
+    assert m["genres"] == list(clf.genres_)
+    assert m["thresholds"] == {g: round(float(t), 4) for g, t in zip(clf.genres_, clf.thresholds_)}
+    assert m["limits"]["poster_bytes"] == 10 * 1024 * 1024 and m["limits"]["plot_chars"] == 20_000
+    assert m["limits"]["batch_titles"] == 64
+    assert set(m["encoders"]) == {"image", "text"}
+    if m["test_metrics"] is not None:  # the run's test metrics are shown beside the always-negative baseline
+        assert "always_negative" in m["test_metrics"]
+
+
+def test_predict_matches_python_api(client, app):
+    poster = jpeg_bytes(color=(30, 200, 220))
+    r = client.post("/predict", files={"poster": ("p.jpg", poster, "image/jpeg")}, data={"plot": PLOT})
+    assert r.status_code == 200, r.text
+    got = r.json()
+    want = app.state.classifier.predict_one(poster=poster, plot=PLOT)
+    assert got == want
+    assert got["used"] == ["poster", "plot"]
+    assert list(got["scores"]) == sorted(got["scores"], key=lambda g: -got["scores"][g])  # most probable first
+
+    only_plot = client.post("/predict", data={"plot": PLOT, "top_k": "2"}).json()
+    assert only_plot["used"] == ["plot"] and len(only_plot["genres"]) == 2
+    assert only_plot == app.state.classifier.predict_one(plot=PLOT, top_k=2)
+    only_poster = client.post("/predict", files={"poster": ("p.jpg", poster, "image/jpeg")},
+                              data={"threshold": "0"}).json()
+    assert only_poster["used"] == ["poster"] and len(only_poster["genres"]) == len(app.state.classifier.genres_)
+
+
+def test_browser_form_without_file_counts_as_no_poster(client):
+    r = client.post("/predict", files={"poster": ("", b"", "application/octet-stream")}, data={"plot": PLOT})
+    assert r.status_code == 200 and r.json()["used"] == ["plot"]
+
+
+def test_batch_matches_predict_proba(client, app):
+    clf = app.state.classifier
+    posters = [jpeg_bytes(color=c) for c in [(220, 40, 30), (250, 220, 40), (20, 20, 20)]]
+    body = [{"plot": PLOT, "poster_base64": base64.b64encode(posters[0]).decode(), "id": "a"},
+            {"plot": "Hilarious mishaps at an awkward wedding."},
+            {"poster_base64": "data:image/jpeg;base64," + base64.b64encode(posters[2]).decode()}]
+    r = client.post("/predict/batch", json=body)
+    assert r.status_code == 200, r.text
+    res = r.json()["results"]
+    assert [x["index"] for x in res] == [0, 1, 2] and res[0]["id"] == "a" and res[1]["id"] == "1"
+    assert [x["used"] for x in res] == [["poster", "plot"], ["plot"], ["poster"]]
+    probs = clf.predict_proba([{"poster": posters[0], "plot": PLOT},
+                               {"poster": None, "plot": "Hilarious mishaps at an awkward wedding."},
+                               {"poster": posters[2], "plot": None}])
+    for x, p in zip(res, probs):
+        assert x["error"] is None
+        np.testing.assert_allclose([x["scores"][g] for g in clf.genres_], p, atol=6e-5)
+        assert x["genres"] == clf.decide(p)[0]
+
+
+def test_batch_bad_title_rejects_or_reports(client):
+    body = [{"plot": PLOT}, {"poster_base64": base64.b64encode(b"not an image").decode()}]
+    r = client.post("/predict/batch", json=body)
+    assert r.status_code == 400 and "titles[1].poster_base64" in r.json()["error"]
+    r = client.post("/predict/batch?partial=true", json=body)
+    assert r.status_code == 200
+    a, b = r.json()["results"]
+    assert a["error"] is None and a["genres"] is not None
+    assert b["genres"] is None and "not an image" in b["error"]
+
+
+def test_limits(client):
+    big = b"\xff\xd8" + b"\0" * (10 * 1024 * 1024)  # 10 MB + 2 bytes
+    r = client.post("/predict", files={"poster": ("big.jpg", big, "image/jpeg")})
+    assert r.status_code == 413 and "too large" in r.json()["error"]
+    r = client.post("/predict", files={"poster": ("bomb.png", png_bomb(), "image/png")})
+    assert r.status_code == 400 and "bomb.png" in r.json()["error"] and "too large" in r.json()["error"]
+    r = client.post("/predict", data={"plot": "x" * 20_001})
+    assert r.status_code == 413 and "20,000" in r.json()["error"]
+    r = client.post("/predict", data={"plot": "word " * 4000})  # exactly 20,000 characters is allowed
+    assert r.status_code == 200
+    r = client.post("/predict/batch", json=[{"plot": PLOT}] * 65)
+    assert r.status_code == 413 and "64" in r.json()["error"]
+    b64 = base64.b64encode(png_bomb(8000, 8000)).decode()
+    r = client.post("/predict/batch", json=[{"poster_base64": b64}])
+    assert r.status_code == 400 and "titles[0]" in r.json()["error"]
+
+
+def test_static_page_and_docs(client):
+    r = client.get("/")
+    assert r.status_code == 200 and "text/html" in r.headers["content-type"] and 'id="bars"' in r.text
+    assert client.get("/static/app.js").status_code == 200
+    assert client.get("/static/style.css").status_code == 200
+    assert client.get("/docs").status_code == 200
+    spec = client.get("/openapi.json").json()
+    assert {"/predict", "/predict/batch", "/health", "/model"} <= set(spec["paths"])
+
+
+# -- 200 malformed requests through a real uvicorn server ---------------------------------------------------
+def malformed_requests(rng: random.Random) -> list[tuple[str, str, dict]]:
+    """(method, path, httpx kwargs) for 200 malformed requests of ~30 kinds."""
+    good = jpeg_bytes()
+    b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
+    kinds = [
+        lambda: ("POST", "/predict", {}),  # empty body
+        lambda: ("POST", "/predict", {"data": {"plot": " " * rng.randint(0, 50)}}),  # blank plot only
+        lambda: ("POST", "/predict", {"data": {"plot": "x" * rng.randint(20_001, 30_000)}}),
+        lambda: ("POST", "/predict", {"files": {"poster": ("r.jpg", rng.randbytes(rng.randint(1, 5000)), "image/jpeg")}}),
+        lambda: ("POST", "/predict", {"files": {"poster": ("t.jpg", good[: rng.randint(10, len(good) - 10)], "image/jpeg")},
+                                      "data": {"plot": "ok"}}),
+        lambda: ("POST", "/predict", {"files": {"poster": ("zero.jpg", b"", "image/jpeg")}}),
+        lambda: ("POST", "/predict", {"files": {"poster": ("bomb.png", png_bomb(rng.randint(7000, 30000), 7000), "image/png")}}),
+        lambda: ("POST", "/predict", {"files": {"poster": ("text.png", b"hello, I am text\n" * 10, "image/png")}}),
+        lambda: ("POST", "/predict", {"data": {"plot": "ok", "top_k": rng.choice(["abc", "0", "-3", "1.5", ""])}}),
+        lambda: ("POST", "/predict", {"data": {"plot": "ok", "threshold": rng.choice(["2", "-0.1", "nan", "high"])}}),
+        lambda: ("POST", "/predict", {"data": {"poster": "I am a string, not a file"}}),
+        lambda: ("POST", "/predict", {"content": rng.randbytes(200),
+                                      "headers": {"content-type": "multipart/form-data; boundary=xyz"}}),
+        lambda: ("POST", "/predict", {"content": b"--xyz\r\nContent-Disposition: form-data; name=\"plot\"\r\n\r\nunterminated",
+                                      "headers": {"content-type": "multipart/form-data; boundary=xyz"}}),
+        lambda: ("POST", "/predict", {"json": {"plot": PLOT}}),
+        lambda: ("POST", "/predict", {"content": b"\x00" * (10 * 1024 * 1024 + rng.randint(1, 1000)),
+                                      "headers": {"content-type": "application/octet-stream"}}),
+        lambda: ("POST", "/predict/batch", {}),
+        lambda: ("POST", "/predict/batch", {"content": b"[{\"plot\": ", "headers": {"content-type": "application/json"}}),
+        lambda: ("POST", "/predict/batch", {"content": rng.randbytes(64), "headers": {"content-type": "application/json"}}),
+        lambda: ("POST", "/predict/batch", {"json": rng.choice([{}, "x", 5, None, {"plot": "a"}, [1, 2], ["a"]])}),
+        lambda: ("POST", "/predict/batch", {"json": []}),
+        lambda: ("POST", "/predict/batch", {"json": [{"plot": "x"}] * rng.randint(65, 200)}),
+        lambda: ("POST", "/predict/batch", {"json": [{"plot": rng.choice([1, 2.5, True, ["a"], {"a": 1}])}]}),
+        lambda: ("POST", "/predict/batch", {"json": [{"plot": "ok", "poster": "p.jpg"}]}),  # unknown field
+        lambda: ("POST", "/predict/batch", {"json": [{"poster_base64": rng.choice(["!!!", "abc", "%%%%", "a=b="])}]}),
+        lambda: ("POST", "/predict/batch", {"json": [{"poster_base64": b64(rng.randbytes(300))}]}),
+        lambda: ("POST", "/predict/batch", {"json": [{"poster_base64": b64(png_bomb())}]}),
+        lambda: ("POST", "/predict/batch", {"json": [{"plot": "ok"}, {}]}),
+        lambda: ("POST", "/predict/batch", {"json": [{"plot": "y" * 20_001}]}),
+        lambda: ("POST", "/predict/batch", {"json": [{"poster_base64": "A" * (14 * 1024 * 1024)}]}),
+        lambda: ("POST", f"/predict/batch?{rng.choice(['partial=maybe', 'top_k=0', 'threshold=7'])}", {"json": [{"plot": "ok"}]}),
+        lambda: ("GET", "/predict", {}),
+        lambda: ("DELETE", "/model", {}),
+        lambda: ("GET", "/no/such/page", {}),
+    ]
+    reqs = [k() for k in kinds]  # every kind at least once
+    reqs += [rng.choice(kinds)() for _ in range(200 - len(reqs))]
+    return reqs
+
+
+@pytest.mark.slow
+def test_200_malformed_requests_get_4xx_and_server_survives(tiny_run):
+    import httpx
+
+    from genrefusion.serve.app import create_app
+    from genrefusion.serve.server import BackgroundServer
+
+    reqs = malformed_requests(random.Random(5))
+    assert len(reqs) == 200
+    with BackgroundServer(create_app(tiny_run)) as srv, httpx.Client(base_url=srv.url, timeout=60) as http:
+        # one oversized batch body (> 64 MB) as well: refused before any JSON parsing
+        huge = http.post("/predict/batch", content=b"[" + b" " * (65 * 1024 * 1024) + b"]",
+                         headers={"content-type": "application/json"})
+        assert huge.status_code == 413
+        bad = []
+        for method, path, kw in reqs:
+            r = http.request(method, path, **kw)
+            body = r.json()
+            if not (400 <= r.status_code < 500 and isinstance(body.get("error"), str) and body["error"]):
+                bad.append((method, path, r.status_code, r.text[:200]))
+        assert not bad, bad
+        assert http.get("/health").json()["status"] == "ok"
+        ok = http.post("/predict", data={"plot": PLOT})  # and it still predicts
+        assert ok.status_code == 200 and ok.json()["used"] == ["plot"]
