@@ -161,11 +161,13 @@ def load_bundle(path, models: list[str] | None = None) -> Bundle:
         raise _fail(path, f"{WEIGHTS} missing; the bundle is incomplete") from None
     except OSError as err:
         raise _fail(wpath, f"cannot read ({err.strerror})") from None
-    if blob[:2] == b"\x80\x02" or blob[:1] == b"\x80" or blob[:2] == b"PK":
-        raise _fail(wpath, "is a pickle/zip file, not safetensors; refusing to load it (pickles can run code)")
     try:
+        # parsing safetensors never runs code, so it goes first: a valid file whose 8-byte header length
+        # happens to start with 0x80 must not be taken for a pickle
         tensors = load(blob)
     except (SafetensorError, ValueError, OSError, RuntimeError) as err:
+        if blob[:1] == b"\x80" or blob[:2] == b"PK":  # pickle protocol 2+ / torch.save zip
+            raise _fail(wpath, "is a pickle/zip file, not safetensors; refusing to load it (pickles can run code)") from None
         raise _fail(wpath, f"not a valid safetensors file ({str(err).splitlines()[0][:120]}); "
                            "the bundle is truncated or damaged") from None
 

@@ -58,8 +58,8 @@ def evaluate_run(run_dir, data=None, split: str = "test", cache_dir=None, progre
     run_cfg = read_json(run_dir / "config.json", "run config") if (run_dir / "config.json").is_file() else {}
     split_path = run_dir / "split.json"
     if data is None:
-        if split not in ("train", "dev", "test"):
-            raise ConfigError(f"--split must be train, dev or test, got {split!r}")
+        if split not in ("train", "dev", "test", "all"):
+            raise ConfigError(f"--split must be train, dev, test or all, got {split!r}")
         paths = run_cfg.get("data") or []
         if not paths:
             raise GenreFusionError(f"{run_dir}: the run records no datasets; pass --data DIR")
@@ -68,14 +68,18 @@ def evaluate_run(run_dir, data=None, split: str = "test", cache_dir=None, progre
         datasets = open_datasets(paths)
         sp = Split.load(split_path)
         corpus = load_corpus(datasets, sp, genres=bundle.genres)
-        rows = corpus.rows(split)
-        where = f"{split} split of the run"
+        if split == "all":  # includes training titles: a fit measure, not a generalisation one
+            rows = np.flatnonzero(corpus.part != "")
+            where = "all titles of the run's datasets (train, dev and test)"
+        else:
+            rows = corpus.rows(split)
+            where = f"{split} split of the run"
     else:
         datasets = open_datasets(data)
         sp = Split.load(split_path) if split_path.is_file() else None
         corpus = load_corpus(datasets, sp, genres=bundle.genres)
         # titles the model saw in training or model selection (by imdb_id group, in any dataset) are left out
-        seen = _seen_groups(run_cfg, sp) if sp is not None else set()
+        seen = _seen_groups(run_cfg, sp) if sp is not None and split != "all" else set()
         keep = [i for i, t in enumerate(corpus.titles) if t.group_key not in seen]
         excluded = len(corpus.titles) - len(keep)
         rows = np.asarray(keep, dtype=np.int64)

@@ -18,8 +18,8 @@ title) never count, neither as negatives nor as errors:
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import (accuracy_score, average_precision_score, f1_score, hamming_loss,
-                             multilabel_confusion_matrix, precision_recall_fscore_support)
+from sklearn.metrics import (accuracy_score, average_precision_score, confusion_matrix, f1_score, hamming_loss,
+                             precision_recall_fscore_support)
 
 MAIN = ("micro_f1", "macro_f1", "mAP")
 SUMMARY = ("micro_f1", "macro_f1", "weighted_f1", "samples_f1", "mAP", "hamming_loss", "exact_match",
@@ -58,8 +58,9 @@ def multilabel_metrics(Y, P, M=None, S=None, genres: list[str] | None = None) ->
     per_genre = {}
     f1s, supports, aps = [], [], []
     no_pos = []
-    # sklearn's multilabel_confusion_matrix takes a per-sample weight only, so per-genre masking is
-    # done by selecting each genre's labelled rows.
+    # Per-genre masking is done by selecting each genre's labelled rows. (Not multilabel_confusion_matrix on a
+    # one-column array: sklearn reads that as binary multiclass and returns one matrix per *class*, so [0]
+    # is the negative class's matrix with TP and TN swapped.)
     for j, name in enumerate(genres):
         rows = lab[:, j]
         yj, pj = Y[rows, j], P[rows, j]
@@ -70,7 +71,7 @@ def multilabel_metrics(Y, P, M=None, S=None, genres: list[str] | None = None) ->
             no_pos.append(name)
             continue
         pr, rc, f1, _ = precision_recall_fscore_support(yj, pj, average="binary", zero_division=0.0)
-        (tn, fp), (fn, tp) = multilabel_confusion_matrix(yj[:, None], pj[:, None])[0]
+        (tn, fp), (fn, tp) = confusion_matrix(yj, pj, labels=[0, 1])
         ap = None
         if support > 0 and S is not None:
             ap = float(average_precision_score(yj, np.asarray(S)[rows, j]))

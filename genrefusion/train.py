@@ -276,6 +276,11 @@ def compute_pos_weight(Y, M, mode: str, cap: float) -> torch.Tensor | None:
     return torch.from_numpy(np.clip(w, 1.0, cap).astype(np.float32))
 
 
+def progress_disabled(progress: bool):
+    """tqdm's ``disable``: off when asked, and off (None) when stderr is not a terminal (logs, CI)."""
+    return True if not progress else None
+
+
 # -- the loop ----------------------------------------------------------------------------------------------
 def train_one_epoch(model, loss_fn, optimizer, scheduler, loader, epoch: int, desc: str = "train",
                     modality_dropout: float = 0.0, generator=None, progress: bool = True) -> float:
@@ -284,7 +289,9 @@ def train_one_epoch(model, loss_fn, optimizer, scheduler, loader, epoch: int, de
     model.train()
     device = dist.model_device(model)
     total, n = 0.0, 0
-    bar = tqdm(loader, desc=f"{desc} epoch {epoch + 1}", leave=False, disable=not progress, unit="batch")
+    # no per-batch postfix: each set_postfix forces a redraw; the epoch's loss goes to the log instead
+    bar = tqdm(loader, desc=f"{desc} epoch {epoch + 1}", leave=False, disable=progress_disabled(progress),
+               unit="batch", mininterval=2.0)
     for batch in bar:
         if modality_dropout > 0:
             batch["image_present"], batch["text_present"] = drop_modalities(
@@ -299,9 +306,9 @@ def train_one_epoch(model, loss_fn, optimizer, scheduler, loader, epoch: int, de
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
-        total += float(loss) * len(batch["idx"])
+        total += loss.item() * len(batch["idx"])
         n += len(batch["idx"])
-        bar.set_postfix(loss=f"{total / max(n, 1):.4f}")
+    bar.close()
     return total / max(n, 1)
 
 
@@ -316,7 +323,7 @@ def evaluate(model, loader, loss_fn=None) -> tuple[np.ndarray, float | None]:
         with dist.autocast(device):
             logits = model_logits(model, batch)
         if loss_fn is not None and "y" in batch:
-            total += float(loss_fn(logits.float(), batch["y"], batch["m"])) * len(batch["idx"])
+            total += loss_fn(logits.float(), batch["y"], batch["m"]).item() * len(batch["idx"])
             n += len(batch["idx"])
         out.append(torch.sigmoid(logits.float()).cpu().numpy())
     S = np.concatenate(out) if out else np.zeros((0, 0), np.float32)
@@ -405,6 +412,20 @@ class StageSpec:
     modality_dropout: float = 0.0
 
 
+def make_scheduler(optimizer, max_lr: list[float], total_steps: int):
+    """One-cycle schedule; a constant rate when there are too few steps for one.
+
+    OneCycleLR divides by the length of each phase, so its warm-up must span at least two steps
+    (``pct_start * total_steps - 1 >= 1``), else it raises ZeroDivisionError (tiny configs)."""
+    if total_steps < 3:
+        for group, lr in zip(optimizer.param_groups, max_lr):
+            group["lr"] = lr
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    # 2.5 steps rather than 2 keeps the phase boundary clear of float rounding
+    pct = min(max(0.25, 2.5 / total_steps), 0.9)
+    return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, total_steps=total_steps, pct_start=pct)
+
+
 def fit_stage(run: RunDir, spec: StageSpec, batcher: Batcher, corpus: Corpus, cfg: Config,
               pos_weight=None, progress: bool = True) -> dict:
     """Train one stage with early stopping on dev; checkpoint every epoch; resume; keep the best."""
@@ -422,9 +443,7 @@ def fit_stage(run: RunDir, spec: StageSpec, batcher: Batcher, corpus: Corpus, cf
     optimizer = torch.optim.AdamW(spec.param_groups, weight_decay=tc.weight_decay)
     drop_last = len(spec.train_rows) > tc.batch_size  # a trailing batch of 1 would upset BatchNorm
     steps = max(1, len(spec.train_rows) // tc.batch_size if drop_last else 1)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=[g["lr"] for g in spec.param_groups], total_steps=spec.epochs * steps,
-        pct_start=0.25 if spec.epochs > 1 else 0.5)
+    scheduler = make_scheduler(optimizer, [g["lr"] for g in spec.param_groups], spec.epochs * steps)
     start, best, best_epoch, bad, history, best_state = 0, -math.inf, -1, 0, [], None
     ckpt = run.load_checkpoint(spec.name)
     if ckpt is not None:
@@ -642,6 +661,18 @@ def make_inputs(posters, plots, bundle, cache_dir=None, ids=None, progress: bool
                         progress)
 
 
+def save_test_scores(path: Path, corpus: Corpus, rows, scores: dict[str, np.ndarray]) -> None:
+    """Per-title test scores of every model as plain arrays (``np.load(..., allow_pickle=False)`` reads
+    them): ``keys``, ``genres``, ``Y``, ``M`` and one ``S_<model>`` array per model and baseline."""
+    arrays = {"keys": np.asarray([corpus.keys[i] for i in rows], dtype=str),
+              "genres": np.asarray(corpus.genres, dtype=str),
+              "Y": corpus.Y[rows].astype(np.uint8), "M": corpus.M[rows].astype(np.uint8)}
+    for name, S in scores.items():
+        arrays[f"S_{name}"] = np.asarray(S, dtype=np.float32)
+    with atomic_open(path, "wb", encoding=None) as fh:
+        np.savez(fh, **arrays)
+
+
 # -- main -------------------------------------------------------------------------------------------------
 def _setup_log(path: Path) -> logging.Handler:
     h = logging.FileHandler(path, encoding="utf-8")
@@ -668,6 +699,23 @@ def _check_resume(out: Path, stored: dict, resume: bool) -> None:
                 diff = next((f"{key}.{k}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)), key)
             raise ConfigError(f"{out}: --resume with a different {diff} than the interrupted run; "
                               "resume with the same arguments, or train into a new --out")
+
+
+def finished_run(out: Path, write_report: bool = True, progress: bool = False) -> dict | None:
+    """The metrics of a run that already finished (its config was checked against this call's), else None.
+
+    ``metrics.json`` is written after the model bundle, so its presence means training and evaluation
+    are complete; only the report may be missing (killed while drawing it): it is redrawn."""
+    mpath = out / "metrics.json"
+    if not mpath.is_file() or not (out / "model" / "config.json").is_file():
+        return None
+    result = read_json(mpath, "run metrics")
+    log.info("%s: run already finished; nothing to train", out)
+    if write_report and not (out / "report.html").is_file():
+        from .report import write_report as _write_report
+
+        _write_report(out, progress=progress)
+    return result
 
 
 def main(data: Sequence, out, config: Config | None = None, resume: bool = False,
@@ -700,6 +748,11 @@ def main(data: Sequence, out, config: Config | None = None, resume: bool = False
             write_json(out / "config.json", stored)
 
     dist.from_main(prepare_run_dir)
+    if resume:
+        done = dist.from_main(lambda: finished_run(out, write_report, progress))
+        if done is not None:
+            dist.cleanup()
+            return done
     handler = _setup_log(out / "train.log") if dist.is_main() else None
     run = RunDir(out)
     try:
@@ -806,6 +859,9 @@ def _main(run: RunDir, datasets, cfg: Config, models, progress, write_report, t_
 
     if need_image:
         spec = model_spec(cfg, corpus.genres, image_dim, None)
+        # re-seed before every model build: a cold feature cache runs DataLoaders that draw from the global
+        # RNG, a warm one does not, and the initial weights must not depend on that
+        seed_everything(stage_seed(cfg.seed, "build_poster", 0))
         poster = build_single(spec, "poster").to(device)
         poster.set_prior(prior)
         training["poster"] = fit_stage(run, StageSpec(
@@ -819,6 +875,7 @@ def _main(run: RunDir, datasets, cfg: Config, models, progress, write_report, t_
         spec = model_spec(cfg, corpus.genres, image_dim, route, vocab)
         batcher = Batcher(inputs, corpus.Y, corpus.M, route, cfg.text.lstm.max_len)
         tr, dv = rows_with(txt_ok, train_rows), rows_with(txt_ok, dev_rows)
+        seed_everything(stage_seed(cfg.seed, f"build_plot_{route}", 0))
         if route == "minilm":
             model = build_single(spec, "plot").to(device)
             model.set_prior(prior)
@@ -861,6 +918,7 @@ def _main(run: RunDir, datasets, cfg: Config, models, progress, write_report, t_
 
     # 4. fused model: branches from the trained single models, trained whole
     if "fused" in models:
+        seed_everything(stage_seed(cfg.seed, "build_fused", 0))
         fused = build_fused(final_spec, trained["poster"], trained["plot"]).to(device)
         branch = set(id(p) for p in fused.branch_parameters())
         groups = [{"params": [p for p in fused.parameters() if id(p) in branch], "lr": tc.lr * tc.branch_lr_factor},
@@ -890,6 +948,7 @@ def _main(run: RunDir, datasets, cfg: Config, models, progress, write_report, t_
     pos_in_test = {int(i): k for k, i in enumerate(test_rows)}
     both_local = np.asarray([pos_in_test[int(i)] for i in test_rows if int(i) in set(test_both.tolist())], dtype=np.int64)
     thresholds, metrics, metrics_both, thr_info = {}, {}, {}, {}
+    test_scores: dict[str, np.ndarray] = {}  # per-title test scores, for the report's PR curves
     evaluated = dict(trained)
     if len(plot_candidates) > 1:
         for r, c in plot_candidates.items():
@@ -903,6 +962,7 @@ def _main(run: RunDir, datasets, cfg: Config, models, progress, write_report, t_
         thresholds[name], thr_info[name] = thr, {"global": info["global"],
                                                  "fallback": [corpus.genres[j] for j in info["fallback"]]}
         metrics[name] = score_model(Yt, St, Mt, thr, corpus.genres)
+        test_scores[name] = St
         metrics[name]["dev_score"] = round(selection_score(tc.select_metric, Yd, Sd, Md), 5)
         if len(both_local):
             metrics_both[name] = score_model(Yt[both_local], St[both_local], Mt[both_local], thr, corpus.genres)
@@ -918,6 +978,7 @@ def _main(run: RunDir, datasets, cfg: Config, models, progress, write_report, t_
     thr, info = tune_thresholds(Yd, Sd, Md, min_pos)
     St = tfidf.predict_proba(texts(test_rows))
     metrics["tfidf_logreg"] = score_model(Yt, St, Mt, thr, corpus.genres)
+    test_scores["tfidf_logreg"], thresholds["tfidf_logreg"] = St, thr
     metrics["tfidf_logreg"]["baseline"] = tf_info
     if len(both_local):
         metrics_both["tfidf_logreg"] = score_model(Yt[both_local], St[both_local], Mt[both_local], thr, corpus.genres)
@@ -954,6 +1015,7 @@ def _main(run: RunDir, datasets, cfg: Config, models, progress, write_report, t_
         "input_errors": {corpus.keys[i]: e for i, e in list(inputs.errors.items())[:100]},
         "n_input_errors": len(inputs.errors),
     }
+    save_test_scores(out / "test_scores.npz", corpus, test_rows, test_scores)
     write_json(out / "metrics.json", result)
     if write_report:
         from .report import write_report as _write_report

@@ -247,3 +247,68 @@ def make_jpeg_fixture():
 @pytest.fixture(name="write_raw_dataset")
 def write_raw_dataset_fixture():
     return write_raw_dataset
+
+
+# -- a tiny trained run, shared by the whole session -------------------------------------------------------
+# ``tiny_run`` -> Path: a finished run dir (model bundle, metrics.json, report) trained once per session on
+# 48 cornell_tmdb titles (poster + plot) plus 16 poster-only poster_genres_av titles, with a few epochs and
+# the MiniLM text route. Features go to a session-private cache (GENREFUSION_CACHE is set only while it
+# trains). Treat it as read-only: copy it (``shutil.copytree``) before changing anything in it.
+TINY_RUN_OVERRIDES = {
+    "seed": 0, "text.encoder": "minilm", "data.min_genre_count": 2, "data.dev": 0.2, "data.test": 0.2,
+    "train.epochs": 3, "train.fused_epochs": 2, "train.patience": 2, "train.batch_size": 16,
+    "train.hidden": [32, 16], "image.num_workers": 0,
+}
+
+
+def copy_shipped_titles(src: Path, dest: Path, n: int, skip: int = 0) -> Path:
+    """Copy titles ``skip .. skip+n`` of a shipped dataset (and their posters) into ``dest``."""
+    (dest / "posters").mkdir(parents=True, exist_ok=True)
+    lines = []
+    with open(src / "titles.jsonl", encoding="utf-8") as fh:
+        for k, line in enumerate(fh):
+            if k < skip:
+                continue
+            if len(lines) >= n:
+                break
+            rec = json.loads(line)
+            if rec.get("poster"):
+                shutil.copyfile(src / rec["poster"], dest / rec["poster"])
+            lines.append(line if line.endswith("\n") else line + "\n")
+    (dest / "titles.jsonl").write_text("".join(lines), encoding="utf-8")
+    shutil.copyfile(src / "dataset.json", dest / "dataset.json")
+    return dest
+
+
+@pytest.fixture(scope="session")
+def tiny_run_data(tmp_path_factory) -> list[Path]:
+    from genrefusion.paths import shipped_data_dir
+
+    root = shipped_data_dir(required=False)
+    if root is None or not (root / "cornell_tmdb" / "titles.jsonl").exists():
+        pytest.skip("shipped datasets not found (set GENREFUSION_DATA)")
+    base = tmp_path_factory.mktemp("tiny_run_data")
+    out = [copy_shipped_titles(root / "cornell_tmdb", base / "cornell_tmdb", 48)]
+    if (root / "poster_genres_av" / "titles.jsonl").exists():
+        out.append(copy_shipped_titles(root / "poster_genres_av", base / "poster_genres_av", 16))
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_run_cache(tmp_path_factory) -> Path:
+    """The feature cache ``tiny_run`` trained with (warm once ``tiny_run`` has run)."""
+    return tmp_path_factory.mktemp("tiny_run_cache")
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_run_data, tiny_run_cache, tmp_path_factory) -> Path:
+    from genrefusion.config import load_config
+    from genrefusion.train import main
+
+    run = tmp_path_factory.mktemp("tiny_run") / "run"
+    cache = tiny_run_cache
+    cfg = load_config(overrides=TINY_RUN_OVERRIDES)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GENREFUSION_CACHE", str(cache))
+        main(tiny_run_data, run, cfg, progress=False, device="cpu")
+    return run

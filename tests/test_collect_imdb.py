@@ -302,3 +302,74 @@ def test_collect_imdb_cli_errors(tmp_path, capsys):
     assert cli(["collect", "imdb", str(tmp_path / "empty.txt"), "--out", str(tmp_path / "o")]) == 2
     assert "holds no ids" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_client_without_cache_fetches_each_poster_once(server, tmp_path):
+    # no cache folder: phase 2 must not ask the server again for the posters phase 1 checked
+    ids = tmp_path / "ids.txt"
+    ids.write_text("tt0111161\ntt0133093\n")
+    client = HttpClient(cache_dir=None, rate=200.0, backoff=0.01, jitter=False, timeout=1.0)
+    n, _ = collect_imdb(ids, tmp_path / "ds", client, base_url=server.url, image_base_url=server.url)
+    titles = check_dataset(tmp_path / "ds")
+    assert n == 2 and all(t.poster for t in titles.values())
+    counts = {p: server.paths().count(p) for p in server.paths()}
+    assert len(counts) == 4 and set(counts.values()) == {1}, counts
+
+
+def test_imdb_pages_fetch_posters_drops_non_image_and_asks_again_later(server, tmp_path):
+    src = tmp_path / "saved"
+    src.mkdir()
+    for tt in ("tt0133093", "tt0903747", "tt0111161"):
+        shutil.copy(PAGES / f"{tt}.html", src)
+    server.script[BAD_POSTER] = [("body", b"<html>Service Unavailable</html>", "image/jpeg")]
+    shaw = "/images/M/MV5BMDAyY2FhYjctNDc5OS00MDNlLThiMGUtY2UxYWVkNGY2ZjljXkEyXkFqcGc@._V1_SY384.jpg"
+    server.script[shaw] = [("status", 503)] * 2
+    argv = ["collect", "imdb-pages", str(src), "--out", str(tmp_path / "ds"), "--fetch-posters",
+            "--image-base-url", server.url, "--cache", str(tmp_path / "cache"), "--rate", "100", "--retries", "1",
+            "--backoff", "0.01"]
+    assert cli(argv) == 0
+    titles = check_dataset(tmp_path / "ds")
+    assert titles["tt0133093"].poster and not titles["tt0903747"].poster and not titles["tt0111161"].poster
+    rep = json.loads((tmp_path / "ds" / "collect_report.json").read_text())
+    warned = {w["id"]: w["reason"] for w in rep["warnings"]}
+    assert warned["tt0903747"] == "poster dropped, poster: not an image (unrecognised format)"
+    assert warned["tt0111161"] == "poster dropped, poster: HTTP 503 after 2 attempts"
+    n = len(server.paths())
+    # the re-run asks only for the two posters it could not use; the good one comes from the cache
+    assert cli(argv + ["--force"]) == 0
+    assert sorted(server.paths()[n:]) == sorted([BAD_POSTER, shaw])
+    titles = check_dataset(tmp_path / "ds")
+    assert all(t.poster for t in titles.values())
+
+
+def test_failed_force_rerun_leaves_the_previous_dataset_intact(server, tmp_path, monkeypatch):
+    ids, out = ids_file(tmp_path), tmp_path / "ds"
+    collect_imdb(ids, out, make_client(tmp_path), base_url=server.url, image_base_url=server.url)
+    before = (out / "titles.jsonl").read_bytes(), (out / "dataset.json").read_bytes()
+    from genrefusion.data import dataset as dataset_mod
+
+    real_add = dataset_mod.DatasetWriter.add
+
+    def failing_add(self, t, *a, **kw):
+        if self.count == 2:
+            raise OSError(28, "No space left on device")
+        return real_add(self, t, *a, **kw)
+
+    monkeypatch.setattr(dataset_mod.DatasetWriter, "add", failing_add)
+    with pytest.raises(OSError):
+        collect_imdb(ids, out, make_client(tmp_path), base_url=server.url, image_base_url=server.url, force=True)
+    assert ((out / "titles.jsonl").read_bytes(), (out / "dataset.json").read_bytes()) == before
+    assert not list(out.rglob("*.tmp"))
+    check_dataset(out)
+
+
+@pytest.mark.parametrize("opt, val", [("--rate", "0"), ("--rate", "nan"), ("--timeout", "0"), ("--retries", "-1"),
+                                      ("--max-failures", "0")])
+def test_out_of_range_http_options_are_one_line_errors(tmp_path, capsys, opt, val):
+    ids = tmp_path / "ids.txt"
+    ids.write_text("tt0111161\n")
+    assert cli(["collect", "imdb", str(ids), "--out", str(tmp_path / "o"), "--cache", str(tmp_path / "c"),
+                "--base-url", "http://127.0.0.1:9", opt, val]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {opt}: out of range ({val}") and "\n" not in err
+    assert not (tmp_path / "o").exists()

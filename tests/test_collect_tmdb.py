@@ -109,3 +109,16 @@ def test_bad_or_missing_api_key(server, tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("TMDB_API_KEY", raising=False)
     assert cli(["collect", "tmdb", str(ids), "--out", str(tmp_path / "ds2")]) == 2
     assert "environment variable TMDB_API_KEY is not set" in capsys.readouterr().err
+
+
+def test_bad_base_url_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
+    ids = tmp_path / "ids.txt"
+    ids.write_text("tt0111161\n")
+    monkeypatch.setenv("TMDB_API_KEY", API_KEY)
+    out = tmp_path / "ds"
+    assert cli(["collect", "tmdb", str(ids), "--out", str(out), "--base-url", "api.themoviedb.org/3",
+                "--cache", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("error: --base-url 'api.themoviedb.org/3': not an http(s) URL with a host, "
+                   "such as https://host/path")
+    assert not out.exists()

@@ -12,6 +12,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
+from urllib.parse import urlsplit
 
 from ..data.dataset import TITLES, DatasetWriter
 from ..data.images import load_image
@@ -67,11 +68,13 @@ class Report:
 @dataclass
 class Candidate:
     """A resolved title, ready to write. The poster comes from ``poster_url`` (read through the
-    client, normally a cache hit by now) or ``poster_path`` (a local file)."""
+    client, normally a cache hit by now), ``poster_path`` (a local file) or ``poster_data`` (bytes
+    kept in memory when the client has no cache, so nothing is fetched twice)."""
 
     title: Title
     poster_url: str | None = None
     poster_path: Path | None = None
+    poster_data: bytes | None = None
 
 
 def read_id_lines(path: str | Path, what: str = "ids file") -> list[tuple[int, str]]:
@@ -150,6 +153,8 @@ def write_dataset(out: Path, candidates: Iterable[Candidate], *, name: str | Non
             try:
                 if c.poster_path is not None:
                     poster = load_image(c.poster_path, name=f"{t.id} poster {c.poster_path.name}")
+                elif c.poster_data is not None:
+                    poster = load_image(c.poster_data, name=f"{t.id} poster")
                 elif c.poster_url is not None and fetch_poster is not None:
                     poster = load_image(fetch_poster(c.poster_url), name=f"{t.id} poster")
             except GenreFusionError as err:
@@ -201,9 +206,15 @@ class FailureGuard:
 
 
 def prefetch_poster(client, url: str, tid: str, report: Report, guard: FailureGuard,
-                    max_bytes: int) -> str | None:
-    """Phase 1 for a poster: fetch it into the cache and check it decodes. Returns ``url`` when usable,
-    else None (warned; a non-image answer is dropped from the cache so a later run asks again)."""
+                    max_bytes: int) -> dict:
+    """Phase 1 for a poster: fetch it into the cache and check it decodes. Returns the ``Candidate``
+    poster fields: ``{"poster_url": url}`` (phase 2 reads the cache), ``{"poster_data": bytes}`` for a
+    client without a cache, or ``{}`` when unusable (warned; a non-image answer is dropped from the
+    cache so a later run asks again)."""
+    if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
+        # the URL comes from the page / API answer: a bad one loses this poster, not the run
+        report.warn(tid, f"poster dropped, not an http(s) URL: {url[:100]!r}")
+        return {}
     try:
         body = client.get(url, max_bytes=max_bytes, what=f"{tid} poster").body
         guard.ok()
@@ -212,14 +223,14 @@ def prefetch_poster(client, url: str, tid: str, report: Report, guard: FailureGu
     except FetchError as err:
         guard.failed(err)
         report.warn(tid, f"poster dropped, {str(err).removeprefix(tid + ' ')}")
-        return None
+        return {}
     try:
         load_image(body, name=f"{tid} poster")
     except BadInput as err:
         client.forget(url)
         report.warn(tid, f"poster dropped, {str(err).removeprefix(tid + ' ')}")
-        return None
-    return url
+        return {}
+    return {"poster_url": url} if client.cache is not None else {"poster_data": body}
 
 
 def summary(count: int, out: Path, report: Report, stats: dict | None = None) -> str:

@@ -237,7 +237,10 @@ class HttpClient:
         if origin not in self._robots:
             rp = None
             try:
-                r = self.get(origin + "/robots.txt", max_bytes=512 * 1024, _robots=False, ok_status=(200, 404, 410))
+                # every 4xx is an answer here (RFC 9309: robots.txt "unavailable" -> no restriction),
+                # so a 401/403 on robots.txt is not the run-stopping refusal it is for a page
+                r = self.get(origin + "/robots.txt", max_bytes=512 * 1024, _robots=False,
+                             ok_status=tuple(range(200, 300)) + tuple(range(400, 500)), _refusal_fatal=False)
             except FatalFetchError:
                 raise
             except FetchError:
@@ -245,7 +248,7 @@ class HttpClient:
                 r = None
             if r is not None:
                 rp = urllib.robotparser.RobotFileParser()
-                if r.status == 200:
+                if 200 <= r.status < 300:
                     rp.parse(r.text().splitlines())
                     delay = rp.crawl_delay(self.session.headers["User-Agent"]) or rp.crawl_delay("*")
                     if delay:
@@ -260,7 +263,8 @@ class HttpClient:
 
     # -- the request -----------------------------------------------------------------------
     def get(self, url: str, params: dict | None = None, *, max_bytes: int | None = None, what: str | None = None,
-            ok_status: tuple[int, ...] = (200,), headers: dict | None = None, _robots: bool = True) -> Response:
+            ok_status: tuple[int, ...] = (200,), headers: dict | None = None, _robots: bool = True,
+            _refusal_fatal: bool = True) -> Response:
         """GET ``url`` (+``params``) and return the response whose status is in ``ok_status``.
 
         Served from the cache when possible. Raises FetchError (item-level: skip it) or
@@ -270,6 +274,7 @@ class HttpClient:
         key = self.build_url(url, params)
         full = self.build_url(key, self.secret_params)
         what = what or key
+        check_url(key)
         limit = self.max_bytes if max_bytes is None else int(max_bytes)
         resp = self.cache.get(key) if self.cache else None
         if resp is not None:
@@ -277,7 +282,7 @@ class HttpClient:
         else:
             if self.robots and _robots and not self._robots_allows(key):
                 raise FatalFetchError(f"{what}: disallowed by robots.txt for our User-Agent; not fetching")
-            resp = self._fetch(key, full, what, limit, headers)
+            resp = self._fetch(key, full, what, limit, headers, _refusal_fatal)
             if self.cache and resp.status in CACHEABLE_STATUS:
                 self.cache.put(key, resp)
         if resp.status not in ok_status:
@@ -286,7 +291,8 @@ class HttpClient:
             raise FetchError(f"{what}: response larger than {limit} bytes", resp.status)
         return resp
 
-    def _fetch(self, key: str, full: str, what: str, limit: int, headers: dict | None = None) -> Response:
+    def _fetch(self, key: str, full: str, what: str, limit: int, headers: dict | None = None,
+               refusal_fatal: bool = True) -> Response:
         req = self._requests
         last = ""
         for attempt in range(self.retries + 1):
@@ -299,6 +305,10 @@ class HttpClient:
                 r = self.session.get(full, headers=headers, timeout=self.timeout, stream=True, allow_redirects=True)
             except req.Timeout:
                 last = "timed out"
+            except (req.exceptions.InvalidURL, req.exceptions.InvalidSchema, req.exceptions.MissingSchema,
+                    req.exceptions.InvalidHeader) as err:
+                # our own mistake (a bad --base-url or header): retrying cannot help, nor can the next title
+                raise FatalFetchError(self.redact(f"{what}: cannot send the request ({err})")) from None
             except req.RequestException as err:
                 last = f"connection failed ({type(err).__name__})"
             else:
@@ -319,7 +329,7 @@ class HttpClient:
                         else:
                             resp = Response(url=key, status=status, content_type=r.headers.get("Content-Type", ""),
                                             body=body)
-                            if status in (401, 403):
+                            if status in (401, 403) and refusal_fatal:
                                 raise FatalFetchError(f"{what}: HTTP {status}{_reason(resp)} (access refused; "
                                                       "check the API key / whether this client is blocked)", status)
                             return resp
@@ -353,6 +363,14 @@ class HttpClient:
         if declared and declared.isdigit() and not r.headers.get("Content-Encoding") and len(body) < int(declared):
             raise _Transient(f"truncated body ({len(body)} of {declared} bytes)")
         return body
+
+
+def check_url(url: str, what: str = "URL") -> str:
+    """Refuse anything but an absolute http(s) URL with a host, in one line naming it."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise FatalFetchError(f"{what} {url!r}: not an http(s) URL with a host, such as https://host/path")
+    return url
 
 
 class _Transient(Exception):

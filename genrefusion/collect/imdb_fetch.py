@@ -94,13 +94,13 @@ def resolve_imdb(ids: list[str], client: HttpClient, report: Report, base_url: s
             # nothing to label with: skip before asking for its poster
             report.skip(tid, "no genres on the title page")
             continue
-        poster_url = None
+        poster = {}
         if info.poster_url:
             poster_url = rebase_url(sized_poster_url(urljoin(url, info.poster_url), side), image_base_url)
-            poster_url = prefetch_poster(client, poster_url, tid, report, guard, POSTER_MAX_BYTES)
+            poster = prefetch_poster(client, poster_url, tid, report, guard, POSTER_MAX_BYTES)
         t = Title(id=tid, imdb_id=tid, title=info.title, year=info.year, kind=info.kind, genres=info.genres,
                   plot=info.plot, source="imdb")
-        out.append(Candidate(t, poster_url=poster_url))
+        out.append(Candidate(t, **poster))
     return out
 
 

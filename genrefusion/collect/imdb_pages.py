@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import urljoin
 
 from ..errors import BadInput
 from ..genres import parse_genre_cell
@@ -283,7 +284,8 @@ def find_local_poster(page: Path, tt: str | None, poster_url: str | None) -> Pat
 
 
 def collect_imdb_pages(folder: str | Path, out: Path, *, name: str | None = None, force: bool = False,
-                       require=(), client=None, image_base_url: str | None = None, report=None):
+                       require=(), client=None, image_base_url: str | None = None, report=None,
+                       max_failures: int = 10):
     """``genrefusion collect imdb-pages``: saved title pages -> dataset at ``out``.
 
     Works offline: posters are taken from files saved beside the pages. With ``client`` (the
@@ -292,12 +294,13 @@ def collect_imdb_pages(folder: str | Path, out: Path, *, name: str | None = None
     """
     from ..data.records import Title
     from ..genres import IMDB_GENRES
-    from .common import Candidate, Report, write_dataset
-    from .imdb_fetch import POSTER_MAX_BYTES, rebase_url, sized_poster_url
+    from .common import Candidate, FailureGuard, Report, prefetch_poster, write_dataset
+    from .imdb_fetch import IMDB_BASE, POSTER_MAX_BYTES, rebase_url, sized_poster_url
 
     report = report or Report()
     pages = list_pages(Path(folder))
     cands, seen = [], {}
+    guard = FailureGuard(max_failures)
     for page in pages:
         try:
             info = parse_title_page(read_page(page), name=page.name)
@@ -319,14 +322,17 @@ def collect_imdb_pages(folder: str | Path, out: Path, *, name: str | None = None
             report.skip(page.name, f"{tt}: no genres on the page")
             continue
         local = find_local_poster(page, tt, info.poster_url)
-        poster_url = None
+        poster = {"poster_path": local} if local is not None else {}
         if local is None and client is not None and info.poster_url:
-            poster_url = rebase_url(sized_poster_url(info.poster_url), image_base_url)
+            # phase 1 like the fetcher: into the cache now, checked, so a kill while writing loses nothing
+            # a saved page came from www.imdb.com: a relative image URL is relative to it
+            url = rebase_url(sized_poster_url(urljoin(IMDB_BASE + "/", info.poster_url)), image_base_url)
+            poster = prefetch_poster(client, url, tt, report, guard, POSTER_MAX_BYTES)
         elif local is None and info.poster_url and client is None:
             report.warn(tt, f"no saved poster beside {page.name} (use --fetch-posters to download it)")
         t = Title(id=tt, imdb_id=tt, title=info.title, year=info.year, kind=info.kind, genres=info.genres,
                   plot=info.plot, source="imdb")
-        cands.append(Candidate(t, poster_url=poster_url, poster_path=local))
+        cands.append(Candidate(t, **poster))
     fetch = (lambda u: client.get(u, max_bytes=POSTER_MAX_BYTES).body) if client is not None else None
     n = write_dataset(Path(out), cands, name=name, genres=list(IMDB_GENRES), source="IMDb title pages (saved)",
                       report=report, force=force, require=require, fetch_poster=fetch,

@@ -195,9 +195,8 @@ def resolve_tmdb(items: list, tmdb: TmdbClient, report: Report, by: str = "imdb"
             report.skip(label, f"duplicate of {t.id}")
             continue
         seen.add(t.id)
-        if poster_url:
-            poster_url = prefetch_poster(tmdb.http, poster_url, t.id, report, guard, POSTER_MAX_BYTES)
-        out.append(Candidate(t, poster_url=poster_url))
+        poster = prefetch_poster(tmdb.http, poster_url, t.id, report, guard, POSTER_MAX_BYTES) if poster_url else {}
+        out.append(Candidate(t, **poster))
     return out
 
 

@@ -93,19 +93,29 @@ def _client(args, robots: bool = False, secret_params=None, headers=None):
     from ..collect.http import DEFAULT_USER_AGENT, HttpClient
     from ..paths import cache_dir
 
-    cache = Path(args.cache) if args.cache else cache_dir() / "http"
-    if args.rate <= 0:
-        from ..errors import GenreFusionError
+    from ..errors import ConfigError
 
-        raise GenreFusionError(f"--rate must be > 0 requests/s, got {args.rate}")
+    cache = Path(args.cache) if args.cache else cache_dir() / "http"
+    # `not x > 0` also refuses nan; requests would raise a bare ValueError on a zero timeout
+    for opt, val, ok in (("--rate", args.rate, args.rate > 0), ("--timeout", args.timeout, args.timeout > 0),
+                         ("--retries", args.retries, args.retries >= 0), ("--backoff", args.backoff, args.backoff >= 0),
+                         ("--max-failures", args.max_failures, args.max_failures >= 1)):
+        if not ok:
+            raise ConfigError(f"{opt}: out of range ({val}; rate/timeout > 0, retries/backoff >= 0, "
+                              "max-failures >= 1)")
     return HttpClient(cache_dir=cache, rate=args.rate, user_agent=args.user_agent or DEFAULT_USER_AGENT,
-                      timeout=args.timeout, retries=max(0, args.retries), backoff=max(0.0, args.backoff),
+                      timeout=args.timeout, retries=args.retries, backoff=args.backoff,
                       robots=robots, secret_params=secret_params, headers=headers)
 
 
 def run(args) -> int:
     from ..collect.common import check_out, summary
+    from ..collect.http import check_url
 
+    # a mistyped server fails here, in one line, before any request or output folder
+    for opt in ("base_url", "image_base_url"):
+        if getattr(args, opt, None):
+            check_url(getattr(args, opt), "--" + opt.replace("_", "-"))
     out = check_out(args.out, args.force)
     stats = None
     if args.source == "imdb-pages":
@@ -113,7 +123,8 @@ def run(args) -> int:
 
         client = _client(args, robots=True) if args.fetch_posters else None
         n, report = collect_imdb_pages(args.pages, out, name=args.name, force=args.force, require=args.require,
-                                       client=client, image_base_url=args.image_base_url)
+                                       client=client, image_base_url=args.image_base_url,
+                                       max_failures=args.max_failures)
         stats = client.stats if client else None
     elif args.source == "imdb":
         from ..collect.imdb_fetch import collect_imdb

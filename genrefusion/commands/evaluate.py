@@ -1,11 +1,50 @@
-"""(not implemented yet)"""
+"""Evaluate a trained run on its own split or on other canonical datasets, without retraining.
+
+  genrefusion evaluate runs/demo                          # the run's test split
+  genrefusion evaluate runs/demo --split dev --out dev.json
+  genrefusion evaluate runs/demo --data other_dataset/ --out other.json
+
+Genres are matched by name: a genre the model knows but a dataset does not label is masked for its
+titles, one the dataset labels but the model does not know is left out; both are listed. Thresholds
+are the run's (tuned on its dev split). With --data, titles the run trained or selected models on
+(same imdb_id, any dataset) are left out unless --split all."""
+from __future__ import annotations
+
+import argparse
 
 
 def add_arguments(p):
-    pass
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.add_argument("run_dir", metavar="RUN", help="a trained run folder")
+    p.add_argument("--data", nargs="+", metavar="DIR", help="evaluate on these datasets instead of the run's split")
+    p.add_argument("--split", choices=("test", "dev", "all"), default="test",
+                   help="without --data: the run's part to score (all = every title, training ones included); "
+                        "with --data: test (default) leaves out titles the run saw, all keeps them")
+    p.add_argument("--out", metavar="FILE", help="write the full result as JSON")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def run(args):
-    from ..errors import GenreFusionError
+def run(args) -> int:
+    from ..errors import ConfigError
+    from ..evaluate import evaluate_run, write_evaluation
+    from ..paths import cache_dir
+    from .train import summary_table
 
-    raise GenreFusionError("not implemented yet")
+    if args.data and args.split == "dev":
+        raise ConfigError("--split dev applies to the run's own data; with --data use test or all")
+    result = evaluate_run(args.run_dir, data=args.data, split=args.split, cache_dir=cache_dir() / "features",
+                          progress=not args.no_progress)
+    print(f"evaluated on {result['evaluated_on']}: {result['n_titles']} titles "
+          f"({result['n_with_both']} with poster and plot)")
+    print(summary_table(result))
+    for ds, lo in (result.get("left_out") or {}).items():
+        if lo.get("not_labelled_by_dataset"):
+            print(f"{ds}: masked (not labelled by the dataset): {', '.join(lo['not_labelled_by_dataset'])}")
+        if lo.get("unknown_to_model"):
+            print(f"{ds}: ignored (unknown to the model): {', '.join(lo['unknown_to_model'])}")
+    if result.get("input_errors"):
+        print(f"{len(result['input_errors'])} inputs unusable (treated as missing), e.g. "
+              f"{next(iter(result['input_errors'].items()))}")
+    if args.out:
+        print(f"written: {write_evaluation(result, args.out)}")
+    return 0

@@ -1,0 +1,386 @@
+"""The run report: PNG figures and one self-contained ``report.html`` in the run dir.
+
+Everything comes from the run's ``metrics.json`` (metrics, thresholds, training histories, split
+counts, timings) and ``test_scores.npz`` (per-title test scores, for precision-recall curves). The
+HTML embeds the PNGs as data URIs, so the file can be mailed or opened anywhere on its own.
+
+Figures (``RUN_DIR/report/``):
+- ``main_metrics.png``: micro/macro/weighted/samples F1 and mAP of every model beside the baselines;
+- ``per_genre_f1.png``: per-genre test F1 of every model beside ``always_negative`` and ``tfidf_logreg``;
+- ``confusion_grid.png``: one 2x2 confusion matrix (TN/FP/FN/TP) per genre for the fused model;
+- ``pr_curves.png``: per-genre test precision-recall curves of the fused model, with the dev-tuned
+  operating point marked;
+- ``training_curves.png``: train/dev loss and the dev selection score per epoch of every stage.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .errors import GenreFusionError
+from .io import read_json, write_bytes, write_text
+from .metrics import SUMMARY
+
+BASELINES = ("always_negative", "tfidf_logreg")
+# model order in tables and figures: ours first (the main three, then the plot candidates), baselines last
+_ORDER = ("fused", "poster", "plot", "plot_minilm", "plot_lstm", "tfidf_logreg", "always_negative")
+_LABEL = {"fused": "fused", "poster": "poster", "plot": "plot", "plot_minilm": "plot (MiniLM)",
+          "plot_lstm": "plot (LSTM)", "tfidf_logreg": "TF-IDF + logreg", "always_negative": "always negative"}
+_COLOR = {"fused": "#1f77b4", "poster": "#ff7f0e", "plot": "#2ca02c", "plot_minilm": "#98df8a",
+          "plot_lstm": "#8c564b", "tfidf_logreg": "#9467bd", "always_negative": "#7f7f7f"}
+
+
+def _ordered(names) -> list[str]:
+    names = list(names)
+    return sorted(names, key=lambda n: (_ORDER.index(n) if n in _ORDER else len(_ORDER), n))
+
+
+def _fmt(v, digits: int = 3) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "–"
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")  # tight: no clipped labels or legends
+    return buf.getvalue()
+
+
+def _grid(n: int, max_cols: int = 6) -> tuple[int, int]:
+    cols = min(max_cols, max(1, n))
+    return max(1, math.ceil(n / cols)), cols
+
+
+# -- figures ----------------------------------------------------------------------------------------------
+def fig_main_metrics(plt, models: dict) -> bytes | None:
+    names = [n for n in _ordered(models) if models[n].get("micro_f1") is not None or n == "always_negative"]
+    keys = ["micro_f1", "macro_f1", "weighted_f1", "samples_f1", "mAP"]
+    if not names:
+        return None
+    fig, ax = plt.subplots(figsize=(max(7, 1.6 * len(keys) + 0.3 * len(names) * len(keys) / 2), 4.2))
+    w = 0.8 / len(names)
+    x = np.arange(len(keys))
+    for i, n in enumerate(names):
+        vals = [models[n].get(k) or 0.0 for k in keys]
+        bars = ax.bar(x + (i - (len(names) - 1) / 2) * w, vals, w, label=_LABEL.get(n, n), color=_COLOR.get(n))
+        ax.bar_label(bars, labels=[f"{v:.2f}" for v in vals], fontsize=6, padding=1, rotation=90)
+    ax.set_xticks(x, [k.replace("_", " ") for k in keys])
+    ax.set_ylim(0, 1.12)
+    ax.set_ylabel("test score")
+    ax.set_title("Test metrics: models vs baselines")
+    ax.legend(fontsize=8, ncol=min(4, len(names)), loc="upper left", bbox_to_anchor=(0, -0.1))
+    ax.grid(axis="y", alpha=0.3)
+    out = _png(fig)
+    plt.close(fig)
+    return out
+
+
+def fig_per_genre_f1(plt, models: dict, genres: list[str]) -> bytes | None:
+    names = _ordered(n for n in models if models[n].get("per_genre"))
+    if not names or not genres:
+        return None
+    fig, ax = plt.subplots(figsize=(8, max(4, 0.42 * len(genres) * max(1, len(names) / 3))))
+    h = 0.85 / len(names)
+    y = np.arange(len(genres))
+    for i, n in enumerate(names):
+        pg = models[n]["per_genre"]
+        vals = [(pg.get(g) or {}).get("f1") or 0.0 for g in genres]
+        ax.barh(y + (i - (len(names) - 1) / 2) * h, vals, h, label=_LABEL.get(n, n), color=_COLOR.get(n))
+    sup = models[names[0]]["per_genre"]
+    ax.set_yticks(y, [f"{g} (n={(sup.get(g) or {}).get('support', 0)})" for g in genres], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("test F1 (dev-tuned thresholds; n = labelled test positives)")
+    ax.set_title("Per-genre F1")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(axis="x", alpha=0.3)
+    out = _png(fig)
+    plt.close(fig)
+    return out
+
+
+def fig_confusion_grid(plt, model: dict, genres: list[str], name: str) -> bytes | None:
+    pg = model.get("per_genre") or {}
+    genres = [g for g in genres if (pg.get(g) or {}).get("labelled")]
+    if not genres:
+        return None
+    rows, cols = _grid(len(genres))
+    fig, axes = plt.subplots(rows, cols, figsize=(2.1 * cols, 2.2 * rows), squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        if k >= len(genres):
+            ax.axis("off")
+            continue
+        g = genres[k]
+        c = pg[g]
+        mat = np.array([[c["tn"], c["fp"]], [c["fn"], c["tp"]]])
+        # colour by row share: each row (true negative / true positive titles) reads as rates
+        share = mat / np.maximum(mat.sum(1, keepdims=True), 1)
+        ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+        for (i, j), v in np.ndenumerate(mat):
+            ax.text(j, i, f"{['TN', 'FP', 'FN', 'TP'][2 * i + j]}\n{v}", ha="center", va="center", fontsize=7,
+                    color="white" if share[i, j] > 0.6 else "black")
+        ax.set_title(f"{g} (F1 {_fmt(c.get('f1'), 2)})", fontsize=8)
+        ax.set_xticks([0, 1], ["pred 0", "pred 1"], fontsize=6)
+        ax.set_yticks([0, 1], ["true 0", "true 1"], fontsize=6)
+    fig.suptitle(f"Per-genre confusion matrices on test ({_LABEL.get(name, name)} model)", fontsize=10)
+    fig.tight_layout()
+    out = _png(fig)
+    plt.close(fig)
+    return out
+
+
+def fig_pr_curves(plt, scores, name: str, thresholds: dict | None) -> bytes | None:
+    from sklearn.metrics import precision_recall_curve
+
+    key = f"S_{name}"
+    if scores is None or key not in scores.files:
+        return None
+    genres = [str(g) for g in scores["genres"]]
+    Y, M, S = scores["Y"].astype(bool), scores["M"].astype(bool), scores[key]
+    todo = [j for j in range(len(genres)) if Y[M[:, j], j].any()]
+    if not todo:
+        return None
+    rows, cols = _grid(len(todo))
+    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.2 * rows), squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        if k >= len(todo):
+            ax.axis("off")
+            continue
+        j = todo[k]
+        lab = M[:, j]
+        y, s = Y[lab, j], S[lab, j]
+        prec, rec, _ = precision_recall_curve(y, s)
+        ax.plot(rec, prec, color=_COLOR.get(name, "C0"), lw=1.2)
+        ax.axhline(y.mean(), color="grey", lw=0.8, ls="--")  # a random ranking's precision
+        t = (thresholds or {}).get(genres[j])
+        if t is not None:
+            p = s >= t
+            tp = int((p & y).sum())
+            if p.any():
+                ax.plot(tp / max(y.sum(), 1), tp / p.sum(), "o", color="black", ms=3)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.02)
+        ax.set_title(f"{genres[j]} (n={int(y.sum())})", fontsize=8)
+        ax.tick_params(labelsize=6)
+        if k % cols == 0:
+            ax.set_ylabel("precision", fontsize=7)
+        if k // cols == rows - 1:
+            ax.set_xlabel("recall", fontsize=7)
+    fig.suptitle(f"Test precision-recall per genre ({_LABEL.get(name, name)} model; dot = dev-tuned threshold, "
+                 "dashed = positive rate)", fontsize=9)
+    fig.tight_layout()
+    out = _png(fig)
+    plt.close(fig)
+    return out
+
+
+def fig_training_curves(plt, training: dict, metric: str) -> bytes | None:
+    stages = [(k, v) for k, v in training.items() if isinstance(v, dict) and v.get("history")]
+    if not stages:
+        return None
+    rows, cols = _grid(len(stages), 3)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        if k >= len(stages):
+            ax.axis("off")
+            continue
+        name, info = stages[k]
+        hist = info["history"]
+        ep = [h["epoch"] for h in hist]
+        if name == "lm":
+            ax.plot(ep, [h.get("train_loss") for h in hist], "o-", label="LM train loss", ms=3)
+            if any("valid_loss" in h for h in hist):
+                ax.plot(ep, [h.get("valid_loss") for h in hist], "s-", label="LM dev loss", ms=3)
+            ax.set_title("lm (language-model fine-tuning)", fontsize=9)
+            ax.set_ylabel("cross-entropy", fontsize=8)
+        else:
+            ax.plot(ep, [h.get("train_loss") for h in hist], "o-", label="train loss", ms=3)
+            if any(h.get("dev_loss") is not None for h in hist):
+                ax.plot(ep, [h.get("dev_loss") for h in hist], "s-", label="dev loss", ms=3)
+            ax.set_ylabel("masked BCE", fontsize=8)
+            ax2 = ax.twinx()
+            ax2.plot(ep, [h.get("dev_score") for h in hist], "^-", color="C2", label=f"dev {metric}", ms=3)
+            ax2.set_ylabel(f"dev {metric}", fontsize=8, color="C2")
+            ax2.tick_params(labelsize=7)
+            best = info.get("best_epoch")
+            if isinstance(best, int) and best >= 0:
+                ax.axvline(best + 1, color="grey", ls=":", lw=1)
+            ax.set_title(f"{name} (best epoch {best + 1 if isinstance(best, int) else '?'})", fontsize=9)
+            lines = ax.get_lines()[:2] + ax2.get_lines()
+            ax.legend(lines, [ln.get_label() for ln in lines], fontsize=7, loc="best")
+        if name == "lm":
+            ax.legend(fontsize=7, loc="best")
+        ax.set_xlabel("epoch", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    fig.suptitle("Training curves per stage (dotted line: epoch kept)", fontsize=10)
+    fig.tight_layout()
+    out = _png(fig)
+    plt.close(fig)
+    return out
+
+
+# -- html -------------------------------------------------------------------------------------------------
+_CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
+table{border-collapse:collapse;margin:0.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
+th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}.base{background:#fafafa;color:#555}
+img{max-width:100%;border:1px solid #eee;margin:0.5em 0}pre{background:#f6f6f6;padding:1em;overflow:auto;font-size:12px}
+.best{font-weight:bold}"""
+
+
+def _table(header: list[str], rows: list[list[str]], base_cols: set[int] = frozenset()) -> str:
+    h = "".join(f"<th>{html.escape(c)}</th>" for c in header)
+    body = []
+    for r in rows:
+        cells = "".join(f"<td{' class=base' if i in base_cols else ''}>{c}</td>" for i, c in enumerate(r))
+        body.append(f"<tr>{cells}</tr>")
+    return f"<table><tr>{h}</tr>{''.join(body)}</table>"
+
+
+def _metric_table(models: dict) -> str:
+    """Every summary metric (rows) of every model (columns), the always-negative baseline first."""
+    names = ["always_negative"] + [n for n in _ordered(models) if n != "always_negative"]
+    names = [n for n in names if n in models]
+    lower_better = {"hamming_loss"}
+    rows = []
+    for k in list(SUMMARY) + ["n_titles"]:
+        ours = [models[n].get(k) for n in names if n not in BASELINES and isinstance(models[n].get(k), float)]
+        best = (min(ours) if k in lower_better else max(ours)) if ours else None
+        cells = [html.escape(k)]
+        for n in names:
+            v = models[n].get(k)
+            s = html.escape(_fmt(v))
+            cells.append(f"<span class=best>{s}</span>" if best is not None and v == best and n not in BASELINES
+                         else s)
+        rows.append(cells)
+    base_cols = {i + 1 for i, n in enumerate(names) if n in BASELINES}
+    return _table(["metric"] + [_LABEL.get(n, n) for n in names], rows, base_cols)
+
+
+def _per_genre_table(model: dict, thresholds: dict | None, base: dict | None) -> str:
+    rows = []
+    for g, c in (model.get("per_genre") or {}).items():
+        rows.append([html.escape(g), str(c.get("labelled", 0)), str(c.get("support", 0)), _fmt(c.get("precision")),
+                     _fmt(c.get("recall")), _fmt(c.get("f1")), _fmt(((base or {}).get("per_genre") or {}).get(g, {}).get("f1")),
+                     _fmt(c.get("ap")), str(c.get("tp", 0)), str(c.get("fp", 0)), str(c.get("fn", 0)),
+                     str(c.get("tn", 0)), _fmt((thresholds or {}).get(g))])
+    return _table(["genre", "labelled", "positives", "precision", "recall", "F1", "tf-idf F1", "AP", "TP", "FP",
+                   "FN", "TN", "threshold"], rows)
+
+
+def _kv_table(d: dict, header=("item", "value")) -> str:
+    return _table(list(header), [[html.escape(str(k)), html.escape(_fmt(v, 2))] for k, v in d.items()])
+
+
+def _img(name: str, png: bytes | None, alt: str) -> str:
+    if png is None:
+        return f"<p><i>{html.escape(alt)}: not available for this run.</i></p>"
+    b64 = base64.b64encode(png).decode("ascii")
+    return f'<img src="data:image/png;base64,{b64}" alt="{html.escape(alt)}" title="{html.escape(name)}">'
+
+
+def _load_scores(path: Path):
+    if not path.is_file():
+        return None
+    try:
+        data = np.load(path, allow_pickle=False)  # plain arrays only: never unpickle run files
+        data.files  # noqa: B018 - touch the archive index so a damaged file fails here
+        return data
+    except Exception as err:  # a damaged optional file costs the PR curves only, not the report
+        import logging
+
+        logging.getLogger("genrefusion.report").warning("%s: unreadable (%s); no PR curves", path, err)
+        return None
+
+
+def write_report(run_dir, progress: bool = True) -> Path:
+    """Write ``RUN_DIR/report/*.png`` and ``RUN_DIR/report.html`` from the run's metrics; returns the html path."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on servers/CI; must precede pyplot
+    import matplotlib.pyplot as plt
+    from tqdm.auto import tqdm
+
+    run_dir = Path(run_dir)
+    mpath = run_dir / "metrics.json"
+    if not mpath.is_file():
+        raise GenreFusionError(f"{mpath}: missing; is {run_dir} a finished training run?")
+    m = read_json(mpath, "run metrics")
+    if not isinstance(m, dict) or not isinstance(m.get("models"), dict) or "genres" not in m:
+        raise GenreFusionError(f"{mpath}: not a genrefusion run's metrics (no 'models'/'genres')")
+    models, genres = m["models"], list(m["genres"])
+    thresholds = m.get("thresholds") or {}
+    main = next((n for n in ("fused", "plot", "poster") if n in models), None)
+    scores = _load_scores(run_dir / "test_scores.npz")
+
+    jobs = [
+        ("main_metrics", lambda: fig_main_metrics(plt, models), "main metrics vs baselines"),
+        ("per_genre_f1", lambda: fig_per_genre_f1(plt, models, genres), "per-genre F1"),
+        ("confusion_grid", lambda: fig_confusion_grid(plt, models[main], genres, main) if main else None,
+         "per-genre confusion matrices"),
+        ("pr_curves", lambda: fig_pr_curves(plt, scores, main, thresholds.get(main)) if main else None,
+         "precision-recall curves"),
+        ("training_curves", lambda: fig_training_curves(plt, m.get("training") or {}, m.get("select_metric", "mAP")),
+         "training curves"),
+    ]
+    figs: dict[str, bytes | None] = {}
+    fig_dir = run_dir / "report"
+    with tqdm(jobs, desc="report", unit="figure", disable=True if not progress else None, leave=False) as bar:
+        for name, make, _ in bar:
+            with plt.rc_context({"font.size": 9}):
+                figs[name] = make()
+            if figs[name] is not None:
+                write_bytes(fig_dir / f"{name}.png", figs[name])
+    if scores is not None:
+        scores.close()
+
+    split = m.get("split") or {}
+    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>genrefusion run report</title>",
+             f"<style>{_CSS}</style></head><body>",
+             f"<h1>genrefusion run report</h1><p>Run: <code>{html.escape(str(run_dir.resolve()))}</code> · "
+             f"genrefusion {html.escape(str(m.get('genrefusion_version', '?')))} · text route: "
+             f"<b>{html.escape(str(m.get('text_route')))}</b> (chosen on dev {html.escape(str(m.get('select_metric')))}"
+             f": {html.escape(', '.join(f'{r} {v:.4f}' for r, v in (m.get('plot_candidates') or {}).items()))})</p>",
+             "<h2>Test metrics</h2><p>Thresholds tuned per genre on dev; shaded columns are baselines; bold is "
+             "the best of our models.</p>", _metric_table(models)]
+    if m.get("models_both"):
+        parts += [f"<h3>Test titles with both a poster and a plot ({split.get('test_with_poster_and_plot', '?')})</h3>",
+                  _metric_table(m["models_both"])]
+    parts += [_img("main_metrics", figs["main_metrics"], "main metrics vs baselines"),
+              "<h2>Per-genre F1</h2>", _img("per_genre_f1", figs["per_genre_f1"], "per-genre F1")]
+    if main:
+        parts += [f"<h2>Per-genre results ({html.escape(_LABEL.get(main, main))} model)</h2>",
+                  _per_genre_table(models[main], thresholds.get(main), models.get("tfidf_logreg")),
+                  _img("confusion_grid", figs["confusion_grid"], "per-genre confusion matrices"),
+                  _img("pr_curves", figs["pr_curves"], "precision-recall curves")]
+    parts += ["<h2>Training</h2>", _img("training_curves", figs["training_curves"], "training curves")]
+    stage_rows = [[html.escape(k), str(v.get("epochs_run", "")), str(v.get("epochs_max", "")),
+                   _fmt((v.get("best_epoch") + 1) if isinstance(v.get("best_epoch"), int) else None),
+                   _fmt(v.get("best_score"), 4), _fmt(v.get("seconds"), 1)]
+                  for k, v in (m.get("training") or {}).items() if isinstance(v, dict)]
+    parts.append(_table(["stage", "epochs run", "max epochs", "best epoch", "best dev score", "seconds"], stage_rows))
+    parts += ["<h2>Data and split</h2>", _kv_table({k: v for k, v in split.items() if k != "file"}, ("part", "titles"))]
+    ds_rows = [[html.escape(str(d.get("name"))), str(d.get("titles")), str(d.get("used")), str(d.get("with_poster")),
+                str(d.get("with_plot")), str(len(d.get("labelled_genres") or []))] for d in m.get("data") or []]
+    parts.append(_table(["dataset", "titles", "used", "with poster", "with plot", "genres labelled"], ds_rows))
+    if m.get("dropped_genres"):
+        parts.append("<p>Genres dropped (too few training titles): "
+                     f"{html.escape(', '.join(f'{g} ({n})' for g, n in m['dropped_genres'].items()))}</p>")
+    parts += ["<h2>Timings (seconds)</h2>", _kv_table(m.get("timings") or {}, ("step", "seconds")),
+              "<h2>Masking</h2>", f"<p>{html.escape(str(m.get('masking', '')))}</p>",
+              "<h2>Config</h2>", f"<pre>{html.escape(json.dumps(m.get('config'), indent=2))}</pre>",
+              "</body></html>"]
+    out = run_dir / "report.html"
+    write_text(out, "\n".join(parts))
+    return out

@@ -1,0 +1,130 @@
+"""genrefusion.batch: inputs, the decision rule, writers, shards and merge checks."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from genrefusion import batch as B
+from genrefusion.errors import BadInput, ConfigError, DatasetError
+
+GENRES = ["Action", "Comedy", "Drama", "Horror"]
+THR = np.array([0.5, 0.4, 0.3, 0.9])
+
+
+def test_decide_rule():
+    s = np.array([0.6, 0.45, 0.2, 0.95])
+    assert B.decide(s, GENRES, THR) == ["Horror", "Action", "Comedy"]          # above threshold, most probable first
+    assert B.decide(s, GENRES, THR, threshold=0.5) == ["Horror", "Action"]     # one threshold for all
+    assert B.decide(s, GENRES, THR, top_k=2) == ["Horror", "Action"]           # top-k alone ignores thresholds
+    assert B.decide(np.array([0.1, 0.1, 0.25, 0.1]), GENRES, THR, top_k=1) == ["Drama"]
+    assert B.decide(s, GENRES, THR, top_k=5, threshold=0.9) == ["Horror"]      # both: at most k above it
+    for bad in (0, -1, True, 1.5):
+        with pytest.raises(BadInput, match="top_k"):
+            B.check_overrides(bad, None)
+    for bad in (-0.1, 1.1, float("nan")):
+        with pytest.raises(BadInput, match="threshold"):
+            B.check_overrides(None, bad)
+
+
+def test_parse_shard():
+    assert B.parse_shard("2/8") == (2, 8) and B.parse_shard(None) is None
+    for bad in ("0/3", "4/3", "a/b", "3", "1/0"):
+        with pytest.raises(ConfigError, match="--shard"):
+            B.parse_shard(bad)
+    # block j goes to shard (j mod N) + 1: every block in exactly one shard
+    owners = [[k for k in (1, 2, 3) if B.block_in_shard(j, (k, 3))] for j in range(7)]
+    assert owners == [[1], [2], [3], [1], [2], [3], [1]]
+
+
+def test_open_input_errors(tmp_path):
+    with pytest.raises(BadInput, match="not found"):
+        B.open_input(tmp_path / "nope.csv")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="not a dataset folder"):
+        B.open_input(tmp_path / "empty")
+    (tmp_path / "x.parquet").write_bytes(b"PAR1")
+    with pytest.raises(BadInput, match="unknown batch input type"):
+        B.open_input(tmp_path / "x.parquet")
+    with pytest.raises(BadInput, match="unknown output type"):
+        B.output_format(tmp_path / "out.txt")
+
+
+def test_dataset_items_keep_bad_lines_as_errors(write_raw_dataset, make_jpeg, tmp_path):
+    root = tmp_path / "ds"
+    make_jpeg(root / "posters" / "a.jpg")
+    write_raw_dataset(root, [
+        {"id": "a", "genres": [], "plot": "A plot.", "poster": "posters/a.jpg"},
+        {"id": "b", "genres": [], "plot": "Another plot.", "poster": "../../etc/passwd"},
+    ], genres=GENRES, name="ds", lines=["{not json\n", "\n", '{"id": "c", "genres": [], "plot": "Third."}\n'])
+    items = list(B.open_input(root))
+    assert [i.index for i in items] == [0, 1, 2, 3]          # the blank line is not a record
+    assert items[0].error is None and items[0].poster.name == "a.jpg"
+    assert items[1].error and "escapes" in items[1].error
+    assert items[2].error and "line 3" in items[2].error and "malformed JSON" in items[2].error
+    assert items[3].id == "c" and items[3].poster is None and items[3].error is None
+    prepared = [B.prepare(i) for i in items]
+    assert prepared[0].used == ["poster", "plot"] and prepared[3].used == ["plot"]
+    assert prepared[1].title is None and prepared[2].title is None
+
+
+def test_jsonl_input_and_writer_roundtrip(tiny_run, make_jpeg, tmp_path):
+    from genrefusion.predict import GenreClassifier
+
+    clf = GenreClassifier.load(tiny_run)
+    make_jpeg(tmp_path / "p1.jpg", color=(20, 200, 220))
+    lines = [{"id": "one", "plot": "Robots on a spaceship.", "poster": "p1.jpg"},
+             {"id": "two", "plot": "", "poster": ""},                    # no input at all
+             {"id": "three", "plot": "A couple falls in love at a wedding."}]
+    src = tmp_path / "in.jsonl"
+    src.write_text("\n".join(json.dumps(x) for x in lines) + "\n", encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    progress = []
+    with B.BatchWriter(out, clf.genres_) as w:
+        stats = B.run_batch(clf, B.open_input(src), w, batch_size=2,
+                            progress=lambda n, skipped=False: progress.append(n))
+    assert (stats.rows, stats.ok, stats.errors) == (3, 2, 1) and sum(progress) == 3
+    rows = [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()]
+    assert [r["id"] for r in rows] == ["one", "two", "three"]
+    assert rows[1]["error"] and rows[0]["used"] == ["poster", "plot"] and rows[2]["used"] == ["plot"]
+    want = clf.predict_proba([{"poster": tmp_path / "p1.jpg", "plot": lines[0]["plot"]}, {"plot": lines[2]["plot"]}])
+    np.testing.assert_allclose([rows[0]["scores"][g] for g in clf.genres_], want[0], atol=2e-6)
+    np.testing.assert_allclose([rows[2]["scores"][g] for g in clf.genres_], want[1], atol=2e-6)
+
+
+def test_writer_is_atomic(tmp_path):
+    out = tmp_path / "out.csv"
+    with pytest.raises(RuntimeError):
+        with B.BatchWriter(out, GENRES) as w:
+            w.write({"index": 0, "id": "x", "genres": ["Drama"], "scores": dict.fromkeys(GENRES, 0.5),
+                     "used": ["plot"], "error": None})
+            raise RuntimeError("interrupted")
+    assert list(tmp_path.iterdir()) == []  # no partial file behind the final name, no temp left
+
+
+def _shard(tmp_path, k, n, rows, digest="d1", **extra):
+    p = tmp_path / f"part{k}.jsonl"
+    p.write_text("".join(json.dumps({"index": i, "id": str(i)}) + "\n" for i in rows), encoding="utf-8")
+    m = {"shard": k, "of": n, "block_size": 2, "input_digest": digest, "input_rows": 4, "rows": len(rows),
+         "errors": 0, "model": "m", "top_k": None, "threshold": None, **extra}
+    B.manifest_path(p).write_text(json.dumps(m), encoding="utf-8")
+    return p
+
+
+def test_merge_checks(tmp_path):
+    a, b = _shard(tmp_path, 1, 2, [0, 1]), _shard(tmp_path, 2, 2, [2, 3])
+    info = B.merge_shards([b, a], tmp_path / "all.jsonl")
+    assert info["rows"] == 4
+    assert [json.loads(x)["index"] for x in (tmp_path / "all.jsonl").read_text().splitlines()] == [0, 1, 2, 3]
+    with pytest.raises(BadInput, match="given more than once"):
+        B.merge_shards([a, a], tmp_path / "x.jsonl")
+    with pytest.raises(BadInput, match="input_digest"):
+        B.merge_shards([a, _shard(tmp_path, 2, 2, [2, 3], digest="other")], tmp_path / "x.jsonl")
+    c = _shard(tmp_path, 2, 2, [2, 3])
+    c.write_text(c.read_text().splitlines()[0] + "\n")  # truncated after the manifest was written
+    with pytest.raises(BadInput, match="truncated"):
+        B.merge_shards([a, c], tmp_path / "x.jsonl")
+    with pytest.raises(BadInput, match="overwrite"):
+        B.merge_shards([a, b], a)
+    assert not (tmp_path / "x.jsonl").exists()

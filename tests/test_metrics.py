@@ -1,0 +1,99 @@
+"""Metrics: equal to scikit-learn on unmasked data, hand-checked tiny cases, and masking semantics."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score, f1_score, hamming_loss
+
+from genrefusion.metrics import masked_map, multilabel_metrics, selection_score
+
+
+def _random(n=40, g=5, seed=0):
+    rng = np.random.default_rng(seed)
+    Y = (rng.random((n, g)) < 0.3).astype(int)
+    Y[0] = 1  # every genre has a positive
+    S = np.clip(Y * 0.3 + rng.random((n, g)) * 0.7, 0, 1)
+    return Y, S, (S >= 0.5).astype(int)
+
+
+def test_unmasked_equals_sklearn():
+    Y, S, P = _random()
+    m = multilabel_metrics(Y, P, None, S, list("abcde"))
+    assert m["micro_f1"] == pytest.approx(f1_score(Y, P, average="micro"))
+    assert m["macro_f1"] == pytest.approx(f1_score(Y, P, average="macro", zero_division=0))
+    assert m["weighted_f1"] == pytest.approx(f1_score(Y, P, average="weighted", zero_division=0))
+    assert m["samples_f1"] == pytest.approx(f1_score(Y, P, average="samples", zero_division=1))
+    assert m["hamming_loss"] == pytest.approx(hamming_loss(Y, P))
+    assert m["mAP"] == pytest.approx(average_precision_score(Y, S, average="macro"))
+    assert m["exact_match"] == pytest.approx(np.mean((Y == P).all(1)))
+    assert m["per_label_accuracy"] == pytest.approx(np.mean(Y == (S > 0.5)))
+    for j, g in enumerate("abcde"):
+        c = m["per_genre"][g]
+        assert c["tp"] == int(((Y[:, j] == 1) & (P[:, j] == 1)).sum())
+        assert c["tp"] + c["fp"] + c["fn"] + c["tn"] == len(Y)
+        assert c["support"] == int(Y[:, j].sum())
+
+
+def test_hand_checked_tiny_case():
+    Y = np.array([[1, 0], [1, 1], [0, 0]])
+    P = np.array([[1, 1], [0, 1], [0, 0]])
+    m = multilabel_metrics(Y, P, genres=["A", "B"])
+    # pooled: TP 2 (row0 A, row1 B), FP 1 (row0 B), FN 1 (row1 A) -> F1 = 4 / (4 + 2)
+    assert m["micro_f1"] == pytest.approx(2 / 3)
+    # A: P 1/1, R 1/2 -> 2/3;  B: P 1/2, R 1/1 -> 2/3
+    assert m["macro_f1"] == pytest.approx(2 / 3)
+    assert m["hamming_loss"] == pytest.approx(2 / 6)
+    assert m["exact_match"] == pytest.approx(1 / 3)
+    assert m["per_genre"]["A"] == {**m["per_genre"]["A"], "tp": 1, "fn": 1, "fp": 0, "tn": 1}
+
+
+def test_masked_entries_count_neither_way():
+    Y, S, P = _random(seed=1)
+    M = np.ones_like(Y)
+    M[:10, 2] = 0  # genre 2 unknown for the first 10 titles
+    # make the masked entries maximally wrong: they must not change anything
+    Yw, Pw, Sw = Y.copy(), P.copy(), S.copy()
+    Yw[:10, 2], Pw[:10, 2], Sw[:10, 2] = 1, 0, 0.0
+    a = multilabel_metrics(Yw, Pw, M, Sw, list("abcde"))
+    Y2, P2, S2 = Y.copy(), P.copy(), S.copy()
+    Y2[:10, 2], P2[:10, 2], S2[:10, 2] = 0, 1, 1.0
+    b = multilabel_metrics(Y2, P2, M, S2, list("abcde"))
+    for k in ("micro_f1", "macro_f1", "weighted_f1", "samples_f1", "mAP", "hamming_loss", "exact_match",
+              "per_label_accuracy"):
+        assert a[k] == pytest.approx(b[k]), k
+    lab = M.astype(bool)
+    assert a["micro_f1"] == pytest.approx(f1_score(Yw[lab], Pw[lab]))
+    assert a["per_genre"]["c"]["labelled"] == len(Y) - 10
+    # the masked genre's F1 is the sklearn F1 of its labelled rows
+    assert a["per_genre"]["c"]["f1"] == pytest.approx(f1_score(Y[10:, 2], P[10:, 2]))
+    assert masked_map(Yw, Sw, M) == pytest.approx(a["mAP"])
+
+
+def test_genre_without_positives_is_left_out_of_macro():
+    Y = np.array([[1, 0], [0, 0], [1, 0]])
+    P = np.array([[1, 1], [0, 0], [0, 0]])
+    m = multilabel_metrics(Y, P, genres=["A", "B"], S=P.astype(float))
+    assert m["genres_without_positives"] == ["B"]
+    assert m["macro_f1"] == pytest.approx(f1_score(Y[:, 0], P[:, 0]))
+    assert m["mAP"] == pytest.approx(average_precision_score(Y[:, 0], P[:, 0]))
+
+
+def test_always_negative_and_empty():
+    Y, _, _ = _random(seed=2)
+    Z = np.zeros_like(Y)
+    m = multilabel_metrics(Y, Z, None, Z.astype(float))
+    assert m["micro_f1"] == 0.0 and m["macro_f1"] == 0.0
+    assert m["per_label_accuracy"] == pytest.approx(1 - Y.mean())  # the paper's "accuracy" for free
+    e = multilabel_metrics(np.zeros((0, 3)), np.zeros((0, 3)))
+    assert e["micro_f1"] is None and e["n_titles"] == 0
+    with pytest.raises(ValueError):
+        multilabel_metrics(np.zeros((2, 3)), np.zeros((2, 2)))
+
+
+def test_selection_score_metrics():
+    Y, S, P = _random(seed=3)
+    assert selection_score("mAP", Y, S, None) == pytest.approx(average_precision_score(Y, S))
+    assert selection_score("micro_f1", Y, S, None) == pytest.approx(f1_score(Y, P, average="micro"))
+    thr = np.full(Y.shape[1], 0.9)
+    assert selection_score("micro_f1", Y, S, None, thr) == pytest.approx(
+        f1_score(Y, (S >= 0.9).astype(int), average="micro"))

@@ -1,0 +1,150 @@
+"""`genrefusion predict`: one title (JSON on stdout) and batches (streaming, per-title errors, shards + merge)."""
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from genrefusion.cli import main
+
+
+@pytest.fixture(scope="module")
+def clf(tiny_run):
+    from genrefusion.predict import GenreClassifier
+
+    return GenreClassifier.load(tiny_run)
+
+
+def _shipped_title(shipped, k=0):
+    ds = shipped / "imdb_top250"
+    rec = json.loads((ds / "titles.jsonl").read_text(encoding="utf-8").splitlines()[k])
+    return ds / rec["poster"], rec["plot"]
+
+
+def test_single_title_json(tiny_run, shipped, clf, capsys):
+    poster, plot = _shipped_title(shipped)
+    assert main(["predict", str(tiny_run), "--poster", str(poster), "--plot", plot]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) == {"genres", "scores", "thresholds", "used"}
+    assert out["used"] == ["poster", "plot"]
+    assert out == clf.predict_one(poster=poster, plot=plot)
+    assert set(out["scores"]) == set(clf.genres_)
+    order = [out["scores"][g] for g in out["genres"]]
+    assert order == sorted(order, reverse=True)  # most probable first
+    assert all(out["scores"][g] >= out["thresholds"][g] for g in out["genres"])
+
+
+def test_single_title_overrides_and_plot_file(tiny_run, shipped, clf, tmp_path, capsys):
+    _, plot = _shipped_title(shipped, 3)
+    f = tmp_path / "plot.txt"
+    f.write_text(plot, encoding="utf-8")
+    assert main(["predict", str(tiny_run), "--plot-file", str(f), "--top-k", "3"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["used"] == ["plot"] and len(out["genres"]) == 3
+    assert out["genres"] == sorted(out["scores"], key=lambda g: -out["scores"][g])[:3]
+    assert main(["predict", str(tiny_run), "--plot", plot, "--threshold", "0"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["genres"]) == len(clf.genres_)
+
+
+@pytest.mark.parametrize("argv, msg", [
+    ([], "nothing to predict"),
+    (["--poster", "/no/such/poster.jpg"], "poster.jpg: file not found"),
+    (["--plot", "   "], "plot: empty text"),
+    (["--plot", "x", "--plot-file", "y"], "not both"),
+    (["--batch", "in.csv"], "needs --out"),
+    (["--plot", "x", "--out", "o.jsonl"], "go with --batch"),
+])
+def test_single_title_errors(tiny_run, argv, msg, capsys):
+    assert main(["predict", str(tiny_run), *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and msg in err and err.count("\n") == 1
+
+
+def test_corrupt_poster_named(tiny_run, tmp_path, capsys):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    assert main(["predict", str(tiny_run), "--poster", str(bad)]) == 2
+    assert "broken.jpg" in capsys.readouterr().err
+
+
+@pytest.fixture
+def batch_input(shipped_subset):
+    """10 shipped titles; title 2's poster is corrupt and title 5's poster file is missing."""
+    ds = shipped_subset("imdb_top250", n=10)
+    recs = [json.loads(line) for line in (ds / "titles.jsonl").read_text(encoding="utf-8").splitlines()]
+    p2 = ds / recs[2]["poster"]
+    data = p2.read_bytes()
+    p2.write_bytes(data[: len(data) // 2])  # truncated JPEG
+    (ds / recs[5]["poster"]).unlink()
+    return ds, recs
+
+
+def _jsonl(path):
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_batch_survives_corrupt_and_missing_posters(tiny_run, batch_input, clf, tmp_path, capsys):
+    ds, recs = batch_input
+    out = tmp_path / "pred.jsonl"
+    assert main(["predict", str(tiny_run), "--batch", str(ds), "--out", str(out), "--batch-size", "4",
+                 "--no-progress"]) == 0
+    o = capsys.readouterr()
+    assert "10 rows" in o.out and "8 predicted, 2 failed" in o.out
+    assert recs[2]["id"] in o.err and recs[5]["id"] in o.err
+    rows = _jsonl(out)
+    assert [r["index"] for r in rows] == list(range(10)) and [r["id"] for r in rows] == [r["id"] for r in recs]
+    assert "corrupt or truncated" in rows[2]["error"] and recs[2]["poster"].split("/")[-1] in rows[2]["error"]
+    assert rows[2]["genres"] is None and rows[2]["scores"] is None
+    assert "not found" in rows[5]["error"]
+    good = [i for i in range(10) if i not in (2, 5)]
+    assert all(rows[i]["error"] is None for i in good)
+    # the batch path gives the Python API's scores and decisions
+    probs = clf.predict_proba([{"poster": ds / recs[i]["poster"], "plot": recs[i]["plot"]} for i in good])
+    for i, p in zip(good, probs):
+        np.testing.assert_allclose([rows[i]["scores"][g] for g in clf.genres_], p, atol=2e-6)
+        assert rows[i]["genres"] == clf.decide(p)[0]
+        assert rows[i]["used"] == ["poster", "plot"]
+
+
+def test_batch_csv_input_and_output(tiny_run, batch_input, tmp_path, capsys):
+    ds, recs = batch_input
+    src = tmp_path / "titles.csv"
+    with open(src, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["id", "plot", "poster"])
+        for r in recs[:4]:
+            w.writerow([r["id"], r["plot"], r["poster"]])  # relative to --images
+        w.writerow(["nofile", "A plot.", "posters/missing.jpg"])
+        w.writerow(["plotonly", recs[6]["plot"], ""])
+    out = tmp_path / "pred.csv"
+    assert main(["predict", str(tiny_run), "--batch", str(src), "--out", str(out), "--images", str(ds),
+                 "--no-progress"]) == 0
+    assert "6 rows" in capsys.readouterr().out
+    with open(out, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["id"] for r in rows] == [r["id"] for r in recs[:4]] + ["nofile", "plotonly"]
+    assert rows[2]["error"] and not rows[2]["genres"]  # the corrupt poster
+    assert rows[4]["error"] and "missing.jpg" in rows[4]["error"]
+    assert rows[5]["used"] == "plot" and not rows[5]["error"]
+    assert all(float(rows[0][k]) >= 0 for k in rows[0] if k.startswith("score_"))
+
+
+def test_shards_merge_to_the_unsharded_output(tiny_run, batch_input, tmp_path, capsys):
+    ds, _ = batch_input
+    for ext in ("jsonl", "csv"):
+        full = tmp_path / f"full.{ext}"
+        common = ["predict", str(tiny_run), "--batch", str(ds), "--batch-size", "3", "--no-progress"]
+        assert main([*common, "--out", str(full)]) == 0
+        parts = []
+        for k in (1, 2, 3):
+            part = tmp_path / f"part{k}.{ext}"
+            assert main([*common, "--out", str(part), "--shard", f"{k}/3"]) == 0
+            parts.append(part)
+        merged = tmp_path / f"merged.{ext}"
+        assert main(["merge", *map(str, parts), "--out", str(merged)]) == 0
+        assert merged.read_bytes() == full.read_bytes()
+        # an incomplete set of shards is refused, naming the missing one
+        assert main(["merge", str(parts[0]), str(parts[2]), "--out", str(tmp_path / f"bad.{ext}")]) == 2
+        assert "2/3" in capsys.readouterr().err
