@@ -144,7 +144,7 @@ def fig_pr_curves(plt, scores, name: str, thresholds: dict | None) -> bytes | No
     from sklearn.metrics import precision_recall_curve
 
     key = f"S_{name}"
-    if scores is None or key not in scores.files:
+    if scores is None or key not in scores or not {"genres", "Y", "M"} <= set(scores):
         return None
     genres = [str(g) for g in scores["genres"]]
     Y, M, S = scores["Y"].astype(bool), scores["M"].astype(bool), scores[key]
@@ -294,9 +294,9 @@ def _load_scores(path: Path):
     if not path.is_file():
         return None
     try:
-        data = np.load(path, allow_pickle=False)  # plain arrays only: never unpickle run files
-        data.files  # noqa: B018 - touch the archive index so a damaged file fails here
-        return data
+        # plain arrays only: never unpickle run files; read everything now (small) so damage shows here
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
     except Exception as err:  # a damaged optional file costs the PR curves only, not the report
         import logging
 
@@ -342,8 +342,6 @@ def write_report(run_dir, progress: bool = True) -> Path:
                 figs[name] = make()
             if figs[name] is not None:
                 write_bytes(fig_dir / f"{name}.png", figs[name])
-    if scores is not None:
-        scores.close()
 
     split = m.get("split") or {}
     parts = ["<!doctype html><html><head><meta charset='utf-8'><title>genrefusion run report</title>",

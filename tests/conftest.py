@@ -251,7 +251,8 @@ def write_raw_dataset_fixture():
 
 # -- a tiny trained run, shared by the whole session -------------------------------------------------------
 # ``tiny_run`` -> Path: a finished run dir (model bundle, metrics.json, report) trained once per session on
-# 48 cornell_tmdb titles (poster + plot) plus 16 poster-only poster_genres_av titles, with a few epochs and
+# 48 cornell_tmdb titles (poster + plot) plus 16 poster-only poster_genres_av titles (6 of them Biography,
+# which cornell_tmdb does not label), with a few epochs and
 # the MiniLM text route. Features go to a session-private cache (GENREFUSION_CACHE is set only while it
 # trains). Treat it as read-only: copy it (``shutil.copytree``) before changing anything in it.
 TINY_RUN_OVERRIDES = {
@@ -261,10 +262,12 @@ TINY_RUN_OVERRIDES = {
 }
 
 
-def copy_shipped_titles(src: Path, dest: Path, n: int, skip: int = 0) -> Path:
-    """Copy titles ``skip .. skip+n`` of a shipped dataset (and their posters) into ``dest``."""
+def copy_shipped_titles(src: Path, dest: Path, n: int, skip: int = 0, with_genre: tuple[str, int] | None = None) -> Path:
+    """Copy titles ``skip .. skip+n`` of a shipped dataset (and their posters) into ``dest``; with
+    ``with_genre=(genre, k)`` the last ``k`` of the ``n`` are the next titles labelled ``genre``."""
     (dest / "posters").mkdir(parents=True, exist_ok=True)
     lines = []
+    genre, k_genre = with_genre or (None, 0)
     with open(src / "titles.jsonl", encoding="utf-8") as fh:
         for k, line in enumerate(fh):
             if k < skip:
@@ -272,6 +275,8 @@ def copy_shipped_titles(src: Path, dest: Path, n: int, skip: int = 0) -> Path:
             if len(lines) >= n:
                 break
             rec = json.loads(line)
+            if len(lines) >= n - k_genre and genre not in rec.get("genres", []):
+                continue
             if rec.get("poster"):
                 shutil.copyfile(src / rec["poster"], dest / rec["poster"])
             lines.append(line if line.endswith("\n") else line + "\n")
@@ -290,7 +295,9 @@ def tiny_run_data(tmp_path_factory) -> list[Path]:
     base = tmp_path_factory.mktemp("tiny_run_data")
     out = [copy_shipped_titles(root / "cornell_tmdb", base / "cornell_tmdb", 48)]
     if (root / "poster_genres_av" / "titles.jsonl").exists():
-        out.append(copy_shipped_titles(root / "poster_genres_av", base / "poster_genres_av", 16))
+        # 6 Biography titles: a genre cornell_tmdb does not label, so masking is exercised
+        out.append(copy_shipped_titles(root / "poster_genres_av", base / "poster_genres_av", 16,
+                                       with_genre=("Biography", 6)))
     return out
 
 

@@ -231,3 +231,25 @@ def test_unusable_url_fails_at_once_without_retries():
         with pytest.raises(FatalFetchError, match="not an http\\(s\\) URL with a host"):
             c.get(bad)
     assert c.stats["network"] == 0 and time.monotonic() - t0 < 1.0
+
+
+def test_robots_txt_is_cached_for_a_day_only(server, tmp_path):
+    import json
+
+    from genrefusion.collect import http as http_mod
+
+    url = server.url + "/images/M/day.jpg"
+    client(tmp_path, robots=True).get(url)
+    client(tmp_path, robots=True).get(server.url + "/images/M/day2.jpg")
+    assert server.paths().count("/robots.txt") == 1  # a re-run within the day trusts the cached copy
+    for meta in (tmp_path / "cache").rglob("*.json"):
+        d = json.loads(meta.read_text())
+        if d["url"].endswith("/robots.txt"):
+            d["fetched_ts"] -= http_mod.ROBOTS_MAX_AGE + 60
+            meta.write_text(json.dumps(d))
+    server.robots = "User-agent: *\nDisallow: /images/M/secret\n"
+    c = client(tmp_path, robots=True)
+    assert c.get(url).from_cache  # pages keep coming from the cache; only robots.txt expires
+    with pytest.raises(FatalFetchError, match="disallowed by robots.txt"):
+        c.get(server.url + "/images/M/secret-poster.jpg")
+    assert server.paths().count("/robots.txt") == 2

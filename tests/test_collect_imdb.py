@@ -373,3 +373,21 @@ def test_out_of_range_http_options_are_one_line_errors(tmp_path, capsys, opt, va
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: {opt}: out of range ({val}") and "\n" not in err
     assert not (tmp_path / "o").exists()
+
+
+def test_imdb_pages_odd_poster_urls_lose_the_poster_not_the_run(server, tmp_path):
+    src = tmp_path / "saved"
+    src.mkdir()
+    shaw = (PAGES / "tt0111161.html").read_text()
+    url = "https://m.media-amazon.com/images/M/MV5BMDAyY2FhYjctNDc5OS00MDNlLThiMGUtY2UxYWVkNGY2ZjljXkEyXkFqcGc@._V1_.jpg"
+    assert shaw.count(url) == 2  # JSON-LD image and __NEXT_DATA__ primaryImage
+    (src / "tt0111161.html").write_text(shaw.replace(url, "/images/M/rel@._V1_.jpg"))  # relative to imdb.com
+    (src / "tt0108052.html").write_text((PAGES / "tt0108052.html").read_text().replace(
+        "https://m.media-amazon.com/images/M/MV5BNjM1ZDQxYWUtMzQyZS00MTE1LWJmZGYtNGUyNTdlYjM3ZmVmXkEyXkFqcGc@._V1_.jpg",
+        "data:image/gif;base64,R0lGODlhAQABAAAAACw="))
+    n, rep = collect_imdb_pages(src, tmp_path / "ds", client=make_client(tmp_path), image_base_url=server.url)
+    titles = check_dataset(tmp_path / "ds")
+    assert n == 2 and titles["tt0111161"].poster and not titles["tt0108052"].poster
+    assert "/images/M/rel@._V1_SY384.jpg" in server.paths()
+    assert {w.id: w.reason for w in rep.warnings}["tt0108052"].startswith(
+        "poster dropped, not an http(s) URL: 'data:image/gif")

@@ -98,3 +98,24 @@ def test_collect_tsv_argument_errors(tmp_path, capsys):
         collect_tsv(BASICS, tmp_path / "o")
     assert cli(["collect", "imdb-tsv", str(BASICS), "--dataset", str(src), "--out", str(src), "--force"]) == 2
     assert "--out must differ from --dataset" in capsys.readouterr().err
+
+
+def test_scan_streams_and_stops_once_every_id_is_found(tmp_path):
+    import tracemalloc
+
+    header = "tconst\ttitleType\tprimaryTitle\toriginalTitle\tisAdult\tstartYear\tendYear\truntimeMinutes\tgenres\n"
+    rows = "".join(f"tt{i:07d}\tmovie\tTitle number {i}\tTitle number {i}\t0\t{1950 + i % 70}\t\\N\t90\t"
+                   f"{'Drama,Comedy' if i % 2 else 'Horror'}\n" for i in range(1, 120_001))
+    big = tmp_path / "title.basics.tsv.gz"
+    data = gzip.compress((header + rows).encode(), compresslevel=1)
+    big.write_bytes(data[: len(data) - 2000])  # the end of the download is missing
+    assert len(header + rows) > 8_000_000
+    tracemalloc.start()
+    found = scan_basics(big, {"tt0000007", "tt0000100"})
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    # both ids sit near the start: reading stopped there, never reaching the cut-off end
+    assert found["tt0000007"]["genres"] == ["Drama", "Comedy"] and found["tt0000100"]["genres"] == ["Horror"]
+    assert peak < 2_000_000, peak  # streamed: far below the 8 MB the file holds unzipped
+    with pytest.raises(DatasetError, match="corrupt or truncated gzip near line"):
+        scan_basics(big, {"tt0000007", "tt9999999"})  # one id is not there: the whole file is read

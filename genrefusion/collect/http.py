@@ -32,6 +32,7 @@ DEFAULT_USER_AGENT = (
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 # Answers that will not change on a re-run: cached so a resumed run does not ask again.
 CACHEABLE_STATUS = frozenset({200, 404, 410})
+ROBOTS_MAX_AGE = 24 * 3600.0
 
 
 class FetchError(GenreFusionError):
@@ -137,7 +138,8 @@ class ResponseCache:
         d = self.root / h[:2]
         return d / f"{h}.body", d / f"{h}.json"
 
-    def get(self, key: str) -> Response | None:
+    def get(self, key: str, max_age: float | None = None) -> Response | None:
+        """The complete entry for ``key``, or None; with ``max_age`` (seconds) an older entry is a miss."""
         body_p, meta_p = self._paths(key)
         if not meta_p.exists():
             return None
@@ -147,6 +149,8 @@ class ResponseCache:
         except (GenreFusionError, OSError):
             return None  # unreadable entry: treat as a miss and fetch again
         if not isinstance(meta, dict) or meta.get("key") != key or meta.get("size") != len(body):
+            return None
+        if max_age is not None and not time.time() - float(meta.get("fetched_ts") or 0) <= max_age:
             return None
         return Response(url=meta.get("url", key), status=int(meta.get("status", 200)),
                         content_type=str(meta.get("content_type", "")), body=body, from_cache=True)
@@ -166,7 +170,8 @@ class ResponseCache:
         write_bytes(body_p, resp.body)
         write_json(meta_p, {"key": key, "url": resp.url, "status": resp.status,
                             "content_type": resp.content_type, "size": len(resp.body),
-                            "fetched_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, indent=None)
+                            "fetched_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                            "fetched_ts": time.time()}, indent=None)
 
 
 class HttpClient:
@@ -239,8 +244,10 @@ class HttpClient:
             try:
                 # every 4xx is an answer here (RFC 9309: robots.txt "unavailable" -> no restriction),
                 # so a 401/403 on robots.txt is not the run-stopping refusal it is for a page
+                # RFC 9309 also says not to trust a robots.txt older than 24 h: re-read it after that
                 r = self.get(origin + "/robots.txt", max_bytes=512 * 1024, _robots=False,
-                             ok_status=tuple(range(200, 300)) + tuple(range(400, 500)), _refusal_fatal=False)
+                             ok_status=tuple(range(200, 300)) + tuple(range(400, 500)), _refusal_fatal=False,
+                             _max_age=ROBOTS_MAX_AGE)
             except FatalFetchError:
                 raise
             except FetchError:
@@ -264,7 +271,7 @@ class HttpClient:
     # -- the request -----------------------------------------------------------------------
     def get(self, url: str, params: dict | None = None, *, max_bytes: int | None = None, what: str | None = None,
             ok_status: tuple[int, ...] = (200,), headers: dict | None = None, _robots: bool = True,
-            _refusal_fatal: bool = True) -> Response:
+            _refusal_fatal: bool = True, _max_age: float | None = None) -> Response:
         """GET ``url`` (+``params``) and return the response whose status is in ``ok_status``.
 
         Served from the cache when possible. Raises FetchError (item-level: skip it) or
@@ -276,7 +283,7 @@ class HttpClient:
         what = what or key
         check_url(key)
         limit = self.max_bytes if max_bytes is None else int(max_bytes)
-        resp = self.cache.get(key) if self.cache else None
+        resp = self.cache.get(key, _max_age) if self.cache else None
         if resp is not None:
             self.stats["cache_hits"] += 1
         else:

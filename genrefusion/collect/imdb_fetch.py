@@ -40,10 +40,10 @@ def sized_poster_url(url: str, side: int = MAX_SIDE) -> str:
 
 def rebase_url(url: str, base: str | None) -> str:
     """Point ``url`` at another host (a mirror, a local test server), keeping its path and query."""
-    if not base:
+    u = urlsplit(url)
+    if not base or u.scheme not in ("http", "https"):  # a data: or odd URL stays as it is (and is refused)
         return url
     b = urlsplit(base.rstrip("/"))
-    u = urlsplit(url)
     return urlunsplit((b.scheme, b.netloc, b.path + u.path, u.query, ""))
 
 

@@ -176,14 +176,15 @@
       const table = el("table");
       const head = el("tr");
       head.appendChild(el("th", "", "model"));
-      cols.forEach(([, label]) => head.appendChild(el("th", "", label)));
+      // samples-F1 is the column a phone-width screen drops (style.css)
+      cols.forEach(([k, label]) => head.appendChild(el("th", k === "samples_f1" ? "opt" : "", label)));
       table.appendChild(head);
       for (const [name, vals] of Object.entries(m)) {
         const tr = el("tr", name === info.model ? "main" : "");
         const label = name === "always_negative" ? "always-negative" :
           name === "tfidf_logreg" ? "TF-IDF + logreg" : name + (name === info.model ? " (served)" : "");
         tr.appendChild(el("td", "", label));
-        cols.forEach(([k]) => tr.appendChild(el("td", "", fmt(vals[k]))));
+        cols.forEach(([k]) => tr.appendChild(el("td", k === "samples_f1" ? "opt" : "", fmt(vals[k]))));
         table.appendChild(tr);
       }
       const wrap = el("div", "scroll");
