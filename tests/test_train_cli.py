@@ -1,0 +1,52 @@
+"""End-to-end through the CLI on a few shipped titles: train with text.encoder=auto (the paper's LSTM
+route and MiniLM, chosen on dev), evaluate on another dataset without retraining, report, resume."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from genrefusion.cli import main as cli
+
+from conftest import copy_shipped_titles
+
+TINY = ["--set", "text.encoder=auto", "--set", "data.min_genre_count=2", "--set", "data.dev=0.2",
+        "--set", "train.epochs=3", "--set", "train.fused_epochs=2", "--set", "train.hidden=[32,16]",
+        "--set", "text.lstm.hidden=32", "--set", "text.lstm.max_len=40", "--set", "text.lstm.lm_epochs=1",
+        "--set", "text.lstm.unfreeze_epochs=[1,1,1]", "--set", "image.num_workers=0"]
+
+
+@pytest.mark.slow
+def test_cli_train_evaluate_report(tiny_run_data, tiny_run_cache, shipped, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("GENREFUSION_CACHE", str(tiny_run_cache))
+    run = tmp_path / "run"
+    # a stray file among the dataset folders (as `datasets/*` also matches README.md) is skipped
+    stray = tmp_path / "README.md"
+    stray.write_text("not a dataset")
+    assert cli(["train", *map(str, tiny_run_data), str(stray), "--out", str(run), "--no-progress", *TINY]) == 0
+    out = capsys.readouterr()
+    assert "skipping" in out.err and "report: " in out.out
+    for row in ("fused", "poster", "plot (MiniLM)", "plot (LSTM)", "TF-IDF + logreg", "always negative"):
+        assert row in out.out, row
+    m = json.loads((run / "metrics.json").read_text())
+    assert set(m["plot_candidates"]) == {"minilm", "lstm"} and m["text_route"] in ("minilm", "lstm")
+    assert m["text_route"] == max(m["plot_candidates"], key=m["plot_candidates"].get)  # chosen on dev
+    assert {"lm", "plot_lstm_1", "plot_lstm_2", "plot_lstm_3"} <= set(m["training"])
+
+    # re-running into the finished run: refused without --resume, just reports with it
+    assert cli(["train", *map(str, tiny_run_data), "--out", str(run), "--no-progress", *TINY]) != 0
+    assert "--resume" in capsys.readouterr().err
+    assert cli(["train", *map(str, tiny_run_data), "--out", str(run), "--no-progress", "--resume", *TINY]) == 0
+    assert "already finished" in capsys.readouterr().err
+
+    # another canonical dataset, other genre vocabulary, no retraining
+    other = copy_shipped_titles(shipped / "imdb_top250", tmp_path / "imdb_top250", 12)
+    assert cli(["evaluate", str(run), "--data", str(other), "--out", str(tmp_path / "ev.json"),
+                "--no-progress"]) == 0
+    ev = json.loads((tmp_path / "ev.json").read_text())
+    assert ev["n_titles"] == 12 and ev["models"]["fused"]["micro_f1"] is not None
+    assert "imdb_top250" in ev["left_out"]
+    assert cli(["evaluate", str(run), "--split", "dev", "--no-progress"]) == 0
+    assert "dev split of the run" in capsys.readouterr().out
+    assert cli(["report", str(run)]) == 0
+    assert cli(["evaluate", str(tmp_path / "nope")]) != 0
