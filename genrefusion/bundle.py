@@ -73,7 +73,9 @@ def save_bundle(path, spec: dict, models: dict, thresholds: dict, meta: dict | N
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
-        write_bytes(tmp / WEIGHTS, save(tensors))
+        # the genres travel inside the weights file too: a config.json whose genre list was reordered or
+        # renamed (same shapes) would otherwise load and silently mislabel every prediction
+        write_bytes(tmp / WEIGHTS, save(tensors, metadata={"genres": json.dumps(list(spec["genres"]))}))
         if vocab is not None:
             write_json(tmp / VOCAB, vocab.to_json(), indent=None)
         write_json(tmp / CONFIG, config)
@@ -141,6 +143,16 @@ def read_bundle_config(path) -> dict:
     return cfg
 
 
+def _weights_genres(blob: bytes) -> list | None:
+    """The genre list recorded in a (valid) safetensors header's metadata; None for older bundles."""
+    try:
+        n = int.from_bytes(blob[:8], "little")
+        meta = json.loads(blob[8:8 + n]).get("__metadata__") or {}
+        return json.loads(meta["genres"]) if "genres" in meta else None
+    except (ValueError, TypeError, AttributeError):
+        return None
+
+
 def load_bundle(path, models: list[str] | None = None) -> Bundle:
     """Load and check a bundle (a ``model/`` folder or a run dir holding one)."""
     import numpy as np
@@ -171,6 +183,10 @@ def load_bundle(path, models: list[str] | None = None) -> Bundle:
         raise _fail(wpath, f"not a valid safetensors file ({str(err).splitlines()[0][:120]}); "
                            "the bundle is truncated or damaged") from None
 
+    trained_for = _weights_genres(blob)
+    if trained_for is not None and trained_for != cfg["genres"]:
+        raise _fail(path, f"the genre list in {CONFIG} differs from the one the weights were trained for "
+                          f"(order or names edited); refusing to mislabel predictions")
     vocab = None
     spec = cfg["spec"]
     if spec.get("text_route") == "lstm":

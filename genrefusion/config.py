@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import tomllib
 import types
@@ -93,11 +94,14 @@ class TrainConfig:
     select_metric: Literal["mAP", "micro_f1", "macro_f1"] = "mAP"
     # Genres with fewer dev positives than this take the global dev-tuned threshold.
     threshold_min_positives: int = _f(3, min=1)
+    # torch intra-op threads while training/scoring the models (0 = torch's default). 1 by default: the
+    # heads are small, and on a busy 2-core box 2 spinning threads made an epoch ~10x slower (measured).
+    threads: int = _f(1, min=0)
 
 
 @dataclass
 class Config:
-    seed: int = 0
+    seed: int = _f(0, min=0, max=2**32 - 1)  # numpy/sklearn RNGs take only this range
     cache_dir: str | None = None
     data: DataConfig = field(default_factory=DataConfig)
     image: ImageConfig = field(default_factory=ImageConfig)
@@ -156,6 +160,20 @@ def _suggest(key: str, options) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+def _suggest_path(key: str) -> str:
+    """A key put in the wrong section (``epochs`` at top level): suggest the full dotted keys it may mean."""
+    paths, stack = [], [("", Config())]
+    while stack:
+        prefix, obj = stack.pop()
+        for f in dataclasses.fields(obj):
+            v = getattr(obj, f.name)
+            (stack.append((prefix + f.name + ".", v)) if dataclasses.is_dataclass(v) else paths.append(prefix + f.name))
+    leaves = {p.rsplit(".", 1)[-1] for p in paths}
+    close = difflib.get_close_matches(key, list(leaves), n=1, cutoff=0.75)
+    hits = sorted(p for p in paths if close and p.rsplit(".", 1)[-1] == close[0])
+    return f" (did you mean {' or '.join(repr(h) for h in hits[:4])}?)" if hits else ""
+
+
 def _merge(obj, raw: dict, prefix: str, where: str) -> None:
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: [{prefix.rstrip('.') or 'config'}] must be a table")
@@ -163,7 +181,7 @@ def _merge(obj, raw: dict, prefix: str, where: str) -> None:
     for key, value in raw.items():
         full = prefix + key
         if key not in hints:
-            raise ConfigError(f"{where}: unknown key {full!r}{_suggest(key, hints)}")
+            raise ConfigError(f"{where}: unknown key {full!r}{_suggest(key, hints) or _suggest_path(key)}")
         current = getattr(obj, key)
         if dataclasses.is_dataclass(current):
             _merge(current, value, full + ".", where)
@@ -179,7 +197,7 @@ def _apply_overrides(cfg: Config, overrides: dict, where: str) -> None:
             hints = _hints(obj)
             full = ".".join(parts[: i + 1])
             if part not in hints:
-                raise ConfigError(f"{where}: unknown key {full!r}{_suggest(part, hints)}")
+                raise ConfigError(f"{where}: unknown key {full!r}{_suggest(part, hints) or _suggest_path(part)}")
             if i == len(parts) - 1:
                 if dataclasses.is_dataclass(getattr(obj, part)):
                     _merge(getattr(obj, part), value, full + ".", where)
@@ -235,6 +253,8 @@ def _coerce(value, tp, key: str, where: str):
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: {key} must be a number, got {value!r}")
+        if not math.isfinite(value):  # TOML allows nan/inf; range checks cannot catch nan
+            raise ConfigError(f"{where}: {key} must be a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):

@@ -39,7 +39,9 @@ _SYNONYMS = {
 def canonical_genre(name: str) -> str | None:
     """Map a genre name in any common spelling to IMDb spelling; unknown names keep their
     title-cased form (so they can be reported), empty -> None."""
-    name = name.strip().strip("\"'[](){}").strip()
+    prev = None
+    while prev != name:  # quotes/brackets and blanks may interleave: `Foo" ]` -> `Foo`
+        prev, name = name, name.strip().strip("\"'[](){}")
     if not name:
         return None
     k = _key(name)

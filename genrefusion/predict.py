@@ -42,6 +42,9 @@ def _title_parts(t: Any, i: int) -> tuple[Any, str | None]:
         if len(plot) > PLOT_MAX_CHARS:
             raise BadInput(f"title {i}: plot has {len(plot):,} characters (limit {PLOT_MAX_CHARS:,})")
         plot = plot if plot.strip() else None
+        if plot is not None and any("\ud800" <= c <= "\udfff" for c in plot):
+            # lone surrogates: undecodable bytes (argv, a surrogateescape'd file) or a bad JSON escape
+            raise BadInput(f"title {i}: plot is not valid UTF-8 text")
     if isinstance(poster, str) and not poster:
         poster = None
     return poster, plot

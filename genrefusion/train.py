@@ -738,6 +738,10 @@ def main(data: Sequence, out, config: Config | None = None, resume: bool = False
     if out.exists() and not out.is_dir():
         raise GenreFusionError(f"{out}: exists and is not a folder")
     datasets = open_datasets(data)
+    for ds in datasets:  # refuse before the run dir exists: a created-then-failed run would demand --resume
+        if not ds.titles():
+            raise DatasetError(f"{ds.root}: no usable title ({len(ds.problems)} malformed lines; "
+                               "run `genrefusion validate`)")
     stored = {"format": RUN_FORMAT, "genrefusion_version": __version__, "config": cfg.to_dict(),
               "data": [str(ds.root.resolve()) for ds in datasets], "models": models}
 
@@ -755,9 +759,11 @@ def main(data: Sequence, out, config: Config | None = None, resume: bool = False
             return done
     handler = _setup_log(out / "train.log") if dist.is_main() else None
     run = RunDir(out)
+    threads = torch.get_num_threads()
     try:
         return _main(run, datasets, cfg, models, progress, write_report, t_start, stored)
     finally:
+        torch.set_num_threads(threads)
         if handler is not None:
             for name in ("genrefusion.train", "genrefusion.evaluate"):
                 logging.getLogger(name).removeHandler(handler)
@@ -844,6 +850,8 @@ def _main(run: RunDir, datasets, cfg: Config, models, progress, write_report, t_
     # 3. single-modality models
     t0 = time.perf_counter()
     tc = cfg.train
+    if tc.threads and device.type == "cpu":
+        torch.set_num_threads(tc.threads)  # main() restores the caller's setting
     Ytr, Mtr = corpus.Y[train_rows], corpus.M[train_rows]
     prior = torch.from_numpy(Ytr.sum(0) / np.maximum(Mtr.sum(0), 1))
     pos_weight = compute_pos_weight(Ytr, Mtr, tc.pos_weight, tc.pos_weight_cap)

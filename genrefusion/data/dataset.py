@@ -5,6 +5,7 @@ number and the rest is kept. Writing is atomic: ``titles.jsonl`` appears only wh
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -213,8 +214,11 @@ class DatasetWriter:
 
 
 def poster_name(tid: str) -> str:
-    """Relative path the writer uses for a title's poster."""
-    return f"posters/{_safe_name(tid)}.jpg"
+    """Relative path the writer uses for a title's poster; distinct ids always get distinct files."""
+    safe = _safe_name(tid)
+    if safe != tid:  # characters were replaced/stripped: "a/b" and "a_b", "0" and "0." must not share a file
+        safe = f"{safe}-{hashlib.sha1(tid.encode('utf-8', 'surrogatepass')).hexdigest()[:10]}"
+    return f"posters/{safe}.jpg"
 
 
 def _safe_name(tid: str) -> str:

@@ -26,7 +26,7 @@ from pathlib import Path
 from ..errors import BadInput, DatasetError
 from ..io import resolve_inside
 from .dataset import TITLES, Dataset, Problem
-from .images import MAX_BYTES, load_image
+from .images import MAX_BYTES, MAX_PIXELS, load_image
 from .records import Title
 
 KINDS = ("bad-line", "duplicate-id", "unsafe-path", "missing-poster", "bad-poster", "empty-plot", "bad-plot",
@@ -170,7 +170,11 @@ def _check_header(tid: str, path: Path, rel: str) -> str | None:
         if size > MAX_BYTES:
             return f"{rel}: file too large ({size / 1e6:.1f} MB > {MAX_BYTES / 1e6:.0f} MB)"
         with Image.open(path) as im:
-            im.size  # header only
+            w, h = im.size  # header only
+        if w * h > MAX_PIXELS:  # the same pixel limit load_image applies, without decoding
+            return f"{rel}: image too large ({w}x{h} = {w * h / 1e6:.0f} MP > {MAX_PIXELS / 1e6:.0f} MP)"
+    except Image.DecompressionBombError:
+        return f"{rel}: image too large (decompression bomb refused)"
     except UnidentifiedImageError:
         return f"{rel}: not an image (unrecognised format)"
     except (OSError, SyntaxError, ValueError) as err:

@@ -156,7 +156,8 @@ def extract_image_features(posters: Sequence, encoder, cache: FeatureCache | Non
             prefetch_factor=4 if num_workers > 0 else None, persistent_workers=False)
         was_training = encoder.training
         encoder.eval()
-        bar = tqdm(total=len(items), desc=f"poster features ({encoder.name})", unit="img", disable=not progress)
+        bar = tqdm(total=len(items), desc=f"poster features ({encoder.name})", unit="img",
+                   disable=None if progress else True, mininterval=2.0)  # None: off when stderr is no TTY
         try:
             with torch.inference_mode():
                 for idx, xs, bad in loader:
@@ -221,7 +222,8 @@ def extract_text_features(texts: Sequence[str | None], encoder, cache: FeatureCa
     if todo:
         # length-sorted batches waste little on padding (MiniLM cost grows with the longest text in a batch)
         todo.sort(key=lambda k: len(clean[k]))
-        bar = tqdm(total=len(todo), desc=f"plot features ({encoder.name})", unit="plot", disable=not progress)
+        bar = tqdm(total=len(todo), desc=f"plot features ({encoder.name})", unit="plot",
+                   disable=None if progress else True, mininterval=2.0)
         try:
             for s in range(0, len(todo), batch_size):
                 chunk = todo[s:s + batch_size]

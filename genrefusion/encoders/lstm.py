@@ -245,7 +245,7 @@ def train_language_model(encoder: AWDLSTMEncoder, vocab: Vocab, texts: Sequence[
         stream = _lm_stream(vocab, texts, batch_size, rng).to(device)
         state, tot, cnt = None, 0.0, 0
         bar = tqdm(range(0, stream.size(1) - 1, bptt), desc=f"LM fine-tuning {epoch}/{epochs}", unit="batch",
-                   disable=not progress)
+                   disable=None if progress else True, mininterval=2.0)
         for s in bar:
             x, y = stream[:, s:s + bptt], stream[:, s + 1:s + 1 + bptt]
             x = x[:, :y.size(1)]
@@ -266,7 +266,7 @@ def train_language_model(encoder: AWDLSTMEncoder, vocab: Vocab, texts: Sequence[
                 sched.step()
             tot += loss.item() * y.numel()
             cnt += y.numel()
-            bar.set_postfix(loss=f"{tot / cnt:.3f}")
+            bar.set_postfix(loss=f"{tot / cnt:.3f}", refresh=False)  # shown at the next (rate-limited) redraw
         bar.close()
         rec = {"epoch": epoch, "train_loss": tot / max(cnt, 1)}
         if valid_texts:

@@ -154,6 +154,8 @@ def _check_plot(plot: str | None, name: str) -> str | None:
         raise TooLarge(f"{name}: {len(plot):,} characters (limit {PLOT_MAX_CHARS:,})")
     if "\x00" in plot:
         raise BadInput(f"{name}: contains a NUL character")
+    if any("\ud800" <= c <= "\udfff" for c in plot):  # a JSON "\ud800" escape: not encodable text
+        raise BadInput(f"{name}: not valid Unicode text (lone surrogate)")
     return plot if plot.strip() else None
 
 

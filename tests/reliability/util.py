@@ -1,10 +1,27 @@
- ----------------------------------------------------------------------------------------------
+"""Helpers for the reliability suite: the CLI error contract, crafted bad images, memory readings."""
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import struct
+import sys
+import threading
+import zlib
+
+
+# -- CLI contract ----------------------------------------------------------------------------------------------
 def run_cli(argv, capsys) -> tuple[int, str, str]:
     """Run ``genrefusion ARGV`` in-process; returns (rc, stdout, stderr)."""
     from genrefusion.cli import main
 
     capsys.readouterr()
-    rc = main([str(a) for a in argv])
+    debug = os.environ.pop("GENREFUSION_DEBUG", None)  # debug mode re-raises: not the user contract
+    try:
+        rc = main([str(a) for a in argv])
+    finally:
+        if debug is not None:
+            os.environ["GENREFUSION_DEBUG"] = debug
     out, err = capsys.readouterr()
     return rc, out, err
 
@@ -22,15 +39,10 @@ def assert_cli_error(argv, capsys, *needles: str) -> str:
     return lines[0]
 
 
-@pytest.fixture(autouse=True)
-def _no_debug(monkeypatch):
-    monkeypatch.delenv("GENREFUSION_DEBUG", raising=False)  # debug mode re-raises: not the user contract
-
-
 # -- which files get opened --------------------------------------------------------------------------------------
 class _OpenWatch:
-    """Records the paths of every ``open`` audit event (builtins.open, os.open, io.open) while active.
-    Audit hooks cannot be removed, so one hook is installed for the session and toggled."""
+    """Records the real path of every ``open`` audit event (builtins.open, io.open, os.open) while active.
+    Audit hooks cannot be removed, so one hook is installed per process and toggled."""
 
     def __init__(self):
         self.active = False
@@ -39,31 +51,24 @@ class _OpenWatch:
 
     def __call__(self, event, args):
         if self.active and event == "open" and args and isinstance(args[0], (str, bytes, os.PathLike)):
-            p = args[0]
-            p = os.fsdecode(p) if isinstance(p, (bytes, os.PathLike)) else p
+            p = os.path.realpath(os.fsdecode(args[0]))
             with self.lock:
-                self.paths.append(os.path.realpath(p) if os.path.isabs(p) else os.path.abspath(p))
+                self.paths.append(p)
 
 
 _WATCH = _OpenWatch()
 sys.addaudithook(_WATCH)
 
 
-@pytest.fixture
+@contextlib.contextmanager
 def opened_files():
-    """Context: ``with opened_files() as seen: ...`` -> ``seen`` lists every path opened meanwhile."""
-    import contextlib
-
-    @contextlib.contextmanager
-    def watch():
-        _WATCH.paths = []
-        _WATCH.active = True
-        try:
-            yield _WATCH.paths
-        finally:
-            _WATCH.active = False
-
-    return watch
+    """``with opened_files() as seen: ...`` -> ``seen`` lists the real path of every file opened meanwhile."""
+    _WATCH.paths = []
+    _WATCH.active = True
+    try:
+        yield _WATCH.paths
+    finally:
+        _WATCH.active = False
 
 
 # -- crafted images ---------------------------------------------------------------------------------------------
@@ -129,3 +134,30 @@ def _status_kb(key: str, pid="self") -> int:
             if line.startswith(key + ":"):
                 return int(line.split()[1])
     return 0
+
+
+# -- a counting stand-in backbone (feature cache tests) -----------------------------------------------------------
+def make_counting_encoder(dim: int = 8):
+    """A tiny deterministic image "backbone": features are functions of the pixels; ``calls`` counts the
+    posters it was run on (what a cache hit saves)."""
+    import torch
+
+    class CountingEncoder(torch.nn.Module):
+        name, fingerprint, preprocess_version = "counting", "test", 1
+
+        def __init__(self):
+            super().__init__()
+            self.dim = dim
+            self.proj = torch.nn.Linear(3, dim)
+            torch.nn.init.constant_(self.proj.weight, 0.5)
+            torch.nn.init.constant_(self.proj.bias, 0.1)
+            self.calls = 0
+
+        def preprocess(self, im):
+            return torch.tensor(list(im.resize((4, 4)).getdata()), dtype=torch.float32).mean(0) / 255
+
+        def forward(self, x):
+            self.calls += x.shape[0]
+            return self.proj(x) * torch.arange(1, self.dim + 1)
+
+    return CountingEncoder()

@@ -1,0 +1,142 @@
+"""Shared helpers: CLI runners with the one-line-error contract, poster builders, an open() audit log."""
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+# -- CLI -----------------------------------------------------------------------------------------------------
+def run_cli(argv: list[str]) -> tuple[int, str, str]:
+    """``genrefusion ARGV`` in-process -> (exit code, stdout, stderr). An escaping exception fails the test."""
+    from genrefusion.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            rc = main([str(a) for a in argv])
+        except SystemExit as e:  # argparse usage errors
+            rc = e.code if isinstance(e.code, int) else 1
+    return rc, out.getvalue(), err.getvalue()
+
+
+def run_cli_subprocess(argv: list, env: dict | None = None, timeout: float = 120) -> tuple[int, str, str]:
+    """The installed console entry point in a fresh interpreter (what a user sees). ``argv`` may hold bytes."""
+    e = dict(os.environ)
+    e.pop("GENREFUSION_DEBUG", None)
+    e.update(env or {})
+    p = subprocess.run([sys.executable, "-m", "genrefusion", *argv], capture_output=True, env=e, timeout=timeout,
+                       cwd=REPO)
+    return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
+
+
+def assert_one_line_error(rc: int, stderr: str, *needles: str) -> str:
+    """Exit 2, exactly one ``error: ...`` line on stderr, no traceback; each needle in that line."""
+    assert "Traceback" not in stderr, stderr
+    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.startswith("error: ")]
+    assert len(errors) == 1, f"expected one error line, got: {lines}"
+    assert rc == 2, f"exit code {rc}, stderr: {stderr}"
+    line = errors[0]
+    for n in needles:
+        assert n.lower() in line.lower(), f"{n!r} not in {line!r}"
+    return line
+
+
+# -- posters -------------------------------------------------------------------------------------------------
+def gradient(size=(40, 60), mode="RGB") -> Image.Image:
+    """A non-uniform image (so rotations and colour conversions are visible)."""
+    w, h = size
+    im = Image.new("RGB", size)
+    im.putdata([((x * 255) // max(1, w - 1), (y * 255) // max(1, h - 1), 90) for y in range(h) for x in range(w)])
+    return im if mode == "RGB" else im.convert(mode)
+
+
+def encode(im: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def png_bomb_header(w: int = 30000, h: int = 30000) -> bytes:
+    """A PNG whose header claims w x h pixels, with a tiny (invalid) body: decoding it would need w*h*3 bytes."""
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def jpeg_bomb_header(w: int = 30000, h: int = 30000) -> bytes:
+    """A small real JPEG with its SOF0 frame size patched to w x h."""
+    data = bytearray(encode(Image.new("RGB", (8, 8), (10, 20, 30)), "JPEG"))
+    i = data.index(b"\xff\xc0")
+    struct.pack_into(">HH", data, i + 5, h, w)
+    return bytes(data)
+
+
+def exif_rotated(size=(20, 60), orientation=6) -> tuple[bytes, Image.Image]:
+    """PNG bytes with an EXIF orientation tag, plus the image as it should look once the tag is honoured."""
+    from PIL import ImageOps
+
+    im = gradient(size)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = encode(im, "PNG", exif=exif.tobytes())
+    shown = ImageOps.exif_transpose(Image.open(io.BytesIO(data)))
+    return data, shown.convert("RGB")
+
+
+# -- audit: which files were opened ----------------------------------------------------------------------------
+class OpenAudit:
+    """Records every path opened (``open``/``os.open`` audit events) and every pickle global looked up.
+
+    Audit hooks cannot be removed, so one hook is installed per process and only records while active."""
+
+    _installed = False
+    _active: list["OpenAudit"] = []
+
+    def __init__(self):
+        self.opened: list[str] = []
+        self.pickle_globals: list[str] = []
+
+    @classmethod
+    def _hook(cls, event, args):
+        if not cls._active:
+            return
+        if event == "open" and args and isinstance(args[0], (str, bytes, os.PathLike)):
+            p = os.fsdecode(args[0])
+            for a in cls._active:
+                a.opened.append(p)
+        elif event == "pickle.find_class":
+            for a in cls._active:
+                a.pickle_globals.append(f"{args[0]}.{args[1]}")
+
+    def __enter__(self):
+        if not OpenAudit._installed:
+            sys.addaudithook(OpenAudit._hook)
+            OpenAudit._installed = True
+        OpenAudit._active.append(self)
+        return self
+
+    def __exit__(self, *exc):
+        OpenAudit._active.remove(self)
+
+    def touched(self, path) -> list[str]:
+        """Opened paths that are ``path`` or lie under it (compared by real path)."""
+        target = os.path.realpath(path)
+        out = []
+        for p in self.opened:
+            rp = os.path.realpath(p) if not p.isdigit() else p
+            if rp == target or rp.startswith(target.rstrip("/") + "/"):
+                out.append(p)
+        return out
