@@ -183,10 +183,6 @@ def load_bundle(path, models: list[str] | None = None) -> Bundle:
         raise _fail(wpath, f"not a valid safetensors file ({str(err).splitlines()[0][:120]}); "
                            "the bundle is truncated or damaged") from None
 
-    trained_for = _weights_genres(blob)
-    if trained_for is not None and trained_for != cfg["genres"]:
-        raise _fail(path, f"the genre list in {CONFIG} differs from the one the weights were trained for "
-                          f"(order or names edited); refusing to mislabel predictions")
     vocab = None
     spec = cfg["spec"]
     if spec.get("text_route") == "lstm":
@@ -222,5 +218,10 @@ def load_bundle(path, models: list[str] | None = None) -> Bundle:
             raise _fail(path, f"weights of model {name!r} do not match config.json "
                               f"({len(cfg['genres'])} genres): {first}") from None
         built[name].eval()
+    # same shapes, other genres (reordered/renamed in config.json): only the weights' record tells
+    trained_for = _weights_genres(blob)
+    if trained_for is not None and trained_for != cfg["genres"]:
+        raise _fail(path, f"the genre list in {CONFIG} differs from the one the weights were trained for "
+                          f"(order or names edited); refusing to mislabel predictions")
     thresholds = {n: np.asarray(cfg["thresholds"][n], dtype=np.float64) for n in names}
     return Bundle(path, cfg, built, thresholds, vocab)

@@ -223,7 +223,12 @@ def fig_training_curves(plt, training: dict, metric: str) -> bytes | None:
             ax.legend(fontsize=7, loc="best")
         ax.set_xlabel("epoch", fontsize=8)
         ax.tick_params(labelsize=7)
-        ax.xaxis.get_major_locator().set_params(integer=True)
+        if len(ep) <= 15:  # whole epochs only (a one-epoch stage would otherwise get 0.96 .. 1.04)
+            ax.set_xticks(ep)
+        else:
+            from matplotlib.ticker import MaxNLocator
+
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle("Training curves per stage (dotted line: epoch kept)", fontsize=10)
     fig.tight_layout()
     out = _png(fig)

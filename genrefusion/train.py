@@ -433,6 +433,7 @@ def fit_stage(run: RunDir, spec: StageSpec, batcher: Batcher, corpus: Corpus, cf
     model = spec.model
     if done is not None:
         model.load_state_dict(run.load_stage(spec.name))
+        run.drop_checkpoint(spec.name)  # a run killed between finishing the stage and dropping it left one
         log.info("stage %s: already done (best dev %s %.4f at epoch %d), skipped",
                  spec.name, cfg.train.select_metric, done["best_score"], done["best_epoch"] + 1)
         return done
@@ -701,6 +702,16 @@ def _check_resume(out: Path, stored: dict, resume: bool) -> None:
                               "resume with the same arguments, or train into a new --out")
 
 
+def _remove_stale_temps(out: Path) -> None:
+    """Remove what a killed run left half-done: atomic writes' temp files (``.NAME.*.tmp``) and bundle temp
+    folders (``.model.*``). They were never renamed into place, so nothing reads them; resuming rewrites them."""
+    for p in sorted(out.rglob(".*"), reverse=True):
+        if p.name.startswith(".model.") and p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        elif p.name.endswith(".tmp") and p.is_file():
+            p.unlink(missing_ok=True)
+
+
 def finished_run(out: Path, write_report: bool = True, progress: bool = False) -> dict | None:
     """The metrics of a run that already finished (its config was checked against this call's), else None.
 
@@ -747,6 +758,8 @@ def main(data: Sequence, out, config: Config | None = None, resume: bool = False
 
     def prepare_run_dir():  # rank 0 only: the others wait for its verdict on the folder
         _check_resume(out, stored, resume)
+        if (out / "config.json").is_file():
+            _remove_stale_temps(out)
         out.mkdir(parents=True, exist_ok=True)
         if not (out / "config.json").exists():
             write_json(out / "config.json", stored)
@@ -894,7 +907,7 @@ def _main(run: RunDir, datasets, cfg: Config, models, progress, write_report, t_
             from .encoders.tokenize import spacy_vectors
 
             lc = cfg.text.lstm
-            vectors = spacy_vectors(vocab, lc.emb_dim) if lc.emb_dim == 300 else None
+            vectors = spacy_vectors(vocab, lc.emb_dim)  # PCA-reduced below 300-d (tokenize.spacy_vectors)
             lstm = build_lstm(spec["lstm"], vectors).to(device)
             # LM fine-tuning is short and not data-parallel: rank 0 runs it, the others take its weights
             training["lm"] = dist.run_on_main(lambda: run_lm_stage(
@@ -929,13 +942,18 @@ def _main(run: RunDir, datasets, cfg: Config, models, progress, write_report, t_
         seed_everything(stage_seed(cfg.seed, "build_fused", 0))
         fused = build_fused(final_spec, trained["poster"], trained["plot"]).to(device)
         branch = set(id(p) for p in fused.branch_parameters())
-        groups = [{"params": [p for p in fused.parameters() if id(p) in branch], "lr": tc.lr * tc.branch_lr_factor},
+        # the AWD-LSTM was just fine-tuned by gradual unfreezing; back-propagating through it in every fused
+        # epoch would cost more than all other stages together on a CPU, so the fused stage keeps it frozen
+        # (its head body still trains, at the branch rate)
+        frozen = set(id(p) for p in fused.plot.encoder.parameters()) if fused.plot.encoder is not None else set()
+        if tc.branch_lr_factor == 0:
+            frozen |= branch
+        for p in fused.parameters():
+            p.requires_grad_(id(p) not in frozen)
+        groups = [{"params": [p for p in fused.parameters() if id(p) in branch and id(p) not in frozen],
+                   "lr": tc.lr * tc.branch_lr_factor},
                   {"params": [p for p in fused.parameters() if id(p) not in branch], "lr": tc.lr}]
         groups = [g for g in groups if g["params"]]
-        if tc.branch_lr_factor == 0:
-            groups = groups[1:]
-            for p in fused.branch_parameters():
-                p.requires_grad_(False)
         any_ok = img_ok | txt_ok
         training["fused"] = fit_stage(run, StageSpec(
             "fused", fused, groups, rows_with(any_ok, train_rows), rows_with(any_ok, dev_rows), tc.fused_epochs,

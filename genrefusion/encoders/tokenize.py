@@ -126,6 +126,10 @@ def spacy_vectors(vocab: Vocab, dim: int = 300, oov_std: float = 0.1, seed: int 
     """Embedding init [V,dim]: spaCy en_core_web_md vectors where the token has one, small N(0, oov_std) otherwise
     (xxpad = 0). Cached per vocab on disk under ``paths.cache_dir()`` because loading spaCy takes seconds.
 
+    ``dim`` < 300 projects the found vectors on their first ``dim`` principal components (scikit-learn PCA,
+    fitted on this vocabulary's vectors), the usual way to keep pretrained word vectors in a smaller, cheaper
+    embedding: an LSTM over 300-d inputs costs several times more per token on a CPU.
+
     Returns a float32 tensor, or ``(tensor, found_mask)`` with ``with_mask``.
     """
     import torch
@@ -133,17 +137,18 @@ def spacy_vectors(vocab: Vocab, dim: int = 300, oov_std: float = 0.1, seed: int 
     from ..io import atomic_open
     from ..paths import cache_dir
 
-    if dim != 300:
+    if not 1 <= dim <= 300:
         from ..errors import ConfigError
 
         raise ConfigError(f"spaCy en_core_web_md vectors are 300-d; embedding size {dim} cannot use them")
+    full = 300
     path = cache_dir() / "spacy_vectors" / f"en_core_web_md-{vocab.fingerprint}-{oov_std}-{seed}.npz"
     mat = found = None
     if path.is_file():
         try:
             with np.load(path, allow_pickle=False) as z:
                 mat, found = z["vectors"], z["found"]
-            if mat.shape != (len(vocab), dim):
+            if mat.shape != (len(vocab), full):
                 mat = None
         except (OSError, ValueError, KeyError):
             mat = None  # damaged cache file: rebuild it
@@ -151,7 +156,7 @@ def spacy_vectors(vocab: Vocab, dim: int = 300, oov_std: float = 0.1, seed: int 
         nlp, _ = _load_spacy_vectors()
         vectors = nlp.vocab.vectors
         rng = np.random.default_rng(seed)
-        mat = rng.normal(0.0, oov_std, size=(len(vocab), dim)).astype(np.float32)
+        mat = rng.normal(0.0, oov_std, size=(len(vocab), full)).astype(np.float32)
         mat[0] = 0.0
         found = np.zeros(len(vocab), bool)
         for i, w in enumerate(vocab.itos):
@@ -167,5 +172,22 @@ def spacy_vectors(vocab: Vocab, dim: int = 300, oov_std: float = 0.1, seed: int 
         except GenreFusionError:
             pass  # an unwritable cache only costs the next run a spaCy load
 
+    if dim < full:
+        mat = _project(mat, found, dim, oov_std, seed)
     t = torch.from_numpy(np.ascontiguousarray(mat, dtype=np.float32))
     return (t, found) if with_mask else t
+
+
+def _project(mat: np.ndarray, found: np.ndarray, dim: int, oov_std: float, seed: int) -> np.ndarray:
+    """Found rows -> their first ``dim`` principal components; other rows N(0, oov_std) as before, xxpad 0."""
+    from sklearn.decomposition import PCA
+
+    rng = np.random.default_rng(seed + 1)
+    out = rng.normal(0.0, oov_std, size=(len(mat), dim)).astype(np.float32)
+    out[0] = 0.0
+    if found.sum() > dim:
+        pca = PCA(n_components=dim, svd_solver="full").fit(mat[found])
+        out[found] = pca.transform(mat[found]).astype(np.float32)
+    elif found.any():  # too few vectors to fit dim components (tiny vocabularies): keep their first dims
+        out[found] = mat[found, :dim]
+    return out

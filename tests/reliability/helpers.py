@@ -1,4 +1,4 @@
-"""Shared helpers: CLI runners with the one-line-error contract, poster builders, an open() audit log."""
+"""Shared helpers: CLI runners with the one-line-error contract and poster builders."""
 from __future__ import annotations
 
 import contextlib
@@ -21,11 +21,16 @@ def run_cli(argv: list[str]) -> tuple[int, str, str]:
     from genrefusion.cli import main
 
     out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            rc = main([str(a) for a in argv])
-        except SystemExit as e:  # argparse usage errors
-            rc = e.code if isinstance(e.code, int) else 1
+    debug = os.environ.pop("GENREFUSION_DEBUG", None)  # debug mode re-raises: not what a user sees
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                rc = main([str(a) for a in argv])
+            except SystemExit as e:  # argparse usage errors
+                rc = e.code if isinstance(e.code, int) else 1
+    finally:
+        if debug is not None:
+            os.environ["GENREFUSION_DEBUG"] = debug
     return rc, out.getvalue(), err.getvalue()
 
 
@@ -86,57 +91,10 @@ def jpeg_bomb_header(w: int = 30000, h: int = 30000) -> bytes:
 
 def exif_rotated(size=(20, 60), orientation=6) -> tuple[bytes, Image.Image]:
     """PNG bytes with an EXIF orientation tag, plus the image as it should look once the tag is honoured."""
-    from PIL import ImageOps
-
     im = gradient(size)
     exif = Image.Exif()
     exif[0x0112] = orientation
     data = encode(im, "PNG", exif=exif.tobytes())
-    shown = ImageOps.exif_transpose(Image.open(io.BytesIO(data)))
-    return data, shown.convert("RGB")
-
-
-# -- audit: which files were opened ----------------------------------------------------------------------------
-class OpenAudit:
-    """Records every path opened (``open``/``os.open`` audit events) and every pickle global looked up.
-
-    Audit hooks cannot be removed, so one hook is installed per process and only records while active."""
-
-    _installed = False
-    _active: list["OpenAudit"] = []
-
-    def __init__(self):
-        self.opened: list[str] = []
-        self.pickle_globals: list[str] = []
-
-    @classmethod
-    def _hook(cls, event, args):
-        if not cls._active:
-            return
-        if event == "open" and args and isinstance(args[0], (str, bytes, os.PathLike)):
-            p = os.fsdecode(args[0])
-            for a in cls._active:
-                a.opened.append(p)
-        elif event == "pickle.find_class":
-            for a in cls._active:
-                a.pickle_globals.append(f"{args[0]}.{args[1]}")
-
-    def __enter__(self):
-        if not OpenAudit._installed:
-            sys.addaudithook(OpenAudit._hook)
-            OpenAudit._installed = True
-        OpenAudit._active.append(self)
-        return self
-
-    def __exit__(self, *exc):
-        OpenAudit._active.remove(self)
-
-    def touched(self, path) -> list[str]:
-        """Opened paths that are ``path`` or lie under it (compared by real path)."""
-        target = os.path.realpath(path)
-        out = []
-        for p in self.opened:
-            rp = os.path.realpath(p) if not p.isdigit() else p
-            if rp == target or rp.startswith(target.rstrip("/") + "/"):
-                out.append(p)
-        return out
+    # EXIF: 3 = turn 180 degrees, 6 = turn 90 degrees clockwise, 8 = 90 counter-clockwise (PIL turns CCW)
+    turn = {3: Image.Transpose.ROTATE_180, 6: Image.Transpose.ROTATE_270, 8: Image.Transpose.ROTATE_90}
+    return data, im.transpose(turn[orientation])

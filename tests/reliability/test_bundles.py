@@ -155,8 +155,8 @@ DAMAGE = {
     "config-spec-genres": (_edit(lambda c: c["spec"].update(genres=c["genres"][:-1])), "'spec'"),
     "config-spec-hidden": (_edit(lambda c: c["spec"].update(hidden=[8, 4])), "do not match"),
     "config-spec-garbage": (_edit(lambda c: c["spec"].update(hidden="wide")), "'spec' cannot build"),
-    "genre-added": (_edit(_add_genre), "genre list"),
-    "genre-dropped": (_edit(_drop_genre), "genre list"),
+    "genre-added": (_edit(_add_genre), "do not match"),
+    "genre-dropped": (_edit(_drop_genre), "do not match"),
     # bundles written before the weights recorded their genres: the shapes still give it away
     "old-bundle-genre-added": (lambda b, t: (_retensor(lambda x: x, keep_meta=False)(b, t), _edit(_add_genre)(b, t)),
                                "do not match"),

@@ -83,6 +83,16 @@ MARKERS = ["split.json", "checkpoints/poster.pt", "stages/poster.json", "checkpo
            "test_scores.npz", "metrics.json"]
 
 
+def _furthest(run: Path) -> int:
+    """Index of the last marker the run has passed (-1: none). A checkpoint is passed once its stage is done."""
+    def passed(m):
+        if m.startswith("checkpoints/"):
+            stage = m.split("/")[1][:-3]
+            return (run / m).exists() or (run / "stages" / f"{stage}.json").exists()
+        return (run / m).exists()
+    return max((i for i, m in enumerate(MARKERS) if passed(m)), default=-1)
+
+
 @pytest.mark.slow
 def test_train_sigkilled_five_times_then_resumed(tiny_run, tiny_run_data, warm_cache, tmp_path):
     seed = int(os.environ.get("RELIABILITY_SEED") or random.SystemRandom().randrange(10**6))
@@ -93,17 +103,17 @@ def test_train_sigkilled_five_times_then_resumed(tiny_run, tiny_run_data, warm_c
            "--no-progress", "--device", "cpu", *_set_args()]
     env = {**os.environ, "GENREFUSION_CACHE": str(warm_cache)}
     env.pop("GENREFUSION_DEBUG", None)
-    reached: set[str] = set()
     kills = 5
     for attempt in range(kills):
-        remaining = [m for m in MARKERS if m not in reached and not (run / m).exists()]
-        if attempt == 0:
-            target, why = None, "during start-up"
+        remaining = MARKERS[_furthest(run) + 1:]
+        left_after = kills - attempt - 1
+        if attempt == 0 or len(remaining) <= left_after:
+            # start-up (imports, data, features), or a run past its last marker (only the report left)
+            target, jitter, why = None, rng.uniform(0.3, 3.0), "after start"
         else:
-            # leave enough markers for the kills still to come, so all 5 land before the run can finish
-            target = rng.choice(remaining[: max(1, len(remaining) - (kills - attempt - 1))])
-            why = f"after {target} appeared"
-        jitter = rng.uniform(0.2, 2.5) if target is None else rng.uniform(0.0, 0.4)
+            # leave a marker for each kill still to come, so all 5 land before the run can finish
+            target = rng.choice(remaining[: len(remaining) - left_after])
+            jitter, why = rng.uniform(0.0, 0.3), f"after {target} appeared"
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
             deadline = time.monotonic() + 180
@@ -121,12 +131,52 @@ def test_train_sigkilled_five_times_then_resumed(tiny_run, tiny_run_data, warm_c
                 proc.kill()
                 proc.wait()
             proc.stderr.close()
-        reached |= {m for m in MARKERS if (run / m).exists()}
-        print(f"kill {attempt + 1}: {why} + {jitter:.2f}s; files then: {sorted(reached)}")
+        furthest = MARKERS[_furthest(run)] if _furthest(run) >= 0 else "-"
+        print(f"kill {attempt + 1}: {why} + {jitter:.2f}s; furthest then: {furthest}; leftovers: {_leftovers(run)}")
     # the 6th run is left alone: it must finish from wherever the 5th was killed
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Traceback" not in done.stderr and "test metrics" in done.stdout
+    _assert_consistent(run, tiny_run)
+
+
+KILL_AT_RENAME = textwrap.dedent("""
+    import os, signal, sys
+    from genrefusion.cli import main
+    needle, nth, when, real, n = sys.argv[1], int(sys.argv[2]), sys.argv[3], os.replace, [0]
+
+    def replace(src, dst, *a, **k):  # SIGKILL at the worst moments: just before or just after a rename
+        hit = needle in os.fspath(src) and (n.append(1) or len(n) - 1 == nth)
+        if hit and when == "before":
+            os.kill(os.getpid(), signal.SIGKILL)
+        out = real(src, dst, *a, **k)
+        if hit:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return out
+
+    os.replace = replace
+    sys.exit(main(sys.argv[4:]))
+""")
+
+
+@pytest.mark.slow
+def test_train_killed_at_rename_then_resumed_leaves_nothing_behind(tiny_run, tiny_run_data, warm_cache, tmp_path):
+    run = tmp_path / "run"
+    argv = ["train", *map(str, tiny_run_data), "--out", str(run), "--resume", "--no-progress", "--device", "cpu",
+            *_set_args()]
+    env = {**os.environ, "GENREFUSION_CACHE": str(warm_cache)}
+    env.pop("GENREFUSION_DEBUG", None)
+    for needle, nth, when, left in (
+            ("/checkpoints/.poster.pt.", 2, "before", "checkpoints/.poster.pt."),  # a temp checkpoint
+            ("/stages/.plot_minilm.json.", 1, "after", "checkpoints/plot_minilm.pt"),  # stage done, ckpt kept
+            ("/.model.", 1, "before", ".model.")):  # a whole bundle folder not renamed into place
+        p = subprocess.run([sys.executable, "-c", KILL_AT_RENAME, needle, str(nth), when, *argv], env=env,
+                           capture_output=True, text=True, timeout=400)
+        assert p.returncode == -signal.SIGKILL, p.stderr[-2000:]
+        assert any(x.startswith(left) for x in _leftovers(run)), _leftovers(run)  # what a crash leaves
+    done = subprocess.run([sys.executable, "-m", "genrefusion", *argv], env=env, capture_output=True, text=True,
+                          timeout=400)
+    assert done.returncode == 0, done.stderr[-3000:]
     _assert_consistent(run, tiny_run)
 
 
@@ -158,7 +208,8 @@ CRASH = textwrap.dedent("""
         elif mode == "index":  # rows durable, die half-way through their index lines
             before = self.index_path.stat().st_size if self.index_path.exists() else 0
             real_append(self, keys, feats, ids)
-            os.truncate(self.index_path, before + (self.index_path.stat().st_size - before) // 2)
+            new = self.index_path.read_bytes()[before:]
+            os.truncate(self.index_path, before + new.index(b"\\n") // 2)  # inside the batch's first line
         os.kill(os.getpid(), signal.SIGKILL)
 
     C.FeatureCache.append = append
