@@ -164,3 +164,22 @@ def test_load_pretrained_awd_remaps_rows_by_word(tmp_path):
         load_pretrained_awd(enc, tmp_path / "absent.pth", old_itos, vocab=vocab)
     with pytest.raises(ConfigError, match="lists 3 tokens"):
         load_pretrained_awd(enc, path, old_itos[:3], vocab=vocab)
+
+
+def test_spacy_vectors_reduced_by_pca(tmp_path, monkeypatch):
+    monkeypatch.setenv("GENREFUSION_CACHE", str(tmp_path))
+    text = ("love romance kiss wedding heart spaceship alien robot planet galaxy murder detective police crime "
+            "gun ghost haunted demon blood scream family father mother school summer war soldier army battle "
+            "horse sheriff desert town zqxjvw")
+    v = Vocab.build([text], min_freq=1)
+    full, found = spacy_vectors(v, with_mask=True)
+    small, found2 = spacy_vectors(v, dim=8, with_mask=True)
+    assert small.shape == (len(v), 8) and np.array_equal(found, found2)
+    assert not small[0].any()  # xxpad stays zero
+    var = small[found].numpy().var(0)
+    # principal components: variances sorted high to low, and they hold most of the 300-d variance
+    assert np.all(np.diff(var) <= 1e-4) and var.sum() < full[found].numpy().var(0).sum()
+    assert var.sum() > 0.2 * full[found].numpy().var(0).sum()
+    assert 0 < small[v.stoi["zqxjvw"]].std() < 0.2  # out-of-vocabulary rows keep the small random init
+    with pytest.raises(ConfigError, match="300-d"):
+        spacy_vectors(v, dim=301)

@@ -94,7 +94,7 @@ def _furthest(run: Path) -> int:
 
 
 @pytest.mark.slow
-def test_train_sigkilled_five_times_then_resumed(tiny_run, tiny_run_data, warm_cache, tmp_path):
+def test_train_sigkilled_five_times_then_resumed(tiny_run, tiny_run_data, warm_cache, tmp_path, cases):
     seed = int(os.environ.get("RELIABILITY_SEED") or random.SystemRandom().randrange(10**6))
     rng = random.Random(seed)
     print(f"kill schedule seed {seed} (RELIABILITY_SEED={seed} replays it)")
@@ -138,6 +138,7 @@ def test_train_sigkilled_five_times_then_resumed(tiny_run, tiny_run_data, warm_c
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Traceback" not in done.stderr and "test metrics" in done.stdout
     _assert_consistent(run, tiny_run)
+    cases(kills + 1)  # five killed runs and the one that finished
 
 
 KILL_AT_RENAME = textwrap.dedent("""
@@ -160,7 +161,8 @@ KILL_AT_RENAME = textwrap.dedent("""
 
 
 @pytest.mark.slow
-def test_train_killed_at_rename_then_resumed_leaves_nothing_behind(tiny_run, tiny_run_data, warm_cache, tmp_path):
+def test_train_killed_at_rename_then_resumed_leaves_nothing_behind(tiny_run, tiny_run_data, warm_cache, tmp_path,
+                                                                     cases):
     run = tmp_path / "run"
     argv = ["train", *map(str, tiny_run_data), "--out", str(run), "--resume", "--no-progress", "--device", "cpu",
             *_set_args()]
@@ -178,6 +180,7 @@ def test_train_killed_at_rename_then_resumed_leaves_nothing_behind(tiny_run, tin
                           timeout=400)
     assert done.returncode == 0, done.stderr[-3000:]
     _assert_consistent(run, tiny_run)
+    cases(4)  # three killed runs and the one that finished
 
 
 # -- feature cache interrupted mid-write ------------------------------------------------------------------------
