@@ -33,6 +33,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from .errors import BadInput, ConfigError, DatasetError, GenreFusionError
+from .io import AtomicStream
 
 SCORE_DECIMALS = 6
 MANIFEST_SUFFIX = ".shard.json"
@@ -344,18 +345,16 @@ def csv_header(genres: Sequence[str]) -> list[str]:
     return ["index", "id", "genres", "used", "error"] + [f"score_{g}" for g in genres]
 
 
-class BatchWriter:
+class BatchWriter(AtomicStream):
     """Rows -> ``path`` as JSONL or CSV (by extension), via a temp file renamed on ``close``."""
 
     def __init__(self, path: str | os.PathLike, genres: Sequence[str]):
-        from .io import atomic_open
         from .paths import check_writable_target
 
         self.path = check_writable_target(path, "batch predictions")
         self.format = output_format(self.path)
         self.genres = list(genres)
-        self._ctx = atomic_open(self.path, "w")
-        self._fh = self._ctx.__enter__()
+        self._open(self.path)
         if self.format == "csv":
             delim = "\t" if self.path.suffix.lower() == ".tsv" else ","
             self._csv = csv.writer(self._fh, delimiter=delim, lineterminator="\n")
@@ -371,24 +370,7 @@ class BatchWriter:
              row["error"] or ""]
             + ([f"{row['scores'][g]:.{SCORE_DECIMALS}f}" for g in self.genres] if ok else [""] * len(self.genres)))
 
-    def close(self) -> None:
-        self._ctx.__exit__(None, None, None)
 
-    def abort(self, exc: BaseException) -> None:
-        try:
-            self._ctx.__exit__(type(exc), exc, None)
-        except BaseException:  # noqa: BLE001 - the temp file is gone either way
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, et, ev, tb):
-        if et is None:
-            self.close()
-        else:
-            self.abort(ev)
-        return False
 
 
 # -- merging shards -----------------------------------------------------------------------------------

@@ -36,6 +36,34 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None =
         raise
 
 
+class AtomicStream:
+    """Base of writers that stream into one ``atomic_open`` file: ``_open`` it, ``close`` publishes it,
+    ``abort`` (or an exception inside ``with``) discards it, so readers never see a half-written file."""
+
+    def _open(self, path, mode: str = "w") -> IO:
+        self._ctx = atomic_open(path, mode)
+        self._fh = self._ctx.__enter__()
+        return self._fh
+
+    def close(self) -> None:
+        self._ctx.__exit__(None, None, None)
+
+    def abort(self, exc: BaseException | None = None) -> None:
+        exc = exc or RuntimeError("aborted")
+        with contextlib.suppress(BaseException):  # the temp file is removed either way
+            self._ctx.__exit__(type(exc), exc, None)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, et, ev, tb):
+        if et is None:
+            self.close()
+        else:
+            self.abort(ev)
+        return False
+
+
 def _unlink_quiet(p: str) -> None:
     with contextlib.suppress(OSError):
         os.unlink(p)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from ..errors import BadInput, DatasetError
-from ..io import atomic_open, read_json, resolve_inside, write_json
+from ..io import AtomicStream, read_json, resolve_inside, write_json
 from .images import load_image, save_jpeg
 from .records import GenreVocab, Title
 
@@ -139,7 +139,7 @@ def open_datasets(paths: Iterable[str | os.PathLike]) -> list[Dataset]:
     return out
 
 
-class DatasetWriter:
+class DatasetWriter(AtomicStream):
     """Write a canonical dataset atomically.
 
     Posters are written as they come (each atomically, under ``posters/``); ``titles.jsonl`` is
@@ -158,8 +158,7 @@ class DatasetWriter:
         self.source = source
         self.max_side = max_side
         self._ids: set[str] = set()
-        self._ctx = atomic_open(self.root / TITLES, "w")
-        self._fh = self._ctx.__enter__()
+        self._open(self.root / TITLES)
         self.count = 0
 
     def add(self, t: Title, poster=None, poster_file: str | None = None) -> Title:
@@ -186,7 +185,7 @@ class DatasetWriter:
         return t
 
     def close(self, extra_meta: dict | None = None) -> None:
-        self._ctx.__exit__(None, None, None)
+        super().close()
         meta = {"name": self.name}
         if self.genres is not None:
             meta["genres"] = list(self.genres)
@@ -195,22 +194,6 @@ class DatasetWriter:
         meta.update(extra_meta or {})
         write_json(self.root / META, meta)
 
-    def abort(self, exc: BaseException | None = None) -> None:
-        exc = exc or RuntimeError("aborted")
-        try:
-            self._ctx.__exit__(type(exc), exc, None)
-        except BaseException:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, et, ev, tb):
-        if et is None:
-            self.close()
-        else:
-            self.abort(ev)
-        return False
 
 
 def poster_name(tid: str) -> str:
