@@ -49,8 +49,9 @@ class ImageConfig:
 class LSTMConfig:
     """The paper's ULMFiT route, sized for a 2-core CPU (the whole LSTM route takes ~30-60 s there)."""
 
-    # 300 = spaCy en_core_web_md vectors as they are; fewer = their principal components (cheaper per token)
-    emb_dim: int = _f(100, min=8, max=300)
+    # 300 = spaCy en_core_web_md vectors as they are; fewer = their principal components (cheaper per token);
+    # more only with ``pretrained`` (fastai's WikiText-103 model: emb_dim 400, hidden 1152, layers 3)
+    emb_dim: int = _f(100, min=8, max=2048)
     hidden: int = _f(128, min=8)
     layers: int = _f(2, min=1, max=4)
     max_vocab: int = _f(20000, min=100)
@@ -64,13 +65,17 @@ class LSTMConfig:
     lr: float = _f(1e-2, min=0.0, exclusive_min=True)
     lr_decay: float = _f(2.6, min=1.0)  # ULMFiT's discriminative factor between layer groups
     batch_size: int = _f(32, min=1)
+    # A fastai-layout AWD-LSTM language model (e.g. WikiText-103; torch file loaded with weights_only=True, or
+    # safetensors) to start from instead of spaCy vectors, and its vocabulary (JSON list or one token a line).
+    pretrained: str | None = None
+    pretrained_vocab: str | None = None
 
 
 @dataclass
 class TextConfig:
     # auto: train both plot models, keep the one with the better dev score for the fused model.
-    # minilm by default: on the shipped data the LSTM route scored far lower on dev (mAP 0.21 vs 0.65)
-    # and cost ~6 minutes more on 2 cores (see README); lstm and auto stay one setting away.
+    # minilm by default: on the shipped data the LSTM route scores far lower on dev (mAP 0.26 vs 0.65)
+    # and adds ~30 s to the warm-cache main job on 2 cores; lstm and auto stay one setting away.
     encoder: Literal["auto", "lstm", "minilm"] = "minilm"
     batch_size: int = _f(32, min=1)
     lstm: LSTMConfig = field(default_factory=LSTMConfig)
@@ -296,5 +301,12 @@ def _check(obj, prefix: str) -> None:
         if len(u) != 3 or any(e < 0 for e in u) or sum(u) == 0:
             raise ConfigError(f"config: text.lstm.unfreeze_epochs must be 3 non-negative epoch counts "
                               f"(head, +last layer, all) with a positive sum, got {u}")
+        lc = obj.text.lstm
+        if bool(lc.pretrained) != bool(lc.pretrained_vocab):
+            raise ConfigError("config: text.lstm.pretrained and text.lstm.pretrained_vocab go together "
+                              "(the weights and the vocabulary they were trained with)")
+        if lc.emb_dim > 300 and not lc.pretrained:
+            raise ConfigError(f"config: text.lstm.emb_dim must be <= 300 (spaCy vectors are 300-d), got "
+                              f"{lc.emb_dim}; larger sizes need text.lstm.pretrained")
         if not obj.image.encoder.strip():
             raise ConfigError("config: image.encoder must not be empty")

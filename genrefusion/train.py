@@ -570,12 +570,33 @@ def lstm_param_groups(model: SingleModel, phase: int, lr: float, decay: float) -
     return out
 
 
-def run_lm_stage(run: RunDir, lstm, vocab, texts, valid_texts, cfg: Config, progress: bool) -> dict:
+def init_lstm(lstm_spec: dict, vocab, lc) -> tuple[nn.Module, torch.Tensor | None]:
+    """The AWD-LSTM before LM fine-tuning: from a user-supplied pretrained LM (``text.lstm.pretrained``,
+    rows remapped to ``vocab`` by word; also returns its decoder bias), else spaCy-initialised embeddings."""
+    if lc.pretrained:
+        from .encoders.lstm import load_pretrained_awd
+
+        path = Path(lc.pretrained)
+        if not path.is_file():
+            raise ConfigError(f"{path}: AWD-LSTM weights not found (text.lstm.pretrained: a fastai-layout "
+                              "language-model state dict such as WikiText-103's)")
+        lstm = build_lstm(lstm_spec)
+        info = load_pretrained_awd(lstm, path, lc.pretrained_vocab, vocab)
+        log.info("AWD-LSTM from %s: %d of %d words found in its vocabulary", path, info["matched"], len(vocab))
+        return lstm, info["decoder_bias"]
+    from .encoders.tokenize import spacy_vectors
+
+    # PCA-reduced below 300-d (tokenize.spacy_vectors)
+    return build_lstm(lstm_spec, spacy_vectors(vocab, lstm_spec["emb_dim"])), None
+
+
+def run_lm_stage(run: RunDir, lstm, vocab, texts, valid_texts, cfg: Config, progress: bool,
+                 decoder_bias: torch.Tensor | None = None) -> dict:
     """Fine-tune the AWD-LSTM as a language model on the *training* plots (dev plots only measure it).
 
     The LM stage is short (seconds to a minute) and runs as one one-cycle schedule, so it is
     checkpointed as a whole: killed half-way, it starts over on resume."""
-    from .encoders.lstm import train_language_model
+    from .encoders.lstm import LanguageModel, train_language_model
 
     lc = cfg.text.lstm
     done = run.stage_info("lm")
@@ -583,11 +604,19 @@ def run_lm_stage(run: RunDir, lstm, vocab, texts, valid_texts, cfg: Config, prog
         lstm.load_state_dict(run.load_stage("lm"))
         log.info("stage lm: already done, skipped")
         return done
+    if lc.lm_epochs == 0:  # no LM fine-tuning: the classifier starts from the initial (or pretrained) LSTM
+        log.info("stage lm: text.lstm.lm_epochs = 0, skipped")
+        return {"stage": "lm", "epochs_run": 0, "history": [], "texts": len(texts), "seconds": 0.0,
+                "best_score": None, "best_epoch": -1}
     t0 = time.perf_counter()
     seed_everything(stage_seed(cfg.seed, "lm", 0))
+    lm = LanguageModel(lstm)
+    if decoder_bias is not None:  # a pretrained LM's word frequencies, remapped to this vocabulary
+        with torch.no_grad():
+            lm.decoder.bias.copy_(decoder_bias)
     res = train_language_model(lstm, vocab, texts, epochs=lc.lm_epochs, lr=lc.lm_lr, bptt=lc.lm_bptt,
                                batch_size=lc.batch_size, seed=stage_seed(cfg.seed, "lm", 0), progress=progress,
-                               valid_texts=valid_texts or None, device=dist.model_device(lstm))
+                               valid_texts=valid_texts or None, device=dist.model_device(lstm), lm=lm)
     history = [{k: (round(v, 5) if isinstance(v, float) else v) for k, v in h.items()} for h in res["history"]]
     for h in history:
         log.info("stage lm epoch %d/%d: LM train loss %.4f%s", h["epoch"], lc.lm_epochs, h["train_loss"],
@@ -904,14 +933,13 @@ def _main(run: RunDir, datasets, cfg: Config, models, progress, write_report, t_
                 "plot_minilm", model, [{"params": list(model.parameters()), "lr": tc.lr}], tr, dv, tc.epochs),
                 batcher, corpus, cfg, pos_weight, progress)
         else:
-            from .encoders.tokenize import spacy_vectors
-
             lc = cfg.text.lstm
-            vectors = spacy_vectors(vocab, lc.emb_dim)  # PCA-reduced below 300-d (tokenize.spacy_vectors)
-            lstm = build_lstm(spec["lstm"], vectors).to(device)
+            lstm, lm_bias = init_lstm(spec["lstm"], vocab, lc)
+            lstm = lstm.to(device)
             # LM fine-tuning is short and not data-parallel: rank 0 runs it, the others take its weights
             training["lm"] = dist.run_on_main(lambda: run_lm_stage(
-                run, lstm, vocab, [corpus.plots[i] for i in tr], [corpus.plots[i] for i in dv], cfg, progress), lstm)
+                run, lstm, vocab, [corpus.plots[i] for i in tr], [corpus.plots[i] for i in dv], cfg, progress,
+                lm_bias), lstm)
             model = build_single(spec, "plot", lstm).to(device)
             model.set_prior(prior)
             for phase, n_ep in enumerate(lc.unfreeze_epochs):

@@ -91,3 +91,13 @@ def test_set_arguments_are_toml_values_or_words():
     assert load_config(overrides=got).train.hidden == [8, 4]
     with pytest.raises(ConfigError, match="KEY=VALUE"):
         parse_set(["train.epochs"])
+
+
+def test_pretrained_lstm_keys_go_together():
+    with pytest.raises(ConfigError, match="go together"):
+        load_config(overrides={"text.lstm.pretrained": "wt103.pth"})
+    with pytest.raises(ConfigError, match="emb_dim must be <= 300"):
+        load_config(overrides={"text.lstm.emb_dim": 400})
+    cfg = load_config(overrides={"text.lstm.pretrained": "wt103.pth", "text.lstm.pretrained_vocab": "itos.json",
+                                 "text.lstm.emb_dim": 400, "text.lstm.hidden": 1152, "text.lstm.layers": 3})
+    assert cfg.text.lstm.emb_dim == 400

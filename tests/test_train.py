@@ -159,3 +159,74 @@ def test_report_regenerates(tiny_run, tmp_path):
     (run / "report.html").unlink()
     assert cli(["report", str(run)]) == 0
     assert (run / "report.html").stat().st_size > 10_000
+
+
+def _fake_pretrained_lm(tmp_path, emb=16, hidden=24, layers=2):
+    """A fastai-layout AWD-LSTM LM checkpoint (keys as fastai names them) and its vocabulary file."""
+    from genrefusion.encoders.lstm import AWDLSTMEncoder
+
+    itos = ["xxunk", "xxpad", "xxbos", "xxeos", "xxmaj", "xxup", "the", "a", "of", "and", "to", "his", "her"]
+    torch.manual_seed(1)
+    src = AWDLSTMEncoder(len(itos), emb_size=emb, hidden_size=hidden, n_layers=layers)
+    sd = {"0.encoder.weight": src.emb.weight.detach().clone(), "1.decoder.weight": src.emb.weight.detach().clone(),
+          "1.decoder.bias": torch.linspace(-1, 1, len(itos))}
+    for i, r in enumerate(src.rnns):
+        sd[f"0.rnns.{i}.weight_hh_l0_raw"] = r.lstm.weight_hh_l0.detach().clone()
+        for n in ("weight_ih_l0", "bias_ih_l0", "bias_hh_l0"):
+            sd[f"0.rnns.{i}.module.{n}"] = getattr(r.lstm, n).detach().clone()
+    torch.save(sd, tmp_path / "lm.pth")
+    (tmp_path / "itos.json").write_text(json.dumps(itos))
+    return tmp_path / "lm.pth", tmp_path / "itos.json", src
+
+
+@pytest.mark.slow
+def test_lstm_route_end_to_end(tiny_run_data, tiny_run_cache, tmp_path, monkeypatch):
+    """text.encoder=lstm from a user-supplied pretrained LM: LM fine-tuning + gradual unfreezing train, the fused
+    model keeps the fine-tuned LSTM frozen (its weights equal the plot model's), and the bundle predicts from a
+    plot alone through GenreClassifier."""
+    from genrefusion.bundle import load_bundle
+    from genrefusion.predict import GenreClassifier
+
+    monkeypatch.setenv("GENREFUSION_CACHE", str(tiny_run_cache))
+    lm_path, itos_path, src = _fake_pretrained_lm(tmp_path)
+    over = {**TINY_RUN_OVERRIDES, "text.encoder": "lstm", "text.lstm.emb_dim": 16, "text.lstm.hidden": 24,
+            "text.lstm.max_len": 40, "text.lstm.unfreeze_epochs": [1, 0, 1], "train.epochs": 2,
+            "text.lstm.pretrained": str(lm_path), "text.lstm.pretrained_vocab": str(itos_path)}
+    run = tmp_path / "run"
+    m = T.main(tiny_run_data, run, load_config(overrides=over), progress=False, write_report=False, device="cpu")
+    assert m["text_route"] == "lstm" and {"lm", "plot_lstm_1", "plot_lstm_3"} <= set(m["training"])
+    assert "plot_lstm_2" not in m["training"]  # a phase with 0 epochs is skipped
+    assert m["training"]["lm"]["epochs_run"] == 1
+    assert "words found in its vocabulary" in (run / "train.log").read_text()
+    b = load_bundle(run)
+    plot_enc, fused_enc = b.models["plot"].encoder.state_dict(), b.models["fused"].plot.encoder.state_dict()
+    assert plot_enc.keys() == fused_enc.keys()
+    assert all(torch.equal(plot_enc[k], fused_enc[k]) for k in plot_enc)
+    clf = GenreClassifier.load(run)
+    p_a, p_b = clf.predict_proba([{"plot": "A haunted house, a demon and blood."},
+                                  {"plot": "Two lovers marry after a long summer."}])
+    assert not np.allclose(p_a, p_b)  # the plot really goes through the LSTM
+
+    # a missing checkpoint is a one-line ConfigError naming it, before any stage trains
+    over["text.lstm.pretrained"] = str(tmp_path / "absent.pth")
+    with pytest.raises(GenreFusionError, match="absent.pth: AWD-LSTM weights not found"):
+        T.main(tiny_run_data, tmp_path / "run2", load_config(overrides=over), progress=False, write_report=False,
+               device="cpu")
+
+
+def test_init_lstm_from_pretrained_or_spacy(tmp_path, monkeypatch):
+    from genrefusion.encoders.tokenize import SPECIALS, Vocab
+
+    monkeypatch.setenv("GENREFUSION_CACHE", str(tmp_path / "cache"))
+    lm_path, itos_path, src = _fake_pretrained_lm(tmp_path)
+    vocab = Vocab(SPECIALS + ["his", "love", "the"])
+    spec = {"vocab_size": len(vocab), "emb_dim": 16, "hidden": 24, "layers": 2}
+    cfg = load_config(overrides={"text.lstm.pretrained": str(lm_path), "text.lstm.pretrained_vocab": str(itos_path)})
+    lstm, bias = T.init_lstm(spec, vocab, cfg.text.lstm)
+    assert torch.equal(lstm.emb.weight[vocab.stoi["his"]], src.emb.weight[11])
+    assert torch.equal(lstm.rnns[1].lstm.weight_hh_l0, src.rnns[1].lstm.weight_hh_l0)
+    assert bias.shape == (len(vocab),) and bias[vocab.stoi["his"]] == pytest.approx(-1 + 2 * 11 / 12)
+    # no checkpoint: spaCy vectors (PCA-reduced to 16-d) and no decoder bias
+    lstm, bias = T.init_lstm(spec, vocab, load_config().text.lstm)
+    assert bias is None and lstm.emb.weight.shape == (len(vocab), 16)
+    assert lstm.emb.weight[vocab.stoi["love"]].abs().max() > 0.5  # a real (projected) vector, not the small init
