@@ -87,6 +87,25 @@ def check(figures: dict) -> list[str]:
     return missed
 
 
+def write_readme_table(latest: dict, path: Path = ROOT / "benchmarks" / "README.md") -> None:
+    """Refresh the figures table between the markers of benchmarks/README.md (the prose around it is kept)."""
+    start, end = "<!-- figures:start -->", "<!-- figures:end -->"
+    text = path.read_text(encoding="utf-8") if path.is_file() else f"# Benchmarks\n\n{start}\n{end}\n"
+    if start not in text or end not in text:
+        return
+    m = latest.get("details", {}).get("machine", {})
+    rows = [f"Measured {latest.get('details', {}).get('date', '?')} on {m.get('cpu', '?')}, {m.get('cores', '?')} "
+            f"cores, torch {m.get('torch', '?')}, Python {m.get('python', '?')}.", "",
+            "| figure | value | target | met |", "|---|---|---|---|"]
+    for key, (op, target, unit) in TARGETS.items():
+        v = latest.get(key)
+        met = "" if v is None or op is None else ("yes" if (v >= target if op == ">=" else v <= target) else "**no**")
+        val = "not measured" if v is None else f"{v:,.2f} {unit}"
+        rows.append(f"| `{key}` | {val} | {f'{op} {target:g}' if op else 'reported'} | {met} |")
+    head, rest = text.split(start, 1)
+    path.write_text(head + start + "\n" + "\n".join(rows) + "\n" + end + rest.split(end, 1)[1], encoding="utf-8")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="genrefusion benchmarks (issue 7)")
     ap.add_argument("--quick", action="store_true", help="inference figures only")
@@ -131,8 +150,10 @@ def main(argv=None) -> int:
     missed = check(figures)
     prev = json.loads(args.out.read_text()) if args.out.is_file() else {}
     # --quick refreshes only the figures it measured; the others keep their last full-run values
-    write_json(args.out, {**{k: v for k, v in prev.items() if k in TARGETS}, **figures,
-                          "details": {**prev.get("details", {}), **details}}, indent=1)
+    latest = {**{k: v for k, v in prev.items() if k in TARGETS}, **figures,
+              "details": {**prev.get("details", {}), **details}}
+    write_json(args.out, latest, indent=1)
+    write_readme_table(latest)
     print(f"written {args.out.relative_to(ROOT)}" + (f"; targets missed: {', '.join(missed)}" if missed else ""))
     return 1 if missed else 0
 

@@ -27,7 +27,7 @@ from genrefusion.data.records import Title  # noqa: E402
 from genrefusion.paths import shipped_datasets  # noqa: E402
 
 # Feature caching as `genrefusion train` does it (same encoders, same cache code), without the training.
-PREDICT_FULL_MAX = 2600
+PREDICT_FULL_MAX = int(os.environ.get("GF_PREDICT_FULL_MAX", 2600))
 
 CACHE_SNIPPET = """
 import sys

@@ -74,8 +74,8 @@ class LSTMConfig:
 @dataclass
 class TextConfig:
     # auto: train both plot models, keep the one with the better dev score for the fused model.
-    # minilm by default: on the shipped data the LSTM route scores far lower on dev (mAP 0.26 vs 0.65)
-    # and adds ~30 s to the warm-cache main job on 2 cores; lstm and auto stay one setting away.
+    # minilm by default: on the shipped data the LSTM route scores far lower on dev (mAP 0.26 vs 0.65). With
+    # "auto" the LSTM route trains too and is reported: +23 s on the warm-cache main job on 2 cores (50 s in all).
     encoder: Literal["auto", "lstm", "minilm"] = "minilm"
     batch_size: int = _f(32, min=1)
     lstm: LSTMConfig = field(default_factory=LSTMConfig)
