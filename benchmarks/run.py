@@ -111,14 +111,15 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="inference figures only")
     ap.add_argument("--run", type=Path, help="trained run dir to benchmark inference on")
     ap.add_argument("--sizes", type=int, nargs="+", default=[2600, 26000], help="scale benchmark title counts")
-    ap.add_argument("--skip-scale", action="store_true")
+    ap.add_argument("--skip-scale", action="store_true", help="skip the scale benchmark")
+    ap.add_argument("--scale-only", action="store_true", help="only the scale benchmark (other figures kept)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "latest.json")
     args = ap.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
     figures: dict = {}
     details: dict = {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M")}
 
-    if not args.quick:
+    if not args.quick and not args.scale_only:
         cache = OUT / "train-cache"
         print("[train] cold: empty feature cache ...", flush=True)
         cold = train_job(OUT / "train_cold", cache, fresh_cache=True)
@@ -130,13 +131,14 @@ def main(argv=None) -> int:
 
     run_dir = pick_run(args.run)
     details["run"] = str(run_dir)
-    import bench_serve
+    if not args.scale_only:
+        import bench_serve
 
-    print(f"[inference] run {run_dir}", flush=True)
-    inf = bench_serve.run_all(run_dir)
-    details["inference"] = inf
-    for k in ("throughput_ratio", "latency_p50_ms", "latency_p95_ms", "api_latency_p50_ms"):
-        figures[k] = inf.get(k)
+        print(f"[inference] run {run_dir}", flush=True)
+        inf = bench_serve.run_all(run_dir)
+        details["inference"] = inf
+        for k in ("throughput_ratio", "latency_p50_ms", "latency_p95_ms", "api_latency_p50_ms"):
+            figures[k] = inf.get(k)
 
     if not args.quick and not args.skip_scale:
         import scale

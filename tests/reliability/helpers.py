@@ -4,13 +4,13 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import struct
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 from PIL import Image
+
+from .util import jpeg_bomb, png_bomb  # noqa: F401 - one builder for both halves of the suite
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -70,23 +70,6 @@ def encode(im: Image.Image, fmt: str, **kw) -> bytes:
     buf = io.BytesIO()
     im.save(buf, format=fmt, **kw)
     return buf.getvalue()
-
-
-def png_bomb_header(w: int = 30000, h: int = 30000) -> bytes:
-    """A PNG whose header claims w x h pixels, with a tiny (invalid) body: decoding it would need w*h*3 bytes."""
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
-
-    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
-
-
-def jpeg_bomb_header(w: int = 30000, h: int = 30000) -> bytes:
-    """A small real JPEG with its SOF0 frame size patched to w x h."""
-    data = bytearray(encode(Image.new("RGB", (8, 8), (10, 20, 30)), "JPEG"))
-    i = data.index(b"\xff\xc0")
-    struct.pack_into(">HH", data, i + 5, h, w)
-    return bytes(data)
 
 
 def exif_rotated(size=(20, 60), orientation=6) -> tuple[bytes, Image.Image]:

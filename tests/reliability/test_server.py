@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from .helpers import encode, gradient, jpeg_bomb_header, png_bomb_header
+from .helpers import encode, gradient, jpeg_bomb, png_bomb
 
 N_REQUESTS = 1000
 WORKERS = 8
@@ -61,8 +61,8 @@ def _request_kinds():
         "text-as-jpg": (4, post("/predict", files={"poster": ("t.jpg", b"not an image", "image/jpeg")}), {400}),
         "truncated": (4, post("/predict", files={"poster": ("t.jpg", jpeg[: len(jpeg) // 2], "image/jpeg")}), {400}),
         "empty-file": (2, post("/predict", files={"poster": ("e.jpg", b"", "image/jpeg")}), {400}),
-        "bomb-png": (3, post("/predict", files={"poster": ("b.png", png_bomb_header(), "image/png")}), {400}),
-        "bomb-jpeg": (2, post("/predict", files={"poster": ("b.jpg", jpeg_bomb_header(), "image/jpeg")}), {400}),
+        "bomb-png": (3, post("/predict", files={"poster": ("b.png", png_bomb(), "image/png")}), {400}),
+        "bomb-jpeg": (2, post("/predict", files={"poster": ("b.jpg", jpeg_bomb(), "image/jpeg")}), {400}),
         "huge-poster": (1, post("/predict", files={"poster": ("h.jpg", too_big_poster, "image/jpeg")}), {413}),
         "bad-top-k": (2, post("/predict", data={"plot": "x", "top_k": "0"}), {400, 422}),
         "top-k-text": (2, post("/predict", data={"plot": "x", "top_k": "many"}), {422}),
