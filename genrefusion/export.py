@@ -12,7 +12,7 @@ The graph (inputs by model; ``B`` is dynamic):
     text           float32 [B, D]        plot features, computed as in predict (``text_features``):
                    route ``minilm``: all-MiniLM-L6-v2 sentence embedding (mean pooled, L2-normalised, D=384);
                    route ``lstm``: the model's own AWD-LSTM pooled representation of the tokenised plot
-                   (the recurrent encoder stays in PyTorch; its packed sequences do not export cleanly)
+                   (the recurrent encoder stays in PyTorch: predict computes its pooled state, the graph takes it as input)
     text_present   bool [B]              False where the title has no plot
     -> probs       float32 [B, G]        sigmoid probabilities, columns in the sidecar's ``genres`` order
 
