@@ -123,9 +123,9 @@ def run_scale(sizes=(2600, 26000), work: Path = ROOT / "benchmarks" / "out" / "s
         r["peak_rss_mib"] = max(v["peak_rss_mib"] for v in r.values())
         results[str(n)] = r
     if len(sizes) >= 2:
-        a, b = str(sizes[0]), str(sizes[-1])
+        a, b = str(min(sizes)), str(max(sizes))
         results["ratios"] = {
-            "titles": sizes[-1] / sizes[0],
+            "titles": max(sizes) / min(sizes),
             "time": {k: round(results[b][k]["seconds"] / max(results[a][k]["seconds"], 1e-9), 2)
                      for k in results[a] if isinstance(results[a][k], dict)},
             "peak_rss": {k: round(results[b][k]["peak_rss_mib"] / results[a][k]["peak_rss_mib"], 2)
