@@ -222,19 +222,7 @@ def shipped_subset(shipped, tmp_path):
         if not (src / "titles.jsonl").exists():
             pytest.skip(f"shipped dataset {name} not found")
         dest = Path(root) if root is not None else tmp_path / f"{name}_subset"
-        (dest / "posters").mkdir(parents=True, exist_ok=True)
-        lines = []
-        with open(src / "titles.jsonl", encoding="utf-8") as fh:
-            for line in fh:
-                if len(lines) >= n:
-                    break
-                rec = json.loads(line)
-                if rec.get("poster"):
-                    shutil.copyfile(src / rec["poster"], dest / rec["poster"])
-                lines.append(line if line.endswith("\n") else line + "\n")
-        (dest / "titles.jsonl").write_text("".join(lines), encoding="utf-8")
-        shutil.copyfile(src / "dataset.json", dest / "dataset.json")
-        return dest
+        return copy_shipped_titles(src, dest, n)
 
     return factory
 
