@@ -24,6 +24,9 @@ from pathlib import Path
 import numpy as np
 
 
+INT8 = "onnxruntime-int8"
+
+
 def _pct(xs, q) -> float:
     return round(float(np.percentile(np.asarray(xs) * 1000.0, q)), 1)
 
@@ -71,6 +74,7 @@ def run_all(run_dir, dataset=None, n_titles: int = 64, batch_size: int = 32, rep
 
     from genrefusion import batch as B
     from genrefusion.data.images import load_image
+    from genrefusion.errors import GenreFusionError
     from genrefusion.paths import shipped_data_dir
     from genrefusion.predict import GenreClassifier
     from genrefusion.serve.app import create_app
@@ -84,6 +88,13 @@ def run_all(run_dir, dataset=None, n_titles: int = 64, batch_size: int = 32, rep
         raise SystemExit(f"{dataset}: fewer than {batch_size} titles with poster and plot")
     clf = GenreClassifier.load(run_dir)
     clf.predict_one(poster=titles[0]["poster"], plot=titles[0]["plot"])  # builds the encoders
+    # the opt-in int8 text runtime, measured in the same rounds (None when onnxruntime is missing)
+    clf8 = GenreClassifier.load(run_dir, text_runtime=INT8)
+    try:
+        clf8.predict_one(poster=titles[0]["poster"], plot=titles[0]["plot"])
+    except GenreFusionError as err:
+        print(f"int8 text runtime unavailable: {err}", file=sys.stderr)
+        clf8 = None
     enc = clf.encoders_.get("image")
     if enc is None:
         raise SystemExit(f"{run_dir}: model {clf.model_name_!r} has no image backbone to compare with")
@@ -103,22 +114,27 @@ def run_all(run_dir, dataset=None, n_titles: int = 64, batch_size: int = 32, rep
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
         src = _subset_dir(titles, Path(tmp) / "ds")
 
-        def batch_path() -> float:
+        def batch_path(c=clf) -> float:
             w = _NullWriter()
             t0 = time.perf_counter()
-            stats = B.run_batch(clf, B.open_input(src), w, batch_size=batch_size)
+            stats = B.run_batch(c, B.open_input(src), w, batch_size=batch_size)
             dt = time.perf_counter() - t0
             if stats.errors or w.rows != len(titles):
                 raise SystemExit(f"batch path failed on {stats.errors} titles")
             return dt
 
         raw_backbone(), batch_path()  # warm both paths (allocator, thread pools)
-        raw_t, batch_t = [], []
+        if clf8 is not None:
+            batch_path(clf8)
+        raw_t, batch_t, int8_t = [], [], []
         for _ in range(rounds):
             raw_t.append(raw_backbone())
             batch_t.append(batch_path())
+            if clf8 is not None:
+                int8_t.append(batch_path(clf8))
     n = len(titles)
     raw_tps, batch_tps = n / float(np.median(raw_t)), n / float(np.median(batch_t))
+    int8_tps = n / float(np.median(int8_t)) if int8_t else None
 
     # warm single-title latency through the Python API
     lat = []
@@ -146,10 +162,13 @@ def run_all(run_dir, dataset=None, n_titles: int = 64, batch_size: int = 32, rep
 
     return {
         "throughput_ratio": round(batch_tps / raw_tps, 3),
+        "throughput_ratio_int8": round(int8_tps / raw_tps, 3) if int8_tps else None,
+        "text_runtime": clf.encoders_["minilm"].runtime + ("" if clf.encoders_["minilm"].onnx_session() is None
+                                                           else " (onnxruntime)") if "minilm" in clf.encoders_ else None,
         "latency_p50_ms": _pct(lat, 50), "latency_p95_ms": _pct(lat, 95),
         "api_latency_p50_ms": _pct(api, 50), "api_latency_p95_ms": _pct(api, 95),
         "batch_titles_per_s": round(batch_tps, 2), "backbone_titles_per_s": round(raw_tps, 2),
-        "batch_seconds": [round(x, 3) for x in batch_t], "backbone_seconds": [round(x, 3) for x in raw_t],
+        "batch_seconds": [round(x, 3) for x in batch_t], "batch_int8_seconds": [round(x, 3) for x in int8_t], "backbone_seconds": [round(x, 3) for x in raw_t],
         "titles": n, "batch_size": batch_size, "repeats": repeats, "torch_threads": threads,
         "cpu_count": os.cpu_count(), "image_encoder": enc.name, "model": clf.model_name_,
         "text_route": clf.bundle_.spec.get("text_route"), "dataset": str(dataset),

@@ -214,8 +214,9 @@ class Prepared:
     used: list[str]
 
 
-def prepare(item: BatchItem) -> Prepared:
-    """Decode the poster (size limits, corrupt files -> the item's error) and check there is input."""
+def prepare(item: BatchItem, clf=None) -> Prepared:
+    """Decode the poster (size limits, corrupt files -> the item's error), preprocess it for ``clf``'s image
+    backbone when given, and check there is input."""
     from .data.images import load_image
 
     if item.error is not None:
@@ -224,8 +225,16 @@ def prepare(item: BatchItem) -> Prepared:
     if item.poster is not None:
         try:
             poster = load_image(item.poster, name=f"{item.id}: poster {item.poster.name}")
+            if clf is not None:
+                x = clf.preprocess_poster(poster)
+                poster = poster if x is None else x
         except GenreFusionError as err:
             item.error = str(err)
+            return Prepared(item, None, [])
+        except Exception as err:  # noqa: BLE001 - a decoder surprise fails this title, never the batch
+            if os.environ.get("GENREFUSION_DEBUG"):
+                raise
+            item.error = f"{item.id}: poster {item.poster.name}: cannot preprocess ({type(err).__name__})"
             return Prepared(item, None, [])
     plot = item.plot if isinstance(item.plot, str) and item.plot.strip() else None
     if poster is None and plot is None:
@@ -284,8 +293,8 @@ class BatchStats:
 
 def run_batch(clf, inp: Iterable[BatchItem], writer, *, batch_size: int = 32, shard=None, top_k=None,
               threshold=None, progress=None, on_error=None) -> BatchStats:
-    """Stream ``inp`` through ``clf`` block by block into ``writer``. Posters of the next block are
-    decoded in a background thread while the current block is inferred (PIL releases the GIL)."""
+    """Stream ``inp`` through ``clf`` block by block into ``writer``. Posters of the next block are decoded
+    and preprocessed in a background thread while the current block is inferred (PIL and numpy release the GIL)."""
     genres = list(clf.genres_)
     thresholds = np.asarray(clf.thresholds_, float)
     stats = BatchStats()
@@ -298,17 +307,17 @@ def run_batch(clf, inp: Iterable[BatchItem], writer, *, batch_size: int = 32, sh
             elif progress is not None:
                 progress(len(block), skipped=True)
 
-    def prep(block):
-        return [prepare(it) for it in block]
+    # two decode threads: the first block (nothing to overlap with yet) is ready twice as fast; later
+    # blocks are decoded while the backbone runs
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode") as pool:
+        def submit(block):
+            return None if block is None else [pool.submit(prepare, item, clf) for item in block]
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") as pool:
         it = blocks()
-        nxt = next(it, None)
-        fut = pool.submit(prep, nxt) if nxt is not None else None
-        while fut is not None:
-            block = fut.result()
-            nxt = next(it, None)
-            fut = pool.submit(prep, nxt) if nxt is not None else None
+        futs = submit(next(it, None))
+        while futs is not None:
+            block = [f.result() for f in futs]
+            futs = submit(next(it, None))
             scores = infer_block(clf, block)
             for p, s in zip(block, scores):
                 if s is None:

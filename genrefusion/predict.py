@@ -4,7 +4,7 @@
     clf.predict_one(poster="poster.jpg", plot="A retired hitman ...")
     # {"genres": ["Action", "Thriller"], "scores": {...}, "thresholds": {...}, "used": ["poster", "plot"]}
 
-A title is a poster (path, bytes or PIL image; optional) plus a plot (str; optional): a dict
+A title is a poster (path, bytes, PIL image or ``preprocess_poster``'s tensor; optional) plus a plot (str; optional): a dict
 ``{"poster": ..., "plot": ...}``, a ``Title``-like object with ``.poster``/``.plot``, or a ``(poster, plot)`` pair.
 Loading reads safetensors + JSON only (never unpickles). Encoders are built once per instance and prediction
 never writes to disk (no feature cache), so a classifier can serve requests from a read-only install.
@@ -58,9 +58,10 @@ class GenreClassifier:
     ``config_`` (the bundle's config), ``bundle_`` and ``run_dir_``.
     """
 
-    def __init__(self, config=None, model: str | None = None):
+    def __init__(self, config=None, model: str | None = None, text_runtime: str | None = None):
         self.config = config
         self.model = model
+        self.text_runtime = text_runtime  # MiniLM at prediction: auto|torch|onnxruntime|onnxruntime-int8 (text.py)
         self._lock = threading.Lock()  # encoders are built lazily; one builder at a time under a server
 
     # -- training ----------------------------------------------------------------------------------------
@@ -76,9 +77,10 @@ class GenreClassifier:
 
     # -- persistence -------------------------------------------------------------------------------------
     @classmethod
-    def load(cls, path: str | os.PathLike, model: str | None = None) -> "GenreClassifier":
-        """Load a run dir (holding ``model/``) or a bundle folder."""
-        clf = cls(model=model)
+    def load(cls, path: str | os.PathLike, model: str | None = None,
+             text_runtime: str | None = None) -> "GenreClassifier":
+        """Load a run dir (holding ``model/``) or a bundle folder. ``text_runtime``: see ``MiniLMEncoder``."""
+        clf = cls(model=model, text_runtime=text_runtime)
         clf._load(Path(path))
         return clf
 
@@ -147,6 +149,7 @@ class GenreClassifier:
         posters, plots = [p for p, _ in parts], [t for _, t in parts]
         spec = self.bundle_.spec
         with self._lock:  # building encoders (first call) must happen once
+            self._encoders()
             inputs = make_inputs(posters, plots, self.bundle_, cache_dir=None, progress=progress,
                                  encoders=self.encoders_, batch_size=batch_size, num_workers=num_workers)
         if inputs.errors:
@@ -155,6 +158,29 @@ class GenreClassifier:
         batcher = Batcher(inputs, None, None, spec.get("text_route"), spec.get("lstm", {}).get("max_len", 200))
         with torch.inference_mode():
             return predict_rows(model, np.arange(len(parts)), batcher, batch_size=max(256, batch_size))
+
+    def preprocess_poster(self, poster, name: str | None = None):
+        """Decode (path/bytes) and preprocess one poster for the image backbone: a ``[3,S,S]`` float32 tensor that
+        ``predict_proba`` accepts in place of the poster, so callers can prepare the next batch in another thread
+        while this one is inferred. None when the model reads no poster."""
+        from PIL import Image
+
+        from .data.images import load_image
+
+        self._check_fitted()
+        enc = self.encoders_.get("image")
+        if enc is None:
+            with self._lock:  # only while building: predict_proba holds the lock for a whole batch
+                enc, _ = self._encoders()
+        if enc is None:
+            return None
+        return enc.preprocess(poster if isinstance(poster, Image.Image) else load_image(poster, name=name))
+
+    def _encoders(self) -> tuple:
+        """(image encoder, MiniLM) of the bundle, built on first use (call under ``_lock``)."""
+        from .train import bundle_encoders
+
+        return bundle_encoders(self.bundle_, self.encoders_, text_runtime=self.text_runtime)
 
     def decide(self, scores: np.ndarray, top_k: int | None = None, threshold: float | None = None) -> list[list[str]]:
         """Predicted genres per row, most probable first (rule: ``genrefusion.batch.decide``)."""

@@ -663,10 +663,8 @@ def build_inputs(posters, plots, image_encoder=None, minilm=None, vocab=None, ca
     return inp
 
 
-def make_inputs(posters, plots, bundle, cache_dir=None, ids=None, progress: bool = True, encoders: dict | None = None,
-                batch_size: int = 32, num_workers: int = 0) -> Inputs:
-    """``build_inputs`` with the encoders a bundle names (built once and kept in ``encoders``)."""
-    encoders = {} if encoders is None else encoders
+def bundle_encoders(bundle, encoders: dict, text_runtime: str | None = None) -> tuple:
+    """(image encoder, MiniLM) a bundle needs (None where it has no such input), built once into ``encoders``."""
     spec = bundle.spec
     img = None
     if spec.get("image_dim"):
@@ -685,8 +683,15 @@ def make_inputs(posters, plots, bundle, cache_dir=None, ids=None, progress: bool
         if minilm is None:
             from .encoders.text import MiniLMEncoder
 
-            minilm = encoders["minilm"] = MiniLMEncoder()
-    return build_inputs(posters, plots, img, minilm, bundle.vocab if spec.get("text_route") == "lstm" else None,
+            minilm = encoders["minilm"] = MiniLMEncoder(runtime=text_runtime)
+    return img, minilm
+
+
+def make_inputs(posters, plots, bundle, cache_dir=None, ids=None, progress: bool = True, encoders: dict | None = None,
+                batch_size: int = 32, num_workers: int = 0) -> Inputs:
+    """``build_inputs`` with the encoders a bundle names (built once and kept in ``encoders``)."""
+    img, minilm = bundle_encoders(bundle, {} if encoders is None else encoders)
+    return build_inputs(posters, plots, img, minilm, bundle.vocab if bundle.spec.get("text_route") == "lstm" else None,
                         cache_dir if cache_dir is not None else False, ids, batch_size, batch_size, num_workers,
                         progress)
 

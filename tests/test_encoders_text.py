@@ -89,3 +89,55 @@ def test_non_text_plot_is_an_error_not_a_crash(minilm):
     f = extract_text_features([ALIEN_1, 42], minilm, ids=["ok", "weird"], progress=False)
     assert f.ok.tolist() == [True, False] and "plot of weird" in f.errors[1]
     assert torch.is_tensor(minilm.tokenize([ALIEN_1])["input_ids"])
+
+
+# -- ONNX Runtime for frozen features -------------------------------------------------------------------------
+def test_onnxruntime_features_match_torch(tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    monkeypatch.setenv("GENREFUSION_CACHE", str(tmp_path))
+    texts = [ALIEN_1, "", ROMANCE * 8, "ok"]
+    fast = MiniLMEncoder(runtime="onnxruntime")
+    assert fast.onnx_session() is not None
+    graph = next((tmp_path / "onnx").glob("minilm-*.onnx"))
+    ref = MiniLMEncoder(runtime="torch")
+    assert ref.onnx_session() is None
+    assert np.abs(fast.encode(texts, batch_size=3) - ref.encode(texts, batch_size=3)).max() < 1e-5
+    # the encoder stays in eval mode after the export (the exporter restores its wrapper's mode)
+    assert not fast.model.training and not fast.training
+
+    # a damaged graph in the cache (a killed copy, a full disk) is exported again, not trusted
+    graph.write_bytes(graph.read_bytes()[:1000])
+    again = MiniLMEncoder(runtime="onnxruntime")
+    assert again.onnx_session() is not None and graph.stat().st_size > 1_000_000
+    assert not list((tmp_path / "onnx").glob(".minilm-*"))  # no temp files left
+
+
+def test_onnxruntime_unavailable(tmp_path, monkeypatch, caplog):
+    import builtins
+
+    monkeypatch.setenv("GENREFUSION_CACHE", str(tmp_path))
+    real_import = builtins.__import__
+
+    def no_ort(name, *a, **kw):
+        if name == "onnxruntime":
+            raise ImportError("no onnxruntime")
+        return real_import(name, *a, **kw)
+
+    monkeypatch.setattr(builtins, "__import__", no_ort)
+    with pytest.raises(ConfigError, match="onnxruntime is not installed"):
+        MiniLMEncoder(runtime="onnxruntime").encode([ALIEN_1])
+    auto = MiniLMEncoder(runtime="auto")
+    with caplog.at_level("WARNING"):
+        f = auto.encode([ALIEN_1])
+    assert f.shape == (1, 384) and "runs in PyTorch" in caplog.text
+    with pytest.raises(ConfigError, match="text runtime 'fast'"):
+        MiniLMEncoder(runtime="fast")
+
+
+def test_fine_tuning_switches_encode_to_torch(minilm):
+    try:
+        minilm.unfreeze_top(1)
+        assert minilm.onnx_session() is None  # the graph would hold the old weights
+    finally:
+        minilm.unfreeze_top(0)
+        minilm._session = None

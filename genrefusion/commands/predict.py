@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..encoders import TEXT_RUNTIMES
+
 
 def _positive_int(s: str) -> int:
     try:
@@ -52,6 +54,10 @@ def add_arguments(p):
     both = p.add_argument_group("decision (one title and batch)")
     both.add_argument("--top-k", type=_positive_int, metavar="K",
                       help="at most the K most probable of the predicted genres")
+    both.add_argument("--text-runtime", choices=TEXT_RUNTIMES, default=None,
+                      help="how MiniLM plot features are computed: auto (ONNX Runtime when installed, else "
+                           "PyTorch; identical results), torch, onnxruntime, or onnxruntime-int8 (faster, "
+                           "features within cosine 0.99; see benchmarks/README.md)")
     both.add_argument("--threshold", type=_probability, metavar="P",
                       help="one threshold for every genre instead of the tuned per-genre thresholds")
     b = p.add_argument_group("batch")
@@ -88,10 +94,10 @@ def run(args) -> int:
     return _run_single(args)
 
 
-def _load(run_dir):
+def _load(run_dir, text_runtime=None):
     from ..predict import GenreClassifier
 
-    return GenreClassifier.load(run_dir)
+    return GenreClassifier.load(run_dir, text_runtime=text_runtime)
 
 
 def _read_plot(args) -> str | None:
@@ -127,7 +133,7 @@ def _run_single(args) -> int:
         raise BadInput("plot: empty text" + (f" in {args.plot_file}" if args.plot_file else ""))
     # decode first: a bad poster is reported before the model loads
     poster = load_image(args.poster) if args.poster is not None else None
-    clf = _load(args.run_dir)
+    clf = _load(args.run_dir, args.text_runtime)
     out = clf.predict_one(poster=poster, plot=plot, top_k=args.top_k, threshold=args.threshold)
     print(json.dumps(out, indent=2, ensure_ascii=False))
     return 0
@@ -151,7 +157,7 @@ def _run_batch(args) -> int:
     columns = {f: getattr(args, f"col_{f}") for f in FIELDS if getattr(args, f"col_{f}", None)}
     inp = B.open_input(args.batch, columns=columns or None, sep=args.sep, encoding=args.encoding,
                        field_map=parse_field_map(args.field_map), images=args.images)
-    clf = _load(args.run_dir)
+    clf = _load(args.run_dir, args.text_runtime)
     total = inp.count()
     label = f"predict {Path(args.batch).name}" + (f" shard {shard[0]}/{shard[1]}" if shard else "")
     bar = B.progress_bar(total, label, enabled=not args.no_progress)

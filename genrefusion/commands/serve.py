@@ -8,6 +8,8 @@ Endpoints: POST /predict (multipart `poster` file and/or `plot` text), POST /pre
 <= 20,000 characters; bad input gets a 4xx JSON error naming the problem."""
 from __future__ import annotations
 
+from ..encoders import TEXT_RUNTIMES
+
 
 def _port(s: str) -> int:
     import argparse
@@ -28,6 +30,8 @@ def add_arguments(p):
     p.add_argument("run_dir", metavar="RUN_DIR", help="a trained run folder (or its model bundle folder)")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=_port, default=8000, help="TCP port (default 8000)")
+    p.add_argument("--text-runtime", choices=TEXT_RUNTIMES, default=None,
+                   help="how MiniLM plot features are computed (as for predict; default auto)")
     p.add_argument("--no-warmup", action="store_true", help="skip the warm-up prediction at startup")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
 
@@ -42,9 +46,11 @@ def run(args) -> int:
         import uvicorn
     except ImportError:
         raise GenreFusionError("serve needs FastAPI and uvicorn: pip install 'genrefusion[serve]'") from None
+    from ..predict import GenreClassifier
     from ..serve.app import create_app
 
-    app = create_app(args.run_dir, warmup=not args.no_warmup)  # bundle errors surface here, before binding
+    clf = GenreClassifier.load(args.run_dir, text_runtime=args.text_runtime)
+    app = create_app(clf, warmup=not args.no_warmup)  # bundle errors surface here, before binding
     # bind ourselves so "port in use" is one clear line rather than uvicorn's traceback-free exit(1)
     try:
         sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -206,4 +207,6 @@ def poster_name(tid: str) -> str:
 
 def _safe_name(tid: str) -> str:
     keep = "".join(c if c.isalnum() or c in "-_." else "_" for c in tid).strip(".")
+    # no ".." anywhere: harmless inside one name, but tools that scan paths for traversal would refuse it
+    keep = re.sub(r"\.{2,}", ".", keep)
     return keep or "title"

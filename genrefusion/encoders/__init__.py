@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import importlib
 
+# how MiniLM computes frozen plot features (text.py); here so the CLI can list them without importing torch
+TEXT_RUNTIMES = ("auto", "torch", "onnxruntime", "onnxruntime-int8")
+
 _EXPORTS = {
     "ImageEncoder": "image", "build_image_encoder": "image", "IMAGE_ENCODERS": "image",
     "ResNet50": "resnet",

@@ -37,7 +37,8 @@ class Features:
 def cache_namespace(encoder) -> str:
     """Encoder name + weights fingerprint + preprocessing version: features of different setups never mix."""
     fp = getattr(encoder, "fingerprint", "") or "nofp"
-    return f"{encoder.name}-{fp}-p{getattr(encoder, 'preprocess_version', 1)}"
+    tag = getattr(encoder, "runtime_tag", "")
+    return f"{encoder.name}-{fp}-p{getattr(encoder, 'preprocess_version', 1)}" + (f"-{tag}" if tag else "")
 
 
 def feature_cache_for(encoder, root: str | os.PathLike | None = None) -> FeatureCache:
@@ -56,6 +57,8 @@ def _poster_key(p, name: str) -> tuple[str | None, str | None]:
                 return content_key(fh.read()), None
         if isinstance(p, (bytes, bytearray, memoryview)):
             return content_key(bytes(p)), None
+        if isinstance(p, torch.Tensor):  # already preprocessed (GenreClassifier.preprocess_poster)
+            return hashlib.sha1(p.detach().cpu().contiguous().numpy().tobytes()).hexdigest(), None
         if isinstance(p, Image.Image):
             h = hashlib.sha1(f"{p.mode}{p.size}".encode())
             h.update(p.tobytes())
@@ -79,6 +82,11 @@ class _PosterSet(torch.utils.data.Dataset):
         from ..data.images import load_image
 
         i, src, name = self.items[j]
+        if isinstance(src, torch.Tensor):
+            want = (3, self.encoder.input_size, self.encoder.input_size)
+            if tuple(src.shape) != want or src.dtype != torch.float32:
+                return i, None, f"{name}: preprocessed poster must be a float32 tensor of shape {list(want)}"
+            return i, src, None
         try:
             return i, self.encoder.preprocess(load_image(src, name=name)), None
         except BadInput as err:

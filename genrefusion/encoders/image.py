@@ -55,8 +55,8 @@ class ImageEncoder(nn.Module):
         super().__init__()
         self.name, self.dim, self.input_size, self.fingerprint = name, dim, input_size, fingerprint
         self.mean, self.std = tuple(mean), tuple(std)
-        self.register_buffer("_mean", torch.tensor(mean, dtype=torch.float32).view(3, 1, 1), persistent=False)
-        self.register_buffer("_std", torch.tensor(std, dtype=torch.float32).view(3, 1, 1), persistent=False)
+        std_ = np.asarray(std, np.float64)
+        self._affine = ((1.0 / (255.0 * std_)).astype(np.float32), (-np.asarray(mean, np.float64) / std_).astype(np.float32))
 
     # -- preprocessing -------------------------------------------------------------------------------------
     def preprocess(self, im: Image.Image, train: bool = False) -> torch.Tensor:
@@ -82,8 +82,11 @@ class ImageEncoder(nn.Module):
             im = im.resize((nw, nh), Image.Resampling.BILINEAR)
             left, top = (nw - s) // 2, (nh - s) // 2
             im = im.crop((left, top, left + s, top + s))
-        x = torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1).float().div_(255.0)
-        return (x - self._mean.cpu()) / self._std.cpu()
+        # (x/255 - mean)/std as one affine pass in numpy: it often runs in a decode thread beside the backbone,
+        # where torch ops would queue on the backbone's intra-op thread pool
+        scale, shift = self._affine
+        x = np.asarray(im, dtype=np.float32) * scale + shift
+        return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
 
     # -- features ------------------------------------------------------------------------------------------
     def features(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract

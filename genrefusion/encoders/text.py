@@ -2,10 +2,20 @@
 
 Plain ``transformers`` (AutoModel + AutoTokenizer) with sentence-transformers' recipe: mean pooling over real tokens,
 then L2 normalisation; max_length 256 as in the model's sentence_bert_config.
+
+Frozen features (``encode``) run through ONNX Runtime when it is installed (the ``export`` extra): on 2 CPU cores it
+is ~1.6x faster than eager PyTorch for this model, with identical outputs (max difference ~2e-7, checked at export).
+The graph is exported once per weights fingerprint into the user cache (``$GENREFUSION_CACHE/onnx``). Choose with
+``MiniLMEncoder(runtime=...)`` or ``GENREFUSION_TEXT_RUNTIME``: ``auto`` (default; falls back to PyTorch with a
+warning if the export or the check fails), ``torch``, ``onnxruntime`` (an error if it cannot be used), or
+``onnxruntime-int8``: dynamic int8 weights, ~1.8x faster again, features within cosine ~0.99 of the float ones (the
+accuracy change on the demo test split is in benchmarks/README.md); its features get their own cache namespace.
 """
 from __future__ import annotations
 
+import logging
 import os
+import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -14,7 +24,44 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from . import TEXT_RUNTIMES
 from .image import file_fingerprint
+
+log = logging.getLogger(__name__)
+ONNX_OPSET = 17
+ONNX_TOLERANCE = 1e-4
+INT8_MIN_COSINE = 0.98
+CPU_CHUNK = 8
+
+
+def _atomic_file(path: Path, write) -> None:
+    """``write(tmp_name)`` into a temp file beside ``path``, then rename: a killed run never leaves half a graph."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+    except OSError as err:
+        raise ConfigError(f"cannot write the ONNX graph under {path.parent} ({err.strerror or err})") from None
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _quantize(src: Path, out: str) -> None:
+    """Dynamic int8 weights (per output channel) for the MatMuls; activations stay float."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the quantiser logs advice on the root logger: not for our users
+    try:
+        quantize_dynamic(str(src), out, weight_type=QuantType.QInt8, per_channel=True,
+                         op_types_to_quantize=["MatMul"])
+    finally:
+        root.setLevel(level)
 
 
 def minilm_path() -> Path:
@@ -41,8 +88,13 @@ class MiniLMEncoder(nn.Module):
     max_length = 256
     preprocess_version = 1
 
-    def __init__(self, path: str | os.PathLike | None = None):
+    def __init__(self, path: str | os.PathLike | None = None, runtime: str | None = None):
         super().__init__()
+        runtime = runtime or os.environ.get("GENREFUSION_TEXT_RUNTIME") or "auto"
+        if runtime not in TEXT_RUNTIMES:
+            raise ConfigError(f"text runtime {runtime!r}: choose from {', '.join(TEXT_RUNTIMES)}")
+        self.runtime = runtime
+        self._session = None  # ONNX Runtime session, built on the first encode(); False once ruled out
         # never reach for the network: the files are local and there is no internet here anyway
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -58,7 +110,7 @@ class MiniLMEncoder(nn.Module):
             self.model = AutoModel.from_pretrained(str(path), local_files_only=True)
         except (OSError, ValueError) as err:
             raise ConfigError(f"{path}: cannot load MiniLM ({str(err).splitlines()[0][:200]})") from None
-        self.model.eval()
+        self.eval()  # the wrapper too: encode() restores the wrapper's mode, which would re-enable dropout
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
@@ -77,20 +129,119 @@ class MiniLMEncoder(nn.Module):
         texts = list(texts)
         out = np.zeros((len(texts), self.dim), np.float32)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        session = self.onnx_session()
         was_training = self.training
         self.eval()
         try:
+            # on CPU small length-sorted chunks beat big padded ones (measured ~20% at 8 vs 32 on 2 cores)
+            step = min(batch_size, CPU_CHUNK) if session is not None else batch_size
             with torch.inference_mode():
-                for s in range(0, len(order), batch_size):
-                    idx = order[s:s + batch_size]
+                for s in range(0, len(order), step):
+                    idx = order[s:s + step]
                     tok = self.tokenize([texts[i] for i in idx])  # on CPU; the model may sit on a GPU
-                    out[idx] = self(**{k: v.to(self.model.device) for k, v in tok.items()}).float().cpu().numpy()
+                    if session is not None:
+                        out[idx] = session.run(None, {k: v.numpy() for k, v in tok.items()})[0]
+                    else:
+                        out[idx] = self(**{k: v.to(self.model.device) for k, v in tok.items()}).float().cpu().numpy()
         finally:
             self.train(was_training)
         return out
 
+    # -- ONNX Runtime --------------------------------------------------------------------------------------
+    @property
+    def runtime_tag(self) -> str:
+        """Part of the feature-cache namespace: int8 features never mix with float ones."""
+        return "int8" if self.runtime == "onnxruntime-int8" else ""
+
+    def onnx_session(self):
+        """The ONNX Runtime session for ``encode``, or None when PyTorch runs it (runtime 'torch', a GPU model,
+        weights made trainable for fine-tuning, onnxruntime missing, or a failed export in 'auto' mode)."""
+        if self._session is None:
+            self._session = False
+            if self.runtime != "torch":
+                try:
+                    self._session = self._build_session()
+                except ConfigError as err:
+                    if self.runtime != "auto":
+                        raise
+                    log.warning("MiniLM runs in PyTorch (%s)", err)
+        return self._session or None
+
+    def _build_session(self):
+        if self.model.device.type != "cpu":
+            raise ConfigError(f"the model is on {self.model.device.type}")
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise ConfigError("onnxruntime is not installed (pip install 'genrefusion[export]')") from None
+        from ..paths import cache_dir
+
+        int8 = self.runtime == "onnxruntime-int8"
+        graph = cache_dir() / "onnx" / f"minilm-{self.fingerprint}-opset{ONNX_OPSET}.onnx"
+        path = graph.with_name(graph.stem + "-int8.onnx") if int8 else graph
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = torch.get_num_threads()  # the same share of the cores PyTorch would use
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        # idle ORT threads otherwise spin for a while after each run, stealing the cores the image backbone
+        # needs next (measured: +30 ms on a warm single-title prediction)
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        probe = self.tokenize(["A retired hitman is pulled back in.",
+                               "Two friends drive across the country to scatter their father's ashes, and on "
+                               "the way they meet a stranger who changes everything."])
+
+        def open_session():
+            return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+        try:
+            session = None
+            if path.is_file():
+                try:
+                    session = open_session()
+                except Exception:  # noqa: BLE001 - a damaged graph (disk full, killed copy): make it again
+                    path.unlink(missing_ok=True)
+            if session is None:
+                if not graph.is_file():
+                    self._export(graph, probe)
+                if int8:
+                    _atomic_file(path, lambda tmp: _quantize(graph, tmp))
+                session = open_session()
+            got = session.run(None, {k: v.numpy() for k, v in probe.items()})[0]
+        except ConfigError:
+            raise
+        except Exception as err:  # noqa: BLE001 - any exporter/runtime surprise means: stay on PyTorch
+            msg = (str(err).splitlines() or [""])[0][:200]
+            raise ConfigError(f"ONNX export/run failed: {type(err).__name__}{': ' + msg if msg else ''}") from None
+        with torch.inference_mode():
+            want = self(**probe).numpy()
+        if int8:  # quantisation moves features a little: check direction (cosine), not digits
+            cos = float((got * want).sum(1).min())
+            if cos < INT8_MIN_COSINE:
+                raise ConfigError(f"{path}: int8 features too far from float ones (cosine {cos:.3f})")
+        else:
+            diff = float(np.abs(got - want).max())
+            if diff > ONNX_TOLERANCE:
+                raise ConfigError(f"{path}: ONNX Runtime differs from PyTorch by {diff:.1e} (> {ONNX_TOLERANCE})")
+        return session
+
+    def _export(self, path: Path, probe: dict[str, torch.Tensor]) -> None:
+        import warnings
+
+        def export(tmp: str) -> None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # tracer chatter about constant-folded shape checks
+                torch.onnx.export(_Pooled(self).eval(), (probe["input_ids"], probe["attention_mask"]), tmp,
+                                  dynamo=False, input_names=["input_ids", "attention_mask"],
+                                  output_names=["embedding"], opset_version=ONNX_OPSET,
+                                  dynamic_axes={"input_ids": {0: "batch", 1: "tokens"},
+                                                "attention_mask": {0: "batch", 1: "tokens"},
+                                                "embedding": {0: "batch"}})
+
+        _atomic_file(path, export)
+
     def unfreeze_top(self, n_layers: int) -> list[nn.Parameter]:
         """Freeze everything, then make the top ``n_layers`` transformer layers trainable; returns those params."""
+        self._session = False  # the weights will change: the exported graph would be stale
         for p in self.parameters():
             p.requires_grad_(False)
         layers = list(self.model.encoder.layer)
@@ -103,7 +254,22 @@ class MiniLMEncoder(nn.Module):
 
     def layer_groups(self) -> list[list[nn.Parameter]]:
         """Embeddings, then each transformer layer (input to output), for discriminative learning rates."""
+        self._session = False
         return [list(self.model.embeddings.parameters())] + [list(l.parameters()) for l in self.model.encoder.layer]
+
+
+class _Pooled(nn.Module):
+    """``MiniLMEncoder.forward`` as a module of its own, for the ONNX exporter."""
+
+    def __init__(self, enc: MiniLMEncoder):
+        super().__init__()
+        self.enc = enc
+
+    def forward(self, input_ids, attention_mask):
+        return MiniLMEncoder.forward(self.enc, input_ids, attention_mask)
+
+    def train(self, mode: bool = True):  # the exporter restores the wrapper's mode afterwards: never train
+        return super().train(False)
 
 
 TEXT_ENCODERS = {"minilm": MiniLMEncoder}
