@@ -216,3 +216,24 @@ def test_200_malformed_requests_get_4xx_and_server_survives(tiny_run):
         assert http.get("/health").json()["status"] == "ok"
         ok = http.post("/predict", data={"plot": PLOT})  # and it still predicts
         assert ok.status_code == 200 and ok.json()["used"] == ["plot"]
+
+
+def test_server_connections_disable_nagle():
+    """Keep-alive clients (browsers, httpx) waited ~40 ms per request when the pre-bound socket had proto 0:
+    asyncio then skips TCP_NODELAY on accepted connections. Checked on the server's own connection sockets."""
+    import socket
+
+    import httpx
+    from fastapi import FastAPI
+
+    from genrefusion.serve.server import BackgroundServer
+
+    tiny = FastAPI()
+    tiny.get("/ping")(lambda: {"ok": True})
+    with BackgroundServer(tiny) as srv, httpx.Client(base_url=srv.url, timeout=30) as http:
+        assert http.get("/ping").json() == {"ok": True}
+        conns = list(srv.server.server_state.connections)
+        assert conns, "no open keep-alive connection to inspect"
+        for proto in conns:
+            sock = proto.transport.get_extra_info("socket")
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0

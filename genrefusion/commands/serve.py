@@ -38,7 +38,6 @@ def add_arguments(p):
 
 def run(args) -> int:
     import errno
-    import socket
 
     from ..errors import GenreFusionError
 
@@ -48,14 +47,13 @@ def run(args) -> int:
         raise GenreFusionError("serve needs FastAPI and uvicorn: pip install 'genrefusion[serve]'") from None
     from ..predict import GenreClassifier
     from ..serve.app import create_app
+    from ..serve.server import listen_socket
 
     clf = GenreClassifier.load(args.run_dir, text_runtime=args.text_runtime)
     app = create_app(clf, warmup=not args.no_warmup)  # bundle errors surface here, before binding
     # bind ourselves so "port in use" is one clear line rather than uvicorn's traceback-free exit(1)
     try:
-        sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((args.host, args.port))
+        sock = listen_socket(args.host, args.port)
     except OSError as err:
         reason = "address already in use" if err.errno == errno.EADDRINUSE else (err.strerror or str(err))
         raise GenreFusionError(f"cannot listen on {args.host}:{args.port}: {reason}") from None
