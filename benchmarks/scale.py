@@ -4,7 +4,9 @@ A synthetic canonical dataset of N titles is generated from the shipped posters 
 poster is re-encoded with a small per-title change (crop offset + a marker pixel) and every plot gets a distinct
 suffix, so the content-keyed feature cache cannot short-cut the work: the 26k run really decodes and encodes 26k
 posters. Each step runs in its own subprocess; its peak RSS comes from ``wait4`` (the kernel's ru_maxrss), so
-numbers include torch, the model and every buffer.
+numbers include torch, the model and every buffer. The step is started by a small launcher process, not by
+this one: Linux carries the forking parent's RSS into the child's ru_maxrss across exec, so a child forked
+from a benchmark that has loaded torch would report at least the benchmark's own size.
 
     python benchmarks/scale.py --sizes 2600 26000 --run runs/demo        # predict step needs a trained run
 """
@@ -69,18 +71,31 @@ def make_synthetic(out: Path, n: int, seed: int = 0) -> Path:
     return out
 
 
+# runs argv[2:] and writes {"rc", "maxrss_kib"} of it to argv[1]; a fresh ~10 MiB process, see the docstring
+_LAUNCHER = ("import json, os, subprocess, sys\n"
+             "p = subprocess.Popen(sys.argv[2:])\n"
+             "_, status, usage = os.wait4(p.pid, 0)\n"
+             "json.dump({'rc': os.waitstatus_to_exitcode(status), 'maxrss_kib': usage.ru_maxrss},"
+             " open(sys.argv[1], 'w'))\n")
+
+
 def measure(cmd: list[str], env: dict | None = None) -> dict:
-    """Run ``cmd``; return wall seconds, peak RSS (MiB) and the exit code."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    res = {"seconds": round(time.perf_counter() - t0, 2), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
-           "rc": proc.returncode}
-    if proc.returncode != 0:
-        res["tail"] = out[-800:]
+    """Run ``cmd``; return wall seconds, peak RSS (MiB, the command and its children) and the exit code."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="gf-measure-") as tmp:
+        report = Path(tmp) / "usage.json"
+        t0 = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-c", _LAUNCHER, str(report), *cmd],
+                              env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+        seconds = round(time.perf_counter() - t0, 2)
+        if not report.is_file():
+            return {"seconds": seconds, "peak_rss_mib": None, "rc": proc.returncode, "tail": proc.stdout[-800:]}
+        usage = json.loads(report.read_text())
+    res = {"seconds": seconds, "peak_rss_mib": round(usage["maxrss_kib"] / 1024, 1), "rc": usage["rc"]}
+    if usage["rc"] != 0:
+        res["tail"] = proc.stdout[-800:]
     return res
 
 
