@@ -7,7 +7,8 @@
 A title is a poster (path, bytes, PIL image or ``preprocess_poster``'s tensor; optional) plus a plot (str; optional): a dict
 ``{"poster": ..., "plot": ...}``, a ``Title``-like object with ``.poster``/``.plot``, or a ``(poster, plot)`` pair.
 Loading reads safetensors + JSON only (never unpickles). Encoders are built once per instance and prediction
-never writes to disk (no feature cache), so a classifier can serve requests from a read-only install.
+writes no features (no feature cache); the one file it may write is MiniLM's ONNX graph, exported once into
+the cache folder (if that is not writable, MiniLM runs in PyTorch), so a read-only install can serve requests.
 """
 from __future__ import annotations
 

@@ -134,6 +134,20 @@ def test_onnxruntime_unavailable(tmp_path, monkeypatch, caplog):
         MiniLMEncoder(runtime="fast")
 
 
+def test_unwritable_cache_falls_back_to_torch(tmp_path, monkeypatch, caplog, minilm):
+    """A read-only install: the graph cannot be exported, so 'auto' encodes in PyTorch (same features)."""
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the cache folder should be")
+    monkeypatch.setenv("GENREFUSION_CACHE", str(blocker))
+    enc = MiniLMEncoder(runtime="auto")
+    with caplog.at_level("WARNING"):
+        f = enc.encode([ALIEN_1])
+    assert enc.onnx_session() is None and "runs in PyTorch" in caplog.text
+    np.testing.assert_allclose(f, minilm.encode([ALIEN_1]), atol=1e-5)
+    with pytest.raises(ConfigError, match="cannot write the ONNX graph"):
+        MiniLMEncoder(runtime="onnxruntime").encode([ALIEN_1])
+
+
 def test_fine_tuning_switches_encode_to_torch(minilm):
     try:
         minilm.unfreeze_top(1)

@@ -22,26 +22,9 @@ from __future__ import annotations
 import argparse
 
 from ..encoders import TEXT_RUNTIMES
+from . import in_range
 
-
-def _positive_int(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}")
-    return v
-
-
-def _probability(s: str) -> float:
-    try:
-        v = float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {s!r}") from None
-    if not 0.0 <= v <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {s!r}")
-    return v
+POSITIVE_INT = in_range(int, 1, float("inf"), "a positive integer")
 
 
 def add_arguments(p):
@@ -52,18 +35,19 @@ def add_arguments(p):
     one.add_argument("--plot", metavar="TEXT", help="plot summary")
     one.add_argument("--plot-file", metavar="FILE", help="read the plot summary from a UTF-8 text file")
     both = p.add_argument_group("decision (one title and batch)")
-    both.add_argument("--top-k", type=_positive_int, metavar="K",
+    both.add_argument("--top-k", type=POSITIVE_INT, metavar="K",
                       help="at most the K most probable of the predicted genres")
     both.add_argument("--text-runtime", choices=TEXT_RUNTIMES, default=None,
                       help="how MiniLM plot features are computed: auto (ONNX Runtime when installed, else "
                            "PyTorch; identical results), torch, onnxruntime, or onnxruntime-int8 (faster, "
                            "features within cosine 0.99; see benchmarks/README.md)")
-    both.add_argument("--threshold", type=_probability, metavar="P",
+    both.add_argument("--threshold", type=in_range(float, 0.0, 1.0, "a number between 0 and 1"),
+                      metavar="P",
                       help="one threshold for every genre instead of the tuned per-genre thresholds")
     b = p.add_argument_group("batch")
     b.add_argument("--batch", metavar="INPUT", help="dataset folder, CSV/TSV or JSONL file of titles")
     b.add_argument("--out", metavar="OUT", help="output file: .jsonl or .csv (required with --batch)")
-    b.add_argument("--batch-size", type=_positive_int, default=32, metavar="N",
+    b.add_argument("--batch-size", type=POSITIVE_INT, default=32, metavar="N",
                    help="titles per inference batch, and the shard block size (default 32)")
     b.add_argument("--shard", metavar="K/N", help="process only shard K of N (see above)")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -9,18 +9,7 @@ Endpoints: POST /predict (multipart `poster` file and/or `plot` text), POST /pre
 from __future__ import annotations
 
 from ..encoders import TEXT_RUNTIMES
-
-
-def _port(s: str) -> int:
-    import argparse
-
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number, got {s!r}") from None
-    if not 0 <= v <= 65535:
-        raise argparse.ArgumentTypeError(f"port must be 0-65535, got {v}")
-    return v
+from . import in_range
 
 
 def add_arguments(p):
@@ -29,7 +18,8 @@ def add_arguments(p):
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.add_argument("run_dir", metavar="RUN_DIR", help="a trained run folder (or its model bundle folder)")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=_port, default=8000, help="TCP port (default 8000)")
+    p.add_argument("--port", type=in_range(int, 0, 65535, "a port number 0-65535"), default=8000,
+                   help="TCP port (default 8000)")
     p.add_argument("--text-runtime", choices=TEXT_RUNTIMES, default=None,
                    help="how MiniLM plot features are computed (as for predict; default auto)")
     p.add_argument("--no-warmup", action="store_true", help="skip the warm-up prediction at startup")

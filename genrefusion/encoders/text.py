@@ -8,7 +8,7 @@ is ~1.6x faster than eager PyTorch for this model, with identical outputs (max d
 The graph is exported once per weights fingerprint into the user cache (``$GENREFUSION_CACHE/onnx``). Choose with
 ``MiniLMEncoder(runtime=...)`` or ``GENREFUSION_TEXT_RUNTIME``: ``auto`` (default; falls back to PyTorch with a
 warning if the export or the check fails), ``torch``, ``onnxruntime`` (an error if it cannot be used), or
-``onnxruntime-int8``: dynamic int8 weights, ~1.8x faster again, features within cosine ~0.99 of the float ones (the
+``onnxruntime-int8``: dynamic int8 weights, ~2x faster again, features within cosine ~0.99 of the float ones (the
 accuracy change on the demo test split is in benchmarks/README.md); its features get their own cache namespace.
 """
 from __future__ import annotations
