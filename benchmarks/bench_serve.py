@@ -133,6 +133,7 @@ def run_all(run_dir, dataset=None, n_titles: int = 64, batch_size: int = 32, rep
             if clf8 is not None:
                 int8_t.append(batch_path(clf8))
     n = len(titles)
+    text = clf.encoders_.get("minilm")
     raw_tps, batch_tps = n / float(np.median(raw_t)), n / float(np.median(batch_t))
     int8_tps = n / float(np.median(int8_t)) if int8_t else None
 
@@ -163,12 +164,12 @@ def run_all(run_dir, dataset=None, n_titles: int = 64, batch_size: int = 32, rep
     return {
         "throughput_ratio": round(batch_tps / raw_tps, 3),
         "throughput_ratio_int8": round(int8_tps / raw_tps, 3) if int8_tps else None,
-        "text_runtime": clf.encoders_["minilm"].runtime + ("" if clf.encoders_["minilm"].onnx_session() is None
-                                                           else " (onnxruntime)") if "minilm" in clf.encoders_ else None,
+        "text_runtime": None if text is None else text.runtime + (" (onnxruntime)" if text.onnx_session() else ""),
         "latency_p50_ms": _pct(lat, 50), "latency_p95_ms": _pct(lat, 95),
         "api_latency_p50_ms": _pct(api, 50), "api_latency_p95_ms": _pct(api, 95),
         "batch_titles_per_s": round(batch_tps, 2), "backbone_titles_per_s": round(raw_tps, 2),
-        "batch_seconds": [round(x, 3) for x in batch_t], "batch_int8_seconds": [round(x, 3) for x in int8_t], "backbone_seconds": [round(x, 3) for x in raw_t],
+        "batch_seconds": [round(x, 3) for x in batch_t], "batch_int8_seconds": [round(x, 3) for x in int8_t],
+        "backbone_seconds": [round(x, 3) for x in raw_t],
         "titles": n, "batch_size": batch_size, "repeats": repeats, "torch_threads": threads,
         "cpu_count": os.cpu_count(), "image_encoder": enc.name, "model": clf.model_name_,
         "text_route": clf.bundle_.spec.get("text_route"), "dataset": str(dataset),

@@ -26,7 +26,6 @@ BatchNorm uses running statistics, so each row is computed independently.
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Sequence
@@ -34,6 +33,7 @@ from typing import Sequence
 import numpy as np
 
 from .errors import BadInput, GenreFusionError
+from .io import atomic_path, write_json
 
 OPSET = 17
 FORMAT = "genrefusion-onnx"
@@ -222,7 +222,6 @@ def export_onnx(src, out: str | os.PathLike, fmt: str = "onnx", check: bool = Tr
     written graph on two synthetic titles and must match PyTorch within 1e-4."""
     import torch
 
-    from .io import write_json
     from .paths import check_writable_target
 
     if fmt != "onnx":
@@ -235,28 +234,22 @@ def export_onnx(src, out: str | os.PathLike, fmt: str = "onnx", check: bool = Tr
     clf = _classifier(src)
     graph, names = build_graph(clf)
     args = _dummy_inputs(clf, names, 2)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
     try:
-        with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the TorchScript exporter's constant-folding chatter
-            torch.onnx.export(graph, tuple(torch.from_numpy(args[n]) for n in names), tmp, dynamo=False,
-                              input_names=names, output_names=["probs"], opset_version=OPSET,
-                              dynamic_axes={**{n: {0: "batch"} for n in names}, "probs": {0: "batch"}},
-                              do_constant_folding=True)
-        _check_onnx(tmp, graph, names, args) if check else None
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, out)
+        with atomic_path(out) as tmp:
+            with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the TorchScript exporter's constant-folding chatter
+                torch.onnx.export(graph, tuple(torch.from_numpy(args[n]) for n in names), tmp, dynamo=False,
+                                  input_names=names, output_names=["probs"], opset_version=OPSET,
+                                  dynamic_axes={**{n: {0: "batch"} for n in names}, "probs": {0: "batch"}},
+                                  do_constant_folding=True)
+            _check_onnx(tmp, graph, names, args) if check else None
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
     except GenreFusionError:
         raise
     except Exception as err:
         raise GenreFusionError(f"{out}: ONNX export failed ({type(err).__name__}: "
                                f"{(str(err).splitlines() or [''])[0][:200]})") from err
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     sidecar = {
         "format": FORMAT, "version": 1, "onnx": out.name, "opset": OPSET, "model": clf.model_name_,
         "genres": list(clf.genres_), "thresholds": [round(float(t), 6) for t in clf.thresholds_],

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -23,7 +22,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ConfigError
+from ..errors import ConfigError, GenreFusionError
+from ..io import atomic_path
 from . import TEXT_RUNTIMES
 from .image import file_fingerprint
 
@@ -37,17 +37,11 @@ CPU_CHUNK = 8
 def _atomic_file(path: Path, write) -> None:
     """``write(tmp_name)`` into a temp file beside ``path``, then rename: a killed run never leaves half a graph."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-    except OSError as err:
-        raise ConfigError(f"cannot write the ONNX graph under {path.parent} ({err.strerror or err})") from None
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        with atomic_path(path) as tmp:
+            write(tmp)
+    except (OSError, GenreFusionError) as err:  # read-only or full cache folder: 'auto' falls back to PyTorch
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+        raise ConfigError(f"cannot write the ONNX graph under {path.parent} ({reason})") from None
 
 
 def _quantize(src: Path, out: str) -> None:
