@@ -36,11 +36,11 @@ import sys
 from genrefusion.data.dataset import Dataset
 from genrefusion.encoders.image import build_image_encoder
 from genrefusion.encoders.text import MiniLMEncoder
-from genrefusion.train import build_inputs
+from genrefusion.encoders.inputs import InputEncoders, build_inputs
 ds = Dataset(sys.argv[1])
 ts = ds.titles()
 inp = build_inputs([ds.poster_path(t) if t.poster else None for t in ts], [t.plot for t in ts],
-                   build_image_encoder("efficientnet_lite0"), MiniLMEncoder(), None, sys.argv[2],
+                   InputEncoders(build_image_encoder("efficientnet_lite0"), MiniLMEncoder()), sys.argv[2],
                    [t.id for t in ts], num_workers=2, progress=False)
 print(int(inp.image_ok.sum()), "posters,", int(inp.text_ok.sum()), "plots encoded")
 """

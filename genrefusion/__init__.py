@@ -1,5 +1,5 @@
 """genrefusion: multi-label movie/TV genre prediction from poster + plot."""
-__version__ = "0.1.0"
+from .version import __version__
 
 from .data import Dataset, GenreVocab, Title
 from .errors import GenreFusionError

@@ -32,6 +32,8 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
+# decide and check_overrides moved to decision.py; re-exported here, their old home
+from .decision import check_overrides, decide, per_genre, used_inputs  # noqa: F401
 from .errors import BadInput, ConfigError, DatasetError, GenreFusionError
 from .io import AtomicStream
 
@@ -137,34 +139,21 @@ def open_input(path: str | os.PathLike, *, columns: dict[str, str] | None = None
 def _dataset_items(root: Path) -> Iterator[BatchItem]:
     """A canonical dataset's titles by line, keeping each title's own id; a malformed line or a
     poster path escaping the folder is an item with an error, not a skipped line."""
-    from .data.dataset import TITLES, Dataset
-    from .data.records import Title
+    from .data.dataset import TITLES, BadLine, Dataset, parse_title, title_lines
 
     ds = Dataset(root)
-    index = 0
-    with open(root / TITLES, "rb") as fh:
-        for lineno, raw in enumerate(fh, 1):
-            if not raw.strip():
-                continue
-            where = f"line {lineno}"
-            item = BatchItem(index, where)
-            index += 1
-            try:
-                t = Title.from_dict(json.loads(raw.decode("utf-8")), where)
-            except UnicodeDecodeError:
-                item.error = f"{TITLES} {where}: not valid UTF-8"
-            except json.JSONDecodeError as err:
-                item.error = f"{TITLES} {where}: malformed JSON ({err.msg})"
-            except DatasetError as err:
-                item.error = str(err)
-            else:
-                item.id, item.plot = t.id, t.plot
-                if t.poster:
-                    try:
-                        item.poster = ds.poster_path(t)
-                    except DatasetError as err:
-                        item.error = str(err)
-            yield item
+    for index, (lineno, raw) in enumerate(title_lines(root / TITLES)):
+        where = f"line {lineno}"
+        item = BatchItem(index, where)
+        try:
+            t = parse_title(raw, where)
+            item.id, item.plot = t.id, t.plot
+            item.poster = ds.poster_path(t) if t.poster else None
+        except BadLine as err:
+            item.error = f"{TITLES} {where}: {err}"
+        except DatasetError as err:
+            item.error = str(err)
+        yield item
 
 
 def _raw_items(raws) -> Iterator[BatchItem]:
@@ -183,27 +172,6 @@ def _raw_items(raws) -> Iterator[BatchItem]:
         else:
             item.poster, item.plot = r.poster, clean_text(r.plot)
         yield item
-
-
-# -- decisions (the same rule as GenreClassifier.predict_one) ---------------------------------------
-def decide(scores: np.ndarray, genres: Sequence[str], thresholds: np.ndarray, top_k: int | None = None,
-           threshold: float | None = None) -> list[str]:
-    """Predicted genres, most probable first: those at or above their threshold (``threshold``
-    overrides every genre's). ``top_k`` alone: the k most probable genres, whatever the thresholds
-    ("give me 3 genres"); with ``threshold`` too: at most k of those above it."""
-    order = np.argsort(-np.asarray(scores, float), kind="stable")
-    if top_k is not None and threshold is None:
-        return [genres[j] for j in order[:top_k]]
-    thr = np.full(len(genres), float(threshold)) if threshold is not None else np.asarray(thresholds, float)
-    picked = [genres[j] for j in order if scores[j] >= thr[j]]
-    return picked[:top_k] if top_k is not None else picked
-
-
-def check_overrides(top_k, threshold) -> None:
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-        raise BadInput(f"top_k: must be a positive integer, got {top_k!r}")
-    if threshold is not None and not (isinstance(threshold, (int, float)) and 0.0 <= threshold <= 1.0):
-        raise BadInput(f"threshold: must be a number between 0 and 1, got {threshold!r}")
 
 
 # -- inference over blocks --------------------------------------------------------------------------
@@ -240,8 +208,7 @@ def prepare(item: BatchItem, clf=None) -> Prepared:
     if poster is None and plot is None:
         item.error = f"{item.id}: neither a poster nor a plot to predict from"
         return Prepared(item, None, [])
-    used = (["poster"] if poster is not None else []) + (["plot"] if plot is not None else [])
-    return Prepared(item, {"poster": poster, "plot": plot}, used)
+    return Prepared(item, {"poster": poster, "plot": plot}, used_inputs(poster, plot))
 
 
 def _one_line(err: BaseException) -> str:
@@ -330,7 +297,7 @@ def run_batch(clf, inp: Iterable[BatchItem], writer, *, batch_size: int = 32, sh
                     s = np.asarray(s, np.float64)
                     row = {"index": p.item.index, "id": p.item.id,
                            "genres": decide(s, genres, thresholds, top_k, threshold),
-                           "scores": {g: round(float(v), SCORE_DECIMALS) for g, v in zip(genres, s)},
+                           "scores": per_genre(genres, s, SCORE_DECIMALS),
                            "used": p.used, "error": None}
                     stats.ok += 1
                 writer.write(row)

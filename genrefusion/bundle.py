@@ -96,22 +96,33 @@ def _fail(path, msg) -> BundleError:
     return BundleError(f"{path}: {msg}")
 
 
+def bundle_dir(path) -> Path:
+    """The bundle folder of ``path``: the path itself, or the ``model/`` folder of a run dir."""
+    path = Path(path)
+    if (path / "model" / CONFIG).is_file() and not (path / WEIGHTS).is_file():  # a run dir: its config.json is the run's
+        return path / "model"
+    return path
+
+
+def _read(folder: Path, name: str, missing: str) -> bytes:
+    """The bytes of the bundle part ``name``; a missing or unreadable part is a one-line BundleError."""
+    try:
+        return (folder / name).read_bytes()
+    except FileNotFoundError:
+        raise _fail(folder, missing) from None
+    except OSError as err:
+        raise _fail(folder / name, f"cannot read ({err.strerror})") from None
+
+
 def read_bundle_config(path) -> dict:
     """``config.json`` of a bundle, checked for structure (no weights read)."""
-    path = Path(path)
-    if (path / "model" / CONFIG).is_file() and not (path / WEIGHTS).is_file():
-        path = path / "model"  # a run dir was given
+    path = bundle_dir(path)
     if not path.exists():
         raise _fail(path, "model bundle not found")
     if not path.is_dir():
         raise _fail(path, "not a model bundle folder (expected a folder with config.json and weights.safetensors)")
     cfg_path = path / CONFIG
-    try:
-        raw = cfg_path.read_bytes()
-    except FileNotFoundError:
-        raise _fail(path, f"not a model bundle ({CONFIG} missing)") from None
-    except OSError as err:
-        raise _fail(cfg_path, f"cannot read ({err.strerror})") from None
+    raw = _read(path, CONFIG, f"not a model bundle ({CONFIG} missing)")
     try:
         cfg = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -159,20 +170,13 @@ def load_bundle(path, models: list[str] | None = None) -> Bundle:
     from safetensors import SafetensorError
     from safetensors.torch import load
 
-    from .train import build_models
+    from .models.build import build_models
 
-    path = Path(path)
-    if (path / "model" / CONFIG).is_file() and not (path / WEIGHTS).is_file():  # a run dir: its config.json is the run's
-        path = path / "model"
+    path = bundle_dir(path)
     cfg = read_bundle_config(path)
     names = list(cfg["models"]) if models is None else [n for n in models if n in cfg["models"]]
     wpath = path / WEIGHTS
-    try:
-        blob = wpath.read_bytes()
-    except FileNotFoundError:
-        raise _fail(path, f"{WEIGHTS} missing; the bundle is incomplete") from None
-    except OSError as err:
-        raise _fail(wpath, f"cannot read ({err.strerror})") from None
+    blob = _read(path, WEIGHTS, f"{WEIGHTS} missing; the bundle is incomplete")
     try:
         # parsing safetensors never runs code, so it goes first: a valid file whose 8-byte header length
         # happens to start with 0x80 must not be taken for a pickle
@@ -183,25 +187,8 @@ def load_bundle(path, models: list[str] | None = None) -> Bundle:
         raise _fail(wpath, f"not a valid safetensors file ({str(err).splitlines()[0][:120]}); "
                            "the bundle is truncated or damaged") from None
 
-    vocab = None
     spec = cfg["spec"]
-    if spec.get("text_route") == "lstm":
-        from .encoders.tokenize import Vocab
-
-        vpath = path / VOCAB
-        try:
-            vobj = json.loads(vpath.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise _fail(path, f"{VOCAB} missing (the LSTM text model needs it)") from None
-        except (UnicodeDecodeError, json.JSONDecodeError, OSError) as err:
-            raise _fail(vpath, f"not valid JSON ({err})") from None
-        try:
-            vocab = Vocab.from_json(vobj)
-        except GenreFusionError as err:
-            raise _fail(vpath, str(err)) from None
-        if len(vocab) != spec.get("lstm", {}).get("vocab_size"):
-            raise _fail(vpath, f"has {len(vocab)} tokens but the model was built for "
-                               f"{spec.get('lstm', {}).get('vocab_size')}")
+    vocab = _load_vocab(path, spec) if spec.get("text_route") == "lstm" else None
     try:
         built = build_models(spec, names)
     except (KeyError, TypeError, ValueError, GenreFusionError) as err:
@@ -225,3 +212,24 @@ def load_bundle(path, models: list[str] | None = None) -> Bundle:
                           f"(order or names edited); refusing to mislabel predictions")
     thresholds = {n: np.asarray(cfg["thresholds"][n], dtype=np.float64) for n in names}
     return Bundle(path, cfg, built, thresholds, vocab)
+
+
+def _load_vocab(path: Path, spec: dict):
+    """The LSTM route's word vocabulary (``vocab.json``), checked against the model's embedding size."""
+    from .encoders.tokenize import Vocab
+
+    vpath = path / VOCAB
+    try:
+        vobj = json.loads(vpath.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise _fail(path, f"{VOCAB} missing (the LSTM text model needs it)") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, OSError) as err:
+        raise _fail(vpath, f"not valid JSON ({err})") from None
+    try:
+        vocab = Vocab.from_json(vobj)
+    except GenreFusionError as err:
+        raise _fail(vpath, str(err)) from None
+    if len(vocab) != spec.get("lstm", {}).get("vocab_size"):
+        raise _fail(vpath, f"has {len(vocab)} tokens but the model was built for "
+                           f"{spec.get('lstm', {}).get('vocab_size')}")
+    return vocab

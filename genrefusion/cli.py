@@ -12,7 +12,7 @@ import importlib
 import os
 import sys
 
-from . import __version__
+from .version import __version__
 from .errors import GenreFusionError
 
 # name -> (module, one-line help)

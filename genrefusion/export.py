@@ -101,11 +101,8 @@ def _classifier(src):
 
 def _image_encoder(clf):
     """The classifier's image encoder, built as predict builds it (and cached on the classifier)."""
-    from .train import make_inputs
-
-    if "image" not in clf.encoders_ and clf.bundle_.spec.get("image_dim"):
-        make_inputs([None], [None], clf.bundle_, progress=False, encoders=clf.encoders_)  # builds, predicts nothing
-    enc = clf.encoders_.get("image")
+    with clf._lock:
+        enc = clf.input_encoders().image
     if enc is not None:
         enc.eval()
     return enc
@@ -161,20 +158,23 @@ def text_features(clf, plots: Sequence[str | None]) -> tuple[np.ndarray, np.ndar
     """``(text [N,D] float32, text_present [N] bool)``: the graph's text input for plots (str or None)."""
     import torch
 
-    from .train import Batcher, make_inputs
+    from .encoders.inputs import build_inputs
+    from .inference import Batcher
 
     spec = clf.bundle_.spec
     if not spec.get("text_route"):
         raise GenreFusionError(f"model {clf.model_name_!r} takes no plot")
     plots = [p if isinstance(p, str) and p.strip() else None for p in plots]
-    inputs = make_inputs([None] * len(plots), plots, clf.bundle_, progress=False, encoders=clf.encoders_)
+    with clf._lock:
+        encoders = clf.input_encoders()
+    inputs = build_inputs([None] * len(plots), plots, encoders, progress=False)
     present = inputs.text_ok.numpy().astype(bool)
     if spec["text_route"] == "minilm":
         return inputs.minilm.numpy().astype(np.float32), present
     # LSTM route: the model's own (fine-tuned) recurrent encoder, pooled
     model = clf.bundle_.models[clf.model_name_]
     enc = model.plot.encoder if clf.model_name_ == "fused" else model.encoder
-    batch = Batcher(inputs, None, None, "lstm", spec.get("lstm", {}).get("max_len", 200))(np.arange(len(plots)))
+    batch = Batcher.for_spec(spec, inputs)(np.arange(len(plots)))
     with torch.inference_mode():
         feats = enc(batch["text"]).float().numpy()
     feats[~present] = 0.0

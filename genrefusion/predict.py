@@ -21,6 +21,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from .decision import check_overrides, decide, per_genre, used_inputs
 from .errors import BadInput, BundleError, GenreFusionError
 from .io import read_json
 
@@ -54,16 +55,53 @@ def _title_parts(t: Any, i: int) -> tuple[Any, str | None]:
 class GenreClassifier:
     """Multi-label genre classifier from poster and/or plot.
 
-    Learned attributes (after ``fit`` or ``load``): ``genres_``, ``thresholds_`` (per genre, tuned on the dev
-    split), ``model_name_`` (``fused``, ``poster`` or ``plot``), ``metrics_`` (the run's test metrics or None),
-    ``config_`` (the bundle's config), ``bundle_`` and ``run_dir_``.
+    Learned attributes (after ``fit`` or ``load``): ``genres_`` and its scikit-learn name ``classes_`` (the
+    columns of ``predict_proba``), ``thresholds_`` (per genre, tuned on the dev split), ``model_name_``
+    (``fused``, ``poster`` or ``plot``), ``metrics_`` (the run's test metrics or None), ``config_`` (the
+    bundle's config), ``bundle_`` and ``run_dir_``.
+
+    Picklable (``pickle``, ``copy.deepcopy``, process pools): the encoders, built lazily, and their lock are
+    left out of the pickle and rebuilt on first use.
     """
 
     def __init__(self, config=None, model: str | None = None, text_runtime: str | None = None):
         self.config = config
         self.model = model
         self.text_runtime = text_runtime  # MiniLM at prediction: auto|torch|onnxruntime|onnxruntime-int8 (text.py)
-        self._lock = threading.Lock()  # encoders are built lazily; one builder at a time under a server
+
+    # -- scikit-learn estimator protocol -------------------------------------------------------------------
+    _PARAMS = ("config", "model", "text_runtime")
+
+    def get_params(self, deep: bool = True) -> dict:
+        """The constructor's parameters (scikit-learn's ``clone`` and ``repr`` use them)."""
+        return {k: getattr(self, k) for k in self._PARAMS}
+
+    def set_params(self, **params) -> "GenreClassifier":
+        for k, v in params.items():
+            if k not in self._PARAMS:
+                raise ValueError(f"GenreClassifier has no parameter {k!r} (it has {', '.join(self._PARAMS)})")
+            setattr(self, k, v)
+        return self
+
+    @property
+    def classes_(self) -> list[str]:
+        return self.genres_
+
+    @property
+    def _lock(self) -> threading.Lock:
+        """Encoders are built lazily; one builder at a time under a server. Created on first use (a lock
+        cannot be pickled)."""
+        lock = self.__dict__.get("_lock_obj")
+        if lock is None:
+            lock = self.__dict__.setdefault("_lock_obj", threading.Lock())
+        return lock
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("_lock_obj", None)
+        if "encoders_" in state:
+            state["encoders_"] = {}  # rebuilt on first use: backbones are large and some hold native sessions
+        return state
 
     # -- training ----------------------------------------------------------------------------------------
     def fit(self, datasets: Sequence[str | os.PathLike], out: str | os.PathLike | None = None, resume: bool = False,
@@ -138,7 +176,8 @@ class GenreClassifier:
         BadInput naming it; a title with neither poster nor plot raises BadInput too."""
         import torch
 
-        from .train import Batcher, make_inputs, predict_rows
+        from .encoders.inputs import build_inputs
+        from .inference import Batcher, predict_rows
 
         self._check_fitted()
         parts = [_title_parts(t, i) for i, t in enumerate(titles)]
@@ -148,15 +187,13 @@ class GenreClassifier:
             if poster is None and plot is None:
                 raise BadInput(f"title {i}: neither a poster nor a plot to predict from")
         posters, plots = [p for p, _ in parts], [t for _, t in parts]
-        spec = self.bundle_.spec
         with self._lock:  # building encoders (first call) must happen once
-            self._encoders()
-            inputs = make_inputs(posters, plots, self.bundle_, cache_dir=None, progress=progress,
-                                 encoders=self.encoders_, batch_size=batch_size, num_workers=num_workers)
+            inputs = build_inputs(posters, plots, self.input_encoders(), progress=progress, image_batch_size=batch_size,
+                                  text_batch_size=batch_size, num_workers=num_workers)
         if inputs.errors:
             raise BadInput(next(iter(inputs.errors.values())))  # names the poster (path or #index)
         model = self.bundle_.models[self.model_name_]
-        batcher = Batcher(inputs, None, None, spec.get("text_route"), spec.get("lstm", {}).get("max_len", 200))
+        batcher = Batcher.for_spec(self.bundle_.spec, inputs)
         with torch.inference_mode():
             return predict_rows(model, np.arange(len(parts)), batcher, batch_size=max(256, batch_size))
 
@@ -172,21 +209,21 @@ class GenreClassifier:
         enc = self.encoders_.get("image")
         if enc is None:
             with self._lock:  # only while building: predict_proba holds the lock for a whole batch
-                enc, _ = self._encoders()
+                enc = self.input_encoders().image
         if enc is None:
             return None
         return enc.preprocess(poster if isinstance(poster, Image.Image) else load_image(poster, name=name))
 
-    def _encoders(self) -> tuple:
-        """(image encoder, MiniLM) of the bundle, built on first use (call under ``_lock``)."""
-        from .train import bundle_encoders
+    def input_encoders(self):
+        """The bundle's ``InputEncoders`` (poster backbone, MiniLM, LSTM vocabulary), built on first use (call
+        under ``_lock`` when other threads may be predicting)."""
+        from .inference import bundle_encoders
 
+        self._check_fitted()
         return bundle_encoders(self.bundle_, self.encoders_, text_runtime=self.text_runtime)
 
     def decide(self, scores: np.ndarray, top_k: int | None = None, threshold: float | None = None) -> list[list[str]]:
-        """Predicted genres per row, most probable first (rule: ``genrefusion.batch.decide``)."""
-        from .batch import decide
-
+        """Predicted genres per row, most probable first (rule: ``genrefusion.decision.decide``)."""
         return [decide(s, self.genres_, self.thresholds_, top_k, threshold) for s in np.atleast_2d(scores)]
 
     def predict(self, titles: Iterable, top_k: int | None = None, threshold: float | None = None) -> list[list[str]]:
@@ -195,18 +232,17 @@ class GenreClassifier:
     def predict_one(self, poster=None, plot: str | None = None, top_k: int | None = None,
                     threshold: float | None = None) -> dict:
         """One title -> ``{"genres", "scores", "thresholds", "used"}`` (the CLI's and the API's JSON)."""
-        from .batch import check_overrides
-
         check_overrides(top_k, threshold)
         poster, plot = _title_parts({"poster": poster, "plot": plot}, 0)
         if poster is None and plot is None:
             raise BadInput("give a poster, a plot, or both")
         s = self.predict_proba([{"poster": poster, "plot": plot}])[0]
-        used = (["poster"] if poster is not None else []) + (["plot"] if plot is not None else [])
-        return {"genres": self.decide(s, top_k, threshold)[0],
-                "scores": {g: round(float(v), 4) for g, v in sorted(zip(self.genres_, s), key=lambda x: -x[1])},
-                "thresholds": {g: round(float(t), 4) for g, t in zip(self.genres_, self.thresholds_)},
-                "used": used}
+        return {"genres": self.decide(s, top_k, threshold)[0], "scores": per_genre(self.genres_, s, by_value=True),
+                "thresholds": self.rounded_thresholds(), "used": used_inputs(poster, plot)}
+
+    def rounded_thresholds(self) -> dict[str, float]:
+        """``{genre: threshold}`` as every output shows them (4 decimals)."""
+        return per_genre(self.genres_, self.thresholds_)
 
     # -- description -------------------------------------------------------------------------------------
     def info(self) -> dict:
@@ -222,7 +258,7 @@ class GenreClassifier:
                        for name in (self.model_name_, "poster", "plot", "always_negative", "tfidf_logreg")
                        if name in models}
         return {"model": self.model_name_, "models": list(self.bundle_.models), "genres": self.genres_,
-                "thresholds": {g: round(float(t), 4) for g, t in zip(self.genres_, self.thresholds_)},
+                "thresholds": self.rounded_thresholds(),
                 "encoders": {"image": c.get("image_encoder"), "text": c.get("text_encoder")},
                 "fusion": c.get("spec", {}).get("fusion"),
                 "genrefusion_version": c.get("genrefusion_version"),

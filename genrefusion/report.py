@@ -62,6 +62,15 @@ def _grid(n: int, max_cols: int = 6) -> tuple[int, int]:
     return max(1, math.ceil(n / cols)), cols
 
 
+def _panels(plt, n: int, cell: tuple[float, float], max_cols: int = 6):
+    """A figure of ``n`` panels on a grid: ``(fig, rows, cols, [(k, ax) for each panel])``; the spare cells are blank."""
+    rows, cols = _grid(n, max_cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(cell[0] * cols, cell[1] * rows), squeeze=False)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    return fig, rows, cols, list(enumerate(axes.flat))[:n]
+
+
 # -- figures ----------------------------------------------------------------------------------------------
 def fig_main_metrics(plt, models: dict) -> bytes | None:
     names = [n for n in _ordered(models) if models[n].get("micro_f1") is not None or n == "always_negative"]
@@ -115,12 +124,8 @@ def fig_confusion_grid(plt, model: dict, genres: list[str], name: str) -> bytes 
     genres = [g for g in genres if (pg.get(g) or {}).get("labelled")]
     if not genres:
         return None
-    rows, cols = _grid(len(genres))
-    fig, axes = plt.subplots(rows, cols, figsize=(2.1 * cols, 2.2 * rows), squeeze=False)
-    for k, ax in enumerate(axes.flat):
-        if k >= len(genres):
-            ax.axis("off")
-            continue
+    fig, _, _, panels = _panels(plt, len(genres), (2.1, 2.2))
+    for k, ax in panels:
         g = genres[k]
         c = pg[g]
         mat = np.array([[c["tn"], c["fp"]], [c["fn"], c["tp"]]])
@@ -151,12 +156,8 @@ def fig_pr_curves(plt, scores, name: str, thresholds: dict | None) -> bytes | No
     todo = [j for j in range(len(genres)) if Y[M[:, j], j].any()]
     if not todo:
         return None
-    rows, cols = _grid(len(todo))
-    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.2 * rows), squeeze=False)
-    for k, ax in enumerate(axes.flat):
-        if k >= len(todo):
-            ax.axis("off")
-            continue
+    fig, rows, cols, panels = _panels(plt, len(todo), (2.2, 2.2))
+    for k, ax in panels:
         j = todo[k]
         lab = M[:, j]
         y, s = Y[lab, j], S[lab, j]
@@ -189,12 +190,8 @@ def fig_training_curves(plt, training: dict, metric: str) -> bytes | None:
     stages = [(k, v) for k, v in training.items() if isinstance(v, dict) and v.get("history")]
     if not stages:
         return None
-    rows, cols = _grid(len(stages), 3)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
-    for k, ax in enumerate(axes.flat):
-        if k >= len(stages):
-            ax.axis("off")
-            continue
+    fig, _, _, panels = _panels(plt, len(stages), (4.2, 3.0), max_cols=3)
+    for k, ax in panels:
         name, info = stages[k]
         hist = info["history"]
         ep = [h["epoch"] for h in hist]

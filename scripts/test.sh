@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Run the whole test suite (slow end-to-end tests included). Sets up the venv first if needed.
+# Check the import layers, then run the whole test suite (slow end-to-end tests included). Sets up the venv
+# first if needed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 . .venv/bin/activate
 export GENREFUSION_CACHE=${GENREFUSION_CACHE:-$PWD/.cache/test-features}
+lint-imports --no-cache  # the layer contract in pyproject.toml: no upward import, no cycle
 python -m pytest -q -p no:cacheprovider "$@"

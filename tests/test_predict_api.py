@@ -160,6 +160,34 @@ def test_save_and_load_round_trip(clf, titles, tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".saved")]  # no temp folder left
 
 
+def test_pickle_and_deepcopy_round_trip(clf, titles):
+    import copy
+    import pickle
+
+    inputs = [{"poster": p, "plot": t} for p, t in titles]
+    want = clf.predict_proba(inputs)  # encoders built, lock in use: neither travels in the pickle
+    back = pickle.loads(pickle.dumps(clf))
+    assert back.encoders_ == {} and back.genres_ == clf.genres_ and back.model_name_ == clf.model_name_
+    np.testing.assert_allclose(back.predict_proba(inputs), want, atol=1e-6)
+    assert back._lock is not clf._lock
+    np.testing.assert_allclose(copy.deepcopy(clf).predict_proba(inputs[:1]), want[:1], atol=1e-6)
+    assert clf.encoders_  # the original keeps its encoders
+    assert pickle.loads(pickle.dumps(GenreClassifier(model="plot"))).get_params()["model"] == "plot"
+
+
+def test_estimator_params_and_classes(clf):
+    from sklearn.base import clone
+
+    assert clf.classes_ == clf.genres_
+    assert clf.get_params() == {"config": None, "model": None, "text_runtime": None}
+    fresh = clone(GenreClassifier(model="poster", text_runtime="torch"))
+    assert fresh.get_params() == {"config": None, "model": "poster", "text_runtime": "torch"}
+    assert not hasattr(fresh, "bundle_") and repr(fresh) == "GenreClassifier(unfitted)"
+    assert fresh.set_params(model="plot") is fresh and fresh.model == "plot"
+    with pytest.raises(ValueError, match="no parameter 'colour'"):
+        fresh.set_params(colour="red")
+
+
 def test_damaged_bundle_and_unfitted(tiny_run, tmp_path):
     with pytest.raises(GenreFusionError, match="not trained"):
         GenreClassifier().predict_proba([{"plot": "x"}])

@@ -9,12 +9,11 @@ import hashlib
 import json
 import os
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from ..errors import BadInput, DatasetError
+from ..errors import DatasetError
 from ..io import AtomicStream, read_json, resolve_inside, write_json
 from .images import load_image, save_jpeg
 from .records import GenreVocab, Title
@@ -22,6 +21,35 @@ from .records import GenreVocab, Title
 TITLES = "titles.jsonl"
 META = "dataset.json"
 SPLIT = "split.json"
+
+
+class BadLine(DatasetError):
+    """A ``titles.jsonl`` line that is not JSON in UTF-8; the message is the reason alone (no location)."""
+
+
+def title_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """The non-blank lines of a ``titles.jsonl`` as (line number, raw bytes): what every reader of the file
+    starts from (``Dataset.iter_titles``, ``validate_dataset``, batch prediction)."""
+    try:
+        fh = open(path, "rb")
+    except OSError as err:
+        raise DatasetError(f"{path}: cannot read ({err.strerror})") from None
+    with fh:
+        for lineno, raw in enumerate(fh, 1):
+            if raw.strip():
+                yield lineno, raw
+
+
+def parse_title(raw: bytes, where: str) -> Title:
+    """One line -> ``Title``. Raises ``BadLine`` (not UTF-8, malformed JSON) or ``DatasetError`` naming
+    ``where`` (a JSON value that is no valid title)."""
+    try:
+        d = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise BadLine("not valid UTF-8") from None
+    except json.JSONDecodeError as err:
+        raise BadLine(f"malformed JSON ({err.msg})") from None
+    return Title.from_dict(d, where)
 
 
 @dataclass
@@ -66,24 +94,13 @@ class Dataset:
     # -- reading -------------------------------------------------------------------------
     def iter_titles(self, problems: list[Problem] | None = None) -> Iterator[Title]:
         """Stream titles; malformed lines go to ``problems`` (line number + reason) and are skipped."""
-        try:
-            fh = open(self.titles_path, "rb")
-        except OSError as err:
-            raise DatasetError(f"{self.titles_path}: cannot read ({err.strerror})") from None
-        with fh:
-            for lineno, raw in enumerate(fh, 1):
-                if not raw.strip():
-                    continue
-                where = f"{TITLES} line {lineno}"
-                try:
-                    d = json.loads(raw.decode("utf-8"))
-                    yield Title.from_dict(d, where)
-                except UnicodeDecodeError:
-                    self._report(problems, f"line {lineno}", "bad-line", "not valid UTF-8")
-                except json.JSONDecodeError as err:
-                    self._report(problems, f"line {lineno}", "bad-line", f"malformed JSON ({err.msg})")
-                except DatasetError as err:
-                    self._report(problems, f"line {lineno}", "bad-line", str(err))
+        for lineno, raw in title_lines(self.titles_path):
+            try:
+                t = parse_title(raw, f"{TITLES} line {lineno}")
+            except DatasetError as err:
+                self._report(problems, f"line {lineno}", "bad-line", str(err))
+                continue
+            yield t
 
     @staticmethod
     def _report(problems, id_, kind, msg):

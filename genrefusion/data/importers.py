@@ -19,13 +19,13 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Iterable, Iterator
 
 from ..errors import BadInput, ConfigError, DatasetError
 from ..genres import IMDB_GENRES, canonical_genre, parse_genre_cell
 from ..io import is_under, read_json, resolve_inside, write_json
 from ..paths import check_writable_target
-from .dataset import META, SPLIT, TITLES, DatasetWriter, Problem, poster_name
+from .dataset import SPLIT, TITLES, DatasetWriter, Problem, poster_name
 from .images import load_image, save_jpeg
 from .records import Title
 
@@ -250,8 +250,49 @@ def write_dataset(raws: Iterable[RawTitle], out: str | os.PathLike, *, source: s
     out = check_out(out, sources, force)
     rep = ImportReport(out=str(out), source=source)
     vocab = [canonical_genre(g) for g in genres] if genres else None
-    vocab_set = set(vocab) if vocab else None
+    kept = _keep(raws, set(vocab) if vocab else None, rep)
 
+    # posters: decode + re-encode in parallel, straight into the output folder
+    out.mkdir(parents=True, exist_ok=True)
+    old_posters = {p.name for p in (out / "posters").glob("*")} if force and (out / "posters").is_dir() else set()
+    dest_of: dict[str, str] = {}
+    used: set[str] = set()
+    jobs = []
+    for r in kept:
+        if r.poster is None:
+            continue
+        rel = poster_name(r.id)
+        stem, n = rel[:-4], 1
+        while rel in used:  # two ids that differ only in unsafe characters
+            rel, n = f"{stem}_{n}.jpg", n + 1
+        used.add(rel)
+        dest_of[r.id] = rel
+        jobs.append((r.id, str(r.poster), str(out / rel), max_side))
+    failures = _convert_posters(jobs, workers) if jobs else {}
+
+    writer = DatasetWriter(out, name=name or out.resolve().name, genres=None, source=source, overwrite=force,
+                           max_side=max_side)
+    written, present = _write_titles(writer, kept, dest_of, failures, source, rep)
+    rep.genres = list(vocab) if vocab else sorted(present)
+    writer.genres = rep.genres
+    writer.close()
+
+    # posters converted for titles that were then dropped, and leftovers of an overwritten dataset
+    for fname in (set(Path(d).name for d in dest_of.values()) | old_posters) - written:
+        try:
+            (out / "posters" / fname).unlink()
+        except OSError:
+            pass
+
+    if split:
+        _write_split(out, split, id_map, {r.id for r in kept} - {p.id for p in rep.dropped}, writer.name, rep)
+    elif force and (out / SPLIT).exists():
+        (out / SPLIT).unlink()  # a split of the overwritten dataset no longer matches its ids
+    return rep
+
+
+def _keep(raws: Iterable[RawTitle], vocab_set: set[str] | None, rep: ImportReport) -> list[RawTitle]:
+    """The records to import: an id (once), a genre (in ``vocab_set`` if given); the others go to ``rep.dropped``."""
     kept: list[RawTitle] = []
     seen: set[str] = set()
     for r in raws:
@@ -280,27 +321,13 @@ def write_dataset(raws: Iterable[RawTitle], out: str | os.PathLike, *, source: s
         r.plot = clean_text(r.plot)
         seen.add(r.id)
         kept.append(r)
+    return kept
 
-    # posters: decode + re-encode in parallel, straight into the output folder
-    out.mkdir(parents=True, exist_ok=True)
-    old_posters = {p.name for p in (out / "posters").glob("*")} if force and (out / "posters").is_dir() else set()
-    dest_of: dict[str, str] = {}
-    used: set[str] = set()
-    jobs = []
-    for r in kept:
-        if r.poster is None:
-            continue
-        rel = poster_name(r.id)
-        stem, n = rel[:-4], 1
-        while rel in used:  # two ids that differ only in unsafe characters
-            rel, n = f"{stem}_{n}.jpg", n + 1
-        used.add(rel)
-        dest_of[r.id] = rel
-        jobs.append((r.id, str(r.poster), str(out / rel), max_side))
-    failures = _convert_posters(jobs, workers) if jobs else {}
 
-    writer = DatasetWriter(out, name=name or out.resolve().name, genres=None, source=source, overwrite=force,
-                           max_side=max_side)
+def _write_titles(writer: DatasetWriter, kept: list[RawTitle], dest_of: dict[str, str], failures: dict,
+                  source: str, rep: ImportReport) -> tuple[set[str], set[str]]:
+    """Write the kept titles (a title left with neither poster nor plot is dropped); returns the poster file
+    names written and the genres present."""
     present: set[str] = set()
     written: set[str] = set()
     try:
@@ -327,31 +354,21 @@ def write_dataset(raws: Iterable[RawTitle], out: str | os.PathLike, *, source: s
     except BaseException as err:
         writer.abort(err)
         raise
-    rep.genres = list(vocab) if vocab else sorted(present)
-    writer.genres = rep.genres
-    writer.close()
+    return written, present
 
-    # posters converted for titles that were then dropped, and leftovers of an overwritten dataset
-    for fname in (set(Path(d).name for d in dest_of.values()) | old_posters) - written:
-        try:
-            (out / "posters" / fname).unlink()
-        except OSError:
-            pass
 
-    if split:
-        imported_ids = {r.id for r in kept} - {p.id for p in rep.dropped}
-        parts = {p: [] for p in ("train", "dev", "test")}
-        for part, ids in split.items():
-            for sid in ids:
-                tid = (id_map or {}).get(str(sid), str(sid))
-                if tid in imported_ids:
-                    parts[part].append(tid)
-        write_json(out / SPLIT, {"seed": None, "dev": None, "test": None, "datasets": [writer.name], "parts": parts},
-                   indent=1)
-        rep.split = {p: len(v) for p, v in parts.items()}
-    elif force and (out / SPLIT).exists():
-        (out / SPLIT).unlink()  # a split of the overwritten dataset no longer matches its ids
-    return rep
+def _write_split(out: Path, split: dict[str, list[str]], id_map: dict[str, str] | None, imported_ids: set[str],
+                 name: str, rep: ImportReport) -> None:
+    """``split.json`` for the imported titles (source ids mapped through ``id_map``)."""
+    parts = {p: [] for p in ("train", "dev", "test")}
+    for part, ids in split.items():
+        for sid in ids:
+            tid = (id_map or {}).get(str(sid), str(sid))
+            if tid in imported_ids:
+                parts[part].append(tid)
+    write_json(out / SPLIT, {"seed": None, "dev": None, "test": None, "datasets": [name], "parts": parts},
+               indent=1)
+    rep.split = {p: len(v) for p, v in parts.items()}
 
 
 # -- MM-IMDb --------------------------------------------------------------------------------
@@ -492,26 +509,9 @@ def sniff_delimiter(text: str, sep: str | None = None) -> str:
     return best
 
 
-def read_csv(path: str | os.PathLike, *, images: str | os.PathLike | None = None, columns: dict[str, str] | None = None,
-             sep: str | None = None, genre_columns: str = "auto", encoding: str = "utf-8-sig",
-             id_prefix: str | None = None, require_genres: bool = True) -> tuple[Iterator[RawTitle], dict]:
-    """Read a CSV/TSV; returns (records, info) where info tells the delimiter and the columns used.
-
-    ``columns`` maps canonical fields (id, imdb_id, title, plot, genres, poster, year, kind) to header
-    names; unnamed fields are guessed. ``genre_columns``: "auto" (wide 0/1 columns when no genres
-    column exists and several headers are IMDb genres), "wide" (force), "none".
-    """
-    path = Path(path)
-    text = _decode(path, encoding)
-    delim = sniff_delimiter(text, sep)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delim)
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise DatasetError(f"{path}: empty file") from None
-    except csv.Error as err:
-        raise DatasetError(f"{path}: cannot parse the header ({err})") from None
-    header = [h.strip() for h in header]
+def _csv_columns(path: Path, header: list[str], columns: dict[str, str] | None, genre_columns: str,
+                 require_genres: bool, images) -> tuple[dict[str, str], dict[str, str]]:
+    """(field -> column, wide genre column -> genre): the user's ``columns``, the rest guessed from ``header``."""
     cols = guess_columns(header)
     for fld, h in (columns or {}).items():
         if fld not in FIELDS:
@@ -537,6 +537,30 @@ def read_csv(path: str | os.PathLike, *, images: str | os.PathLike | None = None
     if "plot" not in cols and "poster" not in cols and images is None:
         raise DatasetError(f"{path}: neither a plot nor a poster column found (columns: {', '.join(header)}); "
                            "pass --plot-col / --poster-col")
+    return cols, wide
+
+
+def read_csv(path: str | os.PathLike, *, images: str | os.PathLike | None = None, columns: dict[str, str] | None = None,
+             sep: str | None = None, genre_columns: str = "auto", encoding: str = "utf-8-sig",
+             id_prefix: str | None = None, require_genres: bool = True) -> tuple[Iterator[RawTitle], dict]:
+    """Read a CSV/TSV; returns (records, info) where info tells the delimiter and the columns used.
+
+    ``columns`` maps canonical fields (id, imdb_id, title, plot, genres, poster, year, kind) to header
+    names; unnamed fields are guessed. ``genre_columns``: "auto" (wide 0/1 columns when no genres
+    column exists and several headers are IMDb genres), "wide" (force), "none".
+    """
+    path = Path(path)
+    text = _decode(path, encoding)
+    delim = sniff_delimiter(text, sep)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delim)
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise DatasetError(f"{path}: empty file") from None
+    except csv.Error as err:
+        raise DatasetError(f"{path}: cannot parse the header ({err})") from None
+    header = [h.strip() for h in header]
+    cols, wide = _csv_columns(path, header, columns, genre_columns, require_genres, images)
     img_root = Path(images) if images is not None else path.parent
     if images is not None and not img_root.is_dir():
         raise BadInput(f"{img_root}: image folder not found")

@@ -1,7 +1,7 @@
 """Dataset validation: counts, and every problem by title id, so bad items can be skipped.
 
-``validate_dataset(ds)`` reads ``titles.jsonl`` itself (not through ``Dataset.iter_titles``) so that a
-non-UTF-8 plot is reported against its title id rather than as an anonymous bad line. Posters are
+``validate_dataset(ds)`` parses the lines of ``titles.jsonl`` itself (``title_lines``, not
+``Dataset.iter_titles``) so that a non-UTF-8 plot is reported against its title id rather than as an anonymous bad line. Posters are
 checked in three steps: the path must stay inside the folder (``resolve_inside``: escaping paths are
 refused and never opened), the file must exist, and (unless ``decode=False``) it must fully decode
 through ``load_image`` -- the same loader training and serving use -- in a process pool over chunks,
@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ..errors import BadInput, DatasetError
 from ..io import resolve_inside
-from .dataset import TITLES, Dataset, Problem
+from .dataset import Dataset, Problem, title_lines
 from .images import MAX_BYTES, MAX_PIXELS, load_image
 from .records import Title
 
@@ -219,19 +219,12 @@ def validate_dataset(ds: Dataset | str | os.PathLike, decode: bool = True, worke
     t0 = time.perf_counter()
     problems: list[Problem] = []
     records: list[tuple[int, Title]] = []
-    try:
-        fh = open(ds.titles_path, "rb")
-    except OSError as err:
-        raise DatasetError(f"{ds.titles_path}: cannot read ({err.strerror})") from None
-    with fh:
-        for lineno, raw in enumerate(fh, 1):
-            if not raw.strip():
-                continue
-            t, prob = _parse_line(raw, lineno)
-            if prob is not None:
-                problems.append(prob)
-            else:
-                records.append((lineno, t))
+    for lineno, raw in title_lines(ds.titles_path):
+        t, prob = _parse_line(raw, lineno)
+        if prob is not None:
+            problems.append(prob)
+        else:
+            records.append((lineno, t))
 
     declared = ds.declares_vocab
     vocab = ds.labelled_genres if declared else sorted({g for _, t in records for g in t.genres})
@@ -249,41 +242,56 @@ def validate_dataset(ds: Dataset | str | os.PathLike, decode: bool = True, worke
 
     to_decode: list[tuple[str, str, str]] = []
     for lineno, t in records:
-        # labels
-        if not t.genres:
-            problems.append(Problem(t.id, "no-genre", "title has no genre"))
-        unknown = [g for g in t.genres if g not in vocab_set]
-        if unknown:
-            problems.append(Problem(t.id, "unknown-genre",
-                                    f"genre(s) {', '.join(map(repr, unknown))} not in the dataset vocabulary"))
-        # plot
-        pp = _plot_problem(t.plot)
-        if pp:
-            problems.append(Problem(t.id, *pp))
-            rep.bad_plot_ids.add(t.id)
-        # poster: path safety first, the file is never opened when the path is refused
-        if t.poster is not None:
-            try:
-                path = resolve_inside(ds.root, t.poster)
-            except DatasetError as err:
-                problems.append(Problem(t.id, "unsafe-path", f"poster {err} (not opened)"))
-                rep.bad_poster_ids.add(t.id)
-                continue
-            if not os.path.lexists(path):
-                problems.append(Problem(t.id, "missing-poster", f"{t.poster}: file not found"))
-                rep.bad_poster_ids.add(t.id)
-            elif decode:
-                to_decode.append((t.id, str(path), t.poster))
-            else:
-                reason = _check_header(t.id, path, t.poster)
-                if reason:
-                    problems.append(Problem(t.id, "bad-poster", reason))
-                    rep.bad_poster_ids.add(t.id)
-
+        _check_title(ds, t, vocab_set, decode, rep, problems, to_decode)
     for tid, reason in decode_posters(to_decode, workers) if to_decode else []:
         problems.append(Problem(tid, "bad-poster", reason))
         rep.bad_poster_ids.add(tid)
 
+    _count(records, vocab, vocab_set, rep, problems)
+    # problems in file order: bad lines by line number first, then by the title's position
+    order = {t.id: i for i, (_, t) in enumerate(records)}
+    rep.problems = sorted(problems, key=lambda p: (0, int(p.id.split()[-1])) if p.kind == "bad-line"
+                          else (1, order.get(p.id, len(order))))
+    rep.seconds = time.perf_counter() - t0
+    return rep
+
+
+def _check_title(ds: Dataset, t: Title, vocab_set: set[str], decode: bool, rep: ValidationReport,
+                 problems: list[Problem], to_decode: list[tuple[str, str, str]]) -> None:
+    """One title's labels, plot and poster path (posters to decode go to ``to_decode``)."""
+    if not t.genres:
+        problems.append(Problem(t.id, "no-genre", "title has no genre"))
+    unknown = [g for g in t.genres if g not in vocab_set]
+    if unknown:
+        problems.append(Problem(t.id, "unknown-genre",
+                                f"genre(s) {', '.join(map(repr, unknown))} not in the dataset vocabulary"))
+    pp = _plot_problem(t.plot)
+    if pp:
+        problems.append(Problem(t.id, *pp))
+        rep.bad_plot_ids.add(t.id)
+    if t.poster is None:
+        return
+    # poster: path safety first, the file is never opened when the path is refused
+    try:
+        path = resolve_inside(ds.root, t.poster)
+    except DatasetError as err:
+        problems.append(Problem(t.id, "unsafe-path", f"poster {err} (not opened)"))
+        rep.bad_poster_ids.add(t.id)
+        return
+    if not os.path.lexists(path):
+        problems.append(Problem(t.id, "missing-poster", f"{t.poster}: file not found"))
+        rep.bad_poster_ids.add(t.id)
+    elif decode:
+        to_decode.append((t.id, str(path), t.poster))
+    else:
+        reason = _check_header(t.id, path, t.poster)
+        if reason:
+            problems.append(Problem(t.id, "bad-poster", reason))
+            rep.bad_poster_ids.add(t.id)
+
+
+def _count(records, vocab: list[str], vocab_set: set[str], rep: ValidationReport, problems: list[Problem]) -> None:
+    """Inputs per title, the titles to skip (no known genre, no usable input) and genre counts of the rest."""
     genre_counts: Counter = Counter()
     for lineno, t in records:
         has_poster = bool(t.poster) and t.id not in rep.bad_poster_ids
@@ -305,9 +313,3 @@ def validate_dataset(ds: Dataset | str | os.PathLike, decode: bool = True, worke
             rep.usable_titles += 1
             genre_counts.update(known)
     rep.per_genre = {g: genre_counts.get(g, 0) for g in vocab}
-    # problems in file order: bad lines by line number first, then by the title's position
-    order = {t.id: i for i, (_, t) in enumerate(records)}
-    rep.problems = sorted(problems, key=lambda p: (0, int(p.id.split()[-1])) if p.kind == "bad-line"
-                          else (1, order.get(p.id, len(order))))
-    rep.seconds = time.perf_counter() - t0
-    return rep

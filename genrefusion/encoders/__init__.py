@@ -19,6 +19,7 @@ _EXPORTS = {
     "FeatureCache": "cache", "content_key": "cache",
     "Features": "extract", "extract_image_features": "extract", "extract_text_features": "extract",
     "feature_cache_for": "extract", "cache_namespace": "extract",
+    "Inputs": "inputs", "InputEncoders": "inputs", "build_inputs": "inputs",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -115,6 +115,29 @@ def _name(i: int, p, ids) -> str:
     return f"poster #{i}"
 
 
+def _empty(fn: str, n: int, ids, what: str, dim: int) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
+    """(values, ok, errors) for ``n`` items before any is computed; ``ids`` must name each item if given."""
+    if ids is not None and len(ids) != n:
+        raise GenreFusionError(f"{fn}: {len(ids)} ids for {n} {what}")
+    return np.zeros((n, dim), np.float32), np.zeros(n, bool), {}
+
+
+def _from_cache(cache: FeatureCache | None, by_key: dict[str, list[int]], values, ok) -> tuple[int, list[str]]:
+    """Fill the rows whose content key the cache holds; returns (rows filled, keys still to compute)."""
+    hits = 0
+    todo = list(by_key)
+    if cache is not None and todo:
+        rows = cache.lookup(todo)
+        hit_keys = [k for k, r in zip(todo, rows) if r >= 0]
+        if hit_keys:
+            for k, f in zip(hit_keys, cache.read(rows[rows >= 0])):
+                values[by_key[k]] = f
+                ok[by_key[k]] = True
+                hits += len(by_key[k])
+        todo = [k for k, r in zip(todo, rows) if r < 0]
+    return hits, todo
+
+
 def extract_image_features(posters: Sequence, encoder, cache: FeatureCache | None = None, batch_size: int = 32,
                            num_workers: int = 1, ids: Sequence[str] | None = None,
                            progress: bool = True) -> Features:
@@ -122,11 +145,7 @@ def extract_image_features(posters: Sequence, encoder, cache: FeatureCache | Non
     from tqdm.auto import tqdm
 
     n = len(posters)
-    if ids is not None and len(ids) != n:
-        raise GenreFusionError(f"extract_image_features: {len(ids)} ids for {n} posters")
-    values = np.zeros((n, encoder.dim), np.float32)
-    ok = np.zeros(n, bool)
-    errors: dict[int, str] = {}
+    values, ok, errors = _empty("extract_image_features", n, ids, "posters", encoder.dim)
     keys: list[str | None] = [None] * n
     for i, p in enumerate(posters):
         if p is None:
@@ -140,18 +159,7 @@ def extract_image_features(posters: Sequence, encoder, cache: FeatureCache | Non
     for i, k in enumerate(keys):
         if k is not None:
             by_key.setdefault(k, []).append(i)
-    hits = 0
-    todo_keys = list(by_key)
-    if cache is not None and todo_keys:
-        rows = cache.lookup(todo_keys)
-        hit_keys = [k for k, r in zip(todo_keys, rows) if r >= 0]
-        if hit_keys:
-            feats = cache.read(rows[rows >= 0])
-            for k, f in zip(hit_keys, feats):
-                values[by_key[k]] = f
-                ok[by_key[k]] = True
-                hits += len(by_key[k])
-        todo_keys = [k for k, r in zip(todo_keys, rows) if r < 0]
+    hits, todo_keys = _from_cache(cache, by_key, values, ok)
     # under torchrun each rank encodes its share of rank 0's misses (merged back below)
     todo_keys = dist.share_work(todo_keys)
 
@@ -195,12 +203,7 @@ def extract_text_features(texts: Sequence[str | None], encoder, cache: FeatureCa
     """Frozen sentence features for each plot; None/empty/whitespace plots are ok=False (missing modality)."""
     from tqdm.auto import tqdm
 
-    n = len(texts)
-    if ids is not None and len(ids) != n:
-        raise GenreFusionError(f"extract_text_features: {len(ids)} ids for {n} texts")
-    values = np.zeros((n, encoder.dim), np.float32)
-    ok = np.zeros(n, bool)
-    errors: dict[int, str] = {}
+    values, ok, errors = _empty("extract_text_features", len(texts), ids, "texts", encoder.dim)
     by_key: dict[str, list[int]] = {}
     clean: dict[str, str] = {}
     for i, t in enumerate(texts):
@@ -215,17 +218,7 @@ def extract_text_features(texts: Sequence[str | None], encoder, cache: FeatureCa
         k = content_key(t)
         by_key.setdefault(k, []).append(i)
         clean[k] = t
-    hits = 0
-    todo = list(by_key)
-    if cache is not None and todo:
-        rows = cache.lookup(todo)
-        hit_keys = [k for k, r in zip(todo, rows) if r >= 0]
-        if hit_keys:
-            for k, f in zip(hit_keys, cache.read(rows[rows >= 0])):
-                values[by_key[k]] = f
-                ok[by_key[k]] = True
-                hits += len(by_key[k])
-        todo = [k for k, r in zip(todo, rows) if r < 0]
+    hits, todo = _from_cache(cache, by_key, values, ok)
     todo = dist.share_work(todo)  # under torchrun: this rank's share of rank 0's misses (merged back below)
     if todo:
         # length-sorted batches waste little on padding (MiniLM cost grows with the longest text in a batch)

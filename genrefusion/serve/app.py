@@ -193,7 +193,7 @@ def create_app(run_dir_or_classifier, *, warmup: bool = False, max_batch: int = 
         raise BundleError(f"create_app: expected a run folder or a GenreClassifier, "
                           f"got {type(run_dir_or_classifier).__name__}")
     genres = list(clf.genres_)
-    thresholds = {g: round(float(t), 4) for g, t in zip(genres, clf.thresholds_)}
+    thresholds = clf.rounded_thresholds()
 
     @asynccontextmanager
     async def lifespan(app):
@@ -257,7 +257,7 @@ def create_app(run_dir_or_classifier, *, warmup: bool = False, max_batch: int = 
                       top_k: Annotated[int | None, Form(description="at most K genres (alone: the K most probable)")] = None,
                       threshold: Annotated[float | None, Form(description="one threshold for every genre")] = None):
         """Genres of one title from its poster and/or plot."""
-        from ..batch import check_overrides
+        from ..decision import check_overrides
 
         check_overrides(top_k, threshold)
         plot = _check_plot(plot, "plot")
@@ -285,7 +285,7 @@ def create_app(run_dir_or_classifier, *, warmup: bool = False, max_batch: int = 
                             top_k: Annotated[int | None, Query(ge=1)] = None,
                             threshold: Annotated[float | None, Query(ge=0.0, le=1.0)] = None):
         """Genres of up to 64 titles: a JSON list of {"plot", "poster_base64"} (either may be absent)."""
-        from ..batch import check_overrides
+        from ..decision import check_overrides
 
         check_overrides(top_k, threshold)
         if not titles:
@@ -306,7 +306,8 @@ def _run_batch(clf, titles: list[BatchTitle], partial: bool, top_k, threshold, g
     """Decode every title (a bad one: 4xx, or its error with ``partial``), then one batched inference."""
     import numpy as np
 
-    from ..batch import BatchItem, Prepared, decide, infer_block
+    from ..batch import BatchItem, Prepared, infer_block
+    from ..decision import decide, per_genre, used_inputs
 
     block: list[Prepared] = []
     for i, t in enumerate(titles):
@@ -325,8 +326,7 @@ def _run_batch(clf, titles: list[BatchTitle], partial: bool, top_k, threshold, g
             item.error = _one_line(err)
             block.append(Prepared(item, None, []))
             continue
-        used = (["poster"] if im is not None else []) + (["plot"] if plot is not None else [])
-        block.append(Prepared(item, {"poster": im, "plot": plot}, used))
+        block.append(Prepared(item, {"poster": im, "plot": plot}, used_inputs(im, plot)))
     scores = infer_block(clf, block)
     results = []
     for p, s in zip(block, scores):
@@ -338,7 +338,7 @@ def _run_batch(clf, titles: list[BatchTitle], partial: bool, top_k, threshold, g
         else:
             s = np.asarray(s, np.float64)
             r.update(genres=decide(s, genres, clf.thresholds_, top_k, threshold),
-                     scores={g: round(float(v), 4) for g, v in sorted(zip(genres, s), key=lambda x: -x[1])},
+                     scores=per_genre(genres, s, by_value=True),
                      used=p.used)
         results.append(r)
     return {"genres": genres, "thresholds": thresholds, "results": results}

@@ -255,7 +255,7 @@ def test_pickled_checkpoint_and_user_weights_never_unpickled(tmp_path, caplog):
     """Training checkpoints and user-supplied state dicts go through torch.load(weights_only=True)."""
     from genrefusion.encoders.resnet import read_state_dict
     from genrefusion.errors import ConfigError
-    from genrefusion.train import RunDir
+    from genrefusion.training.rundir import RunDir
 
     marker = tmp_path / "PWNED"
     blobs = _payloads(marker)

@@ -98,7 +98,7 @@ def test_duplicate_ids_every_copy_skipped_and_reported(tmp_path, capsys):
 
 
 def test_unknown_genres_dropped_title_kept_unless_none_left(tmp_path):
-    from genrefusion.train import load_corpus
+    from genrefusion.data.corpus import load_corpus
 
     root = _write(tmp_path / "ds", [_rec("mixed", genres=["Drama", "Polka"]), _rec("only", genres=["Polka"]),
                                     _rec("ok", genres=["Comedy"])])
@@ -213,7 +213,7 @@ def test_validate_refuses_escapes_and_opens_nothing_outside(escaping, capsys):
 
 
 def test_loader_and_training_corpus_refuse_escapes(escaping):
-    from genrefusion.train import load_corpus
+    from genrefusion.data.corpus import load_corpus
 
     root, outside, unsafe = escaping
     ds = Dataset(root)

@@ -340,7 +340,7 @@ def test_training_data_path_survives_every_bad_poster(tmp_path, write_raw_datase
     neither may crash on a bad poster (a bomb header used to raise DecompressionBombError out of train)."""
     from genrefusion.data.dataset import Dataset
     from genrefusion.encoders.extract import extract_image_features
-    from genrefusion.train import load_corpus
+    from genrefusion.data.corpus import load_corpus
 
     root = _poster_dataset(tmp_path / "ds", write_raw_dataset)
     corpus = load_corpus([Dataset(root)], genres=["Drama"])

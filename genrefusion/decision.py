@@ -1,0 +1,42 @@
+"""From scores to an answer, the same for every output (``predict_one``, batch files, the API): the genres
+decided, the scores and thresholds as rounded ``{genre: value}`` maps, and which inputs were used."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from .errors import BadInput
+
+
+def decide(scores: np.ndarray, genres: Sequence[str], thresholds: np.ndarray, top_k: int | None = None,
+           threshold: float | None = None) -> list[str]:
+    """Predicted genres, most probable first: those at or above their threshold (``threshold``
+    overrides every genre's). ``top_k`` alone: the k most probable genres, whatever the thresholds
+    ("give me 3 genres"); with ``threshold`` too: at most k of those above it."""
+    order = np.argsort(-np.asarray(scores, float), kind="stable")
+    if top_k is not None and threshold is None:
+        return [genres[j] for j in order[:top_k]]
+    thr = np.full(len(genres), float(threshold)) if threshold is not None else np.asarray(thresholds, float)
+    picked = [genres[j] for j in order if scores[j] >= thr[j]]
+    return picked[:top_k] if top_k is not None else picked
+
+
+def check_overrides(top_k, threshold) -> None:
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+        raise BadInput(f"top_k: must be a positive integer, got {top_k!r}")
+    if threshold is not None and not (isinstance(threshold, (int, float)) and 0.0 <= threshold <= 1.0):
+        raise BadInput(f"threshold: must be a number between 0 and 1, got {threshold!r}")
+
+
+def per_genre(genres: Sequence[str], values, decimals: int = 4, by_value: bool = False) -> dict[str, float]:
+    """``{genre: value rounded to decimals}``, in ``genres`` order or, with ``by_value``, highest first."""
+    pairs = zip(genres, values)
+    if by_value:
+        pairs = sorted(pairs, key=lambda x: -x[1])
+    return {g: round(float(v), decimals) for g, v in pairs}
+
+
+def used_inputs(poster, plot) -> list[str]:
+    """The inputs a prediction was made from (None: absent)."""
+    return (["poster"] if poster is not None else []) + (["plot"] if plot is not None else [])

@@ -1,0 +1,36 @@
+"""The masked loss, class-balance weights and the learning-rate schedule of every training stage."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def masked_bce(logits, y, m, pos_weight=None) -> torch.Tensor:
+    """BCE over labelled entries only: an unlabelled genre is neither positive nor negative."""
+    loss = F.binary_cross_entropy_with_logits(logits, y, pos_weight=pos_weight, reduction="none")
+    return (loss * m).sum() / m.sum().clamp_min(1.0)
+
+
+def compute_pos_weight(Y, M, mode: str, cap: float) -> torch.Tensor | None:
+    if mode == "none":
+        return None
+    pos = (Y * M).sum(0)
+    neg = ((1 - Y) * M).sum(0)
+    ratio = np.where(pos > 0, neg / np.maximum(pos, 1), 1.0)
+    w = np.sqrt(ratio) if mode == "sqrt" else ratio
+    return torch.from_numpy(np.clip(w, 1.0, cap).astype(np.float32))
+
+
+def make_scheduler(optimizer, max_lr: list[float], total_steps: int):
+    """One-cycle schedule; a constant rate when there are too few steps for one.
+
+    OneCycleLR divides by the length of each phase, so its warm-up must span at least two steps
+    (``pct_start * total_steps - 1 >= 1``), else it raises ZeroDivisionError (tiny configs)."""
+    if total_steps < 3:
+        for group, lr in zip(optimizer.param_groups, max_lr):
+            group["lr"] = lr
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    # 2.5 steps rather than 2 keeps the phase boundary clear of float rounding
+    pct = min(max(0.25, 2.5 / total_steps), 0.9)
+    return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, total_steps=total_steps, pct_start=pct)
