@@ -11,6 +11,7 @@ from pathlib import Path
 from ..data.records import Title
 from ..errors import GenreFusionError
 from ..genres import IMDB_GENRES
+from ..progress import track
 from .common import MAX_SIDE, Candidate, FailureGuard, Report, prefetch_poster, read_imdb_ids, write_dataset
 from .http import FatalFetchError, FetchError, HttpClient
 from .imdb_pages import parse_title_page
@@ -28,12 +29,10 @@ def resolve_imdb(ids: list[str], client: HttpClient, report: Report, base_url: s
     Item-level failures are reported and skipped; FatalFetchError (blocked, long rate limit,
     robots.txt) stops the run with everything fetched so far kept in the cache.
     """
-    from tqdm import tqdm
-
     guard = FailureGuard(max_failures)
     out: list[Candidate] = []
     seen: set[str] = set()
-    for tt in tqdm(ids, desc="imdb", unit="title", disable=None if progress else True):
+    for tt in track(ids, "imdb", "title", progress):
         url = title_url(base_url, tt)
         try:
             page = client.get(url, max_bytes=PAGE_MAX_BYTES, what=f"{tt} page", headers=PAGE_HEADERS)
