@@ -8,7 +8,8 @@ document says posters are images, so the fuzzer is given image files to send (``
 multipart part, the ``byte`` format for base64 posters); everything else it generates itself. Examples are
 bounded (the coverage phase is deterministic; fuzzing draws a few per operation).
 
-Two settings are this server's, stated here: a batch over its title limit is refused with 413 (a
+One reported failure is schemathesis' own and is let through (``_null_file_part``). Two settings are this
+server's, stated here: a batch over its title limit is refused with 413 (a
 rejection, which the negative-data check does not list by default), and ``partial=true`` is fixed to
 false, because with it the server answers 200 for titles outside the item schema on purpose (each gets
 an ``error``; tested in test_serve.py).
@@ -60,7 +61,8 @@ def run_all_checks(app, headers: dict | None = None) -> tuple[Counter, Counter, 
     schema.config.generation.update(max_examples=MAX_EXAMPLES)
     schema.config.seed = SEED  # the same cases on every run: a failure here is reproducible
     schema.config.update(parameters={"partial": "false"}, headers=headers)
-    schema.config.checks.negative_data_rejection.expected_statuses.append("413")
+    rejection = schema.config.checks.negative_data_rejection
+    rejection.expected_statuses = [*rejection.expected_statuses, "413"]  # a new list: the default is shared
     ran, statuses, failures = Counter(), Counter(), []
     for ev in schemathesis.engine.from_schema(schema).execute():
         if isinstance(ev, (events.NonFatalError, events.FatalError)):
@@ -74,12 +76,20 @@ def run_all_checks(app, headers: dict | None = None) -> tuple[Counter, Counter, 
         for case_id, checks in rec.checks.items():
             for c in checks:
                 ran[c.name] += 1
-                if c.failure_info is not None:
+                if c.failure_info is not None and not _null_file_part(c.name, str(c.failure_info.failure)):
                     r = rec.interactions.get(case_id)
                     got = f"{r.response.status_code} {r.response.content[:200]!r}" if r and r.response else ""
                     failures.append(f"{c.name} on {rec.label}: {c.failure_info.failure}; got {got}\n"
                                     f"{c.failure_info.code_sample[-1500:]}")
     return ran, statuses, failures
+
+
+def _null_file_part(check: str, failure: str) -> bool:
+    """schemathesis' one false positive here: a negative case that sets the multipart ``poster`` to null. A
+    file part cannot carry a null, so what reaches the server is a valid request (accepted, rightly), yet the
+    check reports the generated null. Only that exact shape is let through."""
+    return (check == "negative_data_rejection" and "properties/poster (was string, became null)" in failure
+            and failure.count(" - violates ") <= 2)
 
 
 def test_open_api_conforms_to_its_document(tiny_run):
