@@ -14,9 +14,10 @@ from ..predict import PLOT_MAX_CHARS
 # what load_image decodes; sent as the poster part's Content-Type by clients that follow the document
 POSTER_TYPES = "image/jpeg, image/png, image/webp, image/gif, image/bmp, image/tiff"
 # at least one character that is not whitespace, and no NUL (what _check_plot accepts)
-PLOT = {"type": "string", "minLength": 1, "maxLength": PLOT_MAX_CHARS, "pattern": "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"}
-POSTER_B64 = {"type": "string", "format": "byte", "contentEncoding": "base64", "contentMediaType": "image/*", "minLength": 4,
-              "maxLength": (MAX_BYTES + 2) // 3 * 4,
+PLOT = {"type": "string", "minLength": 1, "maxLength": PLOT_MAX_CHARS,
+        "pattern": "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"}
+POSTER_B64 = {"type": "string", "format": "byte", "contentEncoding": "base64", "contentMediaType": "image/*",
+              "minLength": 4, "maxLength": (MAX_BYTES + 2) // 3 * 4,
               "description": "poster file bytes (JPEG, PNG, WebP...), base64; at most 10 MB decoded"}
 
 
@@ -38,7 +39,8 @@ def refine_openapi(spec: dict, max_batch: int) -> dict:
     # a file part (sent with a filename: without one, multipart parsers read the part as text)
     props["poster"] = {"type": "string", "contentMediaType": "application/octet-stream", "title": "Poster",
                        "description": props["poster"].get("description", "")}
-    props["top_k"] = {"type": "integer", "minimum": 1, "title": "Top K", "description": props["top_k"].get("description", "")}
+    props["top_k"] = {"type": "integer", "minimum": 1, "title": "Top K",
+                      "description": props["top_k"].get("description", "")}
     props["threshold"] = {"type": "number", "minimum": 0, "maximum": 1, "title": "Threshold",
                           "description": props["threshold"].get("description", "")}
     _at_least_one(predict, {"poster": {"type": "string", "contentMediaType": "application/octet-stream"},
