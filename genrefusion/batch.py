@@ -24,7 +24,6 @@ import hashlib
 import io
 import json
 import os
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -456,9 +455,9 @@ def merge_shards(paths: Sequence[str | os.PathLike], out: str | os.PathLike) -> 
 
 def progress_bar(total: int | None, desc: str, enabled: bool):
     """tqdm on stderr; the callable returned advances it (skipped records count as done)."""
-    from tqdm.auto import tqdm
+    from .progress import progress_bar as _bar
 
-    bar = tqdm(total=total, desc=desc, unit="title", disable=not enabled, file=sys.stderr)
+    bar = _bar(total, desc, "title", enabled)
 
     def advance(n: int, skipped: bool = False) -> None:
         bar.update(n)

@@ -18,12 +18,11 @@ import json
 import math
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import BundleError, GenreFusionError
-from .io import write_bytes, write_json
+from .io import make_temp_dir, write_bytes, write_json
 
 FORMAT = "genrefusion-bundle"
 VERSION = 1
@@ -71,7 +70,7 @@ def save_bundle(path, spec: dict, models: dict, thresholds: dict, meta: dict | N
         "spec": spec, "vocab": VOCAB if vocab is not None else None, **(meta or {}),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    tmp = make_temp_dir(path.parent, f".{path.name}.")  # a plain mkdir's mode, not mkdtemp's 0700
     try:
         # the genres travel inside the weights file too: a config.json whose genre list was reordered or
         # renamed (same shapes) would otherwise load and silently mislabel every prediction

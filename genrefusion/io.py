@@ -8,7 +8,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
+import secrets
+import stat
 from pathlib import Path
 from typing import IO, Iterator
 
@@ -18,11 +19,14 @@ from .errors import DatasetError, GenreFusionError
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     """A temp file name beside ``path``, for writers that need a name (exporters, quantisers): renamed over
-    ``path`` when the block succeeds, deleted when it fails."""
+    ``path`` when the block succeeds, deleted when it fails.
+
+    The file gets the permissions a plain ``open(path, "w")`` would give it: those of the file it replaces,
+    else 0666 less the umask (``mkstemp``'s 0600 would make every model, report and dataset unreadable to
+    another account, a web server or a container user)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = _create_temp(path)
     try:
         yield tmp
         os.replace(tmp, path)
@@ -32,6 +36,44 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     except BaseException:
         _unlink_quiet(tmp)
         raise
+
+
+def _create_temp(path: Path) -> str:
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)  # an existing file keeps its mode, as with open()
+    except OSError:
+        mode = None
+    for _ in range(100):
+        tmp = str(path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp"))
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+        except FileExistsError:
+            continue
+        except OSError as err:
+            raise GenreFusionError(f"{path}: cannot write ({err.strerror or err})") from err
+        try:
+            if mode is not None:
+                os.chmod(fd, mode)
+        except OSError:
+            pass  # not our file to chmod (another owner): it gets the umask's mode like a new file
+        finally:
+            os.close(fd)
+        return tmp
+    raise GenreFusionError(f"{path}: cannot create a temporary file beside it")
+
+
+def make_temp_dir(parent: Path, prefix: str) -> Path:
+    """A new, uniquely named folder in ``parent`` with a plain ``mkdir``'s mode (0777 less the umask), for
+    folders written whole and renamed into place (bundles); ``tempfile.mkdtemp`` would leave them 0700."""
+    parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(100):
+        d = parent / f"{prefix}{secrets.token_hex(6)}"
+        try:
+            d.mkdir()
+        except FileExistsError:
+            continue
+        return d
+    raise GenreFusionError(f"{parent}: cannot create a temporary folder in it")
 
 
 @contextlib.contextmanager

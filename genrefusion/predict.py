@@ -23,7 +23,7 @@ import numpy as np
 
 from .decision import check_overrides, decide, per_genre, used_inputs
 from .errors import BadInput, BundleError, GenreFusionError
-from .io import read_json
+from .io import make_temp_dir, read_json
 
 PLOT_MAX_CHARS = 20_000  # the API's limit; longer plots are refused rather than silently truncated
 
@@ -153,7 +153,7 @@ class GenreClassifier:
         if path.exists():
             raise GenreFusionError(f"{path}: already exists; choose a new folder")
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        tmp = make_temp_dir(path.parent, f".{path.name}.")  # a plain mkdir's mode, not mkdtemp's 0700
         try:
             shutil.copytree(self.bundle_.path, tmp, dirs_exist_ok=True)
             m = self.run_dir_ / "metrics.json"

@@ -41,12 +41,14 @@ from .encoders.inputs import InputEncoders, Inputs, build_inputs
 from .errors import ConfigError, DatasetError, GenreFusionError
 from .inference import Batcher, RowSet, model_logits, predict_rows, row_loader, score_loader
 from .metrics import selection_score
+from .modelcard import write_model_card
 from .models import FusedModel, build_fused, build_single, drop_modalities, model_spec
 from .training.optim import compute_pos_weight, make_scheduler, masked_bce
 from .training.rundir import RUN_FORMAT, RunDir, clone_state, close_log, finished_run, prepare, setup_log
 from .training.seeding import seed_everything, stage_seed
 from .training.ulmfit import init_lstm, lstm_param_groups, run_lm_stage
 from .version import __version__
+from .versions import library_versions
 
 log = logging.getLogger("genrefusion.train")
 
@@ -559,12 +561,13 @@ def write_outputs(job: Job, ev: Evaluation, write_report: bool) -> dict:
             "text_encoder": route, "text_fingerprint": job.encoders_info["minilm_fingerprint"] if route == "minilm"
             else (vocab.fingerprint if route == "lstm" else None),
             "train_config": cfg.to_dict(), "dev_scores": {k: ev.metrics[k]["dev_score"] for k in bundle_models},
-            "select_metric": cfg.train.select_metric}
+            "select_metric": cfg.train.select_metric, "library_versions": library_versions()}
     save_bundle(out / "model", job.final_spec, bundle_models, {k: ev.thresholds[k] for k in bundle_models}, meta,
                 vocab if route == "lstm" else None)
     timings["total_s"] = round(time.perf_counter() - job.t_start, 2)
     result = {
-        "format": RUN_FORMAT, "genrefusion_version": __version__, "data": corpus.data_info,
+        "format": RUN_FORMAT, "genrefusion_version": __version__, "library_versions": meta["library_versions"],
+        "data": corpus.data_info,
         "split": {"train": int(len(job.train_rows)), "dev": int(len(job.dev_rows)), "test": int(len(job.test_rows)),
                   "test_with_poster_and_plot": int(ev.n_both), "grouped_by": "imdb_id", "file": "split.json"},
         "genres": corpus.genres, "dropped_genres": corpus.dropped_genres,
@@ -578,6 +581,7 @@ def write_outputs(job: Job, ev: Evaluation, write_report: bool) -> dict:
         "n_input_errors": len(job.inputs.errors),
     }
     save_test_scores(out / "test_scores.npz", corpus, job.test_rows, ev.test_scores)
+    write_model_card(out / "model", result)  # before metrics.json, whose presence marks a finished run
     write_json(out / "metrics.json", result)
     if write_report:
         from .report import write_report as _write_report

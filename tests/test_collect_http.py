@@ -203,6 +203,40 @@ def test_robots_txt_disallow_stops_before_fetching(server):
     assert c.get(server.url + "/images/M/ok.jpg").status == 200
 
 
+ROBOTS_9309 = """User-agent: *
+Disallow: /title/tt*/mediaviewer
+Disallow: /find$
+Disallow: /title/
+Allow: /title/tt
+"""
+
+
+@pytest.mark.parametrize("path, allowed", [
+    ("/title/tt0111161/mediaviewer/rm1234/", False),  # '*' is a wildcard (the stdlib parser reads it literally)
+    ("/find", False),                                 # '$' anchors the end (literal for the stdlib parser)
+    ("/find?q=aladdin", True),                        # ... so a longer URL is not matched by '/find$'
+    ("/title/tt0111161/", True),                      # the longest match wins: Allow /title/tt over Disallow /title/
+    ("/title/", False),                               # (the stdlib parser applies the first matching rule)
+])
+def test_robots_txt_read_as_rfc_9309(server, path, allowed):
+    server.robots = ROBOTS_9309
+    c = client(robots=True)
+    if allowed:
+        assert c.get(server.url + path, ok_status=(200, 404)).status in (200, 404)
+        assert server.paths() == ["/robots.txt", path.split("?")[0]]
+    else:
+        with pytest.raises(FatalFetchError, match="disallowed by robots.txt"):
+            c.get(server.url + path)
+        assert server.paths() == ["/robots.txt"]
+
+
+def test_robots_txt_crawl_delay_slows_the_client(server):
+    server.robots = "User-agent: *\nCrawl-delay: 4\nAllow: /\n"
+    c = client(robots=True, rate=10.0)
+    c.get(server.url + "/images/M/a.jpg")
+    assert c.bucket.rate == pytest.approx(0.25)
+
+
 def test_parse_retry_after():
     assert parse_retry_after("120") == 120.0
     assert parse_retry_after(None) is None and parse_retry_after("soon") is None

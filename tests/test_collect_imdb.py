@@ -25,7 +25,7 @@ PAGES = FIX / "imdb"
 sys.path.insert(0, str(FIX))
 from fakeserver import FakeServer, check_dataset, poster_bytes  # noqa: E402
 
-GOOD = ["tt0111161", "tt0133093", "tt0903747", "tt0108052", "tt9900001"]
+GOOD = ["tt0111161", "tt0133093", "tt0903747", "tt0108052", "tt9900001", "tt0103639", "tt9900002"]
 
 
 @pytest.fixture
@@ -68,6 +68,65 @@ def test_tv_series_entities_and_no_poster():
     assert short.poster_url is None and short.genres == ["Comedy", "Short"]
 
 
+def raw_blocks(name: str) -> tuple[dict, dict]:
+    """The page's JSON-LD title object and __NEXT_DATA__ aboveTheFoldData, read without the parser."""
+    import re
+
+    text = (PAGES / name).read_text()
+    ld = json.loads(re.search(r'<script type="application/ld\+json">(.*?)</script>', text, re.S).group(1))
+    nd = json.loads(re.search(r'<script id="__NEXT_DATA__" type="application/json">(.*?)</script>', text, re.S).group(1))
+    return ld, nd["props"]["pageProps"]["aboveTheFoldData"]
+
+
+# field -> (its value in JSON-LD, its value in __NEXT_DATA__), as the blocks hold them
+FIELDS = {
+    "title": (lambda ld: ld["name"], lambda nd: nd["titleText"]["text"]),
+    "year": (lambda ld: int(ld["datePublished"][:4]), lambda nd: nd["releaseYear"]["year"]),
+    "genres": (lambda ld: ld["genre"], lambda nd: [g["text"] for g in nd["genres"]["genres"]]),
+    "plot": (lambda ld: ld["description"], lambda nd: nd["plot"]["plotText"]["plainText"]),
+    "poster_url": (lambda ld: ld["image"], lambda nd: nd["primaryImage"]["url"]),
+}
+
+
+@pytest.mark.parametrize("field", FIELDS)
+def test_page_data_wins_over_json_ld_where_they_disagree(field):
+    # tt9900002: a 2007 festival film whose two blocks differ in every field, as real pages' blocks can
+    # (JSON-LD: original title, 3 of 4 genres, one country's 2008 release date, an older plot and poster)
+    ld, nd = raw_blocks("tt9900002.html")
+    from_ld, from_page = FIELDS[field][0](ld), FIELDS[field][1](nd)
+    assert from_ld != from_page  # the fixture really disagrees, so the precedence is observable
+    p = page("tt9900002.html")
+    assert getattr(p, field) == from_page and p.field_sources[field] == "next-data"
+
+
+def test_full_genre_list_not_json_ld_three():
+    ld, nd = raw_blocks("tt0103639.html")
+    assert ld["genre"] == ["Animation", "Adventure", "Comedy"]  # what JSON-LD says of Aladdin (1992)
+    p = page("tt0103639.html")
+    assert p.genres == ["Animation", "Adventure", "Comedy", "Family", "Fantasy", "Musical", "Romance"]
+    assert p.year == 1992 and p.field_sources["genres"] == "next-data"
+
+
+def test_json_ld_only_page_takes_the_year_from_the_page_title():
+    # an older page without __NEXT_DATA__: datePublished (1994-03-04) is one country's release date,
+    # the page title says "Schindler's List (1993) - IMDb"
+    p = page("tt0108052.html")
+    assert p.sources == ["json-ld"] and p.year == 1993 and p.field_sources["year"] == "page-title"
+    html = (PAGES / "tt0108052.html").read_text()
+    no_title = html.replace("(1993) - IMDb", "- IMDb")
+    p = parse_title_page(no_title)
+    assert p.year == 1994 and p.field_sources["year"] == "json-ld"  # the last resort
+
+
+@pytest.mark.parametrize("title, year", [("Breaking Bad (TV Series 2008–2013) - IMDb", 2008),
+                                         ("Night Shift (Short 2019) - IMDb", 2019),
+                                         ("2001: A Space Odyssey (1968) - IMDb", 1968),
+                                         ("Crash (I) (2004) - IMDb", 2004)])
+def test_year_from_page_title_forms(title, year):
+    html = (PAGES / "tt0108052.html").read_text().replace("Schindler&#x27;s List (1993) - IMDb", title)
+    assert parse_title_page(html).year == year
+
+
 def test_next_data_kind_when_json_ld_has_none():
     html = (PAGES / "tt0903747.html").read_text().replace('"@type":"TVSeries"', '"@type":"CreativeWork"')
     assert parse_title_page(html).kind == "tv"  # from titleType.id tvSeries
@@ -107,7 +166,7 @@ def test_collect_imdb_pages_offline(tmp_path):
     out = tmp_path / "ds"
     n, rep = collect_imdb_pages(src, out)
     titles = check_dataset(out)
-    assert n == 5 and sorted(titles) == sorted(GOOD)
+    assert n == 7 and sorted(titles) == sorted(GOOD)
     assert titles["tt0111161"].poster and titles["tt0903747"].poster
     assert not titles["tt0133093"].poster and not titles["tt0108052"].poster and not titles["tt9900001"].poster
     assert titles["tt0903747"].kind == "tv" and titles["tt0108052"].title == "Schindler's List"
@@ -120,6 +179,14 @@ def test_collect_imdb_pages_offline(tmp_path):
     assert "not an image" in warned["tt0108052"]
     on_disk = json.loads((out / "collect_report.json").read_text())
     assert {s["id"] for s in on_disk["skipped"]} == set(skipped)
+    # where each field came from, per title and counted
+    assert on_disk["field_sources"]["tt0103639"]["genres"] == "next-data"
+    assert on_disk["field_sources"]["tt0108052"] == {"imdb_id": "json-ld", "title": "json-ld", "year": "page-title",
+                                                     "kind": "json-ld", "genres": "json-ld", "plot": "json-ld",
+                                                     "poster_url": "json-ld"}
+    assert on_disk["field_source_counts"]["year"] == {"next-data": 6, "page-title": 1}
+    assert titles["tt0103639"].genres == ["Animation", "Adventure", "Comedy", "Family", "Fantasy", "Musical",
+                                          "Romance"]
 
 
 def test_collect_imdb_pages_cli_and_validate(tmp_path, capsys):
@@ -174,10 +241,19 @@ def test_collect_imdb_against_local_server(server, tmp_path):
     client = make_client(tmp_path)
     n, rep = collect_imdb(ids_file(tmp_path), out, client, base_url=server.url, image_base_url=server.url)
     titles = check_dataset(out)
-    assert n == 5 and sorted(titles) == sorted(GOOD)
+    assert n == 7 and sorted(titles) == sorted(GOOD)
     t = titles["tt0903747"]
     assert (t.kind, t.genres, t.year, t.poster) == ("tv", ["Crime", "Drama", "Thriller"], 2008, None)
     assert titles["tt0133093"].poster and titles["tt0108052"].poster and not titles["tt9900001"].poster
+    # the page's own data, not its JSON-LD summary: all seven genres, the title's year, the page's poster
+    assert titles["tt0103639"].genres == ["Animation", "Adventure", "Comedy", "Family", "Fantasy", "Musical",
+                                          "Romance"]
+    lh = titles["tt9900002"]
+    assert (lh.title, lh.year, len(lh.genres)) == ("The Lighthouse Keeper's Daughter", 2007, 4)
+    assert "/images/M/MV5BZmFjYTkwNzMtYjc3Mi00Nzg2LWE3NDQtNWNhYmQ5YjhlNDNmXkEyXkFqcGc@._V1_SY384.jpg" in server.paths()
+    assert not [p for p in server.paths() if "MV5BOTgxNmE2YWQt" in p]  # JSON-LD's older poster: never asked for
+    assert titles["tt0108052"].year == 1993  # JSON-LD-only page: the page title's year, not datePublished's 1994
+    assert json.loads((out / "collect_report.json").read_text())["field_sources"]["tt9900002"]["plot"] == "next-data"
     skipped = {s.id: s.reason for s in rep.skipped}
     assert set(skipped) == {"tt0944947", "tt1234567", "tt5555555"}
     assert skipped["tt1234567"] == "page: HTTP 404"
@@ -235,7 +311,7 @@ def test_killed_run_resumes_from_cache_without_refetching(server, tmp_path, monk
     # run 3 completes; run 4 (--force) touches the network only for answers that were not kept
     c3 = make_client(tmp_path)
     n, _ = collect_imdb(ids, out, c3, base_url=server.url, image_base_url=server.url)
-    assert n == 5
+    assert n == 7
     check_dataset(out)
     third = server.paths()[len(first) + len(second):]
     c4 = make_client(tmp_path)
@@ -274,7 +350,7 @@ def test_sigkilled_cli_run_resumes_from_cache(server, tmp_path):
     n_before = len(server.paths())
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "wrote 5 titles" in r.stdout
+    assert "wrote 7 titles" in r.stdout
     again = server.paths()[n_before:]
     assert not cached & set(again), cached & set(again)
     check_dataset(out)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import random
 import struct
 import zlib
@@ -237,3 +236,44 @@ def test_server_connections_disable_nagle():
         for proto in conns:
             sock = proto.transport.get_extra_info("socket")
             assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+
+
+# -- API key and HTTP conformance --------------------------------------------------------------------------
+API_KEY = "serve-test-key-0123456789"
+
+
+@pytest.fixture(scope="module")
+def keyed(app):
+    from genrefusion.serve.app import create_app
+
+    return TestClient(create_app(app.state.classifier, api_key=API_KEY))
+
+
+def test_api_key_required_except_health_page_and_docs(keyed):
+    for method, path, kw in [("POST", "/predict", {"data": {"plot": PLOT}}), ("GET", "/model", {}),
+                             ("POST", "/predict/batch", {"json": [{"plot": PLOT}]}), ("GET", "/no/such", {})]:
+        r = keyed.request(method, path, **kw)
+        assert r.status_code == 401 and r.json() == {"error": "missing API key: send it in the X-API-Key header "
+                                                              "(or Authorization: Bearer KEY)", "status": 401}
+        assert r.headers["www-authenticate"].startswith("Bearer")
+        wrong = keyed.request(method, path, headers={"X-API-Key": API_KEY[:-1] + "x"}, **kw)
+        assert wrong.status_code == 401 and wrong.json()["error"].startswith("wrong API key")
+    assert keyed.post("/predict", data={"plot": PLOT}, headers={"X-API-Key": API_KEY}).status_code == 200
+    assert keyed.get("/model", headers={"Authorization": f"Bearer {API_KEY}"}).status_code == 200
+    for path in ("/health", "/", "/static/app.js", "/docs", "/openapi.json"):
+        assert keyed.get(path).status_code == 200, path  # probes, the page (it asks for the key) and the docs
+
+
+def test_api_key_too_short_is_refused_at_start(app):
+    from genrefusion.errors import ConfigError
+    from genrefusion.serve.app import create_app
+
+    with pytest.raises(ConfigError, match="API key too short"):
+        create_app(app.state.classifier, api_key="secret")
+
+
+def test_405_names_the_allowed_methods(client):
+    # RFC 9110 15.5.6: a 405 carries Allow (the JSON error handler used to drop it)
+    for method, path, allow in [("DELETE", "/health", "GET"), ("PUT", "/predict", "POST"), ("GET", "/predict/batch", "POST")]:
+        r = client.request(method, path)
+        assert r.status_code == 405 and r.headers["allow"] == allow and r.json()["status"] == 405

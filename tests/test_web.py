@@ -112,3 +112,65 @@ def test_page_shows_api_errors(server, browser, tmp_path):
         assert page.eval_on_selector_all("#bars li", "els => els.length") == 0
     finally:
         ctx.close()
+
+
+@pytest.mark.parametrize("width, height, name", [(1280, 860, "desktop"), (390, 844, "phone")])
+def test_no_broken_preview_before_a_poster_is_chosen(server, browser, width, height, name):
+    ctx = browser.new_context(viewport={"width": width, "height": height}, device_scale_factor=1)
+    page = ctx.new_page()
+    try:
+        page.goto(server.url + "/")
+        page.wait_for_selector("#metrics table", timeout=15_000)
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"web-empty-{name}.png"), full_page=True)
+        # the <img> has no src yet: hidden means not drawn at all (no broken-image box, no alt text)
+        shown = page.eval_on_selector("#preview", "img => [getComputedStyle(img).display, img.offsetWidth]")
+        assert shown == ["none", 0]
+        assert page.is_visible("#drop-text") and not page.is_visible("#poster-meta")
+        assert not page.is_visible("#key-form")  # an open server asks for no key
+    finally:
+        ctx.close()
+
+
+KEY = "web-test-key-0123456789"
+
+
+@pytest.fixture(scope="module")
+def keyed_server(tiny_run):
+    from genrefusion.serve.app import create_app
+    from genrefusion.serve.server import BackgroundServer
+
+    with BackgroundServer(create_app(tiny_run, api_key=KEY)) as srv:
+        yield srv
+
+
+@pytest.mark.parametrize("width, height, name", [(1280, 860, "desktop"), (390, 844, "phone")])
+def test_page_asks_for_the_api_key_once(keyed_server, browser, shipped, width, height, name):
+    poster, plot = _shipped_title(shipped, 1)
+    ctx = browser.new_context(viewport={"width": width, "height": height}, device_scale_factor=1)
+    page = ctx.new_page()
+    sent: list[str | None] = []
+    page.on("request", lambda r: sent.append(r.headers.get("x-api-key")) if "/predict" in r.url else None)
+    try:
+        page.goto(keyed_server.url + "/")
+        page.wait_for_selector("#key-form:not([hidden])", timeout=15_000)  # GET /model answered 401
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"web-key-{name}.png"), full_page=True)
+        page.fill("#api-key", "not-the-key-at-all")
+        page.click("#key-submit")
+        page.wait_for_selector("#key-error:not([hidden])", timeout=15_000)
+        assert "refused" in page.inner_text("#key-error")
+        page.fill("#api-key", KEY)
+        page.click("#key-submit")
+        page.wait_for_selector("#metrics table", timeout=15_000)  # /model now answers
+        assert not page.is_visible("#key-form")
+        page.set_input_files("#poster", str(poster))
+        page.fill("#plot", plot)
+        page.click("#predict")
+        page.wait_for_selector("#bars li.bar", timeout=30_000)
+        assert not page.is_visible("#key-form") and sent == [KEY]  # asked once, then sent with each request
+        page.reload()  # the same tab keeps the key
+        page.wait_for_selector("#metrics table", timeout=15_000)
+        assert not page.is_visible("#key-form")
+    finally:
+        ctx.close()

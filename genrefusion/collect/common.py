@@ -39,6 +39,7 @@ class Report:
 
     skipped: list[Skip] = field(default_factory=list)  # item not written
     warnings: list[Skip] = field(default_factory=list)  # written, but something dropped (poster, a genre)
+    field_sources: dict[str, dict[str, str]] = field(default_factory=dict)  # id -> {field: where it came from}
     echo: bool = True
 
     @staticmethod
@@ -61,8 +62,21 @@ class Report:
         if self.echo:
             print(f"warning {id_}: {reason}", file=sys.stderr)
 
+    def record_sources(self, id_: str, sources: dict[str, str]) -> None:
+        """Where each field of a title came from (a page has several blocks that can disagree)."""
+        self.field_sources[id_] = dict(sources)
+
     def to_dict(self) -> dict:
-        return {"skipped": [vars(s) for s in self.skipped], "warnings": [vars(s) for s in self.warnings]}
+        out = {"skipped": [vars(s) for s in self.skipped], "warnings": [vars(s) for s in self.warnings]}
+        if self.field_sources:
+            counts: dict[str, dict[str, int]] = {}
+            for per_title in self.field_sources.values():
+                for fld, src in per_title.items():
+                    counts.setdefault(fld, {}).setdefault(src, 0)
+                    counts[fld][src] += 1
+            out["field_source_counts"] = counts
+            out["field_sources"] = self.field_sources
+        return out
 
 
 @dataclass

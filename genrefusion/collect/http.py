@@ -15,7 +15,6 @@ import json
 import random
 import threading
 import time
-import urllib.robotparser
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -204,7 +203,7 @@ class HttpClient:
         self.secret_params = dict(secret_params or {})
         self.jitter = jitter
         self._sleep = sleep
-        self._robots: dict[str, urllib.robotparser.RobotFileParser | None] = {}
+        self._robots: dict[str, object] = {}  # origin -> Protego rules, ALLOW_ALL, or None (unreachable)
         self.stats = {"network": 0, "cache_hits": 0, "retries": 0}
 
     # -- helpers ---------------------------------------------------------------------------
@@ -253,20 +252,21 @@ class HttpClient:
             except FetchError:
                 # RFC 9309: an unreachable robots.txt (5xx, network) means "disallow all".
                 r = None
-            if r is not None:
-                rp = urllib.robotparser.RobotFileParser()
-                if 200 <= r.status < 300:
-                    rp.parse(r.text().splitlines())
-                    delay = rp.crawl_delay(self.session.headers["User-Agent"]) or rp.crawl_delay("*")
-                    if delay:
-                        self.bucket.set_rate(min(self.bucket.rate, 1.0 / float(delay)))
-                else:
-                    rp.allow_all = True
+            if r is not None and 200 <= r.status < 300:
+                rp = parse_robots(r.text())
+                agent = self.session.headers["User-Agent"]
+                delay = rp.crawl_delay(agent) or rp.crawl_delay("*")
+                if delay:
+                    self.bucket.set_rate(min(self.bucket.rate, 1.0 / float(delay)))
+            elif r is not None:
+                rp = ALLOW_ALL
             self._robots[origin] = rp
         rp = self._robots[origin]
         if rp is None:
             raise FatalFetchError(f"{origin}/robots.txt: cannot be fetched; not crawling {origin} without it")
-        return rp.can_fetch(self.session.headers["User-Agent"], url)
+        if rp is ALLOW_ALL:
+            return True
+        return rp.can_fetch(url, self.session.headers["User-Agent"])
 
     # -- the request -----------------------------------------------------------------------
     def get(self, url: str, params: dict | None = None, *, max_bytes: int | None = None, what: str | None = None,
@@ -370,6 +370,19 @@ class HttpClient:
         if declared and declared.isdigit() and not r.headers.get("Content-Encoding") and len(body) < int(declared):
             raise _Transient(f"truncated body ({len(body)} of {declared} bytes)")
         return body
+
+
+ALLOW_ALL = object()  # robots.txt "unavailable" (4xx): no restriction (RFC 9309 2.3.1.3)
+
+
+def parse_robots(text: str):
+    """robots.txt rules as RFC 9309 reads them (``protego``): ``*`` and ``$`` in paths, and the longest
+    matching rule wins (Allow on a tie). The standard library's parser ignores both and applies the first
+    matching rule, so ``Disallow: /title/tt*/mediaviewer`` would let us in and ``Allow: /title/tt`` after
+    ``Disallow: /title/`` would keep us out."""
+    from protego import Protego
+
+    return Protego.parse(text)
 
 
 def check_url(url: str, what: str = "URL") -> str:

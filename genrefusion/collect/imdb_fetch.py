@@ -6,49 +6,19 @@ robots.txt and Retry-After, and caches every answer so nothing is fetched twice.
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
-from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from ..data.records import Title
 from ..errors import GenreFusionError
 from ..genres import IMDB_GENRES
+from ..progress import track
 from .common import MAX_SIDE, Candidate, FailureGuard, Report, prefetch_poster, read_imdb_ids, write_dataset
 from .http import FatalFetchError, FetchError, HttpClient
 from .imdb_pages import parse_title_page
+from .imdb_urls import (IMDB_BASE, PAGE_HEADERS, PAGE_MAX_BYTES, POSTER_MAX_BYTES, poster_request_url,
+                        sized_poster_url, title_url)
 
-IMDB_BASE = "https://www.imdb.com"
-PAGE_MAX_BYTES = 8 * 1024 * 1024  # current title pages are ~1-2 MB, mostly inline JSON
-POSTER_MAX_BYTES = 10 * 1024 * 1024
-# Sent with page requests so titles, plots and genre names come back in English.
-PAGE_HEADERS = {"Accept-Language": "en-US,en;q=0.8", "Accept": "text/html,application/xhtml+xml"}
-
-_SIZED = re.compile(r"^(?P<stem>.*?)(?:\._V1_[^/]*)?\.(?P<ext>jpe?g|png|webp)$", re.IGNORECASE)
-
-
-def sized_poster_url(url: str, side: int = MAX_SIDE) -> str:
-    """Ask IMDb's image server for a poster at most ``side`` px tall (``…@._V1_SY384.jpg``) instead of
-    the full-size original (often several MB). URLs not in IMDb's image layout are left alone."""
-    parts = urlsplit(url)
-    if "/images/" not in parts.path:
-        return url
-    m = _SIZED.match(parts.path)
-    if not m:
-        return url
-    return urlunsplit(parts._replace(path=f"{m['stem']}._V1_SY{int(side)}.{m['ext']}", query=""))
-
-
-def rebase_url(url: str, base: str | None) -> str:
-    """Point ``url`` at another host (a mirror, a local test server), keeping its path and query."""
-    u = urlsplit(url)
-    if not base or u.scheme not in ("http", "https"):  # a data: or odd URL stays as it is (and is refused)
-        return url
-    b = urlsplit(base.rstrip("/"))
-    return urlunsplit((b.scheme, b.netloc, b.path + u.path, u.query, ""))
-
-
-def title_url(base_url: str, tt: str) -> str:
-    return f"{base_url.rstrip('/')}/title/{tt}/"
+__all__ = ["IMDB_BASE", "collect_imdb", "resolve_imdb", "sized_poster_url", "title_url"]
 
 
 def resolve_imdb(ids: list[str], client: HttpClient, report: Report, base_url: str = IMDB_BASE,
@@ -59,12 +29,10 @@ def resolve_imdb(ids: list[str], client: HttpClient, report: Report, base_url: s
     Item-level failures are reported and skipped; FatalFetchError (blocked, long rate limit,
     robots.txt) stops the run with everything fetched so far kept in the cache.
     """
-    from tqdm import tqdm
-
     guard = FailureGuard(max_failures)
     out: list[Candidate] = []
     seen: set[str] = set()
-    for tt in tqdm(ids, desc="imdb", unit="title", disable=None if progress else True):
+    for tt in track(ids, "imdb", "title", progress):
         url = title_url(base_url, tt)
         try:
             page = client.get(url, max_bytes=PAGE_MAX_BYTES, what=f"{tt} page", headers=PAGE_HEADERS)
@@ -96,10 +64,11 @@ def resolve_imdb(ids: list[str], client: HttpClient, report: Report, base_url: s
             continue
         poster = {}
         if info.poster_url:
-            poster_url = rebase_url(sized_poster_url(urljoin(url, info.poster_url), side), image_base_url)
-            poster = prefetch_poster(client, poster_url, tid, report, guard, POSTER_MAX_BYTES)
+            poster = prefetch_poster(client, poster_request_url(url, info.poster_url, side, image_base_url), tid,
+                                     report, guard, POSTER_MAX_BYTES)
         t = Title(id=tid, imdb_id=tid, title=info.title, year=info.year, kind=info.kind, genres=info.genres,
                   plot=info.plot, source="imdb")
+        report.record_sources(tid, info.field_sources)
         out.append(Candidate(t, **poster))
     return out
 

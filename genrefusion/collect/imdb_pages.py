@@ -1,9 +1,14 @@
 """Parse IMDb title pages (``https://www.imdb.com/title/tt…/``), saved or fetched.
 
-Primary source is the page's JSON-LD (``<script type="application/ld+json">``), which IMDb has
-served for years in a stable shape; the Next.js ``__NEXT_DATA__`` blob
-(``props.pageProps.aboveTheFoldData``) fills whatever JSON-LD lacks (or stands in when a page has no
-JSON-LD at all). Only the standard library is used: ``html.parser`` finds the script tags.
+A current title page carries its data twice: the Next.js ``__NEXT_DATA__`` blob
+(``props.pageProps.aboveTheFoldData``), which is what the page shows, and a JSON-LD summary for search
+engines (``<script type="application/ld+json">``). The two disagree: JSON-LD lists at most three genres
+(*Aladdin* (1992): Animation, Adventure, Comedy, where the page lists seven), dates the title by one
+country's release (``datePublished``), and its rating, title, plot and poster can differ from the page's.
+So each field is taken from the page's own data first and from JSON-LD only where nothing else has it
+(``PRECEDENCE``); older JSON-LD-only pages take the year from the page title ("Name (2007) - IMDb")
+before ``datePublished``. ``PageInfo.field_sources`` says where each field came from. Only the standard
+library is used: ``html.parser`` finds the script tags.
 """
 from __future__ import annotations
 
@@ -13,10 +18,12 @@ import re
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
-from urllib.parse import urljoin
 
+from ..data.records import Title
 from ..errors import BadInput
-from ..genres import parse_genre_cell
+from ..genres import IMDB_GENRES, parse_genre_cell
+from .common import Candidate, FailureGuard, Report, prefetch_poster, write_dataset
+from .imdb_urls import IMDB_BASE, POSTER_MAX_BYTES, poster_request_url
 
 TT_RE = re.compile(r"\btt\d{7,10}\b")
 
@@ -27,6 +34,20 @@ LD_KIND = {"movie": "movie", "tvseries": "tv", "tvminiseries": "tv", "tvepisode"
 # __NEXT_DATA__ / title.basics ``titleType`` -> kind.
 TITLE_TYPE_KIND = {"movie": "movie", "short": "movie", "tvMovie": "movie", "video": "movie", "tvSpecial": "movie",
                    "tvShort": "movie", "tvSeries": "tv", "tvMiniSeries": "tv", "tvEpisode": "tv", "tvPilot": "tv"}
+
+NEXT_DATA, JSON_LD, PAGE_TITLE = "next-data", "json-ld", "page-title"
+# Where each field is taken from: the first source that has it wins (see the module docstring for why).
+PRECEDENCE = {
+    "imdb_id": (NEXT_DATA, JSON_LD),
+    "title": (NEXT_DATA, JSON_LD),
+    "year": (NEXT_DATA, PAGE_TITLE, JSON_LD),
+    "kind": (NEXT_DATA, JSON_LD),
+    "genres": (NEXT_DATA, JSON_LD),
+    "plot": (NEXT_DATA, JSON_LD),
+    "poster_url": (NEXT_DATA, JSON_LD),
+}
+# "Name (2007) - IMDb", "Name (TV Series 2008–2013) - IMDb", "Name (Short 2019) - IMDb": the title's own year
+_TITLE_YEAR = re.compile(r"\((?:[^()]*?\s)?(\d{4})(?:\s*[–-]\s*(?:\d{4})?\s*)?\)")
 
 
 @dataclass
@@ -40,7 +61,8 @@ class PageInfo:
     genres: list[str] = field(default_factory=list)
     plot: str | None = None
     poster_url: str | None = None
-    sources: list[str] = field(default_factory=list)  # "json-ld", "next-data": which blocks were used
+    sources: list[str] = field(default_factory=list)  # "json-ld", "next-data": which blocks were found
+    field_sources: dict[str, str] = field(default_factory=dict)  # field -> the source it was taken from
 
 
 class _ScriptGrabber(HTMLParser):
@@ -51,6 +73,7 @@ class _ScriptGrabber(HTMLParser):
         self.ld: list[str] = []
         self.next_data: str | None = None
         self.id_hints: list[str] = []
+        self.page_titles: list[str] = []  # <title> text, then og:title
         self._cur: str | None = None
         self._buf: list[str] = []
 
@@ -62,8 +85,12 @@ class _ScriptGrabber(HTMLParser):
                 self._cur, self._buf = "ld", []
             elif a.get("id") == "__NEXT_DATA__":
                 self._cur, self._buf = "next", []
+        elif tag == "title" and not self.page_titles:
+            self._cur, self._buf = "title", []
         elif tag == "meta" and a.get("property") in ("imdb:pageConst", "og:url"):
             self.id_hints.append(a.get("content", ""))
+        elif tag == "meta" and a.get("property") == "og:title":
+            self.page_titles.append(a.get("content", ""))
         elif tag == "link" and a.get("rel", "").lower() == "canonical":
             self.id_hints.append(a.get("href", ""))
 
@@ -71,8 +98,19 @@ class _ScriptGrabber(HTMLParser):
         if self._cur:
             self._buf.append(data)
 
+    def handle_entityref(self, name):  # only <title> text reaches here (script bodies are CDATA)
+        if self._cur == "title":
+            self._buf.append(f"&{name};")
+
+    def handle_charref(self, name):
+        if self._cur == "title":
+            self._buf.append(f"&#{name};")
+
     def handle_endtag(self, tag):
-        if tag == "script" and self._cur:
+        if tag == "title" and self._cur == "title":
+            self.page_titles.insert(0, "".join(self._buf))
+            self._cur, self._buf = None, []
+        elif tag == "script" and self._cur in ("ld", "next"):
             text = "".join(self._buf)
             if self._cur == "ld":
                 self.ld.append(text)
@@ -159,36 +197,46 @@ def _dig(d, *keys):
     return d
 
 
-def parse_title_page(text: str, name: str = "page") -> PageInfo:
-    """Parse one IMDb title page. Raises BadInput ``"<name>: <reason>"`` when no title data is found."""
-    grab = _ScriptGrabber()
-    try:
-        grab.feed(text)
-        grab.close()
-    except (AssertionError, ValueError) as err:  # html.parser raises these on some malformed markup
-        raise BadInput(f"{name}: malformed HTML ({err})") from None
-    info = PageInfo()
-    errors = []
+def _from_json_ld(ld: dict) -> dict:
+    g = ld.get("genre")
+    m = TT_RE.search(str(ld.get("url") or ""))
+    return {"imdb_id": m.group(0) if m else None, "title": clean_text(ld.get("name")),
+            "kind": _kind_from_ld(ld.get("@type")),
+            "genres": parse_genre_cell([clean_text(x) or "" for x in g] if isinstance(g, list) else clean_text(g)),
+            "plot": clean_text(ld.get("description")), "poster_url": _image_url(ld.get("image")),
+            "year": _year(ld.get("datePublished"))}  # one country's release date: the last resort
 
+
+def _from_next_data(atf: dict) -> dict:
+    kind = TITLE_TYPE_KIND.get(str(_dig(atf, "titleType", "id") or ""))
+    if kind is None and _dig(atf, "titleType", "isSeries") is True:
+        kind = "tv"
+    gl = _dig(atf, "genres", "genres") or []
+    return {"imdb_id": atf.get("id") if TT_RE.fullmatch(str(atf.get("id") or "")) else None,
+            "title": clean_text(_dig(atf, "titleText", "text")), "kind": kind,
+            "genres": parse_genre_cell([clean_text(g.get("text")) or "" for g in gl if isinstance(g, dict)]),
+            "plot": clean_text(_dig(atf, "plot", "plotText", "plainText")),
+            "poster_url": _image_url(atf.get("primaryImage")), "year": _year(_dig(atf, "releaseYear", "year"))}
+
+
+def _title_year(page_titles: list[str]) -> int | None:
+    """The year in the page title ("Name (2007) - IMDb"); the last parenthesised year, so a "(I)" or a
+    year inside the name does not count."""
+    for text in page_titles:
+        found = _TITLE_YEAR.findall(clean_text(text) or "")
+        if found:
+            return _year(found[-1])
+    return None
+
+
+def _read_blocks(grab: _ScriptGrabber, errors: list[str]) -> tuple[list, dict | None]:
+    """The parsed JSON-LD blocks and ``aboveTheFoldData`` (None when absent); problems go to ``errors``."""
     blocks = []
     for raw in grab.ld:
         try:
             blocks.append(json.loads(raw))
         except json.JSONDecodeError as err:
             errors.append(f"malformed JSON-LD (line {err.lineno} column {err.colno}: {err.msg})")
-    ld = _ld_title_object(blocks, name)
-    if ld is not None:
-        info.sources.append("json-ld")
-        info.title = clean_text(ld.get("name"))
-        info.kind = _kind_from_ld(ld.get("@type"))
-        info.genres = parse_genre_cell([clean_text(g) or "" for g in ld["genre"]] if isinstance(ld.get("genre"), list)
-                                       else clean_text(ld.get("genre")))
-        info.plot = clean_text(ld.get("description"))
-        info.poster_url = _image_url(ld.get("image"))
-        info.year = _year(ld.get("datePublished"))
-        m = TT_RE.search(str(ld.get("url") or ""))
-        info.imdb_id = m.group(0) if m else None
-
     atf = None
     if grab.next_data is not None:
         try:
@@ -200,32 +248,45 @@ def parse_title_page(text: str, name: str = "page") -> PageInfo:
             if not isinstance(atf, dict):
                 atf = None
                 errors.append("__NEXT_DATA__ has no props.pageProps.aboveTheFoldData")
-    if atf is not None:
-        info.sources.append("next-data")
-        info.imdb_id = info.imdb_id or (atf.get("id") if TT_RE.fullmatch(str(atf.get("id") or "")) else None)
-        info.title = info.title or clean_text(_dig(atf, "titleText", "text"))
-        if info.kind is None:
-            info.kind = TITLE_TYPE_KIND.get(str(_dig(atf, "titleType", "id") or ""))
-            if info.kind is None and _dig(atf, "titleType", "isSeries") is True:
-                info.kind = "tv"
-        if not info.genres:
-            gl = _dig(atf, "genres", "genres") or []
-            info.genres = parse_genre_cell([clean_text(g.get("text")) or "" for g in gl if isinstance(g, dict)])
-        info.plot = info.plot or clean_text(_dig(atf, "plot", "plotText", "plainText"))
-        info.poster_url = info.poster_url or _image_url(atf.get("primaryImage"))
-        # IMDb's own year (first release); JSON-LD datePublished can be a later, local release date
-        info.year = _year(_dig(atf, "releaseYear", "year")) or info.year
+    return blocks, atf
 
-    if not info.sources:
+
+def parse_title_page(text: str, name: str = "page") -> PageInfo:
+    """Parse one IMDb title page. Raises BadInput ``"<name>: <reason>"`` when no title data is found."""
+    grab = _ScriptGrabber()
+    try:
+        grab.feed(text)
+        grab.close()
+    except (AssertionError, ValueError) as err:  # html.parser raises these on some malformed markup
+        raise BadInput(f"{name}: malformed HTML ({err})") from None
+    errors: list[str] = []
+    blocks, atf = _read_blocks(grab, errors)
+    ld = _ld_title_object(blocks, name)
+    found = {}
+    if atf is not None:
+        found[NEXT_DATA] = _from_next_data(atf)
+    if ld is not None:
+        found[JSON_LD] = _from_json_ld(ld)
+    if not found:
         if not errors and blocks:
             errors.append(f"JSON-LD describes {', '.join(_ld_types(blocks)) or 'no typed object'}, not a title")
         why = "; ".join(errors) if errors else "no JSON-LD or __NEXT_DATA__ title data (not an IMDb title page?)"
         raise BadInput(f"{name}: {why}")
+    found[PAGE_TITLE] = {"year": _title_year(grab.page_titles)}
+    info = PageInfo(sources=[s for s in (JSON_LD, NEXT_DATA) if s in found])
+    for fld, order in PRECEDENCE.items():
+        for src in order:
+            value = found.get(src, {}).get(fld)
+            if value:
+                setattr(info, fld, value)
+                info.field_sources[fld] = src
+                break
     if info.imdb_id is None:
         for hint in grab.id_hints:
             m = TT_RE.search(hint)
             if m:
                 info.imdb_id = m.group(0)
+                info.field_sources["imdb_id"] = "page-meta"
                 break
     return info
 
@@ -292,11 +353,6 @@ def collect_imdb_pages(folder: str | Path, out: Path, *, name: str | None = None
     ``--fetch-posters`` option) a poster not found locally is downloaded from the page's image URL.
     Returns (titles written, report).
     """
-    from ..data.records import Title
-    from ..genres import IMDB_GENRES
-    from .common import Candidate, FailureGuard, Report, prefetch_poster, write_dataset
-    from .imdb_fetch import IMDB_BASE, POSTER_MAX_BYTES, rebase_url, sized_poster_url
-
     report = report or Report()
     pages = list_pages(Path(folder))
     cands, seen = [], {}
@@ -326,12 +382,13 @@ def collect_imdb_pages(folder: str | Path, out: Path, *, name: str | None = None
         if local is None and client is not None and info.poster_url:
             # phase 1 like the fetcher: into the cache now, checked, so a kill while writing loses nothing
             # a saved page came from www.imdb.com: a relative image URL is relative to it
-            url = rebase_url(sized_poster_url(urljoin(IMDB_BASE + "/", info.poster_url)), image_base_url)
+            url = poster_request_url(IMDB_BASE + "/", info.poster_url, image_base_url=image_base_url)
             poster = prefetch_poster(client, url, tt, report, guard, POSTER_MAX_BYTES)
         elif local is None and info.poster_url and client is None:
             report.warn(tt, f"no saved poster beside {page.name} (use --fetch-posters to download it)")
         t = Title(id=tt, imdb_id=tt, title=info.title, year=info.year, kind=info.kind, genres=info.genres,
                   plot=info.plot, source="imdb")
+        report.record_sources(tt, info.field_sources)
         cands.append(Candidate(t, **poster))
     fetch = (lambda u: client.get(u, max_bytes=POSTER_MAX_BYTES).body) if client is not None else None
     n = write_dataset(Path(out), cands, name=name, genres=list(IMDB_GENRES), source="IMDb title pages (saved)",

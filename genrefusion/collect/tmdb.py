@@ -13,6 +13,7 @@ from pathlib import Path
 from ..data.records import Title
 from ..errors import BadInput, GenreFusionError
 from ..genres import IMDB_GENRES, parse_genre_cell
+from ..progress import track
 from .common import Candidate, FailureGuard, Report, prefetch_poster, read_id_lines, read_imdb_ids, write_dataset
 from .http import FatalFetchError, FetchError, HttpClient
 
@@ -165,12 +166,10 @@ class TmdbClient:
 def resolve_tmdb(items: list, tmdb: TmdbClient, report: Report, by: str = "imdb", prefer: str | None = None,
                  max_failures: int = 10, progress: bool = True) -> list[Candidate]:
     """Phase 1: details (and poster, into the cache) for each id; failures reported and skipped."""
-    from tqdm import tqdm
-
     guard = FailureGuard(max_failures)
     out: list[Candidate] = []
     seen: set[str] = set()
-    for item in tqdm(items, desc="tmdb", unit="title", disable=None if progress else True):
+    for item in track(items, "tmdb", "title", progress):
         label = item if by == "imdb" else f"{item[0]}:{item[1]}"
         try:
             if by == "imdb":

@@ -46,8 +46,9 @@ def add_arguments(p):
     sub = p.add_subparsers(dest="source", metavar="SOURCE", required=True)
 
     q = sub.add_parser("imdb-pages", help="saved IMDb title pages (offline)",
-                       description="Parse saved IMDb title pages (JSON-LD, else __NEXT_DATA__). Posters are "
-                                   "taken from <page>.jpg, <tt-id>.jpg or <page>_files/ beside each page.")
+                       description="Parse saved IMDb title pages (the page's own __NEXT_DATA__ first, its JSON-LD "
+                                   "summary only where that lacks a field). Posters are taken from <page>.jpg, "
+                                   "<tt-id>.jpg or <page>_files/ beside each page.")
     q.add_argument("pages", metavar="DIR", help="folder of saved title pages (.html/.htm), or one page")
     _common_out(q)
     q.add_argument("--fetch-posters", action="store_true",

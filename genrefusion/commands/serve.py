@@ -3,9 +3,16 @@
   genrefusion serve RUN_DIR                      # http://127.0.0.1:8000/  (web page), /docs (OpenAPI)
   genrefusion serve RUN_DIR --host 0.0.0.0 --port 9000
 
+  GENREFUSION_API_KEY=$(cat key.txt) genrefusion serve RUN_DIR --host 0.0.0.0   # clients send X-API-Key
+
 Endpoints: POST /predict (multipart `poster` file and/or `plot` text), POST /predict/batch (JSON list of
 {plot, poster_base64}, at most 64), GET /health, GET /model. Limits: poster <= 10 MB and <= 40 MP, plot
-<= 20,000 characters; bad input gets a 4xx JSON error naming the problem."""
+<= 20,000 characters; bad input gets a 4xx JSON error naming the problem.
+
+Access: with an API key ($GENREFUSION_API_KEY, or --api-key), every request but GET /health, the web page
+and the API docs must send it (header `X-API-Key: KEY` or `Authorization: Bearer KEY`), else 401; the web
+page asks for it once. Without a key anyone who can reach the port can use the API: keep the default
+--host 127.0.0.1 then, or put the server behind a proxy that authenticates."""
 from __future__ import annotations
 
 from ..encoders import TEXT_RUNTIMES
@@ -23,13 +30,21 @@ def add_arguments(p):
     p.add_argument("--text-runtime", choices=TEXT_RUNTIMES, default=None,
                    help="how MiniLM plot features are computed (as for predict; default auto)")
     p.add_argument("--no-warmup", action="store_true", help="skip the warm-up prediction at startup")
-    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.add_argument("--api-key", metavar="KEY",
+                   help="require this key on every request but /health (at least 16 characters; default: "
+                        "$GENREFUSION_API_KEY, which keeps it out of the process list)")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
+                   help="uvicorn's log level (default info)")
 
 
 def run(args) -> int:
     import errno
+    import ipaddress
+    import os
+    import sys
 
     from ..errors import GenreFusionError
+    from ..serve.auth import ENV, check_key
 
     try:
         import uvicorn
@@ -39,8 +54,11 @@ def run(args) -> int:
     from ..serve.app import create_app
     from ..serve.server import listen_socket
 
+    api_key = args.api_key if args.api_key is not None else (os.environ.get(ENV) or None)
+    if api_key is not None:
+        check_key(api_key)  # a bad key is refused before the model is loaded
     clf = GenreClassifier.load(args.run_dir, text_runtime=args.text_runtime)
-    app = create_app(clf, warmup=not args.no_warmup)  # bundle errors surface here, before binding
+    app = create_app(clf, warmup=not args.no_warmup, api_key=api_key)  # bundle errors surface here, before binding
     # bind ourselves so "port in use" is one clear line rather than uvicorn's traceback-free exit(1)
     try:
         sock = listen_socket(args.host, args.port)
@@ -48,7 +66,12 @@ def run(args) -> int:
         reason = "address already in use" if err.errno == errno.EADDRINUSE else (err.strerror or str(err))
         raise GenreFusionError(f"cannot listen on {args.host}:{args.port}: {reason}") from None
     host, port = sock.getsockname()[:2]
-    print(f"genrefusion: serving {app.state.classifier!r} on http://{host}:{port}/ (API docs: /docs)", flush=True)
+    access = "API key required (X-API-Key)" if api_key else "no API key: open to anyone who can reach it"
+    print(f"genrefusion: serving {app.state.classifier!r} on http://{host}:{port}/ (API docs: /docs; {access})",
+          flush=True)
+    if not api_key and not ipaddress.ip_address(host).is_loopback:
+        print(f"warning: listening on {host} without an API key; set {ENV} (or --api-key) to require one",
+              file=sys.stderr, flush=True)
     config = uvicorn.Config(app, log_level=args.log_level)
     uvicorn.Server(config).run(sockets=[sock])
     return 0

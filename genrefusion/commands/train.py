@@ -1,6 +1,6 @@
 """Train the poster, plot and fused models on one or more datasets, evaluate them honestly, write a report.
 
-  genrefusion train /work/shared/datasets/* --out runs/demo
+  genrefusion train ../shared/datasets/* --out runs/demo
   genrefusion train DATA --out RUN --config my.toml --set train.epochs=20 --set text.encoder=lstm
   genrefusion train DATA --out RUN --resume          # continue an interrupted run (same arguments)
 
@@ -87,18 +87,6 @@ def summary_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def _console_log():
-    import logging
-    import sys
-
-    h = logging.StreamHandler(sys.stderr)
-    h.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
-    lg = logging.getLogger("genrefusion.train")
-    lg.addHandler(h)
-    lg.setLevel(logging.INFO)
-    return h
-
-
 def run(args) -> int:
     import logging
     from pathlib import Path
@@ -110,13 +98,11 @@ def run(args) -> int:
     cfg = load_config(args.config, parse_set(args.overrides))
     data = dataset_args(args.data)
     models = list(args.models)
-    handler = _console_log() if dist.env_info().is_main else None
-    try:
-        result = main(data, args.out, cfg, resume=args.resume, models=models,
-                      progress=not args.no_progress, device=args.device)
-    finally:
-        if handler is not None:
-            logging.getLogger("genrefusion.train").removeHandler(handler)
+    if not dist.env_info().is_main:  # one rank's log lines on the console, not every rank's
+        for h in logging.getLogger("genrefusion").handlers:
+            h.setLevel(max(h.level, logging.WARNING))
+    result = main(data, args.out, cfg, resume=args.resume, models=models,
+                  progress=not args.no_progress, device=args.device)
     if not dist.env_info().is_main:
         return 0
     out = Path(args.out)

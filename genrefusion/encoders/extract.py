@@ -20,6 +20,7 @@ from PIL import Image
 
 from .. import distributed as dist
 from ..errors import BadInput, GenreFusionError
+from ..progress import progress_bar
 from .cache import FeatureCache, content_key
 
 
@@ -142,8 +143,6 @@ def extract_image_features(posters: Sequence, encoder, cache: FeatureCache | Non
                            num_workers: int = 1, ids: Sequence[str] | None = None,
                            progress: bool = True) -> Features:
     """Pooled backbone features for each poster (Path, bytes, PIL image or None)."""
-    from tqdm.auto import tqdm
-
     n = len(posters)
     values, ok, errors = _empty("extract_image_features", n, ids, "posters", encoder.dim)
     keys: list[str | None] = [None] * n
@@ -172,8 +171,7 @@ def extract_image_features(posters: Sequence, encoder, cache: FeatureCache | Non
             prefetch_factor=4 if num_workers > 0 else None, persistent_workers=False)
         was_training = encoder.training
         encoder.eval()
-        bar = tqdm(total=len(items), desc=f"poster features ({encoder.name})", unit="img",
-                   disable=None if progress else True, mininterval=2.0)  # None: off when stderr is no TTY
+        bar = progress_bar(len(items), f"poster features ({encoder.name})", "img", progress, mininterval=2.0)
         try:
             with torch.inference_mode():
                 for idx, xs, bad in loader:
@@ -201,8 +199,6 @@ def extract_text_features(texts: Sequence[str | None], encoder, cache: FeatureCa
                           batch_size: int = 32, ids: Sequence[str] | None = None,
                           progress: bool = True) -> Features:
     """Frozen sentence features for each plot; None/empty/whitespace plots are ok=False (missing modality)."""
-    from tqdm.auto import tqdm
-
     values, ok, errors = _empty("extract_text_features", len(texts), ids, "texts", encoder.dim)
     by_key: dict[str, list[int]] = {}
     clean: dict[str, str] = {}
@@ -223,8 +219,7 @@ def extract_text_features(texts: Sequence[str | None], encoder, cache: FeatureCa
     if todo:
         # length-sorted batches waste little on padding (MiniLM cost grows with the longest text in a batch)
         todo.sort(key=lambda k: len(clean[k]))
-        bar = tqdm(total=len(todo), desc=f"plot features ({encoder.name})", unit="plot",
-                   disable=None if progress else True, mininterval=2.0)
+        bar = progress_bar(len(todo), f"plot features ({encoder.name})", "plot", progress, mininterval=2.0)
         try:
             for s in range(0, len(todo), batch_size):
                 chunk = todo[s:s + batch_size]

@@ -12,7 +12,7 @@ from torch import nn
 
 from ..errors import ConfigError
 
-HOW_TO_SUPPLY = "pass --image-weights FILE or set [image] weights = \"FILE\" in the config"
+HOW_TO_SUPPLY = "set [image] weights = \"FILE\" in the config, or pass --set image.weights=FILE to train"
 
 
 class Bottleneck(nn.Module):

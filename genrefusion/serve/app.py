@@ -36,6 +36,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ..data.images import MAX_BYTES, MAX_PIXELS, load_image
 from ..errors import BadInput, BundleError, GenreFusionError
 from ..predict import PLOT_MAX_CHARS
+from .auth import ApiKeyGuard, check_key, document_security
+from .contract import refine_openapi
 
 log = logging.getLogger("genrefusion.serve")
 
@@ -179,10 +181,11 @@ def _b64(s: str, name: str) -> bytes:
 
 
 def create_app(run_dir_or_classifier, *, warmup: bool = False, max_batch: int = MAX_BATCH,
-               max_batch_body: int = MAX_BATCH_BODY) -> FastAPI:
+               max_batch_body: int = MAX_BATCH_BODY, api_key: str | None = None) -> FastAPI:
     """The FastAPI app for a run dir / bundle path or a loaded ``GenreClassifier``.
 
-    ``warmup``: build the encoders and run one prediction at startup, so the first request is not slow."""
+    ``warmup``: build the encoders and run one prediction at startup, so the first request is not slow.
+    ``api_key``: require it on every request but /health, the web page and the docs (``serve/auth.py``)."""
     from ..predict import GenreClassifier
 
     if isinstance(run_dir_or_classifier, GenreClassifier):
@@ -208,8 +211,11 @@ def create_app(run_dir_or_classifier, *, warmup: bool = False, max_batch: int = 
                   description="Multi-label movie/TV genre prediction from a poster and a plot summary.",
                   lifespan=lifespan)
     app.state.classifier = clf
+    if api_key is not None:
+        app.add_middleware(ApiKeyGuard, key=check_key(api_key))  # inside BodyLimit: a refused upload is still read, so
     app.add_middleware(BodyLimit, limits={"/predict": MAX_PREDICT_BODY, "/predict/batch": max_batch_body},
-                       default=64 * 1024)
+                       default=64 * 1024)             # the client sees the 401 rather than a reset
+    _document(app, max_batch, api_key is not None)
 
     # -- errors: every input problem is a one-line 4xx JSON ---------------------------------------------------
     @app.exception_handler(GenreFusionError)
@@ -230,7 +236,9 @@ def create_app(run_dir_or_classifier, *, warmup: bool = False, max_batch: int = 
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, err: StarletteHTTPException):
-        return _error(err.status_code, _one_line(err.detail))
+        # keep the exception's headers: a 405 must say which methods are allowed (RFC 9110 Allow)
+        return JSONResponse({"error": _one_line(err.detail), "status": err.status_code},
+                            status_code=err.status_code, headers=err.headers)
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, err: Exception):  # a bug, not bad input: logged, and still one JSON line
@@ -300,6 +308,21 @@ def create_app(run_dir_or_classifier, *, warmup: bool = False, max_batch: int = 
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
+
+
+def _document(app: FastAPI, max_batch: int, secured: bool) -> None:
+    """The OpenAPI document with the rules the handlers enforce (``contract.py``) and the API key, if any."""
+    generate = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            spec = refine_openapi(generate(), max_batch)
+            if secured:
+                document_security(spec)
+            app.openapi_schema = spec
+        return app.openapi_schema
+
+    app.openapi = openapi
 
 
 def _run_batch(clf, titles: list[BatchTitle], partial: bool, top_k, threshold, genres, thresholds) -> dict:

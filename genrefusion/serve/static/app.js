@@ -9,6 +9,44 @@
   let poster = null;    // the chosen File (input or drop)
   let previewUrl = null;
   let limits = { poster_bytes: 10 * 1024 * 1024, plot_chars: 20000 };
+  const KEY_STORE = "genrefusion-api-key";
+
+  // -- API key: asked for once (on the first 401), kept for this tab, sent as X-API-Key ------------------
+  let apiKey = sessionStorage.getItem(KEY_STORE);
+  let keyWaiters = [];
+
+  function askForKey(message) {
+    $("key-error").textContent = message || "";
+    $("key-error").hidden = !message;
+    $("key-form").hidden = false;
+    $("api-key").focus();
+    return new Promise((resolve) => keyWaiters.push(resolve));
+  }
+
+  $("key-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const value = $("api-key").value.trim();
+    if (!value) return;
+    apiKey = value;
+    sessionStorage.setItem(KEY_STORE, value);
+    $("key-form").hidden = true;
+    $("api-key").value = "";
+    keyWaiters.splice(0).forEach((resolve) => resolve());
+  });
+
+  // fetch with the key; a 401 asks for it (again, if the one given was refused) and retries
+  async function api(url, options = {}) {
+    for (;;) {
+      const headers = new Headers(options.headers || {});
+      if (apiKey) headers.set("X-API-Key", apiKey);
+      const res = await fetch(url, { ...options, headers });
+      if (res.status !== 401) return res;
+      const refused = apiKey !== null;
+      apiKey = null;
+      sessionStorage.removeItem(KEY_STORE);
+      await askForKey(refused ? "The server refused that key. Check it and try again." : "");
+    }
+  }
 
   function el(tag, cls, text) {
     const e = document.createElement(tag);
@@ -94,7 +132,7 @@
     button.disabled = true;
     button.textContent = "Predicting…";
     try {
-      const res = await fetch("/predict", { method: "POST", body });
+      const res = await api("/predict", { method: "POST", body });
       let data = null;
       try { data = await res.json(); } catch (_) { /* not JSON: reported below */ }
       if (!res.ok) {
@@ -156,7 +194,7 @@
   async function loadModel() {
     const box = $("metrics");
     try {
-      const res = await fetch("/model");
+      const res = await api("/model");
       if (!res.ok) throw new Error(`HTTP ${res.status}`);
       const info = await res.json();
       if (info.limits) limits = info.limits;

