@@ -209,7 +209,9 @@ def test_health_answers_while_every_worker_is_inside_inference(clf, monkeypatch,
         for t in threads:
             t.start()
         try:
-            assert all(inside.acquire(timeout=120) for _ in threads), "predictions never reached predict_one"
+            # on a blocked event loop the first held prediction stops the others from even starting
+            assert all(inside.acquire(timeout=120) for _ in threads), \
+                f"not all {WORKERS} predictions got inside predict_one at once: inference blocks the event loop"
             health = requests.get(srv.url + "/health", timeout=60)
             still_held = sum(t.is_alive() for t in threads)
         finally:
