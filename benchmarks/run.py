@@ -1,7 +1,7 @@
 """All performance figures of issue 7, measured in one run, each printed beside its target.
 
     python benchmarks/run.py            # everything: inference, training cold/warm, scale at 2.6k and 26k titles
-    python benchmarks/run.py --quick    # inference figures only (< 5 min; uses an existing run, see --run)
+    python benchmarks/run.py --quick    # inference + robustness figures only (uses an existing run, see --run)
 
 Writes ``benchmarks/latest.json`` (flat keys, plus a ``details`` object) and exits 1 if a target is missed.
 Scratch data (synthetic datasets, caches, runs) goes to ``benchmarks/out/`` (git-ignored).
@@ -39,7 +39,17 @@ TARGETS = {
     "train_warm_s": ("<=", 60.0, "s"),
     "peak_rss_mib_2600": ("<=", 2048.0, "MiB"),
     "peak_rss_mib_26000": ("<=", 2048.0, "MiB"),
+    # robustness (bench_robustness.py): the tests check the behaviour, these are its time figures
+    "load_requests_s": ("<=", 60.0, "s"),
+    "health_max_ms_under_load": ("<=", 5000.0, "ms"),
+    "bomb_refusal_ms": ("<=", 2000.0, "ms"),
+    "rate_limit_ratio": ("<=", 1.05, "x --rate"),
+    "rate_limit_min_gap_ratio": (">=", 0.5, "x 1/rate"),
+    "retry_after_wait_s": (">=", 0.95, "s"),
+    "bad_url_fail_ms": ("<=", 1000.0, "ms"),
 }
+ROBUSTNESS = ("load_requests_s", "health_max_ms_under_load", "bomb_refusal_ms", "rate_limit_ratio",
+              "rate_limit_min_gap_ratio", "retry_after_wait_s", "bad_url_fail_ms")
 
 
 def machine() -> dict:
@@ -147,7 +157,7 @@ def write_readme_table(latest: dict, path: Path = ROOT / "benchmarks" / "README.
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="genrefusion benchmarks (issue 7)")
-    ap.add_argument("--quick", action="store_true", help="inference figures only")
+    ap.add_argument("--quick", action="store_true", help="inference and robustness figures only")
     ap.add_argument("--run", type=Path, help="trained run dir to benchmark inference on")
     ap.add_argument("--sizes", type=int, nargs="+", default=[2600, 26000], help="scale benchmark title counts")
     ap.add_argument("--skip-scale", action="store_true", help="skip the scale benchmark")
@@ -186,6 +196,12 @@ def main(argv=None) -> int:
             acc = int8_accuracy(run_dir, OUT / "train-cache")
             details["int8_accuracy"] = acc
             print(f"[inference] int8 change {acc.get('change', acc)}", flush=True)
+        import bench_robustness
+
+        print("[robustness] 1,000 mixed requests under load, bomb refusal, HTTP client pacing ...", flush=True)
+        rob = bench_robustness.run_all(run_dir)
+        details["robustness"] = rob
+        figures.update({k: rob[k] for k in ROBUSTNESS})
 
     if not args.quick and not args.skip_scale:
         import scale

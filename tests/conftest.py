@@ -37,12 +37,38 @@ Fixtures (all deterministic; nothing is ever written into the shipped data):
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as _hypothesis_settings
 from PIL import Image
+from preflight import browser_problem, in_ci, shipped_data_problem  # tests/ is on sys.path (rootdir conftest)
+
+# Nothing of hypothesis' goes into the repository (its default is ./.hypothesis): no example database (a
+# failing example is printed and can be pinned with @example), and its other caches (unicode tables) in the
+# temp folder unless HYPOTHESIS_STORAGE_DIRECTORY says otherwise. No per-example deadline either (its default
+# 200 ms is a wall-clock limit that a busy 2-core machine trips).
+os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(tempfile.gettempdir(), "genrefusion-hypothesis"))
+_hypothesis_settings.register_profile("genrefusion", database=None, deadline=None)
+_hypothesis_settings.load_profile("genrefusion")
+
+
+def pytest_configure(config):
+    # CI has the data: a missing or unreadable folder is a broken CI set-up, not a reason to skip ~40 % of
+    # the suite and report green. A UsageError stops the run before collection with one "ERROR: ..." line.
+    if in_ci() and (why := shipped_data_problem()):
+        raise pytest.UsageError(f"CI: {why}")
+
+
+def pytest_collection_finish(session):
+    if in_ci() and any(item.get_closest_marker("browser") for item in session.items):
+        if why := browser_problem():
+            raise pytest.UsageError(f"CI: browser tests selected but {why}")
+
 
 TINY_GENRES = ("Action", "Comedy", "Drama", "Horror", "Romance", "Sci-Fi")
 

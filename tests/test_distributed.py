@@ -202,9 +202,8 @@ def test_torchrun_two_ranks_match_one_rank_and_resume(shipped_subset, tmp_path):
     proc = subprocess.Popen(torchrun_cmd(2, "dist_train.py", data, out, *long), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     try:
-        deadline = time.monotonic() + 240
-        while not (out / "checkpoints" / "fused.pt").exists():
-            assert proc.poll() is None and time.monotonic() < deadline, "run ended before the fused checkpoint"
+        while not (out / "checkpoints" / "fused.pt").exists():  # ends with the run at the latest
+            assert proc.poll() is None, "run ended before the fused checkpoint"
             time.sleep(0.02)
         os.killpg(proc.pid, signal.SIGKILL)  # like a lost node: no clean shutdown
     finally:

@@ -6,19 +6,15 @@ the same input. Screenshots at a laptop and a phone width go to ``test-artifacts
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
+from preflight import CHROMIUM, browser_problem
 
-CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} not installed (apt-get install chromium)"),
-]
-sync_api = pytest.importorskip("playwright.sync_api")
+# Outside CI a machine without Chromium skips these; in CI conftest stops the run instead (never a silent skip).
+pytestmark = [pytest.mark.browser, pytest.mark.skipif(browser_problem() is not None, reason=str(browser_problem()))]
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +28,8 @@ def server(tiny_run):
 
 @pytest.fixture(scope="module")
 def browser():
+    from playwright import sync_api
+
     with sync_api.sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
         try:
@@ -70,7 +68,8 @@ def test_page_predicts_and_draws_bars(server, browser, shipped, width, height, n
         page.fill("#plot", plot)
         page.click("#predict")
         page.wait_for_selector("#bars li.bar", timeout=30_000)
-        page.wait_for_timeout(500)  # let the bar-width transition finish before measuring / screenshotting
+        # measure once the bar-width transitions have finished (finished CSS transitions leave getAnimations)
+        page.wait_for_function("document.getAnimations().length === 0")
         bars = page.eval_on_selector_all("#bars li.bar", """els => els.map(li => ({
             genre: li.dataset.genre, score: Number(li.dataset.score), on: li.classList.contains('on'),
             fill: li.querySelector('.fill').getBoundingClientRect().width,

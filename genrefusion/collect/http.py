@@ -94,8 +94,10 @@ class TokenBucket:
                 now = self._clock()
                 self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
                 self._last = now
-                if self._tokens >= 1.0:
-                    self._tokens -= 1.0
+                # a hair short of a token counts as one: float refill sums (0.05 * 20 = 0.9999...) would
+                # otherwise ask for 1e-17 s sleeps that a coarse or injected clock never advances past
+                if self._tokens >= 1.0 - 1e-9:
+                    self._tokens = max(0.0, self._tokens - 1.0)
                     return slept
                 wait = (1.0 - self._tokens) / self.rate
                 self._sleep(wait)
@@ -185,7 +187,7 @@ class HttpClient:
                  retries: int = 4, backoff: float = 2.0, max_backoff: float = 60.0, max_retry_after: float = 300.0,
                  max_bytes: int = 10 * 1024 * 1024, robots: bool = False, secret_params: dict | None = None,
                  headers: dict | None = None, jitter: bool = True, session=None,
-                 sleep: Callable[[float], None] = time.sleep):
+                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic):
         import requests
 
         self._requests = requests
@@ -193,7 +195,7 @@ class HttpClient:
         self.session.headers.update({"User-Agent": user_agent, "Accept-Encoding": "gzip, deflate"})
         self.session.headers.update(headers or {})
         self.cache = ResponseCache(cache_dir) if cache_dir is not None else None
-        self.bucket = TokenBucket(rate, burst, sleep=sleep)
+        self.bucket = TokenBucket(rate, burst, clock=clock, sleep=sleep)  # clock/sleep injectable for tests
         self.timeout = (connect_timeout, timeout)
         self.total_timeout = max(timeout * 4, timeout + 30.0)  # a trickling body cannot hold us forever
         self.retries, self.backoff, self.max_backoff = int(retries), float(backoff), float(max_backoff)

@@ -94,7 +94,7 @@ def _furthest(run: Path) -> int:
 
 
 @pytest.mark.slow
-def test_train_sigkilled_five_times_then_resumed(tiny_run, tiny_run_data, warm_cache, tmp_path, cases):
+def test_train_sigkilled_five_times_then_resumed(tiny_run, tiny_run_data, warm_cache, tmp_path, inputs):
     seed = int(os.environ.get("RELIABILITY_SEED") or random.SystemRandom().randrange(10**6))
     rng = random.Random(seed)
     print(f"kill schedule seed {seed} (RELIABILITY_SEED={seed} replays it)")
@@ -116,11 +116,9 @@ def test_train_sigkilled_five_times_then_resumed(tiny_run, tiny_run_data, warm_c
             jitter, why = rng.uniform(0.0, 0.3), f"after {target} appeared"
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
-            deadline = time.monotonic() + 180
-            while target is not None and not (run / target).exists():
+            while target is not None and not (run / target).exists():  # ends with the run at the latest
                 assert proc.poll() is None, f"train exited ({proc.returncode}) before {target}: " \
                                             f"{proc.stderr.read().decode()[-2000:]}"
-                assert time.monotonic() < deadline, f"{target} never appeared"
                 time.sleep(0.01)
             time.sleep(jitter)
             assert proc.poll() is None, f"train ended before kill {attempt + 1} ({why}): rc {proc.returncode}"
@@ -138,7 +136,7 @@ def test_train_sigkilled_five_times_then_resumed(tiny_run, tiny_run_data, warm_c
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Traceback" not in done.stderr and "test metrics" in done.stdout
     _assert_consistent(run, tiny_run)
-    cases(kills + 1)  # five killed runs and the one that finished
+    inputs(kills + 1, "train runs (killed, then resumed)")  # five killed and the one that finished
 
 
 KILL_AT_RENAME = textwrap.dedent("""
@@ -162,7 +160,7 @@ KILL_AT_RENAME = textwrap.dedent("""
 
 @pytest.mark.slow
 def test_train_killed_at_rename_then_resumed_leaves_nothing_behind(tiny_run, tiny_run_data, warm_cache, tmp_path,
-                                                                     cases):
+                                                                     inputs):
     run = tmp_path / "run"
     argv = ["train", *map(str, tiny_run_data), "--out", str(run), "--resume", "--no-progress", "--device", "cpu",
             *_set_args()]
@@ -180,7 +178,7 @@ def test_train_killed_at_rename_then_resumed_leaves_nothing_behind(tiny_run, tin
                           timeout=400)
     assert done.returncode == 0, done.stderr[-3000:]
     _assert_consistent(run, tiny_run)
-    cases(4)  # three killed runs and the one that finished
+    inputs(4, "train runs (killed, then resumed)")  # three killed and the one that finished
 
 
 # -- feature cache interrupted mid-write ------------------------------------------------------------------------

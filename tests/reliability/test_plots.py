@@ -38,10 +38,10 @@ def _dataset(root, write_raw_dataset, plots: dict):
 
 
 # -- validator ----------------------------------------------------------------------------------------------------
-def test_validator_accepts_markup_emoji_scripts_and_1mb(tmp_path, write_raw_dataset, cases):
+def test_validator_accepts_markup_emoji_scripts_and_1mb(tmp_path, write_raw_dataset, inputs):
     plots = {**FINE, "megabyte": MEGABYTE}
     rep = validate_dataset(_dataset(tmp_path / "ds", write_raw_dataset, plots), workers=1)
-    cases(len(plots))
+    inputs(len(plots), "dataset rows")
     assert rep.problems == [] and rep.usable_titles == len(plots) and rep.with_plot == len(plots)
 
 

@@ -36,10 +36,10 @@ class Counted:
 
 
 @pytest.fixture
-def seen(cases):
+def seen(inputs):
     c = Counted()
     yield c
-    cases(c.n)
+    inputs(c.n, "hypothesis examples")
 
 
 # -- genre cells ------------------------------------------------------------------------------------------------
