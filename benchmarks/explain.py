@@ -70,7 +70,7 @@ def speed(clf, titles: list[dict]) -> dict:
 
 
 def faithfulness(clf, titles: list[dict], seed: int) -> dict:
-    from genrefusion.faithfulness import deletion_case, summarise
+    from genrefusion.explain.faithfulness import deletion_case, summarise
 
     rng = np.random.default_rng(seed)
     cases, shuffled = [], []

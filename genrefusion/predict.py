@@ -251,6 +251,8 @@ class GenreClassifier:
         occlusion on this model. Plain JSON; shapes in ``genrefusion.explain``."""
         from .explain import explain
 
+        self._check_fitted()
+        poster, plot = _title_parts({"poster": poster, "plot": plot}, 0)
         return explain(self, poster=poster, plot=plot, genres=genres, top_k=top_k, top_words=top_words,
                        overlays=overlays)
 

@@ -48,7 +48,7 @@ def write_outputs(expl: dict, out) -> dict:
     import copy
     from pathlib import Path
 
-    from ..explain_render import page
+    from ..explain.render import page
     from ..io import write_bytes, write_json, write_text
     from ..paths import check_writable_target
 
@@ -72,7 +72,7 @@ def run(args) -> int:
 
     from ..data.images import load_image
     from ..errors import BadInput
-    from ..explain_render import table
+    from ..explain.render import table
     from .predict import _load, _read_plot
 
     plot = _read_plot(args)

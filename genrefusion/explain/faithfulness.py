@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .explain import remove_spans
+from .units import remove_spans
 
 WORD_KS = (1, 2, 3, 5, 10)
 CELL_KS = (1, 2, 4, 8)
@@ -42,7 +42,7 @@ def deletion_case(clf, poster, plot: str | None, expl: dict, rng: np.random.Gene
                   shuffle: bool = False, word_ks=WORD_KS, cell_ks=CELL_KS) -> dict:
     """Score falls for one title: ``{"words"|"cells": {"top": [G][K], "random": [G][K]}}`` (NaN where k is
     larger than the number of words/cells), in ``expl["genres"]`` order; the inputs ``expl`` explained."""
-    from .data.images import load_image
+    from ..data.images import load_image
 
     x = clf.preprocess_poster(load_image(poster)) if expl["poster"] is not None else None
     gidx = [clf.genres_.index(e["genre"]) for e in expl["genres"]]

@@ -1,157 +1,65 @@
-"""Why a title got its genres: which input, which plot words, which poster regions.
-
-``explain(clf, poster, plot, genres=None, top_k=None)`` (also ``GenreClassifier.explain``) measures every number
-on the model itself by occlusion: take a part of the input away, score again, and report how much the genre's
-log-odds fell. An attribution therefore says what the model does, not what a proxy of it does (the deletion
-benchmark, ``benchmarks/explain.py``, checks that):
-
-* **inputs**: the genre's probability with both inputs, the poster only, the plot only and neither, through
-  the model's own missing-input path (the fused model's learned "missing" embeddings).
-* **plot**: each word is deleted from the text and the plot re-encoded by the model's text route (MiniLM or
-  the AWD-LSTM); all variants are encoded as one batch. Long plots are cut into phrases instead, so that a
-  title costs at most about ``word_budget`` encoded words: a plot of n words gets
-  ``min(n, max(8, word_budget // n))`` units, cut preferably at punctuation.
-* **poster**: the backbone's last feature map (``[h, w]`` = 7 x 7 cells for the 224-pixel backbones, each cell
-  seeing mostly a 32 x 32 patch of the centre crop) is mean-pooled into the features the head reads. Occluding
-  a cell replaces its features by those a blank (mean-colour) poster has there. Pooling is linear, so all
-  cells are one batched head forward and exactly what the head computes for that feature map.
-
-The answer is plain JSON (``Explanation``; lists and floats, no tensors)::
-
-    {"model": "fused", "used": ["poster", "plot"], "predicted": [...],   # what predict() says
-     "weights": "log-odds",                  # unit of every weight: logit(full) - logit(part removed)
-     "plot": {"text": str, "granularity": "word" | "phrase",
-              "words": [[start, end], ...],  # W words, character offsets into text
-              "units": [[first, end], ...]}  # occluded units as word ranges ([i, i+1] for words)
-             | None,
-     "poster": {"size": [width, height], "crop": [left, top, right, bottom],  # the part the model sees
-                "grid_shape": [h, w]} | None,
-     "genres": [{"genre", "score", "poster_only", "plot_only", "no_input", "threshold", "predicted",
-                 "word_weights": [W floats] | None,  # a phrase's weight is shared by its words
-                 "top_words": [{"text", "weight"}, ...],  # the units that raised the genre most
-                 "poster_grid": [[w floats] x h] | None,  # row-major over the crop, top row first
-                 "overlay_png": base64 PNG | None}, ...],
-     "seconds": float}
-
-Scores (probabilities) are those ``predict_proba`` gives; ``poster_only``/``plot_only`` are None when that
-input was not given or the model does not read it.
-"""
+"""The explanation itself: modality scores, plot-unit occlusion and poster-cell occlusion, scored in one batched
+pass of the model's branches and head (see the package docstring for the method and the output)."""
 from __future__ import annotations
 
 import difflib
-import math
-import re
+import threading
 import time
 import weakref
-from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import BadInput
+from ..decision import check_overrides, decide
+from ..errors import BadInput
+from .units import WORD_BUDGET, plot_units, remove_spans
 
-WORD_BUDGET = 2400  # words encoded in total for one title (variants x length); keeps a title well under 2 s
-MIN_UNITS = 8
-WORD = re.compile(r"\w+(?:['\u2019\-]\w+)*")
-CLAUSE_BREAK = re.compile(r"[,;:.!?\u2014\u2013()\"]|\s-\s")
 DECIMALS = 4
-
 _BLANK_MAPS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # image encoder -> blank poster's map
 
 
-# -- plot units ---------------------------------------------------------------------------------------------
-@dataclass
-class PlotUnits:
-    text: str
-    words: list[tuple[int, int]]   # character spans of the words
-    units: list[tuple[int, int]]   # occlusion units as word ranges [first, end)
+class BundleView:
+    """What ``explain`` reads from a classifier (``GenreClassifier`` has the same attributes), made from a loaded
+    bundle alone, for callers below the Python API (the run report)."""
 
-    @property
-    def granularity(self) -> str:
-        return "word" if len(self.units) == len(self.words) else "phrase"
+    def __init__(self, bundle, model: str | None = None, text_runtime: str | None = None):
+        self.bundle_ = bundle
+        self.model_name_ = model or bundle.default_model
+        self.genres_ = bundle.genres
+        self.thresholds_ = np.asarray(bundle.thresholds[self.model_name_], dtype=np.float64)
+        self.text_runtime = text_runtime
+        self.encoders_: dict = {}
+        self._lock = threading.Lock()
 
-    def span(self, u: int) -> tuple[int, int]:
-        """Characters deleted with unit ``u``: a word alone (its punctuation stays), or a phrase up to the next
-        phrase (its trailing punctuation goes with it, so no stray commas are left behind)."""
-        a, b = self.units[u]
-        if self.granularity == "word":
-            return self.words[a]
-        return self.words[a][0], (self.words[b][0] if b < len(self.words) else len(self.text))
+    def input_encoders(self):
+        from ..inference import bundle_encoders
 
-    def unit_text(self, u: int) -> str:
-        a, b = self.units[u]
-        return self.text[self.words[a][0]:self.words[b - 1][1]]
-
-
-def find_words(text: str) -> list[tuple[int, int]]:
-    return [m.span() for m in WORD.finditer(text)]
-
-
-def plot_units(text: str, word_budget: int = WORD_BUDGET) -> PlotUnits:
-    """Words of ``text``, grouped into phrases when there are more than the budget allows."""
-    words = find_words(text)
-    if not words:
-        raise BadInput("plot: no words to explain")
-    n = len(words)
-    cap = min(n, max(MIN_UNITS, word_budget // n))
-    units = [(i, i + 1) for i in range(n)] if cap >= n else _phrases(text, words, cap)
-    return PlotUnits(text, words, units)
-
-
-def _phrases(text: str, words: list[tuple[int, int]], cap: int) -> list[tuple[int, int]]:
-    """At most ``cap`` contiguous runs of about n / cap words; a run may end early (from half its size) where
-    the text has a clause break, so phrases read as phrases."""
-    n = len(words)
-    size = math.ceil(n / cap)
-    while True:
-        units, start = [], 0
-        for i in range(n):
-            length = i + 1 - start
-            gap = text[words[i][1]:words[i + 1][0]] if i + 1 < n else ""
-            if length >= size or (length >= max(1, size // 2) and CLAUSE_BREAK.search(gap)):
-                units.append((start, i + 1))
-                start = i + 1
-        if start < n:
-            units.append((start, n))
-        if len(units) <= cap:
-            return units
-        size += 1
-
-
-def remove_spans(text: str, spans: Sequence[tuple[int, int]]) -> str:
-    """``text`` without the character ``spans`` (blank runs left behind collapse to one space)."""
-    parts, pos = [], 0
-    for s, e in sorted(spans):
-        parts.append(text[pos:max(pos, s)])
-        pos = max(pos, e)
-    parts.append(text[pos:])
-    return re.sub(r"[ \t]{2,}", " ", "".join(parts)).strip()
+        return bundle_encoders(self.bundle_, self.encoders_, text_runtime=self.text_runtime)
 
 
 # -- model access -------------------------------------------------------------------------------------------
 def model_reads(model) -> set[str]:
     """The inputs a bundle model uses: both for the fused model, its modality for a single one."""
-    from .models.fusion import FusedModel
+    from ..models.fusion import FusedModel
 
     return {"poster", "plot"} if isinstance(model, FusedModel) else {model.modality}
 
 
-def _text_inputs(clf, texts: list[str | None]):
-    """(branch input, present mask) for plot variants through the bundle's text route; None = no plot."""
+def _text_inputs(encoders, spec: dict, texts: list[str | None]):
+    """(branch input, present mask) for plot variants through the bundle's text route (as ``build_inputs`` and
+    ``Batcher`` make them: stripped text for MiniLM, token ids for the LSTM); None = no plot."""
     import torch
 
-    spec = clf.bundle_.spec
     present = torch.tensor([bool(t and t.strip()) for t in texts])
-    if spec.get("text_route") == "minilm":
-        feats = torch.zeros((len(texts), clf.encoders_["minilm"].dim))
+    if encoders.minilm is not None:
+        feats = torch.zeros((len(texts), encoders.minilm.dim))
         idx = [i for i, ok in enumerate(present.tolist()) if ok]
         if idx:
-            feats[idx] = torch.from_numpy(clf.encoders_["minilm"].encode([texts[i].strip() for i in idx]))
+            feats[idx] = torch.from_numpy(encoders.minilm.encode([texts[i].strip() for i in idx]))
         return feats, present
-    from .encoders.lstm import collate_ids
+    from ..encoders.lstm import collate_ids
 
-    vocab = clf.bundle_.vocab
-    ids = [vocab.numericalise(t) if ok else [0] for t, ok in zip(texts, present.tolist())]
+    ids = [encoders.vocab.numericalise(t) if ok else [0] for t, ok in zip(texts, present.tolist())]
     ids, lengths = collate_ids(ids, spec.get("lstm", {}).get("max_len", 200))
     return {"ids": ids, "lengths": lengths}, present
 
@@ -161,7 +69,7 @@ def _pair_logits(model, img, img_present, txt, txt_present, pairs: np.ndarray):
     variant, then the fused head pairs them (row-independent in eval mode)."""
     import torch
 
-    from .models.fusion import FusedModel
+    from ..models.fusion import FusedModel
 
     pi, ti = torch.as_tensor(pairs[:, 0]), torch.as_tensor(pairs[:, 1])
     if isinstance(model, FusedModel):
@@ -195,7 +103,7 @@ def _poster_variants(enc, image):
 # -- genres -------------------------------------------------------------------------------------------------
 def resolve_genres(names, known: Sequence[str]) -> list[str]:
     """Model genre names for user-given ones (any case, common synonyms); BadInput naming an unknown one."""
-    from .genres import canonical_genre
+    from ..genres import canonical_genre
 
     if isinstance(names, str):
         names = [names]
@@ -219,7 +127,7 @@ def _prepare(clf, poster, plot, word_budget: int) -> dict[str, Any]:
     """Decode and encode everything one explanation needs (under the classifier's lock, as predict does)."""
     import torch
 
-    from .data.images import load_image
+    from ..data.images import load_image
 
     if isinstance(poster, torch.Tensor):
         raise BadInput("poster: explain needs the image itself (path, bytes or PIL image), not a tensor")
@@ -230,7 +138,8 @@ def _prepare(clf, poster, plot, word_budget: int) -> dict[str, Any]:
     out: dict[str, Any] = {"model": model, "image": image, "units": units, "img": None, "img_present": None,
                            "txt": None, "txt_present": None, "grid": None}
     with clf._lock:
-        enc, _ = clf._encoders()
+        encoders = clf.input_encoders()
+        enc = encoders.image
         if image is not None and "poster" in reads and enc is not None:
             feats, out["grid"] = _poster_variants(enc, image)
             out["img"] = torch.cat([feats, torch.zeros_like(feats[:1])])  # last row: no poster
@@ -238,7 +147,7 @@ def _prepare(clf, poster, plot, word_budget: int) -> dict[str, Any]:
             out["crop"] = enc.crop_box(*image.size)
         if units is not None:
             texts = [plot] + [remove_spans(plot, [units.span(u)]) for u in range(len(units.units))] + [None]
-            out["txt"], out["txt_present"] = _text_inputs(clf, texts)
+            out["txt"], out["txt_present"] = _text_inputs(encoders, clf.bundle_.spec, texts)
     return out
 
 
@@ -259,20 +168,19 @@ def _rows(p: dict) -> tuple[np.ndarray, dict[str, Any]]:
 
 def explain(clf, poster=None, plot: str | None = None, genres=None, top_k: int | None = None,
             top_words: int = 5, overlays: bool = True, word_budget: int = WORD_BUDGET) -> dict:
-    """Explain one title's prediction (see the module docstring for the output). ``genres``: names to explain
-    (default: the predicted ones, else the 3 most probable); ``top_k``: at most K predicted genres, as in
-    ``predict_one``; ``top_words``: units listed per genre; ``overlays``: add the poster overlay PNGs."""
+    """Explain one title's prediction (output: the package docstring). ``clf``: a loaded ``GenreClassifier``
+    or a ``BundleView``; ``poster``: path, bytes or PIL image; ``plot``: text. ``genres``: names to explain
+    (default: the predicted ones, else the 3 most probable); ``top_k``: the K most probable genres instead, as
+    in ``predict_one``; ``top_words``: units listed per genre; ``overlays``: add the poster overlay PNGs."""
     import torch
 
-    from .batch import check_overrides
-    from .predict import _title_parts
-
     t0 = time.perf_counter()
-    clf._check_fitted()
     check_overrides(top_k, None)
-    if not isinstance(top_words, int) or top_words < 0:
-        raise BadInput(f"top_words must be a non-negative integer, got {top_words!r}")
-    poster, plot = _title_parts({"poster": poster, "plot": plot}, 0)
+    if isinstance(top_words, bool) or not isinstance(top_words, int) or top_words < 0:
+        raise BadInput(f"top_words: must be a non-negative integer, got {top_words!r}")
+    if plot is not None and not isinstance(plot, str):
+        raise BadInput(f"plot must be text, got {type(plot).__name__}")
+    plot = plot if plot is not None and plot.strip() else None
     if poster is None and plot is None:
         raise BadInput("give a poster, a plot, or both")
     wanted = resolve_genres(genres, clf.genres_) if genres else None
@@ -282,12 +190,11 @@ def explain(clf, poster=None, plot: str | None = None, genres=None, top_k: int |
         logits = _pair_logits(p["model"], p["img"], p["img_present"], p["txt"], p["txt_present"], pairs)
     logits = logits.double().numpy()
     probs = 1 / (1 + np.exp(-logits))
-    predicted = clf.decide(probs[0])[0]
+    predicted = decide(probs[0], clf.genres_, clf.thresholds_)
     if wanted is None:
-        chosen = clf.decide(probs[0], top_k)[0] or [clf.genres_[i] for i in np.argsort(-probs[0])[:3]]
-    else:
-        chosen = wanted
-    return _assemble(clf, p, logits, probs, where, predicted, chosen, top_words, overlays, t0)
+        wanted = (decide(probs[0], clf.genres_, clf.thresholds_, top_k)
+                  or [clf.genres_[i] for i in np.argsort(-probs[0], kind="stable")[:3]])
+    return _assemble(clf, p, logits, probs, where, predicted, wanted, top_words, overlays, t0)
 
 
 def _r(v) -> float:
@@ -324,7 +231,7 @@ def _assemble(clf, p, logits, probs, where, predicted, chosen, top_words, overla
             grid = cell_w[:, j].reshape(p["grid"])
             e["poster_grid"] = [[_w(v) for v in row] for row in grid]
             if overlays:
-                from .explain_render import overlay_png_base64
+                from .render import overlay_png_base64
 
                 e["overlay_png"] = overlay_png_base64(p["image"], grid, p["crop"])
         out_genres.append(e)
