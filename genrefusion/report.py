@@ -317,6 +317,11 @@ def _explanations(run_dir: Path, scores, main: str | None) -> str:
         entries = showcase(run_dir, scores, main)
     except (GenreFusionError, OSError) as err:
         return f"<p><i>Explanations: not available ({html.escape(str(err))}).</i></p>"
+    except Exception as err:  # noqa: BLE001 - a bug here must not cost a finished run its report: logged, shown
+        import logging
+
+        logging.getLogger("genrefusion.report").exception("explanations for the report failed")
+        return f"<p><i>Explanations: not available (internal error: {html.escape(type(err).__name__)}).</i></p>"
     if not entries:
         return "<p><i>Explanations: no test title has both a poster and a plot.</i></p>"
     note = (f"The {_LABEL.get(main, main)} model on test titles with a poster and a plot, chosen by a fixed rule "

@@ -234,3 +234,30 @@ def test_cli_bad_input_one_line(tiny_run, tmp_path, args, needle):
     assert r.returncode == 2 and r.stderr.startswith(needle), r.stderr
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_lstm_route(tiny_run_data, tiny_run_cache, tmp_path, monkeypatch, titles):
+    """The AWD-LSTM text route: word weights are again exactly the log-odds fall predict gives."""
+    from genrefusion.config import load_config
+    from genrefusion.train import main
+
+    from conftest import TINY_RUN_OVERRIDES
+
+    monkeypatch.setenv("GENREFUSION_CACHE", str(tiny_run_cache))
+    over = {**TINY_RUN_OVERRIDES, "text.encoder": "lstm", "text.lstm.emb_dim": 16, "text.lstm.hidden": 24,
+            "text.lstm.max_len": 40, "text.lstm.unfreeze_epochs": [1, 0, 0], "train.epochs": 1,
+            "train.fused_epochs": 1}
+    main(tiny_run_data, tmp_path / "run", load_config(overrides=over), progress=False, write_report=False,
+         device="cpu")
+    clf = GenreClassifier.load(tmp_path / "run")
+    assert clf.bundle_.spec["text_route"] == "lstm"
+    path, plot = titles[0]
+    e = clf.explain(poster=path, plot=plot, overlays=False)
+    words = e["plot"]["words"]
+    L = logit(clf.predict_proba([{"poster": path, "plot": plot}] +
+                                [{"poster": path, "plot": remove_spans(plot, [w])} for w in words]))
+    for g in e["genres"]:
+        j = clf.genres_.index(g["genre"])
+        np.testing.assert_allclose(g["word_weights"], L[0, j] - L[1:, j], atol=2e-4)
+        assert g["score"] == pytest.approx(1 / (1 + np.exp(-L[0, j])), abs=2e-4)

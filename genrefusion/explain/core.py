@@ -153,8 +153,9 @@ def _prepare(clf, poster, plot, word_budget: int) -> dict[str, Any]:
 
 def _rows(p: dict) -> tuple[np.ndarray, dict[str, Any]]:
     """(poster variant, plot variant) pairs to score, and where each group of rows sits."""
-    n_img = 0 if p["img"] is None else len(p["img"]) - 1  # full + cells (the extra last row is 'absent')
-    n_txt = 0 if p["txt"] is None else len(p["txt"]) - 1
+    # variants: the full input, then one per occluded cell / unit (each branch input also has a last 'absent' row)
+    n_img = 0 if p["img"] is None else len(p["img_present"]) - 1
+    n_txt = 0 if p["txt"] is None else len(p["txt_present"]) - 1
     img_full, img_none = (0, n_img) if n_img else (0, 0)
     txt_full, txt_none = (0, n_txt) if n_txt else (0, 0)
     both = (img_full if n_img else img_none, txt_full if n_txt else txt_none)
