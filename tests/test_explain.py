@@ -8,6 +8,7 @@ import io
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,15 +25,15 @@ def clf(tiny_run):
 
 
 @pytest.fixture(scope="module")
-def titles():
+def titles() -> list[tuple]:
+    """(poster path, plot) of the first imdb_top250 titles: not in tiny_run's data."""
     from genrefusion.paths import shipped_data_dir
 
-    root = shipped_data_dir(required=False)
-    if root is None or not (root / "imdb_top250" / "titles.jsonl").exists():
+    ds = (shipped_data_dir(required=False) or Path("/nonexistent")) / "imdb_top250"
+    if not (ds / "titles.jsonl").is_file():
         pytest.skip("shipped datasets not found")
-    ds = root / "imdb_top250"
-    recs = [json.loads(line) for line in (ds / "titles.jsonl").read_text(encoding="utf-8").splitlines()[:8]]
-    return [(ds / r["poster"], r["plot"]) for r in recs if r.get("poster") and r.get("plot")]
+    lines = (ds / "titles.jsonl").read_text(encoding="utf-8").splitlines()[:8]
+    return [(ds / r["poster"], r["plot"]) for r in map(json.loads, lines) if r.get("poster") and r.get("plot")]
 
 
 def logit(p):
