@@ -115,10 +115,14 @@ def summarise(cases: list[dict], ks: dict | None = None) -> dict:
             valid = ~np.isnan(T) & ~np.isnan(R)
         gap = top - rnd
         out[kind] = {"k": list(klist), "top": _round(top), "random": _round(rnd), "gap": _round(gap),
-                     "mean_gap": round(float(np.nanmean(gap)), 6), "pairs": int(len(T)),
+                     "mean_gap": _sig(np.nanmean(gap)), "pairs": int(len(T)),
                      "top_beats_random": round(float((T > R)[valid].mean()), 3) if valid.any() else None}
     return out
 
 
+def _sig(v) -> float:
+    return float(f"{float(v):.4g}")  # 4 significant digits: a weak model's falls are tiny but still ordered
+
+
 def _round(a) -> list:
-    return [None if np.isnan(v) else round(float(v), 6) for v in a]
+    return [None if np.isnan(v) else _sig(v) for v in a]
