@@ -29,6 +29,7 @@ COMMANDS = {
     "evaluate": ("evaluate", "evaluate a trained run on its test split or another dataset"),
     "report": ("report", "write plots and report.html for a trained run"),
     "predict": ("predict", "predict genres for one title or a batch"),
+    "explain": ("explain", "explain one prediction: which input, which plot words, which poster regions"),
     "serve": ("serve", "serve the REST API and web page"),
     "export": ("export", "export a trained model to ONNX"),
     "merge": ("merge", "merge sharded batch-prediction outputs"),

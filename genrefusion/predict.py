@@ -244,6 +244,18 @@ class GenreClassifier:
         """``{genre: threshold}`` as every output shows them (4 decimals)."""
         return per_genre(self.genres_, self.thresholds_)
 
+    def explain(self, poster=None, plot: str | None = None, genres=None, top_k: int | None = None,
+                top_words: int = 5, overlays: bool = True) -> dict:
+        """Why this title gets its genres: per genre, the score with both inputs / the poster only / the plot
+        only, a weight per plot word and a grid of poster-region weights (+ a PNG overlay), all measured by
+        occlusion on this model. Plain JSON; shapes in ``genrefusion.explain``."""
+        from .explain import explain
+
+        self._check_fitted()
+        poster, plot = _title_parts({"poster": poster, "plot": plot}, 0)
+        return explain(self, poster=poster, plot=plot, genres=genres, top_k=top_k, top_words=top_words,
+                       overlays=overlays)
+
     # -- description -------------------------------------------------------------------------------------
     def info(self) -> dict:
         """What a ``GET /model`` shows: genres, thresholds, encoders and the run's test metrics beside the

@@ -306,6 +306,30 @@ def _load_scores(path: Path):
         return None
 
 
+def _explanations(run_dir: Path, scores, main: str | None) -> str:
+    """The explained test titles (``explain.showcase``), or a line saying why there are none."""
+    from .explain.render import report_section
+    from .explain.showcase import N_FIRST, N_WRONG, showcase
+
+    if scores is None or main is None or f"S_{main}" not in scores:
+        return "<p><i>Explanations: not available (no test scores for this run).</i></p>"
+    try:
+        entries = showcase(run_dir, scores, main)
+    except (GenreFusionError, OSError) as err:
+        return f"<p><i>Explanations: not available ({html.escape(str(err))}).</i></p>"
+    except Exception as err:  # noqa: BLE001 - a bug here must not cost a finished run its report: logged, shown
+        import logging
+
+        logging.getLogger("genrefusion.report").exception("explanations for the report failed")
+        return f"<p><i>Explanations: not available (internal error: {html.escape(type(err).__name__)}).</i></p>"
+    if not entries:
+        return "<p><i>Explanations: no test title has both a poster and a plot.</i></p>"
+    note = (f"The {_LABEL.get(main, main)} model on test titles with a poster and a plot, chosen by a fixed rule "
+            f"before explaining (the first {N_FIRST} by a hash of their id, then the next {N_WRONG} it gets wrong); "
+            "each for its predicted and its labelled genres.")
+    return report_section(entries, note)
+
+
 def write_report(run_dir, progress: bool = True) -> Path:
     """Write ``RUN_DIR/report/*.png`` and ``RUN_DIR/report.html`` from the run's metrics; returns the html path."""
     import matplotlib
@@ -364,6 +388,7 @@ def write_report(run_dir, progress: bool = True) -> Path:
                   _per_genre_table(models[main], thresholds.get(main), models.get("tfidf_logreg")),
                   _img("confusion_grid", figs["confusion_grid"], "per-genre confusion matrices"),
                   _img("pr_curves", figs["pr_curves"], "precision-recall curves")]
+    parts += ["<h2>Why? Explanations of a few test titles</h2>", _explanations(run_dir, scores, main)]
     parts += ["<h2>Training</h2>", _img("training_curves", figs["training_curves"], "training curves")]
     stage_rows = [[html.escape(k), str(v.get("epochs_run", "")), str(v.get("epochs_max", "")),
                    _fmt((v.get("best_epoch") + 1) if isinstance(v.get("best_epoch"), int) else None),

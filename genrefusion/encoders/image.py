@@ -75,12 +75,8 @@ class ImageEncoder(nn.Module):
             for enhance in (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color):
                 im = enhance(im).enhance(random.uniform(0.9, 1.1))
         else:
-            short = round(s * 256 / 224)
-            w, h = im.size
-            scale = short / min(w, h)
-            nw, nh = max(s, round(w * scale)), max(s, round(h * scale))
+            nw, nh, left, top = self.eval_geometry(*im.size)
             im = im.resize((nw, nh), Image.Resampling.BILINEAR)
-            left, top = (nw - s) // 2, (nh - s) // 2
             im = im.crop((left, top, left + s, top + s))
         # (x/255 - mean)/std as one affine pass in numpy: it often runs in a decode thread beside the backbone,
         # where torch ops would queue on the backbone's intra-op thread pool
@@ -88,13 +84,35 @@ class ImageEncoder(nn.Module):
         x = np.asarray(im, dtype=np.float32) * scale + shift
         return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
 
+    def eval_geometry(self, w: int, h: int) -> tuple[int, int, int, int]:
+        """Eval preprocessing of a ``w`` x ``h`` image: (resized width, resized height, crop left, crop top)."""
+        s = self.input_size
+        scale = round(s * 256 / 224) / min(w, h)
+        nw, nh = max(s, round(w * scale)), max(s, round(h * scale))
+        return nw, nh, (nw - s) // 2, (nh - s) // 2
+
+    def crop_box(self, w: int, h: int) -> tuple[float, float, float, float]:
+        """The part of a ``w`` x ``h`` image the backbone sees at eval: (left, top, right, bottom) in its pixels."""
+        nw, nh, left, top = self.eval_geometry(w, h)
+        s, fx, fy = self.input_size, w / nw, h / nh
+        return left * fx, top * fy, (left + s) * fx, (top + s) * fy
+
     # -- features ------------------------------------------------------------------------------------------
-    def features(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        """[B,C,h,w] activations of the last convolutional block (h = w = input_size / 32), before pooling."""
         raise NotImplementedError
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        # the pooled features are the mean of the map's cells: explanations (explain.py) rely on exactly that
+        return self.feature_map(x).mean((2, 3))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # channels_last is markedly faster for these convnets on CPU (measured ~35% at batch 32 on 2 cores)
-        return self.features(x.contiguous(memory_format=torch.channels_last))
+        return self.features(self.channels_last(x))
+
+    @staticmethod
+    def channels_last(x: torch.Tensor) -> torch.Tensor:
+        # markedly faster for these convnets on CPU (measured ~35% at batch 32 on 2 cores)
+        return x.contiguous(memory_format=torch.channels_last)
 
     def freeze(self) -> "ImageEncoder":
         """Eval mode (frozen BatchNorm statistics) and no gradients: the feature-extraction setting."""
@@ -143,8 +161,8 @@ class EfficientNetLite0Encoder(ImageEncoder):
                               f"unexpected {list(unexpected)[:3]})")
         self.net.to(memory_format=torch.channels_last)
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net.extract_features(x).mean((2, 3))
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.extract_features(x)
 
     def layer_groups(self) -> list[list[nn.Parameter]]:
         n = self.net
@@ -168,8 +186,8 @@ class ResNet50Encoder(ImageEncoder):
         load_resnet50_weights(self.net, weights)
         self.net.to(memory_format=torch.channels_last)
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net.features(x)
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.feature_map(x)
 
     def layer_groups(self) -> list[list[nn.Parameter]]:
         n = self.net

@@ -82,10 +82,12 @@ class FusedModel(nn.Module):
             list(self.plot.body.parameters())
 
     def forward(self, poster_inp, poster_present, plot_inp, plot_present) -> torch.Tensor:
-        a = self.poster(poster_inp, poster_present)
-        b = self.plot(plot_inp, plot_present)
-        h = self.gmu(a, b) if self.gmu is not None else torch.cat([a, b], dim=1)
-        return self.head(h)
+        return self.fuse(self.poster(poster_inp, poster_present), self.plot(plot_inp, plot_present))
+
+    def fuse(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Logits from branch representations (``self.poster(...)``, ``self.plot(...)``): explanations pair
+        each poster variant with each plot variant without re-running the branches."""
+        return self.head(self.gmu(a, b) if self.gmu is not None else torch.cat([a, b], dim=1))
 
 
 def drop_modalities(poster_present: torch.Tensor, plot_present: torch.Tensor, p: float,

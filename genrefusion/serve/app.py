@@ -2,6 +2,9 @@
 
     POST /predict        multipart ``poster`` (file) and/or ``plot`` (text); optional ``top_k``, ``threshold``
                          -> the CLI's JSON: {"genres", "scores", "thresholds", "used"}
+    POST /explain        the same fields as /predict, plus ``genre`` (repeatable), ``top_words``, ``overlays``
+                         -> per genre: score with both inputs / poster only / plot only, word weights, a
+                            poster-cell grid and a PNG overlay (genrefusion.explain documents the shapes)
     POST /predict/batch  JSON list (<= 64) of {"plot", "poster_base64", "id"?}
                          -> {"genres", "thresholds", "results": [{"index", "id", "genres", "scores", "used", "error"}]}
                          A bad title rejects the whole request (4xx naming ``titles[i]``) unless ``?partial=true``,
@@ -81,6 +84,49 @@ class BatchOut(BaseModel):
     genres: list[str]
     thresholds: dict[str, float]
     results: list[BatchResult]
+
+
+class ExplainWord(BaseModel):
+    text: str = Field(description="a word, or a phrase for long plots")
+    weight: float = Field(description="log-odds fall when it is deleted")
+
+
+class ExplainGenre(BaseModel):
+    genre: str
+    score: float = Field(description="probability with the inputs given")
+    poster_only: float | None = Field(description="probability from the poster alone (None: no poster)")
+    plot_only: float | None = Field(description="probability from the plot alone (None: no plot)")
+    no_input: float = Field(description="probability with neither input (the model's missing-input path)")
+    threshold: float
+    predicted: bool
+    word_weights: list[float] | None = Field(description="one weight per plot word (plot.words), log-odds")
+    top_words: list[ExplainWord]
+    poster_grid: list[list[float]] | None = Field(description="[h][w] weights of the poster cells over the crop")
+    overlay_png: str | None = Field(description="the poster with the cell weights drawn on it, base64 PNG")
+
+
+class ExplainPlot(BaseModel):
+    text: str
+    granularity: str = Field(description="'word', or 'phrase' when a long plot was occluded by phrases")
+    words: list[list[int]] = Field(description="[start, end] character offsets of each word in text")
+    units: list[list[int]] = Field(description="occluded units as [first word, end word) ranges")
+
+
+class ExplainPoster(BaseModel):
+    size: list[int] = Field(description="[width, height] of the poster")
+    crop: list[float] = Field(description="[left, top, right, bottom]: the square the model sees")
+    grid_shape: list[int] = Field(description="[h, w] of poster_grid")
+
+
+class ExplainOut(BaseModel):
+    model: str
+    used: list[str]
+    predicted: list[str]
+    weights: str = Field(description="unit of every weight: 'log-odds'")
+    plot: ExplainPlot | None
+    poster: ExplainPoster | None
+    genres: list[ExplainGenre]
+    seconds: float
 
 
 def _error(status: int, msg: str) -> JSONResponse:
@@ -168,6 +214,19 @@ def _decode_poster(data: bytes, name: str):
     return im
 
 
+async def _form_title(poster: UploadFile | None, plot: str | None) -> tuple[bytes | None, str | None, str]:
+    """(poster bytes, checked plot, the poster's name in errors) of a multipart title; BadInput when empty."""
+    plot = _check_plot(plot, "plot")
+    data = None
+    if poster is not None:
+        data = await poster.read(MAX_BYTES + 1)
+        if not data and not poster.filename:
+            data = None  # a browser form with no file chosen sends an empty, unnamed part
+    if data is None and plot is None:
+        raise BadInput("give a poster (file field 'poster'), a plot (text field 'plot'), or both")
+    return data, plot, f"poster {poster.filename!r}" if poster is not None and poster.filename else "poster"
+
+
 def _b64(s: str, name: str) -> bytes:
     if len(s) > MAX_B64_CHARS + 1024:
         raise TooLarge(f"{name}: poster too large (over {MAX_BYTES / 1e6:.0f} MB once decoded)")
@@ -213,7 +272,8 @@ def create_app(run_dir_or_classifier, *, warmup: bool = False, max_batch: int = 
     app.state.classifier = clf
     if api_key is not None:
         app.add_middleware(ApiKeyGuard, key=check_key(api_key))  # inside BodyLimit: a refused upload is still read, so
-    app.add_middleware(BodyLimit, limits={"/predict": MAX_PREDICT_BODY, "/predict/batch": max_batch_body},
+    app.add_middleware(BodyLimit, limits={"/predict": MAX_PREDICT_BODY, "/explain": MAX_PREDICT_BODY,
+                                          "/predict/batch": max_batch_body},
                        default=64 * 1024)             # the client sees the 401 rather than a reset
     _document(app, max_batch, api_key is not None)
 
@@ -268,15 +328,7 @@ def create_app(run_dir_or_classifier, *, warmup: bool = False, max_batch: int = 
         from ..decision import check_overrides
 
         check_overrides(top_k, threshold)
-        plot = _check_plot(plot, "plot")
-        data = None
-        if poster is not None:
-            data = await poster.read(MAX_BYTES + 1)
-            if not data and not poster.filename:
-                data = None  # a browser form with no file chosen sends an empty, unnamed part
-        if data is None and plot is None:
-            raise BadInput("give a poster (file field 'poster'), a plot (text field 'plot'), or both")
-        name = f"poster {poster.filename!r}" if poster is not None and poster.filename else "poster"
+        data, plot, name = await _form_title(poster, plot)
 
         def work():
             im = _decode_poster(data, name) if data is not None else None
@@ -301,6 +353,32 @@ def create_app(run_dir_or_classifier, *, warmup: bool = False, max_batch: int = 
         if len(titles) > max_batch:
             raise TooLarge(f"batch has {len(titles)} titles (limit {max_batch}); split it")
         return await run_in_threadpool(_run_batch, clf, titles, partial, top_k, threshold, genres, thresholds)
+
+    @app.post("/explain", tags=["predict"], response_model=ExplainOut,
+              responses={400: {"description": "bad input (also: an unknown genre)"},
+                         413: {"description": "input over a size limit"}, 422: {"description": "malformed request"}})
+    async def explain(poster: Annotated[UploadFile | None, File(description="poster image (<= 10 MB, <= 40 MP)")] = None,
+                      plot: Annotated[str | None, Form(description="plot summary (<= 20,000 characters)")] = None,
+                      genre: Annotated[list[str] | None, Form(description="genre(s) to explain (repeat the field); "
+                                                                          "default: the predicted ones, else the top 3")] = None,
+                      top_k: Annotated[int | None, Form(description="instead: the K most probable genres")] = None,
+                      top_words: Annotated[int, Form(ge=0, le=50, description="words/phrases listed per genre")] = 5,
+                      overlays: Annotated[bool, Form(description="include the poster overlay PNGs")] = True):
+        """Why one title gets its genres: per genre, the probability from both inputs, the poster only and the
+        plot only; a weight per plot word; a grid of poster-region weights with a PNG overlay. Every weight is
+        measured on the model (the log-odds fall when the word is deleted or the region blanked). Same inputs
+        and limits as /predict."""
+        from ..decision import check_overrides
+
+        check_overrides(top_k, None)
+        data, plot, name = await _form_title(poster, plot)
+
+        def work():
+            im = _decode_poster(data, name) if data is not None else None
+            return clf.explain(poster=im, plot=plot, genres=[g for g in genre or [] if g.strip()] or None,
+                               top_k=top_k, top_words=top_words, overlays=overlays)
+
+        return await run_in_threadpool(work)
 
     @app.get("/", include_in_schema=False)
     def index():

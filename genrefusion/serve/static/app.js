@@ -1,4 +1,5 @@
-// genrefusion web page: poster + plot -> POST /predict -> sorted bar chart of genre probabilities.
+// genrefusion web page: poster + plot -> POST /predict -> sorted bar chart of genre probabilities;
+// click a genre -> POST /explain -> the "Why?" view (scores by input, poster overlay, plot words by weight).
 "use strict";
 
 (function () {
@@ -9,6 +10,7 @@
   let poster = null;    // the chosen File (input or drop)
   let previewUrl = null;
   let limits = { poster_bytes: 10 * 1024 * 1024, plot_chars: 20000 };
+  let shown = null;     // the inputs of the prediction on screen, and its explanations by genre
   const KEY_STORE = "genrefusion-api-key";
 
   // -- API key: asked for once (on the first 401), kept for this tab, sent as X-API-Key ------------------
@@ -139,6 +141,7 @@
         showError((data && data.error) || `The server answered ${res.status}.`);
         return;
       }
+      shown = { poster, text, why: new Map() };
       render(data);
     } catch (err) {
       showError(`Could not reach the server (${err.message}).`);
@@ -167,23 +170,126 @@
     summary.hidden = false;
 
     bars.replaceChildren();
+    bars.classList.add("clickable");
+    $("why").hidden = true;
     for (const [genre, p] of rows) {
-      const thr = data.thresholds[genre];
-      const li = el("li", predicted.has(genre) ? "bar on" : "bar");
-      li.dataset.genre = genre;
-      li.dataset.score = String(p);
-      li.title = `${genre}: probability ${p.toFixed(3)}, threshold ${thr.toFixed(3)}`;
-      const track = el("span", "track");
-      const fill = el("span", "fill");
-      fill.style.width = "0%";
-      const tick = el("span", "tick");
-      tick.style.left = `${(thr * 100).toFixed(1)}%`;
-      track.append(fill, tick);
-      li.append(el("span", "name", genre), track, el("span", "pct", pct(p)));
+      const li = bar(genre, p, data.thresholds[genre], predicted.has(genre));
+      li.title += " (click: why?)";
+      li.tabIndex = 0;
+      li.setAttribute("role", "button");
+      li.setAttribute("aria-label", `Why ${genre}? probability ${pct(p)}`);
+      li.addEventListener("click", () => explainGenre(genre));
+      li.addEventListener("keydown", (e) => {
+        if (e.key === "Enter" || e.key === " ") { e.preventDefault(); explainGenre(genre); }
+      });
       bars.appendChild(li);
-      requestAnimationFrame(() => { fill.style.width = `${(p * 100).toFixed(1)}%`; });
     }
     legend.hidden = false;
+  }
+
+  // one bar row: name, track with the probability filled and the threshold ticked, percentage
+  function bar(label, p, thr, on) {
+    const li = el("li", on ? "bar on" : "bar");
+    li.dataset.genre = label;
+    li.dataset.score = String(p);
+    li.title = `${label}: probability ${p.toFixed(3)}, threshold ${thr.toFixed(3)}`;
+    const track = el("span", "track");
+    const fill = el("span", "fill");
+    fill.style.width = "0%";
+    const tick = el("span", "tick");
+    tick.style.left = `${(thr * 100).toFixed(1)}%`;
+    track.append(fill, tick);
+    li.append(el("span", "name", label), track, el("span", "pct", pct(p)));
+    requestAnimationFrame(() => { fill.style.width = `${(p * 100).toFixed(1)}%`; });
+    return li;
+  }
+
+  // -- why? ---------------------------------------------------------------------------------------------
+  async function explainGenre(genre) {
+    if (!shown) return;
+    const view = $("why"), status = $("why-status");
+    bars.querySelectorAll(".bar").forEach((li) => li.classList.toggle("picked", li.dataset.genre === genre));
+    view.hidden = false;
+    $("why-title").textContent = `Why ${genre}?`;
+    const current = shown;
+    let data = current.why.get(genre);
+    if (!data) {
+      status.textContent = `Explaining ${genre}…`;
+      ["why-scores", "why-plot", "why-top"].forEach((id) => $(id).replaceChildren());
+      $("why-poster").hidden = true;
+      $("why-plot-box").hidden = true;
+      const body = new FormData();
+      if (current.poster) body.append("poster", current.poster, current.poster.name || "poster");
+      if (current.text) body.append("plot", current.text);
+      body.append("genre", genre);
+      body.append("top_words", "6");
+      try {
+        const res = await api("/explain", { method: "POST", body });
+        let out = null;
+        try { out = await res.json(); } catch (_) { /* reported below */ }
+        if (!res.ok) {
+          status.textContent = (out && out.error) || `The server answered ${res.status}.`;
+          return;
+        }
+        data = out;
+        current.why.set(genre, data);
+      } catch (err) {
+        status.textContent = `Could not reach the server (${err.message}).`;
+        return;
+      }
+    }
+    if (shown !== current || !bars.querySelector(".bar.picked") ||
+        bars.querySelector(".bar.picked").dataset.genre !== genre) return;  // another click since
+    status.textContent = "";
+    renderWhy(data, data.genres[0]);
+  }
+
+  function renderWhy(data, g) {
+    $("why-title").textContent = `Why ${g.genre}? ` + (g.predicted ? "(predicted)" : "(not predicted)");
+    const scores = $("why-scores");
+    scores.replaceChildren();
+    const rows = [];
+    if (data.used.length === 2) rows.push(["poster + plot", g.score]);
+    if (g.poster_only !== null) rows.push(["poster only", g.poster_only]);
+    if (g.plot_only !== null) rows.push(["plot only", g.plot_only]);
+    rows.push(["neither", g.no_input]);
+    rows.forEach(([label, p], i) => scores.appendChild(bar(label, p, g.threshold, i === 0 && p >= g.threshold)));
+
+    const fig = $("why-poster");
+    fig.hidden = !g.overlay_png;
+    if (g.overlay_png) $("why-overlay").src = `data:image/png;base64,${g.overlay_png}`;
+
+    const box = $("why-plot-box");
+    box.hidden = !data.plot;
+    if (!data.plot) return;
+    const text = data.plot.text, w = g.word_weights;
+    const peak = Math.max(1e-12, ...w.map(Math.abs));
+    const p = $("why-plot");
+    p.replaceChildren();
+    let pos = 0;
+    data.plot.words.forEach(([s, e], i) => {
+      p.appendChild(document.createTextNode(text.slice(pos, s)));
+      const span = el("span", "w", text.slice(s, e));
+      const a = Math.min(1, Math.abs(w[i]) / peak) * 0.75;
+      span.style.background = w[i] >= 0 ? `rgba(255,110,0,${a.toFixed(2)})` : `rgba(30,110,255,${a.toFixed(2)})`;
+      span.title = `${w[i] >= 0 ? "+" : ""}${w[i].toPrecision(3)} log-odds`;
+      span.dataset.weight = String(w[i]);
+      p.appendChild(span);
+      pos = e;
+    });
+    p.appendChild(document.createTextNode(text.slice(pos)));
+    const top = $("why-top");
+    top.replaceChildren();
+    if (g.top_words.length) {
+      top.append("Raised it most: ");
+      g.top_words.forEach((t, i) => {
+        top.appendChild(el("span", "up", t.text));
+        top.append(` (+${t.weight.toPrecision(2)})` + (i < g.top_words.length - 1 ? ", " : ""));
+      });
+    } else {
+      top.textContent = "No word raised it.";
+    }
+    if (data.plot.granularity === "phrase") top.append(" (a long plot: weighed by phrase)");
   }
 
   // -- model information and test metrics in the footer -------------------------------------------------

@@ -1,0 +1,93 @@
+"""Explain one title's prediction: which input, which plot words, which poster regions drove each genre.
+
+  genrefusion explain RUN_DIR --poster poster.jpg --plot "A retired hitman..."
+  genrefusion explain RUN_DIR --poster poster.jpg --plot-file plot.txt --genre Comedy --genre Drama --out why/
+
+Prints, per genre (default: the predicted ones, else the 3 most probable), the probability with both inputs,
+with the poster only and with the plot only, and the words (or phrases, for long plots) that raised it most.
+Writes into --out (default ./explanation): explain.json (weights per word, a grid of weights per poster
+region; shapes in `genrefusion.explain`), poster-GENRE.png overlays (orange: the region raised the genre,
+blue: lowered it; the dimmed part is outside the square the model sees) and explain.html (self-contained).
+Every weight is measured on the model by deleting the word or blanking the region (log-odds fall)."""
+from __future__ import annotations
+
+import argparse
+import re
+
+from ..encoders import TEXT_RUNTIMES
+from . import in_range
+
+
+def add_arguments(p):
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a trained run folder (or its model bundle folder)")
+    p.add_argument("--poster", metavar="FILE", help="poster image (any common format)")
+    p.add_argument("--plot", metavar="TEXT", help="plot summary")
+    p.add_argument("--plot-file", metavar="FILE", help="read the plot summary from a UTF-8 text file")
+    p.add_argument("--genre", action="append", metavar="G", dest="genres",
+                   help="explain this genre (repeatable; default: the predicted genres, else the top 3)")
+    p.add_argument("--top-k", type=in_range(int, 1, float("inf"), "a positive integer"), metavar="K",
+                   help="by default, explain at most the K most probable of the predicted genres")
+    p.add_argument("--top-words", type=in_range(int, 0, 100, "an integer from 0 to 100"), default=5, metavar="N",
+                   help="words/phrases listed per genre (default 5)")
+    p.add_argument("--out", metavar="DIR", default="explanation",
+                   help="folder for explain.json, explain.html and the overlays (default ./explanation)")
+    p.add_argument("--json", action="store_true", help="print explain.json instead of the table")
+    p.add_argument("--text-runtime", choices=TEXT_RUNTIMES, default=None,
+                   help="how MiniLM plot features are computed (as for predict)")
+
+
+def file_stem(genre: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", genre).strip("_") or "genre"
+
+
+def write_outputs(expl: dict, out) -> dict:
+    """explain.json (overlays as file names), poster-GENRE.png files and explain.html into ``out``; returns the
+    JSON written."""
+    import base64
+    import copy
+    from pathlib import Path
+
+    from ..explain.render import page
+    from ..io import write_bytes, write_json, write_text
+    from ..paths import check_writable_target
+
+    out = Path(out)
+    check_writable_target(out / "explain.json", "the explanation")
+    out.mkdir(parents=True, exist_ok=True)
+    doc = copy.deepcopy(expl)
+    for e in doc["genres"]:
+        png = e.pop("overlay_png", None)
+        e["overlay_file"] = None
+        if png:
+            e["overlay_file"] = f"poster-{file_stem(e['genre'])}.png"
+            write_bytes(out / e["overlay_file"], base64.b64decode(png))
+    write_json(out / "explain.json", doc)
+    write_text(out / "explain.html", page(expl))
+    return doc
+
+
+def run(args) -> int:
+    import json
+
+    from ..data.images import load_image
+    from ..errors import BadInput
+    from ..explain.render import table
+    from .predict import _load, _read_plot
+
+    plot = _read_plot(args)
+    if args.poster is None and plot is None:
+        raise BadInput("nothing to explain: give --poster and/or --plot/--plot-file")
+    if plot is not None and not plot.strip():
+        raise BadInput("plot: empty text" + (f" in {args.plot_file}" if args.plot_file else ""))
+    poster = load_image(args.poster) if args.poster is not None else None  # a bad poster fails before loading
+    clf = _load(args.run_dir, args.text_runtime)
+    expl = clf.explain(poster=poster, plot=plot, genres=args.genres, top_k=args.top_k, top_words=args.top_words)
+    doc = write_outputs(expl, args.out)
+    if args.json:
+        print(json.dumps(doc, indent=2, ensure_ascii=False))
+    else:
+        print(table(expl))
+        print(f"wrote {args.out}/explain.json, explain.html"
+              + (" and the poster overlays" if expl["poster"] is not None else ""))
+    return 0
