@@ -73,6 +73,22 @@ RULES = (("min_support", 1), ("min_support", 3), ("min_support", 5), ("min_suppo
          ("shrink", 2), ("shrink", 5), ("shrink", 15))
 
 
+def model_reads(name: str) -> tuple[str, ...]:
+    """The inputs a model or baseline reads, by its name in a run (poster, plot*, fused, baselines)."""
+    if name == "always_negative":
+        return ()
+    if name == "tfidf_logreg" or name.startswith("plot") or name == "linear_probe_plot":
+        return ("plot",)
+    if name in ("poster", "linear_probe_poster"):
+        return ("poster",)
+    return ("poster", "plot")
+
+
+def used_key(used, reads) -> str:
+    """The combination key of one request that supplied the inputs ``used`` (e.g. ``["plot"]``)."""
+    return str(combination_keys(["poster" in used], ["plot" in used], reads)[0])
+
+
 def combination_keys(image_ok, text_ok, reads=("poster", "plot")) -> np.ndarray:
     """Per title, the combination of the inputs in ``reads`` it has: both, poster, plot or none."""
     img = np.asarray(image_ok, bool) & ("poster" in reads)

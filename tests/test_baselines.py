@@ -69,3 +69,11 @@ def test_fit_picks_C_on_dev_and_round_trips():
     assert info["inputs"] == ["poster", "plot"]
     again = LinearProbe.from_state(*probe.state())
     assert np.allclose(again.predict_proba(**dv), Sd)
+
+
+def test_genre_without_titles_that_have_the_input():
+    inp, Y = _features(120, seed=4)
+    M = np.ones_like(Y)
+    M[inp["text_ok"], 2] = 0  # genre 2 labelled only on titles without a plot
+    probe = LinearProbe("plot").fit(**inp, Y=Y, M=M)
+    assert not probe.coef_[2].any()

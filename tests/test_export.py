@@ -26,6 +26,8 @@ def test_export_writes_graph_and_sidecar(exported, tiny_run):
     side = json.loads(exported.with_name("model.onnx.json").read_text())
     assert side["genres"] == list(clf.genres_)
     np.testing.assert_allclose(side["thresholds"], clf.thresholds_, atol=1e-6)
+    for name, thr in clf.threshold_sets_.sets.items():  # per input combination, as the API picks them
+        np.testing.assert_allclose(side["threshold_sets"][name], thr, atol=1e-6)
     assert side["model"] == clf.model_name_
     sess = ort.InferenceSession(str(exported), providers=["CPUExecutionProvider"])
     names = [i.name for i in sess.get_inputs()]
