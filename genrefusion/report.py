@@ -344,6 +344,50 @@ def _threshold_table(sets: dict, info: dict, pooled: dict | None) -> str:
     return _table(header, rows)
 
 
+def _breakdown_html(m: dict) -> list[str]:
+    """The metrics per input combination and per kind, and the verdicts against the linear probes."""
+    split, parts = m.get("split") or {}, []
+    if m.get("by_combination"):
+        parts += ["<h3>By input combination</h3><p>Each title is decided with the thresholds tuned on dev titles "
+                  "with the same inputs.</p>", _breakdown_table(m["by_combination"], split.get("test_by_combination") or {})]
+    if m.get("by_kind"):
+        parts += ["<h3>By kind</h3>", _breakdown_table(m["by_kind"], split.get("test_by_kind") or {})]
+    if "probe_verdicts" in m:
+        parts += ["<h3>Against the linear probes</h3><p>One-vs-rest logistic regression on the same frozen "
+                  "features: a model that does not beat it has not earned its extra layers.</p>",
+                  _verdicts_html(m["probe_verdicts"])]
+    return parts
+
+
+def _thresholds_html(m: dict, main: str) -> list[str]:
+    """The main model's threshold sets, the rule that regularised them and the dev positives behind each."""
+    info = (m.get("threshold_info") or {}).get(main) or {}
+    sets = (m.get("threshold_sets") or {}).get(main)
+    if sets is None:
+        return []
+    loo = info.get("leave_one_out") or {}
+    return [f"<h2>Thresholds ({html.escape(_LABEL.get(main, main))} model)</h2>"
+            f"<p>Tuned per genre on the dev titles with each input combination, regularised toward the pooled "
+            f"threshold by rule <b>{html.escape(str(info.get('rule')))}</b> ({html.escape(str(info.get('chosen_by', '')))}"
+            + (": " + html.escape(", ".join(f"{k} {v['score']:.3f}" for k, v in loo.items())) if loo else "")
+            + "). * = fell back to the pooled threshold (too few dev positives).</p>",
+            _threshold_table(sets, info, (m.get("thresholds") or {}).get(main))]
+
+
+def _data_html(m: dict) -> list[str]:
+    """The split's counts, the datasets used and the genres dropped."""
+    split = m.get("split") or {}
+    parts = ["<h2>Data and split</h2>", _kv_table({k: v for k, v in split.items()
+                                                  if k != "file" and not isinstance(v, dict)}, ("part", "titles"))]
+    ds_rows = [[html.escape(str(d.get("name"))), str(d.get("titles")), str(d.get("used")), str(d.get("with_poster")),
+                str(d.get("with_plot")), str(len(d.get("labelled_genres") or []))] for d in m.get("data") or []]
+    parts.append(_table(["dataset", "titles", "used", "with poster", "with plot", "genres labelled"], ds_rows))
+    if m.get("dropped_genres"):
+        parts.append("<p>Genres dropped (too few training titles): "
+                     f"{html.escape(', '.join(f'{g} ({n})' for g, n in m['dropped_genres'].items()))}</p>")
+    return parts
+
+
 def _kv_table(d: dict, header=("item", "value")) -> str:
     return _table(list(header), [[html.escape(str(k)), html.escape(_fmt(v, 2))] for k, v in d.items()])
 
@@ -420,15 +464,7 @@ def write_report(run_dir, progress: bool = True) -> Path:
     if m.get("models_both"):
         parts += [f"<h3>Test titles with both a poster and a plot ({split.get('test_with_poster_and_plot', '?')})</h3>",
                   _metric_table(m["models_both"])]
-    if m.get("by_combination"):
-        parts += ["<h3>By input combination</h3><p>Each title is decided with the thresholds tuned on dev titles "
-                  "with the same inputs.</p>", _breakdown_table(m["by_combination"], split.get("test_by_combination") or {})]
-    if m.get("by_kind"):
-        parts += ["<h3>By kind</h3>", _breakdown_table(m["by_kind"], split.get("test_by_kind") or {})]
-    if "probe_verdicts" in m:
-        parts += ["<h3>Against the linear probes</h3><p>One-vs-rest logistic regression on the same frozen "
-                  "features: a model that does not beat it has not earned its extra layers.</p>",
-                  _verdicts_html(m["probe_verdicts"])]
+    parts += _breakdown_html(m)
     parts += [_img("main_metrics", figs["main_metrics"], "main metrics vs baselines"),
               "<h2>Per-genre F1</h2>", _img("per_genre_f1", figs["per_genre_f1"], "per-genre F1")]
     if main:
@@ -436,29 +472,14 @@ def write_report(run_dir, progress: bool = True) -> Path:
                   _per_genre_table(models[main], thresholds.get(main), models.get("tfidf_logreg")),
                   _img("confusion_grid", figs["confusion_grid"], "per-genre confusion matrices"),
                   _img("pr_curves", figs["pr_curves"], "precision-recall curves")]
-        info = (m.get("threshold_info") or {}).get(main) or {}
-        if (m.get("threshold_sets") or {}).get(main) is not None:
-            loo = info.get("leave_one_out") or {}
-            parts += [f"<h2>Thresholds ({html.escape(_LABEL.get(main, main))} model)</h2>"
-                      f"<p>Tuned per genre on the dev titles with each input combination, regularised toward the "
-                      f"pooled threshold by rule <b>{html.escape(str(info.get('rule')))}</b> ("
-                      f"{html.escape(str(info.get('chosen_by', '')))}"
-                      + (": " + html.escape(", ".join(f"{k} {v['score']:.3f}" for k, v in loo.items())) if loo else "")
-                      + "). * = fell back to the pooled threshold (too few dev positives).</p>",
-                      _threshold_table(m["threshold_sets"][main], info, thresholds.get(main))]
+        parts += _thresholds_html(m, main)
     parts += ["<h2>Training</h2>", _img("training_curves", figs["training_curves"], "training curves")]
     stage_rows = [[html.escape(k), str(v.get("epochs_run", "")), str(v.get("epochs_max", "")),
                    _fmt((v.get("best_epoch") + 1) if isinstance(v.get("best_epoch"), int) else None),
                    _fmt(v.get("best_score"), 4), _fmt(v.get("seconds"), 1)]
                   for k, v in (m.get("training") or {}).items() if isinstance(v, dict)]
     parts.append(_table(["stage", "epochs run", "max epochs", "best epoch", "best dev score", "seconds"], stage_rows))
-    parts += ["<h2>Data and split</h2>", _kv_table({k: v for k, v in split.items() if k != "file"}, ("part", "titles"))]
-    ds_rows = [[html.escape(str(d.get("name"))), str(d.get("titles")), str(d.get("used")), str(d.get("with_poster")),
-                str(d.get("with_plot")), str(len(d.get("labelled_genres") or []))] for d in m.get("data") or []]
-    parts.append(_table(["dataset", "titles", "used", "with poster", "with plot", "genres labelled"], ds_rows))
-    if m.get("dropped_genres"):
-        parts.append("<p>Genres dropped (too few training titles): "
-                     f"{html.escape(', '.join(f'{g} ({n})' for g, n in m['dropped_genres'].items()))}</p>")
+    parts += _data_html(m)
     parts += ["<h2>Timings (seconds)</h2>", _kv_table(m.get("timings") or {}, ("step", "seconds")),
               "<h2>Masking</h2>", f"<p>{html.escape(str(m.get('masking', '')))}</p>",
               "<h2>Config</h2>", f"<pre>{html.escape(json.dumps(m.get('config'), indent=2))}</pre>",
