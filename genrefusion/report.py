@@ -370,7 +370,9 @@ def _thresholds_html(m: dict, main: str) -> list[str]:
             f"<p>Tuned per genre on the dev titles with each input combination, regularised toward the pooled "
             f"threshold by rule <b>{html.escape(str(info.get('rule')))}</b> ({html.escape(str(info.get('chosen_by', '')))}"
             + (": " + html.escape(", ".join(f"{k} {v['score']:.3f}" for k, v in loo.items())) if loo else "")
-            + "). * = fell back to the pooled threshold (too few dev positives).</p>",
+            + "). * = fell back to the pooled threshold (too few dev positives)."
+            + (" Leave-one-out preferred the pooled set to per-combination sets for this model: every request "
+               "uses the pooled thresholds." if str(info.get("rule", "")).endswith("/ pooled") else "") + "</p>",
             _threshold_table(sets, info, (m.get("thresholds") or {}).get(main))]
 
 

@@ -66,11 +66,15 @@ def tune_thresholds(Y, S, M=None, min_positives: int = 3) -> tuple[np.ndarray, d
 # titles that have its inputs), used for a combination without a set and by bundles of older versions.
 COMBINATIONS = ("both", "poster", "plot")
 NONE = "none"
-# candidate rules, chosen per model by leave-one-out on dev (see ``choose_rule``):
+# Two levels of regularisation, each with a rule chosen per model by leave-one-out on dev (``choose_rules``):
+# a genre's pooled threshold against one global threshold, and a combination's threshold against the
+# genre's pooled one.
 # ("min_support", k): a threshold tuned on fewer than k dev positives is replaced by the level above's;
-# ("shrink", k): t = (n * t_own + k * t_above) / (n + k), n = dev positives the own threshold rests on.
-RULES = (("min_support", 1), ("min_support", 3), ("min_support", 5), ("min_support", 10),
-         ("shrink", 2), ("shrink", 5), ("shrink", 15))
+# ("shrink", k): t = (n * t_own + k * t_above) / (n + k), n = dev positives the own threshold rests on;
+# ("pooled", 0): combinations get no set of their own (their thresholds did not generalise on dev).
+POOLED_RULES = (("min_support", 3), ("min_support", 10), ("shrink", 5), ("shrink", 15), ("shrink", 40))
+COMBINATION_RULES = (("min_support", 10), ("min_support", 30), ("shrink", 5), ("shrink", 15), ("shrink", 40),
+                     ("shrink", 100), ("pooled", 0))
 
 
 def model_reads(name: str) -> tuple[str, ...]:
@@ -200,16 +204,27 @@ def loo_best_thresholds(y, s) -> tuple[float, np.ndarray]:
     return full, np.where(P - y > 0, t, 1.0)
 
 
-def parse_rule(rule: str) -> tuple[str, int]:
-    """'min_support:3' / 'shrink:5' -> (name, k)."""
-    name, _, k = str(rule).partition(":")
-    if name not in ("min_support", "shrink") or not k.isdigit() or int(k) < 1:
-        raise ValueError(f"threshold rule must be min_support:K or shrink:K (K >= 1), got {rule!r}")
-    return name, int(k)
+def parse_rules(rule: str) -> tuple[tuple[str, int], tuple[str, int]]:
+    """'min_support:3' / 'shrink:5' (both levels) or 'POOLED / COMBINATION' (e.g. 'shrink:15 / pooled')
+    -> ((name, k) of the pooled level, (name, k) of the combination level)."""
+    parts = [p.strip() for p in str(rule).split("/")]
+    if len(parts) == 1:
+        parts *= 2
+    out = []
+    for level, p in zip(("pooled", "combination"), parts):
+        name, _, k = p.partition(":")
+        if level == "combination" and p == "pooled":
+            out.append(("pooled", 0))
+        elif name in ("min_support", "shrink") and k.isdigit() and int(k) >= 1 and len(parts) == 2:
+            out.append((name, int(k)))
+        else:
+            raise ValueError(f"threshold rule must be min_support:K or shrink:K (K >= 1), or 'POOLED / "
+                             f"COMBINATION' with 'pooled' allowed for the latter, got {rule!r}")
+    return out[0], out[1]
 
 
-def rule_name(rule: tuple[str, int]) -> str:
-    return f"{rule[0]}:{rule[1]}"
+def rule_name(rules) -> str:
+    return " / ".join(r[0] if r[0] == "pooled" else f"{r[0]}:{r[1]}" for r in rules)
 
 
 def _combine(rule, t_own, n_own, t_above):
@@ -217,6 +232,8 @@ def _combine(rule, t_own, n_own, t_above):
     name, k = rule
     if name == "min_support":
         return np.where(n_own >= k, t_own, t_above)
+    if name == "pooled":
+        return t_above + 0.0 * t_own
     return (n_own * t_own + k * t_above) / (n_own + k)
 
 
@@ -243,18 +260,19 @@ def _genre_levels(y, s, keys, combos) -> _Genre:
     return _Genre(y, s, keys, (t_p, loo_p, int(y.sum())), own)
 
 
-def _apply(rule, g: _Genre, t_global: float, loo: bool):
-    """Thresholds of one genre under ``rule``: {combination: t} (tuned on all rows) or, with ``loo``, the
-    threshold each row would get with itself left out (per row)."""
+def _apply(rules, g: _Genre, t_global: float, loo: bool):
+    """Thresholds of one genre under ``rules`` (pooled level, combination level): (pooled, {combination: t})
+    tuned on all rows or, with ``loo``, the threshold each row would get with itself left out (per row)."""
+    r_pool, r_comb = rules
     t_p, loo_p, n_p = g.pooled
     if not loo:
-        pooled = float(_combine(rule, t_p, n_p, t_global))
-        return pooled, {c: float(_combine(rule, t_c, n_c, pooled)) for c, (t_c, _, n_c) in g.own.items()}
-    pooled = _combine(rule, loo_p, n_p - g.y, t_global)
+        pooled = float(_combine(r_pool, t_p, n_p, t_global))
+        return pooled, {c: float(_combine(r_comb, t_c, n_c, pooled)) for c, (t_c, _, n_c) in g.own.items()}
+    pooled = _combine(r_pool, loo_p, n_p - g.y, t_global)
     out = pooled.copy()
     for c, (_, loo_c, n_c) in g.own.items():
         sel = g.keys == c
-        out[sel] = _combine(rule, loo_c[sel], n_c - g.y[sel], pooled[sel])
+        out[sel] = _combine(r_comb, loo_c[sel], n_c - g.y[sel], pooled[sel])
     return out
 
 
@@ -266,12 +284,16 @@ def _f1s(tp, fp, fn) -> tuple[float, float]:
     return float(micro), float(per.mean()) if has.any() else 0.0
 
 
-def choose_rule(levels: list[_Genre], t_global: float, rules=RULES) -> tuple[tuple[str, int], dict]:
-    """The rule with the best leave-one-out dev F1 (mean of micro and macro: micro alone would ignore
-    the rare genres whose thresholds this is about). Each dev title is decided by thresholds tuned
-    without it (the global fallback, tuned on every labelled entry, is kept: one title hardly moves it)."""
+def choose_rules(levels: list[_Genre], t_global: float, multi: bool) -> tuple[tuple, dict]:
+    """The pair of rules with the best leave-one-out dev F1 (mean of micro and macro: micro alone would
+    ignore the rare genres whose thresholds this is about). Each dev title is decided by thresholds tuned
+    without it (the global fallback, tuned on every labelled entry, is kept: one title hardly moves it).
+    ``multi``: the model serves several combinations (else its one set is the pooled one)."""
+    import itertools
+
     scores = {}
-    for rule in rules:
+    candidates = list(itertools.product(POOLED_RULES, COMBINATION_RULES if multi else [("pooled", 0)]))
+    for rule in candidates:
         tp, fp, fn = (np.zeros(len(levels)) for _ in range(3))
         for j, g in enumerate(levels):
             if not len(g.y):
@@ -281,7 +303,7 @@ def choose_rule(levels: list[_Genre], t_global: float, rules=RULES) -> tuple[tup
         micro, macro = _f1s(tp, fp, fn)
         scores[rule_name(rule)] = {"micro_f1": round(micro, 5), "macro_f1": round(macro, 5),
                                    "score": round((micro + macro) / 2, 5)}
-    best = max(rules, key=lambda r: scores[rule_name(r)]["score"])  # ties: the first listed
+    best = max(candidates, key=lambda r: scores[rule_name(r)]["score"])  # ties: the first listed
     return best, scores
 
 
@@ -293,9 +315,10 @@ def tune_threshold_sets(Y, S, M, keys, combos=COMBINATIONS, rule: str = "auto",
     'none' (no input the model reads) are not used. A combination's threshold for a genre is tuned on the
     dev titles with exactly that combination and regularised toward the genre's pooled threshold (all
     those titles), itself regularised toward one global threshold (micro-F1 over every labelled entry).
-    ``rule``: 'auto' (choose among ``RULES`` by leave-one-out on dev) or 'min_support:K' / 'shrink:K'.
-    Returns the sets and an info dict for metrics.json (rule, leave-one-out scores, per set and genre
-    the dev positives each threshold rests on, and the genres that fell back).
+    ``rule``: 'auto' (choose the rule of each level by leave-one-out on dev) or a fixed one (``parse_rules``).
+    A model serving one combination has one set: its pooled one, under that combination's name. Returns
+    the sets and an info dict for metrics.json (rules, leave-one-out scores, per set and genre the dev
+    positives each threshold rests on, and the genres that fell back).
     """
     Y = np.asarray(Y, dtype=np.int64)
     S = np.asarray(S, dtype=np.float64)
@@ -304,6 +327,7 @@ def tune_threshold_sets(Y, S, M, keys, combos=COMBINATIONS, rule: str = "auto",
     G = Y.shape[1]
     genres = list(genres) if genres is not None else [str(j) for j in range(G)]
     seen = keys != NONE
+    served = list(combos)
     combos = [c for c in combos if (keys == c).any()]  # a combination without dev titles gets no set
     lab = M & seen[:, None]
     t_global, _ = best_f1_threshold(Y[lab], S[lab])
@@ -313,31 +337,36 @@ def tune_threshold_sets(Y, S, M, keys, combos=COMBINATIONS, rule: str = "auto",
     for j in range(G):
         rows = lab[:, j]
         levels.append(_genre_levels(Y[rows, j], S[rows, j], keys[rows], combos))
+    multi = len(served) > 1
     loo = None
     if rule == "auto":
-        chosen, loo = choose_rule(levels, t_global)
+        chosen, loo = choose_rules(levels, t_global, multi)
     else:
-        chosen = parse_rule(rule)
-    pooled = np.empty(G)
-    sets = {c: np.empty(G) for c in combos}
-    for j, g in enumerate(levels):
-        pooled[j], own = _apply(chosen, g, t_global, loo=False)
-        for c in combos:
-            sets[c][j] = own[c]
+        chosen = parse_rules(rule)
+        chosen = chosen if multi else (chosen[0], ("pooled", 0))
+    pooled = np.array([_apply(chosen, g, t_global, loo=False)[0] for g in levels])
+    if multi:
+        kept = [c for c in combos if chosen[1][0] != "pooled"]
+        sets = {c: np.array([_apply(chosen, g, t_global, loo=False)[1][c] for g in levels]) for c in kept}
+    else:  # one combination: its set is the pooled one (tuned on every dev title with the model's input)
+        kept, sets = list(combos), {c: pooled.copy() for c in combos}
     info = {"rule": rule_name(chosen), "chosen_by": "leave-one-out on dev" if loo else "config",
             "leave_one_out": loo, "global": round(float(t_global), 6),
-            "pooled": _rests_on(chosen, genres, [g.pooled[2] for g in levels], int(seen.sum())),
-            "sets": {c: _rests_on(chosen, genres, [g.own[c][2] for g in levels], int((keys == c).sum()))
-                     for c in combos},
-            "no_set": [c for c in COMBINATIONS if c not in combos]}
+            "pooled": _rests_on(chosen[0], genres, [g.pooled[2] for g in levels], int(seen.sum())),
+            "sets": {c: _rests_on(chosen[1] if multi else ("pooled", 0), genres, [g.own[c][2] for g in levels],
+                                  int((keys == c).sum()), own=multi) for c in combos},
+            "no_set": [c for c in served if c not in kept]}
     return ThresholdSets(pooled, sets), info
 
 
-def _rests_on(rule, genres, positives, n_titles) -> dict:
-    """How many dev positives each genre's threshold rests on, and which genres fell back a level."""
+def _rests_on(rule, genres, positives, n_titles, own: bool = True) -> dict:
+    """How many dev positives each genre's threshold rests on, and which genres fell back a level (all of
+    them when the combination level is 'pooled'; ``own=False``: a single-combination model's set, which
+    is its pooled set)."""
     name, k = rule
+    low = {"min_support": k, "shrink": 1, "pooled": float("inf")}[name] if own else 0
     out = {"dev_titles": n_titles, "positives": dict(zip(genres, map(int, positives))),
-           "fallback": [g for g, n in zip(genres, positives) if n < (k if name == "min_support" else 1)]}
+           "fallback": [g for g, n in zip(genres, positives) if n < low]}
     if name == "shrink":
         out["own_weight"] = {g: round(n / (n + k), 3) for g, n in zip(genres, positives)}
     return out

@@ -30,7 +30,9 @@ def combo_run(tmp_path_factory, tiny_run_cache):
             copy_shipped_titles(root / "poster_genres_av", base / "poster_genres_av", 16),
             copy_shipped_titles(root / "netflix_tv", base / "netflix_tv", 24)]
     run = tmp_path_factory.mktemp("combo_run") / "run"
-    cfg = load_config(overrides={**TINY_RUN_OVERRIDES, "data.dev": 0.3})
+    # a fixed rule, so every combination keeps a set of its own (the rule chosen by leave-one-out may prefer
+    # the pooled set; tests/test_thresholds.py and the session's tiny_run cover that choice)
+    cfg = load_config(overrides={**TINY_RUN_OVERRIDES, "data.dev": 0.3, "train.threshold_rule": "shrink"})
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("GENREFUSION_CACHE", str(tiny_run_cache))  # shared with tiny_run: its titles are warm
         main(data, run, cfg, progress=False, device="cpu")
@@ -72,8 +74,9 @@ def test_sets_are_tuned_on_the_dev_titles_with_each_combination(combo_run):
     for name in ("plot", "tfidf_logreg", "linear_probe_plot"):
         assert m["threshold_info"][name]["pooled"]["dev_titles"] == dev["both"] + dev["plot"], name
         assert set(m["threshold_sets"][name]) == {"plot"}
-    # the rule is chosen by leave-one-out and every threshold says how many dev positives it rests on
-    assert fused["chosen_by"] == "leave-one-out on dev" and fused["rule"] in fused["leave_one_out"]
+    # the configured rule, on both levels; every threshold says how many dev positives it rests on
+    assert fused["chosen_by"] == "config" and fused["rule"] == "shrink:3 / shrink:3"
+    assert m["threshold_info"]["poster"]["rule"] == "shrink:3 / pooled"  # one combination: its set is the pooled one
     for c, info in fused["sets"].items():
         assert set(info["positives"]) == set(m["genres"])
         assert all(isinstance(n, int) and n >= 0 for n in info["positives"].values())
@@ -190,7 +193,7 @@ def test_evaluate_on_external_data_reports_every_baseline(combo_run, tmp_path, c
     assert set(r["by_kind"]["tv"]) == set(r["models"]) and r["by_combination"]["plot"]["fused"] == r["models"]["fused"]
     assert "TF-IDF + logreg" in printed and "probe: plot" in printed
     # the baselines are the run's own, stored beside its bundle with their threshold sets
-    from genrefusion.baselines import load_baselines
+    from genrefusion.bundle import load_baselines
 
     models, sets = load_baselines(run)
     assert set(models) == {"tfidf_logreg", *PROBES} and set(sets["linear_probe_fused"].sets) == {"both", "poster",

@@ -50,8 +50,9 @@ def test_tune_with_mask_and_fallback():
 
 
 # -- per input combination, regularised ----------------------------------------------------------------------
-from genrefusion.thresholds import (ThresholdSets, combination_keys, loo_best_thresholds,  # noqa: E402
-                                    served_combinations, tune_threshold_sets)
+from genrefusion.thresholds import (COMBINATION_RULES, POOLED_RULES, ThresholdSets,  # noqa: E402
+                                    combination_keys, loo_best_thresholds, parse_rules, served_combinations,
+                                    tune_threshold_sets)
 
 
 def test_leave_one_out_thresholds_match_refitting_without_each_row():
@@ -129,16 +130,36 @@ def test_rare_genre_threshold_is_regularised_and_the_rule_chosen_by_leave_one_ou
     raw, _ = tune_threshold_sets(Y, S, None, keys, rule="min_support:1")
     assert raw.sets["plot"][5] < 0.1  # what tuning on 2 positives gives
     sets, info = tune_threshold_sets(Y, S, None, keys)
-    assert info["chosen_by"] == "leave-one-out on dev" and info["rule"] != "min_support:1"
-    assert set(info["leave_one_out"]) >= {"min_support:1", "min_support:3", "shrink:5"}
+    assert info["chosen_by"] == "leave-one-out on dev"
+    assert len(info["leave_one_out"]) == len(POOLED_RULES) * len(COMBINATION_RULES)
     assert info["leave_one_out"][info["rule"]]["score"] == max(v["score"] for v in info["leave_one_out"].values())
-    assert sets.sets["plot"][5] > 0.25  # close to the global threshold, far from 0.09
-    assert abs(sets.sets["plot"][0] - raw.sets["plot"][0]) < 0.1  # well-supported genres barely move
+    assert sets.pick("plot")[0][5] > 0.25  # close to the global threshold, far from 0.09
+    assert abs(sets.pick("plot")[0][0] - raw.sets["plot"][0]) < 0.1  # well-supported genres barely move
     assert info["sets"]["plot"]["positives"]["5"] == 2 and info["pooled"]["positives"]["5"] == 2
-    if info["rule"].startswith("min_support"):
-        assert "5" in info["sets"]["plot"]["fallback"]
-    else:
+    pooled_rule, combination_rule = (r.strip() for r in info["rule"].split("/"))
+    assert "5" in info["pooled"]["fallback"] or info["pooled"]["own_weight"]["5"] < 0.5  # the pooled level too
+    if combination_rule.startswith("shrink"):
         assert info["sets"]["plot"]["own_weight"]["5"] < 0.5
+    else:
+        assert "5" in info["sets"]["plot"]["fallback"]
+
+
+def test_single_input_models_have_one_set_and_rules_parse():
+    Y, S, keys = _two_populations()
+    plot = keys == "plot"
+    sets, info = tune_threshold_sets(Y[plot], S[plot], None, keys[plot], served_combinations(("plot",)))
+    assert set(sets.sets) == {"plot"} and np.array_equal(sets.sets["plot"], sets.pooled)
+    assert info["rule"].endswith("/ pooled") and len(info["leave_one_out"]) == len(POOLED_RULES)
+    assert parse_rules("shrink:5") == (("shrink", 5), ("shrink", 5))
+    assert parse_rules("min_support:3 / pooled") == (("min_support", 3), ("pooled", 0))
+    for bad in ("pooled", "shrink", "shrink:0", "median:3", "shrink:5 / shrink:5 / shrink:5"):
+        with pytest.raises(ValueError, match="threshold rule"):
+            parse_rules(bad)
+    # 'pooled' at the combination level: no per-combination set, requests use the pooled one
+    Y2, S2, keys2 = _two_populations(seed=1)
+    sets2, info2 = tune_threshold_sets(Y2, S2, None, keys2, rule="shrink:5 / pooled")
+    assert sets2.sets == {} and sets2.pick("plot")[1] == "pooled" and set(info2["no_set"]) == {"both", "poster",
+                                                                                                 "plot"}
 
 
 def test_threshold_sets_json_round_trip_and_single_set_bundles():

@@ -34,6 +34,10 @@ def test_tiny_run_outputs(tiny_run):
     assert m["models"]["always_negative"]["micro_f1"] == 0.0
     assert m["split"]["train"] + m["split"]["dev"] + m["split"]["test"] == 64
     assert set(m["thresholds"]["fused"]) == set(m["genres"])
+    # thresholds: each level's regularisation rule chosen by leave-one-out on dev, and recorded
+    info = m["threshold_info"]["fused"]
+    assert info["chosen_by"] == "leave-one-out on dev" and info["rule"] in info["leave_one_out"]
+    assert set(m["by_combination"]) == {"both", "poster"} and set(m["by_kind"]) <= {"movie", "tv", "unknown"}
     for f in ("model/config.json", "model/weights.safetensors", "split.json", "train.log", "report.html",
               "test_scores.npz", "config.json", "baselines/config.json", "baselines/weights.safetensors"):
         assert (tiny_run / f).is_file(), f
