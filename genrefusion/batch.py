@@ -262,7 +262,6 @@ def run_batch(clf, inp: Iterable[BatchItem], writer, *, batch_size: int = 32, sh
     """Stream ``inp`` through ``clf`` block by block into ``writer``. Posters of the next block are decoded
     and preprocessed in a background thread while the current block is inferred (PIL and numpy release the GIL)."""
     genres = list(clf.genres_)
-    thresholds = np.asarray(clf.thresholds_, float)
     stats = BatchStats()
 
     def blocks():
@@ -288,16 +287,17 @@ def run_batch(clf, inp: Iterable[BatchItem], writer, *, batch_size: int = 32, sh
             for p, s in zip(block, scores):
                 if s is None:
                     row = {"index": p.item.index, "id": p.item.id, "genres": None, "scores": None, "used": None,
-                           "error": p.item.error or f"{p.item.id}: no prediction"}
+                           "threshold_set": None, "error": p.item.error or f"{p.item.id}: no prediction"}
                     stats.errors += 1
                     if on_error is not None:
                         on_error(row["error"])
                 else:
                     s = np.asarray(s, np.float64)
+                    thresholds, set_name = clf.thresholds_for(p.used)  # the set of this title's inputs
                     row = {"index": p.item.index, "id": p.item.id,
                            "genres": decide(s, genres, thresholds, top_k, threshold),
                            "scores": per_genre(genres, s, SCORE_DECIMALS),
-                           "used": p.used, "error": None}
+                           "used": p.used, "threshold_set": set_name, "error": None}
                     stats.ok += 1
                 writer.write(row)
                 stats.rows += 1
@@ -317,7 +317,7 @@ def output_format(path: str | os.PathLike) -> str:
 
 
 def csv_header(genres: Sequence[str]) -> list[str]:
-    return ["index", "id", "genres", "used", "error"] + [f"score_{g}" for g in genres]
+    return ["index", "id", "genres", "used", "threshold_set", "error"] + [f"score_{g}" for g in genres]
 
 
 class BatchWriter(AtomicStream):
@@ -342,7 +342,7 @@ class BatchWriter(AtomicStream):
         ok = row["error"] is None
         self._csv.writerow(
             [row["index"], row["id"], "|".join(row["genres"]) if ok else "", "|".join(row["used"]) if ok else "",
-             row["error"] or ""]
+             row.get("threshold_set") or "", row["error"] or ""]
             + ([f"{row['scores'][g]:.{SCORE_DECIMALS}f}" for g in self.genres] if ok else [""] * len(self.genres)))
 
 

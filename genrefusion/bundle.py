@@ -2,8 +2,9 @@
 
 Layout of ``RUN_DIR/model/``::
 
-    config.json         format marker, genres, per-model thresholds, the architecture spec,
-                        encoder names + weight fingerprints, training config
+    config.json         format marker, genres, per-model thresholds (``thresholds``: the pooled set;
+                        ``threshold_sets``: one set per input combination, absent in older bundles),
+                        the architecture spec, encoder names + weight fingerprints, training config
     weights.safetensors tensors of every model, prefixed ``poster.`` / ``plot.`` / ``fused.``
     vocab.json          the LSTM word vocabulary (LSTM text route only)
 
@@ -35,8 +36,9 @@ class Bundle:
     path: Path
     config: dict
     models: dict = field(default_factory=dict)       # name -> nn.Module (eval mode)
-    thresholds: dict = field(default_factory=dict)   # name -> np.ndarray [G]
+    thresholds: dict = field(default_factory=dict)   # name -> np.ndarray [G] (the pooled set)
     vocab: object = None                             # encoders.tokenize.Vocab (LSTM route)
+    threshold_sets: dict = field(default_factory=dict)  # name -> thresholds.ThresholdSets
 
     @property
     def genres(self) -> list[str]:
@@ -52,13 +54,17 @@ class Bundle:
 
 
 def save_bundle(path, spec: dict, models: dict, thresholds: dict, meta: dict | None = None, vocab=None) -> Path:
-    """Write the bundle folder atomically (temp folder + rename)."""
+    """Write the bundle folder atomically (temp folder + rename). ``thresholds``: per model a
+    ``ThresholdSets`` or one per-genre array."""
     from safetensors.torch import save
+
+    from .thresholds import ThresholdSets
 
     path = Path(path)
     names = [n for n in MODEL_NAMES if n in models]
     if not names:
         raise GenreFusionError("bundle: no model to save")
+    sets = {n: t if isinstance(t, ThresholdSets) else ThresholdSets.from_json(list(t)) for n, t in thresholds.items()}
     tensors = {}
     for name in names:
         for k, v in models[name].state_dict().items():
@@ -66,9 +72,11 @@ def save_bundle(path, spec: dict, models: dict, thresholds: dict, meta: dict | N
     config = {
         "format": FORMAT, "version": VERSION, "genres": list(spec["genres"]), "models": names,
         "default_model": "fused" if "fused" in names else names[0],
-        "thresholds": {n: [float(t) for t in thresholds[n]] for n in names},
+        # the pooled set under the old key: genrefusion versions without per-combination sets still read it
+        "thresholds": {n: [float(t) for t in sets[n].pooled] for n in names},
         "spec": spec, "vocab": VOCAB if vocab is not None else None, **(meta or {}),
     }
+    config["threshold_sets"] = {n: sets[n].to_json(9) for n in names}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = make_temp_dir(path.parent, f".{path.name}.")  # a plain mkdir's mode, not mkdtemp's 0700
     try:
@@ -147,10 +155,34 @@ def read_bundle_config(path) -> dict:
         raise _fail(cfg_path, "'thresholds' missing")
     for n in names:
         t = thr.get(n)
-        if (not isinstance(t, list) or len(t) != len(genres)
-                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in t)):
+        if not _numbers(t, len(genres)):
             raise _fail(cfg_path, f"thresholds of model {n!r} must be {len(genres)} numbers (one per genre)")
+    _check_threshold_sets(cfg, cfg_path)
     return cfg
+
+
+def _numbers(t, n: int) -> bool:
+    return (isinstance(t, list) and len(t) == n
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in t))
+
+
+def _check_threshold_sets(cfg: dict, cfg_path) -> None:
+    """``threshold_sets`` is optional (bundles before per-combination thresholds have none)."""
+    from .thresholds import COMBINATIONS
+
+    sets = cfg.get("threshold_sets")
+    if sets is None:
+        return
+    n = len(cfg["genres"])
+    for name in cfg["models"]:
+        entry = sets.get(name) if isinstance(sets, dict) else None
+        if entry is None:
+            continue
+        if (not isinstance(entry, dict) or not _numbers(entry.get("pooled"), n)
+                or not isinstance(entry.get("sets", {}), dict)
+                or any(k not in COMBINATIONS or not _numbers(v, n) for k, v in entry.get("sets", {}).items())):
+            raise _fail(cfg_path, f"threshold_sets of model {name!r} must be a pooled set and sets named "
+                                  f"{'/'.join(COMBINATIONS)}, each {n} numbers")
 
 
 def _weights_genres(blob: bytes) -> list | None:
@@ -209,8 +241,12 @@ def load_bundle(path, models: list[str] | None = None) -> Bundle:
     if trained_for is not None and trained_for != cfg["genres"]:
         raise _fail(path, f"the genre list in {CONFIG} differs from the one the weights were trained for "
                           f"(order or names edited); refusing to mislabel predictions")
+    from .thresholds import ThresholdSets
+
     thresholds = {n: np.asarray(cfg["thresholds"][n], dtype=np.float64) for n in names}
-    return Bundle(path, cfg, built, thresholds, vocab)
+    stored = cfg.get("threshold_sets") or {}
+    sets = {n: ThresholdSets.from_json(stored[n]) if n in stored else ThresholdSets(thresholds[n]) for n in names}
+    return Bundle(path, cfg, built, thresholds, vocab, sets)
 
 
 def _load_vocab(path: Path, spec: dict):
@@ -232,3 +268,52 @@ def _load_vocab(path: Path, spec: dict):
         raise _fail(vpath, f"has {len(vocab)} tokens but the model was built for "
                            f"{spec.get('lstm', {}).get('vocab_size')}")
     return vocab
+
+
+# -- the run's fitted baselines (``RUN_DIR/baselines/``): ``evaluate --data`` scores them beside the models ------
+BASELINES_DIR = "baselines"
+
+
+def save_baselines(run_dir, baselines: dict, thresholds: dict, infos: dict) -> Path:
+    """Fitted baselines (``baselines.TfidfLogReg`` / ``LinearProbe``) and their threshold sets, as safetensors
+    + JSON (never pickled), written beside the run's bundle."""
+    import numpy as np
+    from safetensors.numpy import save
+
+    root = Path(run_dir) / BASELINES_DIR
+    tensors, config = {}, {"format": "genrefusion-baselines", "version": 1, "baselines": {}}
+    for name, model in baselines.items():
+        arrays, info = model.state()
+        tensors.update({f"{name}.{k}": np.ascontiguousarray(v) for k, v in arrays.items()})
+        config["baselines"][name] = {"type": type(model).__name__, "state": info, "fit": infos.get(name),
+                                     "thresholds": thresholds[name].to_json(9)}
+    write_bytes(root / WEIGHTS, save(tensors))
+    write_json(root / CONFIG, config, indent=None)  # last: a config.json means the weights are complete
+    return root
+
+
+def load_baselines(run_dir) -> tuple[dict, dict]:
+    """(baselines, threshold sets) by name, as ``save_baselines`` wrote them; empty for runs made before
+    baselines were stored. Damage raises a one-line BundleError naming the folder."""
+    from safetensors.numpy import load
+
+    from .baselines import LinearProbe, TfidfLogReg
+    from .thresholds import ThresholdSets
+
+    root = Path(run_dir) / BASELINES_DIR
+    if not (root / CONFIG).is_file():
+        return {}, {}
+    try:
+        config = json.loads((root / CONFIG).read_text(encoding="utf-8"))
+        tensors = load((root / WEIGHTS).read_bytes())
+        models, thresholds = {}, {}
+        for name, entry in config["baselines"].items():
+            cls = {"TfidfLogReg": TfidfLogReg, "LinearProbe": LinearProbe}[entry["type"]]
+            arrays = {k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(name + ".")}
+            models[name] = cls.from_state(arrays, entry["state"])
+            thresholds[name] = ThresholdSets.from_json(entry["thresholds"])
+    except Exception as err:  # noqa: BLE001 - any damage (JSON, safetensors, missing keys): one line naming it
+        first = (str(err).splitlines() or [""])[0][:120]
+        raise _fail(root, f"cannot read the run's baselines ({type(err).__name__}: {first}); "
+                          "retrain, or delete the folder to evaluate without them") from None
+    return models, thresholds

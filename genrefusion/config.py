@@ -102,7 +102,11 @@ class TrainConfig:
     modality_dropout: float = _f(0.3, min=0.0, max=0.9)
     fusion: Literal["concat", "gmu"] = "concat"
     select_metric: Literal["mAP", "micro_f1", "macro_f1"] = "mAP"
-    # Genres with fewer dev positives than this take the global dev-tuned threshold.
+    # Thresholds are tuned per input combination (poster / plot / both) and regularised toward a pooled
+    # value: auto = the rule with the best leave-one-out dev F1 among min_support and shrink variants;
+    # min_support = a threshold from fewer than threshold_min_positives dev positives falls back to the pooled
+    # one; shrink = pulled toward it with the weight of threshold_min_positives positives.
+    threshold_rule: Literal["auto", "min_support", "shrink"] = "auto"
     threshold_min_positives: int = _f(3, min=1)
     # torch intra-op threads while training/scoring the models (0 = torch's default). 1 by default: the
     # heads are small, and on a busy 2-core box 2 spinning threads made an epoch ~10x slower (measured).

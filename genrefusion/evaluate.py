@@ -3,8 +3,10 @@
 Genres are matched by name. A genre the model knows but the evaluated dataset does not label is
 masked (neither positive nor negative) and listed; a genre the dataset labels but the model does
 not know cannot be predicted and is listed too. Thresholds are the ones tuned on the training run's
-dev split (never re-tuned on the data being evaluated). ``score_models`` is the scoring both this
-module and training use.
+dev split (never re-tuned on the data being evaluated), each title decided with the set of the inputs
+it has. Every baseline the run stored (tf-idf, linear probes) is scored beside the models, and every
+figure is broken down by input combination and by kind (movie / tv). ``score_models`` is the scoring
+both this module and training use.
 """
 from __future__ import annotations
 
@@ -14,36 +16,80 @@ from pathlib import Path
 
 import numpy as np
 
-from .baselines import always_negative
+from .baselines import always_negative, baseline_scores, probe_for
 from .encoders.inputs import both_rows  # noqa: F401 - re-exported: the old home of both_rows
 from .errors import ConfigError, DatasetError, GenreFusionError
 from .io import read_json, write_json
 from .metrics import multilabel_metrics
+from .thresholds import (COMBINATIONS, ThresholdSets, combination_keys, model_reads, served_combinations,
+                         tune_threshold_sets)
 
 log = logging.getLogger("genrefusion.evaluate")
 
 
 def score_model(Y, S, M, thresholds, genres) -> dict:
-    """All metrics of one model from its scores and per-genre thresholds."""
+    """All metrics of one model from its scores and thresholds: per genre ``[G]`` or per title ``[N, G]``."""
     S = np.asarray(S, dtype=np.float64)
-    P = (S >= np.asarray(thresholds, dtype=np.float64)[None, :]).astype(np.int64)
+    T = np.asarray(thresholds, dtype=np.float64)
+    P = (S >= (T if T.ndim == 2 else T[None, :])).astype(np.int64)
     return multilabel_metrics(Y, P, M, S, genres)
 
 
-def score_models(scores: dict, Y, M, thresholds: dict, genres, both=None) -> tuple[dict, dict]:
-    """``(metrics, metrics_both)``: every model's metrics from its scores ``[N, G]`` and its thresholds, in
-    ``scores`` order, and the same on the rows ``both`` (titles with a poster and a plot; empty if none)."""
-    metrics, metrics_both = {}, {}
+def tune_model_thresholds(name: str, Yd, Sd, Md, image_ok, text_ok, genres, rule: str = "auto"):
+    """(ThresholdSets, info) of model/baseline ``name`` from its dev scores: one set per input combination it
+    serves, tuned on the dev titles that have exactly those of its inputs (see ``thresholds``)."""
+    reads = model_reads(name)
+    if not reads:  # always-negative: nothing to tune
+        return ThresholdSets(np.full(len(genres), 0.5)), {"rule": "fixed 0.5"}
+    keys = combination_keys(image_ok, text_ok, reads)
+    return tune_threshold_sets(Yd, Sd, Md, keys, served_combinations(reads), rule, genres)
+
+
+def kind_of(title) -> str:
+    return title.kind if getattr(title, "kind", None) in ("movie", "tv") else "unknown"
+
+
+def score_models(Y, M, scores: dict, thresholds: dict, image_ok, text_ok, kinds, genres) -> dict:
+    """Every model's metrics on the evaluated titles, each title decided with the threshold set of its inputs,
+    broken down by input combination (what the title has: both, poster, plot) and by kind (movie / tv /
+    unknown), with the verdict of each model against its linear probe. ``scores``: name -> ``[N, G]``;
+    ``thresholds``: name -> ``ThresholdSets``."""
+    image_ok, text_ok, kinds = np.asarray(image_ok, bool), np.asarray(text_ok, bool), np.asarray(kinds)
+    combo = combination_keys(image_ok, text_ok)
+    groups = {"by_combination": {c: combo == c for c in COMBINATIONS if (combo == c).any()},
+              "by_kind": {k: kinds == k for k in ("movie", "tv", "unknown") if (kinds == k).any()}}
+    out = {"models": {}, **{by: {part: {} for part in parts} for by, parts in groups.items()}}
     for name, S in scores.items():
-        metrics[name] = score_model(Y, S, M, thresholds[name], genres)
-        if both is not None and len(both):
-            metrics_both[name] = score_model(Y[both], S[both], M[both], thresholds[name], genres)
-    return metrics, metrics_both
+        T = thresholds[name].rows(combination_keys(image_ok, text_ok, model_reads(name)))
+        out["models"][name] = score_model(Y, S, M, T, genres)
+        for by, parts in groups.items():
+            for part, sel in parts.items():
+                out[by][part][name] = score_model(Y[sel], S[sel], M[sel], T[sel], genres)
+    out["models_both"] = out["by_combination"].get("both", {})
+    out["n_by_combination"] = {c: int(sel.sum()) for c, sel in groups["by_combination"].items()}
+    out["n_by_kind"] = {k: int(sel.sum()) for k, sel in groups["by_kind"].items()}
+    out["probe_verdicts"] = probe_verdicts(out)
+    return out
 
 
-def always_negative_scores(n: int, genres) -> tuple[np.ndarray, np.ndarray]:
-    """The always-negative baseline's scores and thresholds (every metric is reported beside it)."""
-    return always_negative(n, len(genres)), np.full(len(genres), 0.5)
+def probe_verdicts(scored: dict) -> list[dict]:
+    """Does each model beat the linear probe on its own inputs (micro-F1), on all titles and per combination?"""
+    needs = {"both": {"poster", "plot"}, "poster": {"poster"}, "plot": {"plot"}}
+    rows = []
+    for name in scored["models"]:
+        probe = probe_for(name) if not name.startswith(("linear_probe_", "tfidf", "always")) else None
+        if probe is None or probe not in scored["models"]:
+            continue
+        # the titles where the model reads an input (a poster model on plot-only titles only has its priors)
+        parts = [("all", scored["models"])] + [(c, m) for c, m in scored["by_combination"].items()
+                                               if set(model_reads(name)) & needs[c]]
+        for part, models in parts:
+            ours, theirs = models[name].get("micro_f1"), models[probe].get("micro_f1")
+            if ours is None or theirs is None:
+                continue
+            rows.append({"model": name, "probe": probe, "titles": part, "n": models[name]["n_titles"],
+                         "micro_f1": round(ours, 4), "probe_micro_f1": round(theirs, 4), "beats": ours > theirs})
+    return rows
 
 
 def evaluate_run(run_dir, data=None, split: str = "test", cache_dir=None, progress: bool = True,
@@ -56,7 +102,7 @@ def evaluate_run(run_dir, data=None, split: str = "test", cache_dir=None, progre
     """
     import torch
 
-    from .bundle import load_bundle
+    from .bundle import load_baselines, load_bundle
     from .encoders.inputs import build_inputs
     from .inference import Batcher, bundle_encoders, predict_rows
 
@@ -70,17 +116,41 @@ def evaluate_run(run_dir, data=None, split: str = "test", cache_dir=None, progre
     Y, M = corpus.Y[rows], corpus.M[rows]
     local = np.arange(len(rows))
     batcher = Batcher.for_spec(bundle.spec, inputs, Y, M)
-    both = both_rows(inputs, local)
     with torch.no_grad():
         scores = {name: predict_rows(model, local, batcher) for name, model in bundle.models.items()}
-    metrics, metrics_both = score_models(scores, Y, M, bundle.thresholds, bundle.genres, both)
-    # the baseline is listed on every title (not on the poster-and-plot subset) here
-    Z, half = always_negative_scores(len(rows), bundle.genres)
-    metrics.update(score_models({"always_negative": Z}, Y, M, {"always_negative": half}, bundle.genres)[0])
-    return {"evaluated_on": where, "n_titles": int(len(rows)), "n_with_both": int(len(both)),
-            "genres": bundle.genres, "left_out": corpus.left_out, "models": metrics, "models_both": metrics_both,
+    thresholds = dict(bundle.threshold_sets)
+    baselines, base_thr = load_baselines(run_dir)
+    if not baselines:
+        log.warning("%s: the run stored no baselines (trained by an older version); only always-negative is "
+                    "reported beside the models", run_dir)
+    plots = [corpus.plots[i] for i in rows]
+    scores.update(baseline_scores(baselines, plots, _baseline_features(baselines, inputs, plots, cache_dir, progress)))
+    thresholds.update(base_thr)
+    scores["always_negative"] = always_negative(len(rows), len(bundle.genres))
+    thresholds["always_negative"] = ThresholdSets(np.full(len(bundle.genres), 0.5))
+    scored = score_models(Y, M, scores, thresholds, inputs.image_ok.numpy(), inputs.text_ok.numpy(),
+                          [kind_of(corpus.titles[i]) for i in rows], bundle.genres)
+    return {"evaluated_on": where, "n_titles": int(len(rows)), "n_with_both": scored["n_by_combination"].get("both", 0),
+            "n_by_combination": scored["n_by_combination"], "n_by_kind": scored["n_by_kind"],
+            "genres": bundle.genres, "left_out": corpus.left_out,
+            **{k: scored[k] for k in ("models", "models_both", "by_combination", "by_kind", "probe_verdicts")},
             "input_errors": {corpus.keys[rows[i]]: e for i, e in list(inputs.errors.items())[:50]},
             "seconds": round(time.perf_counter() - t0, 2)}
+
+
+def _baseline_features(baselines: dict, inputs, plots, cache_dir, progress: bool) -> dict:
+    """The frozen features the linear probes read: the bundle's poster features, and MiniLM plot features
+    (computed here when the bundle's text route is not MiniLM)."""
+    from .encoders.inputs import InputEncoders, build_inputs, feature_rows
+
+    feats = feature_rows(inputs, np.arange(len(plots)))
+    if any(n in baselines for n in ("linear_probe_plot", "linear_probe_fused")) and feats["text"] is None:
+        from .encoders.text import MiniLMEncoder
+
+        extra = build_inputs([None] * len(plots), plots, InputEncoders(minilm=MiniLMEncoder()), cache_root=cache_dir,
+                             progress=progress)
+        feats["text"] = extra.minilm.numpy()
+    return feats
 
 
 def _evaluation_rows(run_dir: Path, genres, data, split: str):

@@ -17,7 +17,8 @@ The graph (inputs by model; ``B`` is dynamic):
     -> probs       float32 [B, G]        sigmoid probabilities, columns in the sidecar's ``genres`` order
 
 A poster-only model has only the image inputs, a plot-only model only the text inputs. Decide genres with
-``probs >= thresholds`` (the sidecar's per-genre thresholds, tuned on the dev split).
+``probs >= threshold_sets[c]`` where ``c`` is what the title has (``both``, ``poster`` or ``plot``: each set was
+tuned on dev titles with those inputs), or ``thresholds`` (the pooled set) when there is no set for ``c``.
 
 The exported module restates the model's forward without data-dependent branches (a missing modality
 is chosen with ``torch.where`` instead of by selecting rows), which is the same computation in eval mode:
@@ -253,9 +254,11 @@ def export_onnx(src, out: str | os.PathLike, fmt: str = "onnx", check: bool = Tr
     sidecar = {
         "format": FORMAT, "version": 1, "onnx": out.name, "opset": OPSET, "model": clf.model_name_,
         "genres": list(clf.genres_), "thresholds": [round(float(t), 6) for t in clf.thresholds_],
+        "threshold_sets": {k: [round(float(t), 6) for t in v] for k, v in clf.threshold_sets_.sets.items()},
         "inputs": input_spec(clf), "outputs": {"probs": {"dtype": "float32", "shape": ["batch", len(clf.genres_)],
                                                          "meaning": "sigmoid probability per genre"}},
-        "decision": "genre predicted where probs >= thresholds (per genre, tuned on the dev split)",
+        "decision": "genre predicted where probs >= threshold_sets[both|poster|plot, by the inputs the title has; "
+                    "the pooled 'thresholds' when absent] (per genre, tuned on the dev split)",
         "source": str(getattr(clf, "run_dir_", "")), "genrefusion_version": clf.config_.get("genrefusion_version"),
     }
     write_json(out.with_name(out.name + ".json"), sidecar)

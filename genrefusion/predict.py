@@ -2,7 +2,11 @@
 
     clf = GenreClassifier.load("runs/demo")
     clf.predict_one(poster="poster.jpg", plot="A retired hitman ...")
-    # {"genres": ["Action", "Thriller"], "scores": {...}, "thresholds": {...}, "used": ["poster", "plot"]}
+    # {"genres": ["Action", "Thriller"], "scores": {...}, "thresholds": {...}, "used": ["poster", "plot"],
+    #  "threshold_set": "both"}
+
+Each genre's threshold was tuned on dev titles with the same inputs as the request (poster only, plot only,
+or both): ``threshold_set`` names the set used ("pooled" for bundles saved before per-combination sets).
 
 A title is a poster (path, bytes, PIL image or ``preprocess_poster``'s tensor; optional) plus a plot (str; optional): a dict
 ``{"poster": ..., "plot": ...}``, a ``Title``-like object with ``.poster``/``.plot``, or a ``(poster, plot)`` pair.
@@ -56,9 +60,10 @@ class GenreClassifier:
     """Multi-label genre classifier from poster and/or plot.
 
     Learned attributes (after ``fit`` or ``load``): ``genres_`` and its scikit-learn name ``classes_`` (the
-    columns of ``predict_proba``), ``thresholds_`` (per genre, tuned on the dev split), ``model_name_``
-    (``fused``, ``poster`` or ``plot``), ``metrics_`` (the run's test metrics or None), ``config_`` (the
-    bundle's config), ``bundle_`` and ``run_dir_``.
+    columns of ``predict_proba``), ``thresholds_`` (per genre, tuned on the dev split: the pooled set),
+    ``threshold_sets_`` (a ``ThresholdSets``: one set per input combination, see ``thresholds_for``),
+    ``model_name_`` (``fused``, ``poster`` or ``plot``), ``metrics_`` (the run's test metrics or None),
+    ``config_`` (the bundle's config), ``bundle_`` and ``run_dir_``.
 
     Picklable (``pickle``, ``copy.deepcopy``, process pools): the encoders, built lazily, and their lock are
     left out of the pickle and rebuilt on first use.
@@ -136,6 +141,7 @@ class GenreClassifier:
         self.model_name_ = name
         self.genres_ = self.bundle_.genres
         self.thresholds_ = np.asarray(self.bundle_.thresholds[name], dtype=np.float64)
+        self.threshold_sets_ = self.bundle_.threshold_sets[name]
         self.config_ = self.bundle_.config
         mpath = self.bundle_.path / "metrics.json"
         if not mpath.is_file():
@@ -222,26 +228,44 @@ class GenreClassifier:
         self._check_fitted()
         return bundle_encoders(self.bundle_, self.encoders_, text_runtime=self.text_runtime)
 
-    def decide(self, scores: np.ndarray, top_k: int | None = None, threshold: float | None = None) -> list[list[str]]:
-        """Predicted genres per row, most probable first (rule: ``genrefusion.decision.decide``)."""
-        return [decide(s, self.genres_, self.thresholds_, top_k, threshold) for s in np.atleast_2d(scores)]
+    def thresholds_for(self, used: Sequence[str]) -> tuple[np.ndarray, str]:
+        """(per-genre thresholds, set name) for a title supplied with the inputs ``used`` (e.g. ``["plot"]``):
+        the set tuned on dev titles with the same inputs, as far as this model reads them (a poster model
+        given both uses its poster set); the pooled set when the bundle has none for them."""
+        from .thresholds import model_reads, used_key
+
+        self._check_fitted()
+        return self.threshold_sets_.pick(used_key(used, model_reads(self.model_name_)))
+
+    def decide(self, scores: np.ndarray, top_k: int | None = None, threshold: float | None = None,
+               used: Sequence[Sequence[str]] | None = None) -> list[list[str]]:
+        """Predicted genres per row, most probable first (rule: ``genrefusion.decision.decide``). ``used``: each
+        row's supplied inputs, which pick its threshold set (default: the pooled set)."""
+        rows = np.atleast_2d(scores)
+        thr = [self.thresholds_for(u)[0] for u in used] if used is not None else [self.thresholds_] * len(rows)
+        return [decide(s, self.genres_, t, top_k, threshold) for s, t in zip(rows, thr)]
 
     def predict(self, titles: Iterable, top_k: int | None = None, threshold: float | None = None) -> list[list[str]]:
-        return self.decide(self.predict_proba(titles), top_k, threshold)
+        titles = list(titles)
+        used = [used_inputs(*_title_parts(t, i)) for i, t in enumerate(titles)]
+        return self.decide(self.predict_proba(titles), top_k, threshold, used)
 
     def predict_one(self, poster=None, plot: str | None = None, top_k: int | None = None,
                     threshold: float | None = None) -> dict:
-        """One title -> ``{"genres", "scores", "thresholds", "used"}`` (the CLI's and the API's JSON)."""
+        """One title -> ``{"genres", "scores", "thresholds", "used", "threshold_set"}`` (the CLI's and the API's
+        JSON); ``thresholds`` is the set the decision used."""
         check_overrides(top_k, threshold)
         poster, plot = _title_parts({"poster": poster, "plot": plot}, 0)
         if poster is None and plot is None:
             raise BadInput("give a poster, a plot, or both")
         s = self.predict_proba([{"poster": poster, "plot": plot}])[0]
-        return {"genres": self.decide(s, top_k, threshold)[0], "scores": per_genre(self.genres_, s, by_value=True),
-                "thresholds": self.rounded_thresholds(), "used": used_inputs(poster, plot)}
+        used = used_inputs(poster, plot)
+        thr, set_name = self.thresholds_for(used)
+        return {"genres": self.decide(s, top_k, threshold, [used])[0], "scores": per_genre(self.genres_, s, by_value=True),
+                "thresholds": per_genre(self.genres_, thr), "used": used, "threshold_set": set_name}
 
     def rounded_thresholds(self) -> dict[str, float]:
-        """``{genre: threshold}`` as every output shows them (4 decimals)."""
+        """``{genre: threshold}`` of the pooled set as every output shows them (4 decimals)."""
         return per_genre(self.genres_, self.thresholds_)
 
     def explain(self, poster=None, plot: str | None = None, genres=None, top_k: int | None = None,
@@ -256,6 +280,10 @@ class GenreClassifier:
         return explain(self, poster=poster, plot=plot, genres=genres, top_k=top_k, top_words=top_words,
                        overlays=overlays)
 
+    def rounded_threshold_sets(self) -> dict[str, dict[str, float]]:
+        """``{combination: {genre: threshold}}``: the per-input-combination sets (4 decimals)."""
+        return {k: per_genre(self.genres_, v) for k, v in self.threshold_sets_.sets.items()}
+
     # -- description -------------------------------------------------------------------------------------
     def info(self) -> dict:
         """What a ``GET /model`` shows: genres, thresholds, encoders and the run's test metrics beside the
@@ -265,12 +293,15 @@ class GenreClassifier:
         keys = ("micro_f1", "macro_f1", "weighted_f1", "samples_f1", "mAP", "hamming_loss")
         metrics = None
         if self.metrics_:
+            from .baselines import probe_for
+
             models = self.metrics_.get("models", {})
             metrics = {name: {k: models[name].get(k) for k in keys if k in models[name]}
-                       for name in (self.model_name_, "poster", "plot", "always_negative", "tfidf_logreg")
+                       for name in (self.model_name_, "poster", "plot", "always_negative", "tfidf_logreg",
+                                    probe_for(self.model_name_))
                        if name in models}
         return {"model": self.model_name_, "models": list(self.bundle_.models), "genres": self.genres_,
-                "thresholds": self.rounded_thresholds(),
+                "thresholds": self.rounded_thresholds(), "threshold_sets": self.rounded_threshold_sets(),
                 "encoders": {"image": c.get("image_encoder"), "text": c.get("text_encoder")},
                 "fusion": c.get("spec", {}).get("fusion"),
                 "genrefusion_version": c.get("genrefusion_version"),

@@ -27,13 +27,17 @@ from .errors import GenreFusionError
 from .io import read_json, write_bytes, write_text
 from .metrics import SUMMARY
 
-BASELINES = ("always_negative", "tfidf_logreg")
+BASELINES = ("always_negative", "tfidf_logreg", "linear_probe_fused", "linear_probe_poster", "linear_probe_plot")
 # model order in tables and figures: ours first (the main three, then the plot candidates), baselines last
-_ORDER = ("fused", "poster", "plot", "plot_minilm", "plot_lstm", "tfidf_logreg", "always_negative")
+_ORDER = ("fused", "poster", "plot", "plot_minilm", "plot_lstm", "linear_probe_fused", "linear_probe_poster",
+          "linear_probe_plot", "tfidf_logreg", "always_negative")
 _LABEL = {"fused": "fused", "poster": "poster", "plot": "plot", "plot_minilm": "plot (MiniLM)",
-          "plot_lstm": "plot (LSTM)", "tfidf_logreg": "TF-IDF + logreg", "always_negative": "always negative"}
+          "plot_lstm": "plot (LSTM)", "tfidf_logreg": "TF-IDF + logreg", "always_negative": "always negative",
+          "linear_probe_fused": "probe: both", "linear_probe_poster": "probe: poster",
+          "linear_probe_plot": "probe: plot"}
 _COLOR = {"fused": "#1f77b4", "poster": "#ff7f0e", "plot": "#2ca02c", "plot_minilm": "#98df8a",
-          "plot_lstm": "#8c564b", "tfidf_logreg": "#9467bd", "always_negative": "#7f7f7f"}
+          "plot_lstm": "#8c564b", "tfidf_logreg": "#9467bd", "always_negative": "#7f7f7f",
+          "linear_probe_fused": "#aec7e8", "linear_probe_poster": "#ffbb78", "linear_probe_plot": "#c5e0b4"}
 
 
 def _ordered(names) -> list[str]:
@@ -281,6 +285,111 @@ def _per_genre_table(model: dict, thresholds: dict | None, base: dict | None) ->
                    "FN", "TN", "threshold"], rows)
 
 
+_PARTS = {"both": "poster + plot", "poster": "poster only", "plot": "plot only", "movie": "movies", "tv": "TV series",
+          "unknown": "kind unknown"}
+
+
+def _breakdown_table(by: dict, counts: dict) -> str:
+    """micro-F1 / macro-F1 / mAP of every model (rows) on each part (column groups: a combination or a kind)."""
+    parts = [p for p in by if by[p]]
+    names = _ordered({n for p in parts for n in by[p]})
+    keys = ("micro_f1", "macro_f1", "mAP")
+    header = ["model"] + [f"{_PARTS.get(p, p)} (n={counts.get(p, '?')}) {k.replace('_f1', '-F1')}"
+                          for p in parts for k in keys]
+    rows = [[html.escape(_LABEL.get(n, n))] + [html.escape(_fmt((by[p].get(n) or {}).get(k))) for p in parts for k in keys]
+            for n in names]
+    return _table(header, rows)
+
+
+_PART = {"all": "all titles", "both": "titles with poster and plot", "poster": "poster-only titles",
+         "plot": "plot-only titles"}
+
+
+def verdict_lines(verdicts: list[dict]) -> list[str]:
+    """Plain sentences: where a model does NOT beat its linear probe (and a line when it beats it everywhere)."""
+    lines, beaten_everywhere = [], {}
+    for v in verdicts:
+        beaten_everywhere.setdefault(v["model"], True)
+        if not v["beats"]:
+            beaten_everywhere[v["model"]] = False
+            lines.append(f"The {v['model']} model does NOT beat its linear probe ({v['probe']}) on "
+                         f"{_PART.get(v['titles'], v['titles'])} (n={v['n']}): micro-F1 {v['micro_f1']:.3f} vs "
+                         f"{v['probe_micro_f1']:.3f}.")
+    lines += [f"The {m} model beats its linear probe on every input combination it reads (micro-F1)."
+              for m, ok in beaten_everywhere.items() if ok]
+    return lines
+
+
+def _verdicts_html(verdicts: list[dict]) -> str:
+    lines = verdict_lines(verdicts)
+    if not lines:
+        return "<p><i>No linear probe in this run (runs from older versions, or no frozen features).</i></p>"
+    return "<ul>" + "".join(f"<li>{'<b>' if 'NOT' in ln else ''}{html.escape(ln)}{'</b>' if 'NOT' in ln else ''}</li>"
+                            for ln in lines) + "</ul>"
+
+
+def _threshold_table(sets: dict, info: dict, pooled: dict | None) -> str:
+    """Per genre: each input combination's threshold and the dev positives it rests on (* = fell back)."""
+    names = list(sets)
+    header = ["genre", "pooled", "pooled dev positives"] + [h for c in names for h in
+                                                             (f"{_PARTS.get(c, c)}", f"{_PARTS.get(c, c)} dev positives")]
+    rows = []
+    for g in (pooled or {}):
+        row = [html.escape(g), _fmt(pooled.get(g)), str(((info.get("pooled") or {}).get("positives") or {}).get(g, ""))]
+        for c in names:
+            ci = (info.get("sets") or {}).get(c) or {}
+            star = "*" if g in (ci.get("fallback") or []) else ""
+            row += [_fmt(sets[c].get(g)), f"{(ci.get('positives') or {}).get(g, '')}{star}"]
+        rows.append(row)
+    return _table(header, rows)
+
+
+def _breakdown_html(m: dict) -> list[str]:
+    """The metrics per input combination and per kind, and the verdicts against the linear probes."""
+    split, parts = m.get("split") or {}, []
+    if m.get("by_combination"):
+        parts += ["<h3>By input combination</h3><p>Each title is decided with the thresholds tuned on dev titles "
+                  "with the same inputs.</p>", _breakdown_table(m["by_combination"], split.get("test_by_combination") or {})]
+    if m.get("by_kind"):
+        parts += ["<h3>By kind</h3>", _breakdown_table(m["by_kind"], split.get("test_by_kind") or {})]
+    if "probe_verdicts" in m:
+        parts += ["<h3>Against the linear probes</h3><p>One-vs-rest logistic regression on the same frozen "
+                  "features: a model that does not beat it has not earned its extra layers.</p>",
+                  _verdicts_html(m["probe_verdicts"])]
+    return parts
+
+
+def _thresholds_html(m: dict, main: str) -> list[str]:
+    """The main model's threshold sets, the rule that regularised them and the dev positives behind each."""
+    info = (m.get("threshold_info") or {}).get(main) or {}
+    sets = (m.get("threshold_sets") or {}).get(main)
+    if sets is None:
+        return []
+    loo = info.get("leave_one_out") or {}
+    return [f"<h2>Thresholds ({html.escape(_LABEL.get(main, main))} model)</h2>"
+            f"<p>Tuned per genre on the dev titles with each input combination, regularised toward the pooled "
+            f"threshold by rule <b>{html.escape(str(info.get('rule')))}</b> ({html.escape(str(info.get('chosen_by', '')))}"
+            + (": " + html.escape(", ".join(f"{k} {v['score']:.3f}" for k, v in loo.items())) if loo else "")
+            + "). * = fell back to the pooled threshold (too few dev positives)."
+            + (" Leave-one-out preferred the pooled set to per-combination sets for this model: every request "
+               "uses the pooled thresholds." if str(info.get("rule", "")).endswith("/ pooled") else "") + "</p>",
+            _threshold_table(sets, info, (m.get("thresholds") or {}).get(main))]
+
+
+def _data_html(m: dict) -> list[str]:
+    """The split's counts, the datasets used and the genres dropped."""
+    split = m.get("split") or {}
+    parts = ["<h2>Data and split</h2>", _kv_table({k: v for k, v in split.items()
+                                                  if k != "file" and not isinstance(v, dict)}, ("part", "titles"))]
+    ds_rows = [[html.escape(str(d.get("name"))), str(d.get("titles")), str(d.get("used")), str(d.get("with_poster")),
+                str(d.get("with_plot")), str(len(d.get("labelled_genres") or []))] for d in m.get("data") or []]
+    parts.append(_table(["dataset", "titles", "used", "with poster", "with plot", "genres labelled"], ds_rows))
+    if m.get("dropped_genres"):
+        parts.append("<p>Genres dropped (too few training titles): "
+                     f"{html.escape(', '.join(f'{g} ({n})' for g, n in m['dropped_genres'].items()))}</p>")
+    return parts
+
+
 def _kv_table(d: dict, header=("item", "value")) -> str:
     return _table(list(header), [[html.escape(str(k)), html.escape(_fmt(v, 2))] for k, v in d.items()])
 
@@ -381,6 +490,7 @@ def write_report(run_dir, progress: bool = True) -> Path:
     if m.get("models_both"):
         parts += [f"<h3>Test titles with both a poster and a plot ({split.get('test_with_poster_and_plot', '?')})</h3>",
                   _metric_table(m["models_both"])]
+    parts += _breakdown_html(m)
     parts += [_img("main_metrics", figs["main_metrics"], "main metrics vs baselines"),
               "<h2>Per-genre F1</h2>", _img("per_genre_f1", figs["per_genre_f1"], "per-genre F1")]
     if main:
@@ -388,6 +498,7 @@ def write_report(run_dir, progress: bool = True) -> Path:
                   _per_genre_table(models[main], thresholds.get(main), models.get("tfidf_logreg")),
                   _img("confusion_grid", figs["confusion_grid"], "per-genre confusion matrices"),
                   _img("pr_curves", figs["pr_curves"], "precision-recall curves")]
+        parts += _thresholds_html(m, main)
     parts += ["<h2>Why? Explanations of a few test titles</h2>", _explanations(run_dir, scores, main)]
     parts += ["<h2>Training</h2>", _img("training_curves", figs["training_curves"], "training curves")]
     stage_rows = [[html.escape(k), str(v.get("epochs_run", "")), str(v.get("epochs_max", "")),
@@ -395,13 +506,7 @@ def write_report(run_dir, progress: bool = True) -> Path:
                    _fmt(v.get("best_score"), 4), _fmt(v.get("seconds"), 1)]
                   for k, v in (m.get("training") or {}).items() if isinstance(v, dict)]
     parts.append(_table(["stage", "epochs run", "max epochs", "best epoch", "best dev score", "seconds"], stage_rows))
-    parts += ["<h2>Data and split</h2>", _kv_table({k: v for k, v in split.items() if k != "file"}, ("part", "titles"))]
-    ds_rows = [[html.escape(str(d.get("name"))), str(d.get("titles")), str(d.get("used")), str(d.get("with_poster")),
-                str(d.get("with_plot")), str(len(d.get("labelled_genres") or []))] for d in m.get("data") or []]
-    parts.append(_table(["dataset", "titles", "used", "with poster", "with plot", "genres labelled"], ds_rows))
-    if m.get("dropped_genres"):
-        parts.append("<p>Genres dropped (too few training titles): "
-                     f"{html.escape(', '.join(f'{g} ({n})' for g, n in m['dropped_genres'].items()))}</p>")
+    parts += _data_html(m)
     parts += ["<h2>Timings (seconds)</h2>", _kv_table(m.get("timings") or {}, ("step", "seconds")),
               "<h2>Masking</h2>", f"<p>{html.escape(str(m.get('masking', '')))}</p>",
               "<h2>Config</h2>", f"<pre>{html.escape(json.dumps(m.get('config'), indent=2))}</pre>",

@@ -1,4 +1,4 @@
-"""Per-genre decision thresholds tuned on the dev split.
+"""Per-genre decision thresholds tuned on the dev split, per input combination, regularised.
 
 For each genre the threshold maximising its F1 on the dev titles that label it is chosen, from all
 candidate cut points at once (scikit-learn's ``precision_recall_curve`` is vectorised over them).
@@ -6,8 +6,16 @@ The cut is placed halfway between the chosen score and the next lower dev score,
 equal to a dev positive's score is not decided by float noise. Genres with too few dev positives get
 the single global threshold that maximises micro-F1 over all labelled dev entries (a per-genre F1
 from 1-2 positives is noise).
+
+``tune_threshold_sets`` does this per input combination (poster only, plot only, both): a model's scores
+for plot-only titles are not distributed like its scores for titles with both inputs, so one threshold
+tuned on a dev split dominated by poster-only titles misfires on plots. Rare genres' thresholds are
+regularised toward a pooled value by a rule chosen by exact leave-one-out on dev (``loo_best_thresholds``).
 """
 from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 from sklearn.metrics import precision_recall_curve
@@ -24,7 +32,7 @@ def best_f1_threshold(y, s) -> tuple[float, float]:
     prec, rec = prec[:-1], rec[:-1]
     denom = prec + rec
     f1 = np.divide(2 * prec * rec, denom, out=np.zeros_like(denom), where=denom > 0)
-    i = int(np.argmax(f1))
+    i = int(np.argmax(np.round(f1, 12)))  # ties: the lowest cut (equal F1s may differ in the last bits)
     t = float(thr[i])
     lower = s[s < t]
     if lower.size:
@@ -50,3 +58,315 @@ def tune_thresholds(Y, S, M=None, min_positives: int = 3) -> tuple[np.ndarray, d
             continue
         thr[j], dev_f1[j] = best_f1_threshold(Y[rows, j], S[rows, j])
     return thr, {"global": float(glob), "global_f1": float(glob_f1), "dev_f1": dev_f1, "fallback": fallback}
+
+
+# -- per input combination, regularised -------------------------------------------------------------------
+# A title's input combination, as the model that scores it sees it: a poster model sees "poster" for a title
+# with both inputs. Every model has a set of thresholds per combination it serves plus a pooled set (all dev
+# titles that have its inputs), used for a combination without a set and by bundles of older versions.
+COMBINATIONS = ("both", "poster", "plot")
+NONE = "none"
+# Two levels of regularisation, each with a rule chosen per model by leave-one-out on dev (``choose_rules``):
+# a genre's pooled threshold against one global threshold, and a combination's threshold against the
+# genre's pooled one.
+# ("min_support", k): a threshold tuned on fewer than k dev positives is replaced by the level above's;
+# ("shrink", k): t = (n * t_own + k * t_above) / (n + k), n = dev positives the own threshold rests on;
+# ("pooled", 0): combinations get no set of their own (their thresholds did not generalise on dev).
+POOLED_RULES = (("min_support", 3), ("min_support", 10), ("shrink", 5), ("shrink", 15), ("shrink", 40))
+COMBINATION_RULES = (("min_support", 10), ("min_support", 30), ("shrink", 5), ("shrink", 15), ("shrink", 40),
+                     ("shrink", 100), ("pooled", 0))
+
+
+def model_reads(name: str) -> tuple[str, ...]:
+    """The inputs a model or baseline reads, by its name in a run (poster, plot*, fused, baselines)."""
+    if name == "always_negative":
+        return ()
+    if name == "tfidf_logreg" or name.startswith("plot") or name == "linear_probe_plot":
+        return ("plot",)
+    if name in ("poster", "linear_probe_poster"):
+        return ("poster",)
+    return ("poster", "plot")
+
+
+def used_key(used, reads) -> str:
+    """The combination key of one request that supplied the inputs ``used`` (e.g. ``["plot"]``)."""
+    return str(combination_keys(["poster" in used], ["plot" in used], reads)[0])
+
+
+def combination_keys(image_ok, text_ok, reads=("poster", "plot")) -> np.ndarray:
+    """Per title, the combination of the inputs in ``reads`` it has: both, poster, plot or none."""
+    img = np.asarray(image_ok, bool) & ("poster" in reads)
+    txt = np.asarray(text_ok, bool) & ("plot" in reads)
+    return np.where(img & txt, "both", np.where(img, "poster", np.where(txt, "plot", NONE))).astype(object)
+
+
+def served_combinations(reads) -> tuple[str, ...]:
+    """The combinations a model reading ``reads`` tells apart (a poster model: 'poster' only)."""
+    reads = tuple(reads)
+    return COMBINATIONS if len(reads) == 2 else reads
+
+
+@dataclass
+class ThresholdSets:
+    """Per-genre thresholds per input combination, and the pooled set every other request uses."""
+
+    pooled: np.ndarray                                   # [G]
+    sets: dict[str, np.ndarray] = field(default_factory=dict)  # combination -> [G]
+
+    def pick(self, key: str) -> tuple[np.ndarray, str]:
+        """(thresholds, name of the set) for a title with input combination ``key``."""
+        if key in self.sets:
+            return self.sets[key], key
+        return self.pooled, "pooled"
+
+    def rows(self, keys) -> np.ndarray:
+        """Thresholds ``[N, G]`` of titles with combinations ``keys``."""
+        keys = list(keys)
+        if not keys:
+            return np.zeros((0, len(self.pooled)))
+        return np.stack([self.pick(k)[0] for k in keys])
+
+    def to_json(self, ndigits: int = 6) -> dict:
+        r = lambda t: [round(float(v), ndigits) for v in t]  # noqa: E731
+        return {"pooled": r(self.pooled), "sets": {k: r(v) for k, v in self.sets.items()}}
+
+    @classmethod
+    def from_json(cls, obj) -> "ThresholdSets":
+        """From ``to_json``'s dict, or a plain per-genre list (bundles that stored one set)."""
+        if isinstance(obj, dict):
+            return cls(np.asarray(obj["pooled"], np.float64),
+                       {k: np.asarray(v, np.float64) for k, v in (obj.get("sets") or {}).items()})
+        return cls(np.asarray(obj, np.float64))
+
+
+def _round(f):
+    # equal F1 values reached by different float paths must tie (ties go to the lowest cut)
+    return np.round(f, 12)
+
+
+def _first_argmax_upto(f) -> np.ndarray:
+    """For each k, the lowest index of the maximum of ``f[0..k]``."""
+    rec = np.r_[True, f[1:] > np.maximum.accumulate(f)[:-1]]  # strict new records
+    return np.maximum.accumulate(np.where(rec, np.arange(len(f)), 0))
+
+
+def _first_argmax_from(f) -> np.ndarray:
+    """For each k, the lowest index of the maximum of ``f[k..]``."""
+    r = f[::-1]
+    rec = np.r_[True, r[1:] >= np.maximum.accumulate(r)[:-1]]  # non-strict: a lower index wins ties
+    return (len(f) - 1 - np.maximum.accumulate(np.where(rec, np.arange(len(f)), 0)))[::-1]
+
+
+def loo_best_thresholds(y, s) -> tuple[float, np.ndarray]:
+    """``best_f1_threshold(y, s)[0]`` and, for every row i, the threshold tuned without row i (exact, O(n log n)).
+
+    Cuts are the distinct scores v_0 < ... < v_{C-1}; cut k predicts ``s >= v_k``. Leaving row i (score
+    v_r) out takes it from the TP (or FP) count of the cuts k <= r and removes cut r when row i was its
+    only score; cuts above r are untouched. So the best cut without row i is the better of a prefix
+    maximum (k <= r, counts less row i) and a suffix maximum (k > r), both precomputed for y_i = 0 and 1.
+    Ties in F1 go to the lowest cut, as in ``best_f1_threshold``; the threshold is placed halfway down to
+    the next remaining score.
+    """
+    y = np.asarray(y, dtype=np.int64)
+    s = np.asarray(s, dtype=np.float64)
+    n = len(y)
+    full = best_f1_threshold(y, s)[0]
+    if n == 0:
+        return full, np.zeros(0)
+    v, r, cnt = np.unique(s, return_inverse=True, return_counts=True)
+    C = len(v)
+    pos_at = np.bincount(r, weights=y, minlength=C)
+    tp = np.cumsum(pos_at[::-1])[::-1]                 # positives with s >= v_k
+    tot = np.cumsum(cnt[::-1])[::-1].astype(np.float64)  # titles with s >= v_k
+    P = int(y.sum())
+    gone = cnt[r] == 1                                  # row i's cut disappears with it
+    k = np.zeros(n, dtype=np.int64)
+    for yv in (0, 1):
+        sel = np.flatnonzero(y == yv)
+        if not len(sel):
+            continue
+        d_hi, d_lo = tot + P - yv, tot - 1 + P - yv
+        hi = _round(np.divide(2.0 * tp, d_hi, out=np.zeros(C), where=d_hi > 0))
+        lo = _round(np.divide(2.0 * (tp - yv), d_lo, out=np.zeros(C), where=d_lo > 0))
+        up_to, from_ = _first_argmax_upto(lo), _first_argmax_from(hi)
+        ri = r[sel]
+        last_lo = ri - gone[sel]                        # cuts 0..last_lo contain row i
+        k_lo = up_to[np.maximum(last_lo, 0)]
+        has_lo = last_lo >= 0
+        k_hi = from_[np.minimum(ri + 1, C - 1)]
+        has_hi = ri + 1 < C
+        take_lo = has_lo & (~has_hi | (lo[k_lo] >= hi[k_hi]))
+        k[sel] = np.where(take_lo, k_lo, k_hi)
+    t = v[k]
+    # next remaining score below the cut: v[k-1], or v[k-2] when v[k-1] was row i's alone
+    prev = k - 1 - ((k - 1 == r) & gone)
+    t = np.where(prev >= 0, (t + v[np.maximum(prev, 0)]) / 2.0, t)
+    return full, np.where(P - y > 0, t, 1.0)
+
+
+def parse_rules(rule: str) -> tuple[tuple[str, int], tuple[str, int]]:
+    """'min_support:3' / 'shrink:5' (both levels) or 'POOLED / COMBINATION' (e.g. 'shrink:15 / pooled')
+    -> ((name, k) of the pooled level, (name, k) of the combination level)."""
+    parts = [p.strip() for p in str(rule).split("/")]
+    if len(parts) == 1:
+        parts *= 2
+    out = []
+    for level, p in zip(("pooled", "combination"), parts):
+        name, _, k = p.partition(":")
+        if level == "combination" and p == "pooled":
+            out.append(("pooled", 0))
+        elif name in ("min_support", "shrink") and k.isdigit() and int(k) >= 1 and len(parts) == 2:
+            out.append((name, int(k)))
+        else:
+            raise ValueError(f"threshold rule must be min_support:K or shrink:K (K >= 1), or 'POOLED / "
+                             f"COMBINATION' with 'pooled' allowed for the latter, got {rule!r}")
+    return out[0], out[1]
+
+
+def rule_name(rules) -> str:
+    return " / ".join(r[0] if r[0] == "pooled" else f"{r[0]}:{r[1]}" for r in rules)
+
+
+def _combine(rule, t_own, n_own, t_above):
+    """One level of a rule: the own threshold (tuned on n_own dev positives) against the level above's."""
+    name, k = rule
+    if name == "min_support":
+        return np.where(n_own >= k, t_own, t_above)
+    if name == "pooled":
+        return t_above + 0.0 * t_own
+    return (n_own * t_own + k * t_above) / (n_own + k)
+
+
+@dataclass
+class _Genre:
+    """One genre's dev data and its tuned (and leave-one-out) thresholds per level."""
+
+    y: np.ndarray             # dev titles labelled for the genre that have an input the model reads
+    s: np.ndarray
+    keys: np.ndarray          # the rows' combinations
+    pooled: tuple             # (t, t_loo per row, positives)
+    own: dict                 # combination -> (t, t_loo per row of that combination (aligned to rows), positives)
+
+
+def _genre_levels(y, s, keys, combos) -> _Genre:
+    t_p, loo_p = loo_best_thresholds(y, s)
+    own = {}
+    for c in combos:
+        sel = keys == c
+        t_c, loo_c = loo_best_thresholds(y[sel], s[sel])
+        full = np.full(len(y), np.nan)
+        full[sel] = loo_c
+        own[c] = (t_c, full, int(y[sel].sum()))
+    return _Genre(y, s, keys, (t_p, loo_p, int(y.sum())), own)
+
+
+def _apply(rules, g: _Genre, t_global: float, loo: bool):
+    """Thresholds of one genre under ``rules`` (pooled level, combination level): (pooled, {combination: t})
+    tuned on all rows or, with ``loo``, the threshold each row would get with itself left out (per row)."""
+    r_pool, r_comb = rules
+    t_p, loo_p, n_p = g.pooled
+    if not loo:
+        pooled = float(_combine(r_pool, t_p, n_p, t_global))
+        return pooled, {c: float(_combine(r_comb, t_c, n_c, pooled)) for c, (t_c, _, n_c) in g.own.items()}
+    pooled = _combine(r_pool, loo_p, n_p - g.y, t_global)
+    out = pooled.copy()
+    for c, (_, loo_c, n_c) in g.own.items():
+        sel = g.keys == c
+        out[sel] = _combine(r_comb, loo_c[sel], n_c - g.y[sel], pooled[sel])
+    return out
+
+
+def _f1s(tp, fp, fn) -> tuple[float, float]:
+    """(micro-F1, macro-F1 over genres with a positive) from per-genre counts."""
+    micro = 2 * tp.sum() / max(2 * tp.sum() + fp.sum() + fn.sum(), 1)
+    has = (tp + fn) > 0
+    per = 2 * tp[has] / np.maximum(2 * tp[has] + fp[has] + fn[has], 1)
+    return float(micro), float(per.mean()) if has.any() else 0.0
+
+
+def choose_rules(levels: list[_Genre], t_global: float, multi: bool) -> tuple[tuple, dict]:
+    """The pair of rules with the best leave-one-out dev F1 (mean of micro and macro: micro alone would
+    ignore the rare genres whose thresholds this is about). Each dev title is decided by thresholds tuned
+    without it (the global fallback, tuned on every labelled entry, is kept: one title hardly moves it).
+    ``multi``: the model serves several combinations (else its one set is the pooled one)."""
+    import itertools
+
+    scores = {}
+    candidates = list(itertools.product(POOLED_RULES, COMBINATION_RULES if multi else [("pooled", 0)]))
+    for rule in candidates:
+        tp, fp, fn = (np.zeros(len(levels)) for _ in range(3))
+        for j, g in enumerate(levels):
+            if not len(g.y):
+                continue
+            pred = g.s >= _apply(rule, g, t_global, loo=True)
+            tp[j], fp[j], fn[j] = (pred & (g.y == 1)).sum(), (pred & (g.y == 0)).sum(), (~pred & (g.y == 1)).sum()
+        micro, macro = _f1s(tp, fp, fn)
+        scores[rule_name(rule)] = {"micro_f1": round(micro, 5), "macro_f1": round(macro, 5),
+                                   "score": round((micro + macro) / 2, 5)}
+    best = max(candidates, key=lambda r: scores[rule_name(r)]["score"])  # ties: the first listed
+    return best, scores
+
+
+def tune_threshold_sets(Y, S, M, keys, combos=COMBINATIONS, rule: str = "auto",
+                        genres: Sequence[str] | None = None) -> tuple[ThresholdSets, dict]:
+    """Per-genre thresholds for every combination in ``combos`` and a pooled set, on dev.
+
+    ``keys``: each dev title's input combination as the model sees it (``combination_keys``); titles with
+    'none' (no input the model reads) are not used. A combination's threshold for a genre is tuned on the
+    dev titles with exactly that combination and regularised toward the genre's pooled threshold (all
+    those titles), itself regularised toward one global threshold (micro-F1 over every labelled entry).
+    ``rule``: 'auto' (choose the rule of each level by leave-one-out on dev) or a fixed one (``parse_rules``).
+    A model serving one combination has one set: its pooled one, under that combination's name. Returns
+    the sets and an info dict for metrics.json (rules, leave-one-out scores, per set and genre the dev
+    positives each threshold rests on, and the genres that fell back).
+    """
+    Y = np.asarray(Y, dtype=np.int64)
+    S = np.asarray(S, dtype=np.float64)
+    M = np.ones_like(Y, dtype=bool) if M is None else np.asarray(M) > 0
+    keys = np.asarray(keys, dtype=object)
+    G = Y.shape[1]
+    genres = list(genres) if genres is not None else [str(j) for j in range(G)]
+    seen = keys != NONE
+    served = list(combos)
+    combos = [c for c in combos if (keys == c).any()]  # a combination without dev titles gets no set
+    lab = M & seen[:, None]
+    t_global, _ = best_f1_threshold(Y[lab], S[lab])
+    if not Y[lab].sum():
+        t_global = 0.5
+    levels = []
+    for j in range(G):
+        rows = lab[:, j]
+        levels.append(_genre_levels(Y[rows, j], S[rows, j], keys[rows], combos))
+    multi = len(served) > 1
+    loo = None
+    if rule == "auto":
+        chosen, loo = choose_rules(levels, t_global, multi)
+    else:
+        chosen = parse_rules(rule)
+        chosen = chosen if multi else (chosen[0], ("pooled", 0))
+    pooled = np.array([_apply(chosen, g, t_global, loo=False)[0] for g in levels])
+    if multi:
+        kept = [c for c in combos if chosen[1][0] != "pooled"]
+        sets = {c: np.array([_apply(chosen, g, t_global, loo=False)[1][c] for g in levels]) for c in kept}
+    else:  # one combination: its set is the pooled one (tuned on every dev title with the model's input)
+        kept, sets = list(combos), {c: pooled.copy() for c in combos}
+    info = {"rule": rule_name(chosen), "chosen_by": "leave-one-out on dev" if loo else "config",
+            "leave_one_out": loo, "global": round(float(t_global), 6),
+            "pooled": _rests_on(chosen[0], genres, [g.pooled[2] for g in levels], int(seen.sum())),
+            "sets": {c: _rests_on(chosen[1] if multi else ("pooled", 0), genres, [g.own[c][2] for g in levels],
+                                  int((keys == c).sum()), own=multi) for c in combos},
+            "no_set": [c for c in served if c not in kept]}
+    return ThresholdSets(pooled, sets), info
+
+
+def _rests_on(rule, genres, positives, n_titles, own: bool = True) -> dict:
+    """How many dev positives each genre's threshold rests on, and which genres fell back a level (all of
+    them when the combination level is 'pooled'; ``own=False``: a single-combination model's set, which
+    is its pooled set)."""
+    name, k = rule
+    low = {"min_support": k, "shrink": 1, "pooled": float("inf")}[name] if own else 0
+    out = {"dev_titles": n_titles, "positives": dict(zip(genres, map(int, positives))),
+           "fallback": [g for g, n in zip(genres, positives) if n < low]}
+    if name == "shrink":
+        out["own_weight"] = {g: round(n / (n + k), 3) for g, n in zip(genres, positives)}
+    return out

@@ -37,7 +37,7 @@ from . import distributed as dist
 from .config import Config
 from .data.corpus import Corpus, load_corpus
 from .data.dataset import open_datasets
-from .encoders.inputs import InputEncoders, Inputs, build_inputs
+from .encoders.inputs import InputEncoders, Inputs, build_inputs, feature_rows
 from .errors import ConfigError, DatasetError, GenreFusionError
 from .inference import Batcher, RowSet, model_logits, predict_rows, row_loader, score_loader
 from .metrics import selection_score
@@ -496,49 +496,65 @@ def train_fused(job: Job) -> None:
 # -- 5. evaluation ------------------------------------------------------------------------------------------
 @dataclass
 class Evaluation:
-    metrics: dict
-    metrics_both: dict
-    thresholds: dict      # model or baseline -> per-genre thresholds (tuned on dev)
+    scored: dict          # evaluate.score_models: metrics overall, per input combination and kind, probe verdicts
+    thresholds: dict      # model or baseline -> ThresholdSets (tuned on dev, per input combination)
     threshold_info: dict
     test_scores: dict     # per-title test scores, for the report's PR curves
-    n_both: int
+
+    @property
+    def metrics(self) -> dict:
+        return self.scored["models"]
 
 
 def evaluate_models(job: Job) -> Evaluation:
-    """Thresholds on dev, metrics on test, beside the always-negative and TF-IDF baselines."""
-    from .baselines import fit_tfidf_logreg
-    from .evaluate import always_negative_scores, score_models
-    from .thresholds import tune_thresholds
+    """Thresholds on dev per input combination, metrics on test, beside the always-negative, TF-IDF and
+    linear-probe baselines (the baselines are saved in the run, for ``evaluate --data``)."""
+    from .baselines import always_negative, baseline_scores
+    from .bundle import save_baselines
+    from .evaluate import kind_of, score_models, tune_model_thresholds
 
     t0 = time.perf_counter()
-    corpus, dev, test, min_pos = job.corpus, job.dev_rows, job.test_rows, job.cfg.train.threshold_min_positives
-    Yd, Md, Yt, Mt = corpus.Y[dev], corpus.M[dev], corpus.Y[test], corpus.M[test]
-    both = np.flatnonzero(job.inputs.image_ok.numpy()[test] & job.inputs.text_ok.numpy()[test])
-    thresholds, thr_info, dev_scores, test_scores = {}, {}, {}, {}
+    corpus, dev, test, tc = job.corpus, job.dev_rows, job.test_rows, job.cfg.train
+    img_ok, txt_ok = job.inputs.image_ok.numpy(), job.inputs.text_ok.numpy()
+    dev_scores, test_scores = {}, {}
     evaluated = dict(job.trained)
     if len(job.plot_candidates) > 1:
         evaluated.update({f"plot_{r}": c["model"] for r, c in job.plot_candidates.items()})
     for name, model in evaluated.items():
         r = job.route if name in ("plot", "fused") else (name[5:] if name.startswith("plot_") else None)
         batcher = job.batcher(r)
-        Sd, test_scores[name] = predict_rows(model, dev, batcher), predict_rows(model, test, batcher)
-        thresholds[name], info = tune_thresholds(Yd, Sd, Md, min_pos)
-        thr_info[name] = {"global": info["global"], "fallback": [corpus.genres[j] for j in info["fallback"]]}
-        dev_scores[name] = round(selection_score(job.cfg.train.select_metric, Yd, Sd, Md), 5)
-    txt_ok = job.inputs.text_ok.numpy()
-    texts = lambda rows: [corpus.plots[i] if txt_ok[i] else "" for i in rows]  # noqa: E731
-    Ytr, Mtr = corpus.Y[job.train_rows], corpus.M[job.train_rows]
-    tfidf, Sd, tf_info = fit_tfidf_logreg(texts(job.train_rows), Ytr, Mtr, texts(dev), Yd, Md, job.cfg.seed)
-    thresholds["tfidf_logreg"], _ = tune_thresholds(Yd, Sd, Md, min_pos)
-    Z, half = always_negative_scores(len(test), corpus.genres)
-    scores = {**{n: test_scores[n] for n in evaluated}, "always_negative": Z}
-    test_scores["tfidf_logreg"] = scores["tfidf_logreg"] = tfidf.predict_proba(texts(test))
-    metrics, metrics_both = score_models(scores, Yt, Mt, {**thresholds, "always_negative": half}, corpus.genres, both)
+        dev_scores[name], test_scores[name] = predict_rows(model, dev, batcher), predict_rows(model, test, batcher)
+    baselines, base_dev, base_info = fit_run_baselines(job)
+    dev_scores.update(base_dev)
+    test_scores.update(baseline_scores(baselines, [corpus.plots[i] for i in test], feature_rows(job.inputs, test)))
+    dev_scores["always_negative"] = always_negative(len(dev), len(corpus.genres))
+    test_scores["always_negative"] = always_negative(len(test), len(corpus.genres))
+    Yd, Md = corpus.Y[dev], corpus.M[dev]
+    rule = "auto" if tc.threshold_rule == "auto" else f"{tc.threshold_rule}:{tc.threshold_min_positives}"
+    thresholds, thr_info = {}, {}
+    for name, Sd in dev_scores.items():
+        thresholds[name], thr_info[name] = tune_model_thresholds(name, Yd, Sd, Md, img_ok[dev], txt_ok[dev],
+                                                                 corpus.genres, rule)
+    scored = score_models(corpus.Y[test], corpus.M[test], test_scores, thresholds, img_ok[test], txt_ok[test],
+                          [kind_of(corpus.titles[i]) for i in test], corpus.genres)
     for name in evaluated:
-        metrics[name]["dev_score"] = dev_scores[name]
-    metrics["tfidf_logreg"]["baseline"] = tf_info
+        scored["models"][name]["dev_score"] = round(selection_score(tc.select_metric, Yd, dev_scores[name], Md), 5)
+    for name, info in base_info.items():
+        scored["models"][name]["baseline"] = info
+    save_baselines(job.run.root, baselines, {k: thresholds[k] for k in baselines}, base_info)
     job.timings["evaluation_s"] = round(time.perf_counter() - t0, 2)
-    return Evaluation(metrics, metrics_both, thresholds, thr_info, test_scores, len(both))
+    return Evaluation(scored, thresholds, thr_info, test_scores)
+
+
+def fit_run_baselines(job: Job):
+    """The run's baselines (tf-idf, linear probes on the frozen features), fitted on its training titles,
+    chosen on dev."""
+    from .baselines import fit_baselines
+
+    corpus, tr, dv = job.corpus, job.train_rows, job.dev_rows
+    return fit_baselines([corpus.plots[i] for i in tr], [corpus.plots[i] for i in dv],
+                         feature_rows(job.inputs, tr), feature_rows(job.inputs, dv),
+                         corpus.Y[tr], corpus.M[tr], corpus.Y[dv], corpus.M[dv], job.cfg.seed)
 
 
 # -- 6. outputs ---------------------------------------------------------------------------------------------
@@ -550,7 +566,9 @@ MASKING = ("per-genre metrics use only titles whose dataset labels the genre; mi
 def write_outputs(job: Job, ev: Evaluation, write_report: bool) -> dict:
     """The model bundle, ``test_scores.npz``, ``metrics.json`` and the report."""
     from .bundle import save_bundle
+    from .decision import per_genre
     from .io import write_json
+    from .thresholds import combination_keys
     from .training.rundir import save_test_scores
 
     cfg, corpus, out, route, timings = job.cfg, job.corpus, job.run.root, job.route, job.timings
@@ -564,23 +582,30 @@ def write_outputs(job: Job, ev: Evaluation, write_report: bool) -> dict:
             "select_metric": cfg.train.select_metric, "library_versions": library_versions()}
     save_bundle(out / "model", job.final_spec, bundle_models, {k: ev.thresholds[k] for k in bundle_models}, meta,
                 vocab if route == "lstm" else None)
+    sc, G = ev.scored, corpus.genres
     timings["total_s"] = round(time.perf_counter() - job.t_start, 2)
     result = {
         "format": RUN_FORMAT, "genrefusion_version": __version__, "library_versions": meta["library_versions"],
         "data": corpus.data_info,
         "split": {"train": int(len(job.train_rows)), "dev": int(len(job.dev_rows)), "test": int(len(job.test_rows)),
-                  "test_with_poster_and_plot": int(ev.n_both), "grouped_by": "imdb_id", "file": "split.json"},
+                  "test_with_poster_and_plot": sc["n_by_combination"].get("both", 0),
+                  "test_by_combination": sc["n_by_combination"], "test_by_kind": sc["n_by_kind"],
+                  "grouped_by": "imdb_id", "file": "split.json"},
         "genres": corpus.genres, "dropped_genres": corpus.dropped_genres,
         "config": cfg.to_dict(), "models_trained": job.models, "text_route": route,
         "plot_candidates": {r: c["dev_score"] for r, c in job.plot_candidates.items()},
         "select_metric": cfg.train.select_metric, "masking": MASKING,
-        "models": ev.metrics, "models_both": ev.metrics_both,
-        "thresholds": {k: {g: round(float(t), 5) for g, t in zip(corpus.genres, v)} for k, v in ev.thresholds.items()},
+        "models": ev.metrics, "models_both": sc["models_both"], "by_combination": sc["by_combination"],
+        "by_kind": sc["by_kind"], "probe_verdicts": sc["probe_verdicts"],
+        # "thresholds": the pooled set of each model; "threshold_sets": one per input combination it serves
+        "thresholds": {k: per_genre(G, v.pooled, 5) for k, v in ev.thresholds.items()},
+        "threshold_sets": {k: {c: per_genre(G, t, 5) for c, t in v.sets.items()} for k, v in ev.thresholds.items()},
         "threshold_info": ev.threshold_info, "training": job.training, "timings": timings,
         "input_errors": {corpus.keys[i]: e for i, e in list(job.inputs.errors.items())[:100]},
         "n_input_errors": len(job.inputs.errors),
     }
-    save_test_scores(out / "test_scores.npz", corpus, job.test_rows, ev.test_scores)
+    ok = job.inputs.image_ok.numpy()[job.test_rows], job.inputs.text_ok.numpy()[job.test_rows]
+    save_test_scores(out / "test_scores.npz", corpus, job.test_rows, ev.test_scores, combination_keys(*ok))
     write_model_card(out / "model", result)  # before metrics.json, whose presence marks a finished run
     write_json(out / "metrics.json", result)
     if write_report:

@@ -108,6 +108,8 @@ def test_genre_count_mismatch_with_weights(bundle_dir):
     cfg["genres"] = cfg["genres"][:-1]
     cfg["spec"]["genres"] = cfg["genres"]
     cfg["thresholds"] = {k: v[:-1] for k, v in cfg["thresholds"].items()}
+    cfg["threshold_sets"] = {k: {"pooled": v["pooled"][:-1], "sets": {c: t[:-1] for c, t in v["sets"].items()}}
+                             for k, v in cfg["threshold_sets"].items()}
     p.write_text(json.dumps(cfg))
     read_bundle_config(bundle_dir)  # the JSON alone is fine
     with pytest.raises(BundleError) as err:
@@ -115,6 +117,27 @@ def test_genre_count_mismatch_with_weights(bundle_dir):
     # caught by the genre list recorded in the weights file, or (older bundles) by the tensor shapes
     msg = _one_line(err)
     assert "genre list in config.json differs" in msg or "do not match config.json" in msg
+
+
+def test_threshold_sets_checked_and_optional(bundle_dir):
+    p = bundle_dir / "config.json"
+    cfg = json.loads(p.read_text())
+    sets = cfg["threshold_sets"]["fused"]["sets"]
+    assert set(sets) <= {"both", "poster", "plot"} and sets
+    name = next(iter(sets))
+    sets[name] = sets[name][:-1]  # one threshold short
+    p.write_text(json.dumps(cfg))
+    with pytest.raises(BundleError, match="threshold_sets of model 'fused'"):
+        load_bundle(bundle_dir)
+    cfg["threshold_sets"]["fused"]["sets"] = {"trailer": cfg["thresholds"]["fused"]}  # not an input combination
+    p.write_text(json.dumps(cfg))
+    with pytest.raises(BundleError, match="threshold_sets"):
+        load_bundle(bundle_dir)
+    del cfg["threshold_sets"]  # a bundle from before per-combination thresholds: its single set is the pooled one
+    p.write_text(json.dumps(cfg))
+    b = load_bundle(bundle_dir)
+    assert b.threshold_sets["fused"].sets == {}
+    np.testing.assert_array_equal(b.threshold_sets["fused"].pooled, cfg["thresholds"]["fused"])
 
 
 def test_not_json_and_missing_parts(bundle_dir, tmp_path):

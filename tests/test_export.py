@@ -26,6 +26,8 @@ def test_export_writes_graph_and_sidecar(exported, tiny_run):
     side = json.loads(exported.with_name("model.onnx.json").read_text())
     assert side["genres"] == list(clf.genres_)
     np.testing.assert_allclose(side["thresholds"], clf.thresholds_, atol=1e-6)
+    for name, thr in clf.threshold_sets_.sets.items():  # per input combination, as the API picks them
+        np.testing.assert_allclose(side["threshold_sets"][name], thr, atol=1e-6)
     assert side["model"] == clf.model_name_
     sess = ort.InferenceSession(str(exported), providers=["CPUExecutionProvider"])
     names = [i.name for i in sess.get_inputs()]
@@ -55,8 +57,9 @@ def test_onnxruntime_matches_torch_on_shipped_titles(exported, tiny_run, shipped
     assert np.abs(got - want).max() <= 1e-4
     # the decision rule in the sidecar reproduces predict's genres
     side = json.loads(exported.with_name("model.onnx.json").read_text())
-    thr = np.asarray(side["thresholds"])
-    for row_onnx, genres in zip(got, clf.predict(titles)):
+    for title, row_onnx, genres in zip(titles, got, clf.predict(titles)):
+        has = "both" if title["poster"] and title["plot"] else "poster" if title["poster"] else "plot"
+        thr = side["threshold_sets"].get(has, side["thresholds"])  # the set of the title's inputs, else pooled
         assert {g for g, p, t in zip(side["genres"], row_onnx, thr) if p >= t} == set(genres)
 
 

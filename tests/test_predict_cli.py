@@ -27,7 +27,7 @@ def test_single_title_json(tiny_run, shipped, clf, capsys):
     poster, plot = _shipped_title(shipped)
     assert main(["predict", str(tiny_run), "--poster", str(poster), "--plot", plot]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert set(out) == {"genres", "scores", "thresholds", "used"}
+    assert set(out) == {"genres", "scores", "thresholds", "used", "threshold_set"}
     assert out["used"] == ["poster", "plot"]
     assert out == clf.predict_one(poster=poster, plot=plot)
     assert set(out["scores"]) == set(clf.genres_)
@@ -104,7 +104,8 @@ def test_batch_survives_corrupt_and_missing_posters(tiny_run, batch_input, clf, 
     probs = clf.predict_proba([{"poster": ds / recs[i]["poster"], "plot": recs[i]["plot"]} for i in good])
     for i, p in zip(good, probs):
         np.testing.assert_allclose([rows[i]["scores"][g] for g in clf.genres_], p, atol=2e-6)
-        assert rows[i]["genres"] == clf.decide(p)[0]
+        assert rows[i]["genres"] == clf.decide(p, used=[["poster", "plot"]])[0]
+        assert rows[i]["threshold_set"] == clf.thresholds_for(["poster", "plot"])[1]
         assert rows[i]["used"] == ["poster", "plot"]
 
 

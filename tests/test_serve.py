@@ -101,7 +101,8 @@ def test_batch_matches_predict_proba(client, app):
     for x, p in zip(res, probs):
         assert x["error"] is None
         np.testing.assert_allclose([x["scores"][g] for g in clf.genres_], p, atol=6e-5)
-        assert x["genres"] == clf.decide(p)[0]
+        assert x["genres"] == clf.decide(p, used=[x["used"]])[0]  # each title's inputs pick its threshold set
+        assert x["threshold_set"] == clf.thresholds_for(x["used"])[1]
 
 
 def test_batch_bad_title_rejects_or_reports(client):

@@ -47,3 +47,125 @@ def test_tune_with_mask_and_fallback():
     M2[:19, 0] = 0
     _, info2 = tune_thresholds(Y, S, M2, min_positives=3)
     assert 0 in info2["fallback"]
+
+
+# -- per input combination, regularised ----------------------------------------------------------------------
+from genrefusion.thresholds import (COMBINATION_RULES, POOLED_RULES, ThresholdSets,  # noqa: E402
+                                    combination_keys, loo_best_thresholds, parse_rules, served_combinations,
+                                    tune_threshold_sets)
+
+
+def test_leave_one_out_thresholds_match_refitting_without_each_row():
+    rng = np.random.default_rng(2)
+    for trial in range(25):
+        n = int(rng.integers(2, 40))
+        y = (rng.random(n) < 0.3).astype(int)
+        s = np.round(rng.random(n), 1 if trial % 2 else 3)  # coarse rounding: many ties and lone scores
+        full, loo = loo_best_thresholds(y, s)
+        assert full == best_f1_threshold(y, s)[0]
+        for i in range(n):
+            want = best_f1_threshold(np.delete(y, i), np.delete(s, i))[0]
+            assert loo[i] == pytest.approx(want), (trial, i)
+
+
+def test_combination_keys_follow_what_the_model_reads():
+    img = np.array([1, 1, 0, 0], bool)
+    txt = np.array([1, 0, 1, 0], bool)
+    assert list(combination_keys(img, txt)) == ["both", "poster", "plot", "none"]
+    assert list(combination_keys(img, txt, ("poster",))) == ["poster", "poster", "none", "none"]
+    assert list(combination_keys(img, txt, ("plot",))) == ["plot", "none", "plot", "none"]
+    assert served_combinations(("poster", "plot")) == ("both", "poster", "plot")
+    assert served_combinations(("plot",)) == ("plot",)
+
+
+def _two_populations(seed=0, n=300):
+    """Genre 0 on poster-only and plot-only dev titles whose scores sit on different scales."""
+    rng = np.random.default_rng(seed)
+    keys = np.array(["poster"] * n + ["plot"] * n, dtype=object)
+    y = (rng.random(2 * n) < 0.3).astype(int)
+    s = np.where(y == 1, 0.55, 0.35) + rng.normal(0, 0.05, 2 * n)
+    s[n:] -= 0.25  # plot-only titles score lower: their best cut is ~0.2, the poster-only one ~0.45
+    return y[:, None], s[:, None], keys
+
+
+def test_each_set_is_tuned_on_the_titles_with_that_combination_only():
+    Y, S, keys = _two_populations()
+    sets, info = tune_threshold_sets(Y, S, None, keys, rule="min_support:1")
+    plot = keys == "plot"
+    assert sets.sets["plot"][0] == pytest.approx(best_f1_threshold(Y[plot, 0], S[plot, 0])[0])
+    assert sets.sets["poster"][0] == pytest.approx(best_f1_threshold(Y[~plot, 0], S[~plot, 0])[0])
+    assert sets.sets["plot"][0] < 0.3 < sets.sets["poster"][0]
+    assert sets.pick("plot") == (sets.sets["plot"], "plot")
+    assert sets.pick("both")[1] == "pooled" and info["no_set"] == ["both"]  # no dev title has both inputs
+    # moving the poster-only titles' scores leaves the plot-only set alone
+    S2 = S.copy()
+    S2[~plot] += 0.2
+    again, _ = tune_threshold_sets(Y, S2, None, keys, rule="min_support:1")
+    assert again.sets["plot"][0] == sets.sets["plot"][0] and again.sets["poster"][0] != sets.sets["poster"][0]
+    # titles without an input the model reads are not used at all
+    keys3 = keys.copy()
+    keys3[:10] = "none"
+    S3 = S.copy()
+    S3[:10] = 0.99
+    Y3 = Y.copy()
+    Y3[:10] = 0
+    a, info3 = tune_threshold_sets(Y3, S3, None, keys3, rule="min_support:1")
+    b, _ = tune_threshold_sets(Y[10:], S[10:], None, keys[10:], rule="min_support:1")
+    assert np.allclose(a.pooled, b.pooled) and np.allclose(a.sets["poster"], b.sets["poster"])
+    assert info3["sets"]["plot"]["dev_titles"] == 300 and info3["pooled"]["dev_titles"] == 590
+
+
+def test_rare_genre_threshold_is_regularised_and_the_rule_chosen_by_leave_one_out():
+    """A genre with 2 plot-only dev positives that happen to score low (0.08-0.1) must not get a threshold
+    that low: the Musical-at-0.09 case."""
+    rng = np.random.default_rng(3)
+    n, G = 400, 6
+    keys = np.array(["plot"] * n, dtype=object)
+    Y = (rng.random((n, G)) < 0.25).astype(int)
+    S = np.clip(np.where(Y == 1, 0.6, 0.3) + rng.normal(0, 0.12, (n, G)), 0, 1)
+    Y[:, 5] = 0
+    Y[:2, 5] = 1
+    S[:, 5] = rng.random(n) * 0.3  # an uninformative score; ~2/3 of the negatives score above 0.1
+    S[:2, 5] = [0.08, 0.1]
+    raw, _ = tune_threshold_sets(Y, S, None, keys, rule="min_support:1")
+    assert raw.sets["plot"][5] < 0.1  # what tuning on 2 positives gives
+    sets, info = tune_threshold_sets(Y, S, None, keys)
+    assert info["chosen_by"] == "leave-one-out on dev"
+    assert len(info["leave_one_out"]) == len(POOLED_RULES) * len(COMBINATION_RULES)
+    assert info["leave_one_out"][info["rule"]]["score"] == max(v["score"] for v in info["leave_one_out"].values())
+    assert sets.pick("plot")[0][5] > 0.25  # close to the global threshold, far from 0.09
+    assert abs(sets.pick("plot")[0][0] - raw.sets["plot"][0]) < 0.1  # well-supported genres barely move
+    assert info["sets"]["plot"]["positives"]["5"] == 2 and info["pooled"]["positives"]["5"] == 2
+    pooled_rule, combination_rule = (r.strip() for r in info["rule"].split("/"))
+    assert "5" in info["pooled"]["fallback"] or info["pooled"]["own_weight"]["5"] < 0.5  # the pooled level too
+    if combination_rule.startswith("shrink"):
+        assert info["sets"]["plot"]["own_weight"]["5"] < 0.5
+    else:
+        assert "5" in info["sets"]["plot"]["fallback"]
+
+
+def test_single_input_models_have_one_set_and_rules_parse():
+    Y, S, keys = _two_populations()
+    plot = keys == "plot"
+    sets, info = tune_threshold_sets(Y[plot], S[plot], None, keys[plot], served_combinations(("plot",)))
+    assert set(sets.sets) == {"plot"} and np.array_equal(sets.sets["plot"], sets.pooled)
+    assert info["rule"].endswith("/ pooled") and len(info["leave_one_out"]) == len(POOLED_RULES)
+    assert parse_rules("shrink:5") == (("shrink", 5), ("shrink", 5))
+    assert parse_rules("min_support:3 / pooled") == (("min_support", 3), ("pooled", 0))
+    for bad in ("pooled", "shrink", "shrink:0", "median:3", "shrink:5 / shrink:5 / shrink:5"):
+        with pytest.raises(ValueError, match="threshold rule"):
+            parse_rules(bad)
+    # 'pooled' at the combination level: no per-combination set, requests use the pooled one
+    Y2, S2, keys2 = _two_populations(seed=1)
+    sets2, info2 = tune_threshold_sets(Y2, S2, None, keys2, rule="shrink:5 / pooled")
+    assert sets2.sets == {} and sets2.pick("plot")[1] == "pooled" and set(info2["no_set"]) == {"both", "poster",
+                                                                                                 "plot"}
+
+
+def test_threshold_sets_json_round_trip_and_single_set_bundles():
+    sets = ThresholdSets(np.array([0.3, 0.5]), {"plot": np.array([0.2, 0.4])})
+    again = ThresholdSets.from_json(sets.to_json())
+    assert np.allclose(again.pooled, sets.pooled) and np.allclose(again.sets["plot"], [0.2, 0.4])
+    old = ThresholdSets.from_json([0.3, 0.5])  # what bundles stored before per-combination sets
+    assert old.sets == {} and old.pick("plot")[1] == "pooled"
+    assert np.allclose(sets.rows(["plot", "both"]), [[0.2, 0.4], [0.3, 0.5]])

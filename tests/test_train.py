@@ -20,10 +20,13 @@ def _metrics(run):
     return json.loads((run / "metrics.json").read_text())
 
 
+PROBES = {"linear_probe_poster", "linear_probe_plot", "linear_probe_fused"}
+
+
 def test_tiny_run_outputs(tiny_run):
     m = _metrics(tiny_run)
-    assert set(m["models"]) == {"poster", "plot", "fused", "always_negative", "tfidf_logreg"}
-    for name in ("poster", "plot", "fused", "tfidf_logreg"):
+    assert set(m["models"]) == {"poster", "plot", "fused", "always_negative", "tfidf_logreg"} | PROBES
+    for name in ("poster", "plot", "fused", "tfidf_logreg", *PROBES):
         for k in ("micro_f1", "macro_f1", "weighted_f1", "samples_f1", "mAP", "hamming_loss", "exact_match",
                   "per_label_accuracy"):
             assert m["models"][name][k] is not None and 0 <= m["models"][name][k] <= 1, (name, k)
@@ -31,8 +34,12 @@ def test_tiny_run_outputs(tiny_run):
     assert m["models"]["always_negative"]["micro_f1"] == 0.0
     assert m["split"]["train"] + m["split"]["dev"] + m["split"]["test"] == 64
     assert set(m["thresholds"]["fused"]) == set(m["genres"])
+    # thresholds: each level's regularisation rule chosen by leave-one-out on dev, and recorded
+    info = m["threshold_info"]["fused"]
+    assert info["chosen_by"] == "leave-one-out on dev" and info["rule"] in info["leave_one_out"]
+    assert set(m["by_combination"]) == {"both", "poster"} and set(m["by_kind"]) <= {"movie", "tv", "unknown"}
     for f in ("model/config.json", "model/weights.safetensors", "split.json", "train.log", "report.html",
-              "test_scores.npz", "config.json"):
+              "test_scores.npz", "config.json", "baselines/config.json", "baselines/weights.safetensors"):
         assert (tiny_run / f).is_file(), f
     assert not list((tiny_run / "checkpoints").glob("*.pt"))  # dropped once each stage finished
 
@@ -43,8 +50,10 @@ def test_test_scores_are_plain_arrays_matching_metrics(tiny_run):
     m = _metrics(tiny_run)
     with np.load(tiny_run / "test_scores.npz", allow_pickle=False) as z:
         assert list(z["genres"]) == m["genres"] and len(z["keys"]) == m["split"]["test"]
-        thr = [m["thresholds"]["fused"][g] for g in m["genres"]]
-        again = score_model(z["Y"], z["S_fused"], z["M"], thr, m["genres"])
+        # each title is decided with the threshold set of its inputs (the pooled set where there is none)
+        sets = m["threshold_sets"]["fused"]
+        thr = [[sets.get(c, m["thresholds"]["fused"])[g] for g in m["genres"]] for c in z["combination"]]
+        again = score_model(z["Y"], z["S_fused"], z["M"], np.asarray(thr), m["genres"])
     # thresholds in metrics.json are rounded to 5 digits: allow a title on the edge
     assert again["micro_f1"] == pytest.approx(m["models"]["fused"]["micro_f1"], abs=0.02)
     assert again["mAP"] == pytest.approx(m["models"]["fused"]["mAP"], abs=1e-6)

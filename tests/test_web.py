@@ -86,6 +86,8 @@ def test_page_predicts_and_draws_bars(server, browser, shipped, width, height, n
             track: li.querySelector('.track').getBoundingClientRect().width,
             tick: parseFloat(li.querySelector('.tick').style.left)}))""")
         chips = page.eval_on_selector_all("#summary .chip", "els => els.map(e => e.textContent)")
+        # the page says which threshold set decided (the one tuned on dev titles with these inputs)
+        chosen = page.eval_on_selector("#summary .threshold-set", "e => [e.dataset.set, e.textContent]")
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / f"web-{name}.png"), full_page=True)
         overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
@@ -98,6 +100,7 @@ def test_page_predicts_and_draws_bars(server, browser, shipped, width, height, n
     assert [b["score"] for b in bars] == list(want["scores"].values())
     assert [b["genre"] for b in bars if b["on"]] == [g for g in want["scores"] if g in want["genres"]]
     assert sorted(chips) == sorted(want["genres"])
+    assert chosen[0] == want["threshold_set"] and "thresholds" in chosen[1]
     for b in bars:
         assert b["tick"] == pytest.approx(want["thresholds"][b["genre"]] * 100, abs=0.06)
         assert b["fill"] == pytest.approx(b["score"] * b["track"], abs=2.0)  # bar length is the probability

@@ -6,12 +6,15 @@
   genrefusion predict RUN_DIR --batch DATASET_DIR --out part2.csv --shard 2/4
 
 One title: prints {"genres": [...most probable first], "scores": {...}, "thresholds": {...},
-"used": ["poster", "plot"]} as JSON. Either input may be omitted.
+"used": ["poster", "plot"], "threshold_set": "both"} as JSON. Either input may be omitted; the
+thresholds are the set tuned on dev titles with the same inputs (threshold_set: both, poster, plot,
+or pooled for older bundles).
 
 Batch: INPUT is a dataset folder, a CSV/TSV (columns guessed or named as for `import csv`) or a
 JSON-lines file; OUT is .jsonl or .csv (one row per input record, in input order: index, id, genres,
-used, error, and one score per genre). Titles that fail (unreadable poster, missing file, no input)
-get an `error` and are counted; the batch never stops for them.
+used, threshold_set, error, and one score per genre). Titles that fail (unreadable poster, missing file, no input)
+get an `error` and are counted; the batch never stops for them. Each title is decided with the
+threshold set of the inputs it has (column threshold_set).
 
 --shard K/N: only this shard's records. The input is cut into consecutive blocks of --batch-size
 records and block j (0-based) goes to shard (j mod N) + 1, so the blocks are those of an unsharded
@@ -179,5 +182,6 @@ def model_id(clf, run_dir) -> str:
 
     import numpy as np
 
-    blob = json.dumps([list(clf.genres_), np.round(np.asarray(clf.thresholds_, float), 9).tolist()])
+    blob = json.dumps([list(clf.genres_), np.round(np.asarray(clf.thresholds_, float), 9).tolist()]
+                      + ([clf.threshold_sets_.to_json(9)] if clf.threshold_sets_.sets else []))
     return hashlib.sha1(blob.encode()).hexdigest()[:16]

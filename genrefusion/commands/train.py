@@ -73,18 +73,25 @@ def add_arguments(p):
 
 
 def summary_table(result: dict) -> str:
-    """Test metrics of every model beside the baselines, as aligned text."""
-    from ..report import _ordered, _LABEL
+    """Test metrics of every model beside the baselines, micro-F1 per input combination and kind, and the
+    verdict against the linear probes, as aligned text."""
+    from ..report import _LABEL, _ordered, verdict_lines
 
     models = result.get("models") or {}
+    groups = [(f"{by[3:]}:{part}", m) for by in ("by_combination", "by_kind")
+              for part, m in (result.get(by) or {}).items()]
     cols = ("micro_f1", "macro_f1", "mAP", "samples_f1", "per_label_accuracy")
     names = _ordered(models)
     width = max([len(_LABEL.get(n, n)) for n in names] + [8])
-    lines = [f"{'model':<{width}}  " + "  ".join(f"{c:>10}" for c in cols)]
+    head = list(cols) + [f"F1 {g.split(':')[1]}" for g, _ in groups]
+    lines = [f"{'model':<{width}}  " + "  ".join(f"{c:>10}" for c in head)]
     for n in names:
-        vals = ["–" if models[n].get(c) is None else f"{models[n][c]:.3f}" for c in cols]
-        lines.append(f"{_LABEL.get(n, n):<{width}}  " + "  ".join(f"{v:>10}" for v in vals))
-    return "\n".join(lines)
+        vals = [models[n].get(c) for c in cols] + [(m.get(n) or {}).get("micro_f1") for _, m in groups]
+        lines.append(f"{_LABEL.get(n, n):<{width}}  " + "  ".join(f"{'–' if v is None else f'{v:.3f}':>10}"
+                                                                 for v in vals))
+    if groups:
+        lines.append("(F1 <part>: micro-F1 on the titles with those inputs / of that kind)")
+    return "\n".join(lines + verdict_lines(result.get("probe_verdicts") or []))
 
 
 def run(args) -> int:

@@ -93,3 +93,17 @@ def both_rows(inputs: Inputs, rows) -> np.ndarray:
     if not len(img) or not len(txt):
         return rows[:0]
     return rows[img[rows] & txt[rows]]
+
+
+def feature_rows(inputs: Inputs, rows) -> dict:
+    """The frozen features of ``rows`` as numpy arrays, for the linear probes: ``{"image", "image_ok", "text",
+    "text_ok"}`` (features None where there are none: no poster encoder, or a text route without MiniLM)."""
+    idx = torch.as_tensor(np.asarray(rows), dtype=torch.long)
+
+    def take(t):
+        return None if t is None else t[idx].numpy()
+
+    n = len(idx)
+    ok = lambda t: take(t) if t is not None else np.zeros(n, bool)  # noqa: E731
+    return {"image": take(inputs.image), "image_ok": ok(inputs.image_ok), "text": take(inputs.minilm),
+            "text_ok": ok(inputs.text_ok)}

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..decision import check_overrides, decide
+from ..decision import check_overrides, decide, used_inputs
 from ..errors import BadInput
 from .units import WORD_BUDGET, plot_units, remove_spans
 
@@ -27,9 +27,16 @@ class BundleView:
         self.model_name_ = model or bundle.default_model
         self.genres_ = bundle.genres
         self.thresholds_ = np.asarray(bundle.thresholds[self.model_name_], dtype=np.float64)
+        self.threshold_sets_ = bundle.threshold_sets[self.model_name_]
         self.text_runtime = text_runtime
         self.encoders_: dict = {}
         self._lock = threading.Lock()
+
+    def thresholds_for(self, used: Sequence[str]):
+        """As ``GenreClassifier.thresholds_for``: the set tuned on dev titles with these inputs."""
+        from ..thresholds import model_reads, used_key
+
+        return self.threshold_sets_.pick(used_key(used, model_reads(self.model_name_)))
 
     def input_encoders(self):
         from ..inference import bundle_encoders
@@ -191,11 +198,12 @@ def explain(clf, poster=None, plot: str | None = None, genres=None, top_k: int |
         logits = _pair_logits(p["model"], p["img"], p["img_present"], p["txt"], p["txt_present"], pairs)
     logits = logits.double().numpy()
     probs = 1 / (1 + np.exp(-logits))
-    predicted = decide(probs[0], clf.genres_, clf.thresholds_)
+    thr = clf.thresholds_for(used_inputs(poster, plot))[0]  # the set tuned on dev titles with these inputs
+    predicted = decide(probs[0], clf.genres_, thr)
     if wanted is None:
-        wanted = (decide(probs[0], clf.genres_, clf.thresholds_, top_k)
+        wanted = (decide(probs[0], clf.genres_, thr, top_k)
                   or [clf.genres_[i] for i in np.argsort(-probs[0], kind="stable")[:3]])
-    return _assemble(clf, p, logits, probs, where, predicted, wanted, top_words, overlays, t0)
+    return _assemble(clf, p, logits, probs, where, predicted, wanted, top_words, overlays, t0, thr)
 
 
 def _r(v) -> float:
@@ -207,7 +215,7 @@ def _w(v) -> float:
     return float(f"{float(v):.4g}")
 
 
-def _assemble(clf, p, logits, probs, where, predicted, chosen, top_words, overlays, t0) -> dict:
+def _assemble(clf, p, logits, probs, where, predicted, chosen, top_words, overlays, t0, thr) -> dict:
     units, has_img, has_txt = p["units"], p["img"] is not None, p["txt"] is not None
     used = (["poster"] if has_img else []) + (["plot"] if has_txt else [])
     unit_w = logits[0][None, :] - logits[where["units"]] if has_txt else None   # [U, G]
@@ -218,7 +226,7 @@ def _assemble(clf, p, logits, probs, where, predicted, chosen, top_words, overla
         e = {"genre": g, "score": _r(probs[0, j]),
              "poster_only": _r(probs[1, j]) if has_img and has_txt else (_r(probs[0, j]) if has_img else None),
              "plot_only": _r(probs[2, j]) if has_img and has_txt else (_r(probs[0, j]) if has_txt else None),
-             "no_input": _r(probs[3, j]), "threshold": _r(clf.thresholds_[j]), "predicted": g in predicted,
+             "no_input": _r(probs[3, j]), "threshold": _r(thr[j]), "predicted": g in predicted,
              "word_weights": None, "top_words": [], "poster_grid": None, "overlay_png": None}
         if has_txt:
             w = unit_w[:, j]

@@ -1,12 +1,14 @@
 """The REST API and web page: ``create_app(run_dir_or_classifier)`` returns a FastAPI app.
 
     POST /predict        multipart ``poster`` (file) and/or ``plot`` (text); optional ``top_k``, ``threshold``
-                         -> the CLI's JSON: {"genres", "scores", "thresholds", "used"}
+                         -> the CLI's JSON: {"genres", "scores", "thresholds", "used", "threshold_set"}
+                            (thresholds: the set tuned on dev titles with the inputs supplied)
     POST /explain        the same fields as /predict, plus ``genre`` (repeatable), ``top_words``, ``overlays``
                          -> per genre: score with both inputs / poster only / plot only, word weights, a
                             poster-cell grid and a PNG overlay (genrefusion.explain documents the shapes)
     POST /predict/batch  JSON list (<= 64) of {"plot", "poster_base64", "id"?}
-                         -> {"genres", "thresholds", "results": [{"index", "id", "genres", "scores", "used", "error"}]}
+                         -> {"genres", "thresholds", "threshold_sets", "results": [{"index", "id", "genres", "scores", "used",
+                            "threshold_set", "error"}]}
                          A bad title rejects the whole request (4xx naming ``titles[i]``) unless ``?partial=true``,
                          which returns 200 with that title's ``error`` set instead.
     GET  /health         liveness + which model is loaded
@@ -69,6 +71,8 @@ class PredictOut(BaseModel):
     scores: dict[str, float]
     thresholds: dict[str, float]
     used: list[str]
+    threshold_set: str = Field(description="the threshold set the decision used: both, poster, plot (tuned on dev "
+                                           "titles with those inputs) or pooled")
 
 
 class BatchResult(BaseModel):
@@ -77,12 +81,15 @@ class BatchResult(BaseModel):
     genres: list[str] | None = None
     scores: dict[str, float] | None = None
     used: list[str] | None = None
+    threshold_set: str | None = None
     error: str | None = None
 
 
 class BatchOut(BaseModel):
     genres: list[str]
     thresholds: dict[str, float]
+    threshold_sets: dict[str, dict[str, float]] = Field(default_factory=dict,
+                                                        description="per input combination; results name theirs")
     results: list[BatchResult]
 
 
@@ -438,11 +445,13 @@ def _run_batch(clf, titles: list[BatchTitle], partial: bool, top_k, threshold, g
             r["error"] = p.item.error or "no prediction"
         else:
             s = np.asarray(s, np.float64)
-            r.update(genres=decide(s, genres, clf.thresholds_, top_k, threshold),
+            thr, set_name = clf.thresholds_for(p.used)  # the set tuned on dev titles with this title's inputs
+            r.update(genres=decide(s, genres, thr, top_k, threshold),
                      scores=per_genre(genres, s, by_value=True),
-                     used=p.used)
+                     used=p.used, threshold_set=set_name)
         results.append(r)
-    return {"genres": genres, "thresholds": thresholds, "results": results}
+    return {"genres": genres, "thresholds": thresholds, "threshold_sets": clf.rounded_threshold_sets(),
+            "results": results}
 
 
 def _version() -> str:

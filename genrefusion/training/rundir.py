@@ -163,12 +163,15 @@ def close_log(handler: logging.Handler) -> None:
     handler.close()
 
 
-def save_test_scores(path: Path, corpus, rows, scores: dict[str, np.ndarray]) -> None:
+def save_test_scores(path: Path, corpus, rows, scores: dict[str, np.ndarray], combination=None) -> None:
     """Per-title test scores of every model as plain arrays (``np.load(..., allow_pickle=False)`` reads
-    them): ``keys``, ``genres``, ``Y``, ``M`` and one ``S_<model>`` array per model and baseline."""
+    them): ``keys``, ``genres``, ``Y``, ``M``, ``combination`` (both / poster / plot: the inputs each title
+    has) and one ``S_<model>`` array per model and baseline."""
     arrays = {"keys": np.asarray([corpus.keys[i] for i in rows], dtype=str),
               "genres": np.asarray(corpus.genres, dtype=str),
               "Y": corpus.Y[rows].astype(np.uint8), "M": corpus.M[rows].astype(np.uint8)}
+    if combination is not None:
+        arrays["combination"] = np.asarray(combination, dtype=str)
     for name, S in scores.items():
         arrays[f"S_{name}"] = np.asarray(S, dtype=np.float32)
     with atomic_open(path, "wb", encoding=None) as fh:

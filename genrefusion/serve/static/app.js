@@ -167,6 +167,13 @@
       summary.appendChild(el("span", "none", "No genre is above its threshold."));
     }
     summary.appendChild(el("span", "used", `from ${data.used.join(" + ")}`));
+    // which thresholds decided: the set tuned on dev titles with the same inputs (or the pooled set)
+    const setName = data.threshold_set || "pooled";
+    const setLabel = setName === "pooled" ? "pooled thresholds"
+      : `${setName === "both" ? "poster + plot" : `${setName}-only`} thresholds`;
+    const setChip = el("span", "used threshold-set", `· ${setLabel}`);
+    setChip.dataset.set = setName;
+    summary.appendChild(setChip);
     summary.hidden = false;
 
     bars.replaceChildren();
@@ -315,7 +322,7 @@
         return;
       }
       const split = info.split && info.split.test ? ` (${info.split.test} test titles)` : "";
-      box.appendChild(el("div", "", `Test-split metrics${split}, beside the always-negative baseline; thresholds were tuned on the dev split.`));
+      box.appendChild(el("div", "", `Test-split metrics${split}, beside the always-negative baseline and the linear probe on the same features; thresholds were tuned on the dev split, per input combination.`));
       const cols = [["micro_f1", "micro-F1"], ["macro_f1", "macro-F1"], ["samples_f1", "samples-F1"], ["mAP", "mAP"]];
       const table = el("table");
       const head = el("tr");
@@ -326,7 +333,9 @@
       for (const [name, vals] of Object.entries(m)) {
         const tr = el("tr", name === info.model ? "main" : "");
         const label = name === "always_negative" ? "always-negative" :
-          name === "tfidf_logreg" ? "TF-IDF + logreg" : name + (name === info.model ? " (served)" : "");
+          name === "tfidf_logreg" ? "TF-IDF + logreg" :
+          name.startsWith("linear_probe_") ? `linear probe (${name.slice(13)} features)` :
+          name + (name === info.model ? " (served)" : "");
         tr.appendChild(el("td", "", label));
         cols.forEach(([k]) => tr.appendChild(el("td", k === "samples_f1" ? "opt" : "", fmt(vals[k]))));
         table.appendChild(tr);
