@@ -101,6 +101,9 @@ class TrainConfig:
     pos_weight_cap: float = _f(10.0, min=1.0)
     modality_dropout: float = _f(0.3, min=0.0, max=0.9)
     fusion: Literal["concat", "gmu"] = "concat"
+    # Where the fused model joins its branches: "heads" (each single model's last hidden layer, 256-d) or
+    # "features" (the paper's: pooled backbone features beside the text features / LSTM output, new head).
+    fusion_join: Literal["heads", "features"] = "heads"
     select_metric: Literal["mAP", "micro_f1", "macro_f1"] = "mAP"
     # Genres with fewer dev positives than this take the global dev-tuned threshold.
     threshold_min_positives: int = _f(3, min=1)

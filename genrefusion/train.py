@@ -548,6 +548,7 @@ MASKING = ("per-genre metrics use only titles whose dataset labels the genre; mi
 def write_outputs(job: Job, ev: Evaluation, write_report: bool) -> dict:
     """The model bundle, ``test_scores.npz``, ``metrics.json`` and the report."""
     from .bundle import save_bundle
+    from .data.distribution import genre_distribution
     from .io import write_json
     from .training.rundir import save_test_scores
 
@@ -568,6 +569,10 @@ def write_outputs(job: Job, ev: Evaluation, write_report: bool) -> dict:
         "split": {"train": int(len(job.train_rows)), "dev": int(len(job.dev_rows)), "test": int(len(job.test_rows)),
                   "test_with_poster_and_plot": int(ev.n_both), "grouped_by": "imdb_id", "file": "split.json"},
         "genres": corpus.genres, "dropped_genres": corpus.dropped_genres,
+        "train_genre_distribution": genre_distribution(
+            [corpus.datasets[d].name for d in corpus.ds_index[job.train_rows]],
+            [corpus.titles[i].kind for i in job.train_rows], corpus.Y[job.train_rows], corpus.M[job.train_rows],
+            corpus.genres),
         "config": cfg.to_dict(), "models_trained": job.models, "text_route": route,
         "plot_candidates": {r: c["dev_score"] for r, c in job.plot_candidates.items()},
         "select_metric": cfg.train.select_metric, "masking": MASKING,

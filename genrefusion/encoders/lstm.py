@@ -297,6 +297,14 @@ def _read_itos(itos) -> list[str]:
     return text.split("\n")[:-1] if text.endswith("\n") else text.split("\n")  # one token a line
 
 
+def _hidden_weights(sd: dict, layer: int):
+    """Layer ``layer``'s hidden-to-hidden matrix: fastai's WeightDropout keeps it as ``weight_hh_l0_raw`` (and, in
+    fastai 1, also as ``module.weight_hh_l0``); a checkpoint saved without the wrapper has only the latter."""
+    pre = f"rnns.{layer}."
+    raw = sd.get(pre + "weight_hh_l0_raw")
+    return raw if raw is not None else sd.get(pre + "module.weight_hh_l0")
+
+
 def load_pretrained_awd(encoder: AWDLSTMEncoder, path: str | Path, itos, vocab: Vocab | None = None) -> dict:
     """Load a fastai-layout AWD-LSTM LM state dict (e.g. WikiText-103) into ``encoder``.
 
@@ -322,7 +330,8 @@ def load_pretrained_awd(encoder: AWDLSTMEncoder, path: str | Path, itos, vocab: 
         raise ConfigError(f"{path}: embedding has {old_emb.shape[0]} rows but the vocabulary lists "
                           f"{len(old_itos)} tokens")
     n_layers = len({k.split(".")[1] for k in sd if k.startswith("rnns.")})
-    hid = sd["rnns.0.weight_hh_l0_raw"].shape[1] if "rnns.0.weight_hh_l0_raw" in sd else None
+    hh0 = _hidden_weights(sd, 0)
+    hid = hh0.shape[1] if hh0 is not None else None
     want = (encoder.emb_size, encoder.hidden_size if encoder.n_layers > 1 else encoder.emb_size, encoder.n_layers)
     have = (old_emb.shape[1], hid, n_layers)
     if have != want:
@@ -336,7 +345,7 @@ def load_pretrained_awd(encoder: AWDLSTMEncoder, path: str | Path, itos, vocab: 
             if k not in sd:
                 raise ConfigError(f"{path}: missing key {k!r} (fastai layout expected)")
             new_sd[f"rnns.{i}.lstm.{name}"] = sd[k]
-        raw = sd.get(pre + "weight_hh_l0_raw", sd.get(pre + "module.weight_hh_l0"))
+        raw = _hidden_weights(sd, i)
         if raw is None:
             raise ConfigError(f"{path}: missing key {pre + 'weight_hh_l0_raw'!r} (fastai layout expected)")
         new_sd[f"rnns.{i}.lstm.weight_hh_l0"] = raw

@@ -15,7 +15,7 @@ def model_spec(cfg, genres, image_dim: int | None, text_route: str | None, lstm_
     tc = cfg.train
     spec = {"genres": list(genres), "image_encoder": cfg.image.encoder, "image_dim": image_dim,
             "text_route": text_route, "hidden": list(tc.hidden), "dropout": tc.dropout,
-            "input_dropout": tc.input_dropout, "fusion": tc.fusion}
+            "input_dropout": tc.input_dropout, "fusion": tc.fusion, "fusion_join": tc.fusion_join}
     if text_route == "minilm":
         spec["text_dim"] = 384
     elif text_route == "lstm":
@@ -44,7 +44,8 @@ def build_single(spec: dict, modality: str, lstm_encoder: nn.Module | None = Non
 
 
 def build_fused(spec: dict, poster: SingleModel, plot: SingleModel) -> FusedModel:
-    return FusedModel(poster, plot, len(spec["genres"]), tuple(spec["hidden"]), spec["dropout"], spec["fusion"])
+    return FusedModel(poster, plot, len(spec["genres"]), tuple(spec["hidden"]), spec["dropout"], spec["fusion"],
+                      spec.get("fusion_join", "heads"))  # bundles from before the choice joined at the heads
 
 
 def build_models(spec: dict, names: Sequence[str]) -> dict[str, nn.Module]:
