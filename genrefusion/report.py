@@ -387,12 +387,6 @@ def _load_scores(path: Path):
 
 def write_report(run_dir, progress: bool = True) -> Path:
     """Write ``RUN_DIR/report/*.png`` and ``RUN_DIR/report.html`` from the run's metrics; returns the html path."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display on servers/CI; must precede pyplot
-    import matplotlib.pyplot as plt
-    from tqdm.auto import tqdm
-
     run_dir = Path(run_dir)
     mpath = run_dir / "metrics.json"
     if not mpath.is_file():
@@ -400,35 +394,55 @@ def write_report(run_dir, progress: bool = True) -> Path:
     m = read_json(mpath, "run metrics")
     if not isinstance(m, dict) or not isinstance(m.get("models"), dict) or "genres" not in m:
         raise GenreFusionError(f"{mpath}: not a genrefusion run's metrics (no 'models'/'genres')")
-    models, genres = m["models"], list(m["genres"])
-    thresholds = m.get("thresholds") or {}
-    main = next((n for n in ("fused", "plot", "poster") if n in models), None)
-    scores = _load_scores(run_dir / "test_scores.npz")
+    figs = _draw_figures(run_dir, m, progress)
+    out = run_dir / "report.html"
+    write_text(out, "\n".join(_html_results(run_dir, m, figs) + _html_run(m, figs)))
+    return out
 
-    confusion = [n for n in ("fused", "poster", "plot") if n in models]
+
+def _main_model(models: dict) -> str | None:
+    return next((n for n in ("fused", "plot", "poster") if n in models), None)
+
+
+def _confusion_models(models: dict) -> list[str]:
+    return [n for n in ("fused", "poster", "plot") if n in models]
+
+
+def _draw_figures(run_dir: Path, m: dict, progress: bool) -> dict[str, bytes | None]:
+    """Every figure as PNG bytes (None where the run lacks what it shows), also written to ``RUN_DIR/report/``."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on servers/CI; must precede pyplot
+    import matplotlib.pyplot as plt
+    from tqdm.auto import tqdm
+
+    models, genres, thresholds = m["models"], list(m["genres"]), m.get("thresholds") or {}
+    main = _main_model(models)
+    scores = _load_scores(run_dir / "test_scores.npz")
     jobs = [
-        ("genre_distribution", lambda: fig_genre_distribution(plt, m.get("train_genre_distribution")),
-         "genre distribution of the training split"),
-        ("accuracy", lambda: fig_accuracy(plt, models), "accuracy beside F1 and mAP"),
-        ("main_metrics", lambda: fig_main_metrics(plt, models), "main metrics vs baselines"),
-        ("per_genre_f1", lambda: fig_per_genre_f1(plt, models, genres), "per-genre F1"),
-        *[(f"confusion_{n}", lambda n=n: fig_confusion_grid(plt, models[n], genres, n),
-           f"per-genre confusion matrices ({_LABEL.get(n, n)} model)") for n in confusion],
-        ("pr_curves", lambda: fig_pr_curves(plt, scores, main, thresholds.get(main)) if main else None,
-         "precision-recall curves"),
-        ("training_curves", lambda: fig_training_curves(plt, m.get("training") or {}, m.get("select_metric", "mAP")),
-         "training curves"),
+        ("genre_distribution", lambda: fig_genre_distribution(plt, m.get("train_genre_distribution"))),
+        ("accuracy", lambda: fig_accuracy(plt, models)),
+        ("main_metrics", lambda: fig_main_metrics(plt, models)),
+        ("per_genre_f1", lambda: fig_per_genre_f1(plt, models, genres)),
+        *[(f"confusion_{n}", lambda n=n: fig_confusion_grid(plt, models[n], genres, n))
+          for n in _confusion_models(models)],
+        ("pr_curves", lambda: fig_pr_curves(plt, scores, main, thresholds.get(main)) if main else None),
+        ("training_curves", lambda: fig_training_curves(plt, m.get("training") or {}, m.get("select_metric", "mAP"))),
     ]
     figs: dict[str, bytes | None] = {}
-    fig_dir = run_dir / "report"
     with tqdm(jobs, desc="report", unit="figure", disable=True if not progress else None, leave=False) as bar:
-        for name, make, _ in bar:
+        for name, make in bar:
             with plt.rc_context({"font.size": 9}):
                 figs[name] = make()
             if figs[name] is not None:
-                write_bytes(fig_dir / f"{name}.png", figs[name])
+                write_bytes(run_dir / "report" / f"{name}.png", figs[name])
+    return figs
 
-    split = m.get("split") or {}
+
+def _html_results(run_dir: Path, m: dict, figs: dict) -> list[str]:
+    """The page's head and its results: metric tables, the paper's accuracy figure, per-genre results."""
+    models, thresholds, split = m["models"], m.get("thresholds") or {}, m.get("split") or {}
+    main, confusion = _main_model(models), _confusion_models(models)
     parts = ["<!doctype html><html><head><meta charset='utf-8'><title>genrefusion run report</title>",
              f"<style>{_CSS}</style></head><body>",
              f"<h1>genrefusion run report</h1><p>Run: <code>{html.escape(str(run_dir.resolve()))}</code> · "
@@ -457,7 +471,13 @@ def write_report(run_dir, progress: bool = True) -> Path:
                      "row.</p>")
         parts += [_img(f"confusion_{n}", figs[f"confusion_{n}"], f"per-genre confusion matrices ({n})")
                   for n in confusion]
-    parts += ["<h2>Training</h2>", _img("training_curves", figs["training_curves"], "training curves")]
+    return parts
+
+
+def _html_run(m: dict, figs: dict) -> list[str]:
+    """The page's account of the run: training, data and split, timings, masking, config."""
+    split = m.get("split") or {}
+    parts = ["<h2>Training</h2>", _img("training_curves", figs["training_curves"], "training curves")]
     stage_rows = [[html.escape(k), str(v.get("epochs_run", "")), str(v.get("epochs_max", "")),
                    _fmt((v.get("best_epoch") + 1) if isinstance(v.get("best_epoch"), int) else None),
                    _fmt(v.get("best_score"), 4), _fmt(v.get("seconds"), 1)]
@@ -476,6 +496,4 @@ def write_report(run_dir, progress: bool = True) -> Path:
               "<h2>Masking</h2>", f"<p>{html.escape(str(m.get('masking', '')))}</p>",
               "<h2>Config</h2>", f"<pre>{html.escape(json.dumps(m.get('config'), indent=2))}</pre>",
               "</body></html>"]
-    out = run_dir / "report.html"
-    write_text(out, "\n".join(parts))
-    return out
+    return parts

@@ -42,6 +42,8 @@ from .errors import ConfigError, DatasetError, GenreFusionError
 from .inference import Batcher, RowSet, model_logits, predict_rows, row_loader, score_loader
 from .metrics import selection_score
 from .models import FusedModel, build_fused, build_single, drop_modalities, model_spec
+from .models.build import IMAGE_LEVELS
+from .training.finetune import decode_workers, fused_param_groups, poster_param_groups
 from .training.optim import compute_pos_weight, make_scheduler, masked_bce
 from .training.rundir import RUN_FORMAT, RunDir, clone_state, close_log, finished_run, prepare, setup_log
 from .training.seeding import seed_everything, stage_seed
@@ -177,7 +179,8 @@ def fit_stage(run: RunDir, spec: StageSpec, batcher: Batcher, corpus: Corpus, cf
         seed_everything(s + dist.info().rank)  # other ranks: different dropout masks, as within one batch
         g = torch.Generator().manual_seed(s)
         sampler, batch_size = dist.epoch_sampler(RowSet(spec.train_rows), g, s, tc.batch_size, drop_last)
-        loader = row_loader(spec.train_rows, batcher, batch_size, sampler=sampler, drop_last=drop_last)
+        loader = row_loader(spec.train_rows, batcher.for_training(), batch_size, sampler=sampler, drop_last=drop_last,
+                            **decode_workers(batcher.inputs, cfg, s))
         train_loss = dist.mean_over_ranks(train_one_epoch(train_model, loss_fn, optimizer, scheduler, loader, epoch,
                                                           spec.name, spec.modality_dropout, g, progress))
         dist.sync_buffers(model)  # every rank evaluates (and keeps as best) rank 0's BatchNorm statistics
@@ -270,6 +273,7 @@ class Job:
     plot_candidates: dict[str, dict] = field(default_factory=dict)
     route: str | None = None
     final_spec: dict | None = None
+    backbone: nn.Module | None = None  # the pretrained poster backbone a fine-tuned poster model starts from
 
     def rows_with(self, ok, rows):
         return rows[ok[rows]]
@@ -345,10 +349,13 @@ def compute_features(job: Job) -> None:
     job.routes = (["minilm", "lstm"] if cfg.text.encoder == "auto" else [cfg.text.encoder]) if need_text else []
     cache_root = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir() / "features"
     encoders = InputEncoders()
+    level = IMAGE_LEVELS[cfg.train.finetune]
     if "poster" in models or "fused" in models:
-        from .encoders.image import build_image_encoder
+        from .encoders.image import build_image_encoder, image_view
 
-        encoders.image = build_image_encoder(cfg.image.encoder, cfg.image.weights).to(job.device)
+        backbone = build_image_encoder(cfg.image.encoder, cfg.image.weights).to(job.device)
+        encoders.image = image_view(backbone, level)
+        job.backbone = backbone if level != "features" else None
     if "minilm" in job.routes:
         from .encoders.text import MiniLMEncoder
 
@@ -361,8 +368,9 @@ def compute_features(job: Job) -> None:
         encoders.vocab = Vocab.build([corpus.plots[i] for i in job.train_rows], min_freq=lc.min_freq,
                                      max_size=lc.max_vocab)
     inputs = job.inputs = build_inputs(corpus.posters, corpus.plots, encoders, cache_root, corpus.keys,
-                                       cfg.image.batch_size, cfg.text.batch_size, cfg.image.num_workers, job.progress)
-    img = encoders.image
+                                       cfg.image.batch_size, cfg.text.batch_size, cfg.image.num_workers, job.progress,
+                                       lazy_pixels=True)
+    img = getattr(encoders.image, "base", encoders.image)  # the backbone itself, under any view
     job.encoders_info = {"image": {"name": img.name, "fingerprint": img.fingerprint, "dim": img.dim} if img else None,
                          "minilm_fingerprint": getattr(encoders.minilm, "fingerprint", None), "vocab": encoders.vocab}
     del encoders, img
@@ -393,11 +401,11 @@ def train_poster(job: Job) -> None:
     # re-seed before every model build: a cold feature cache runs DataLoaders that draw from the global
     # RNG, a warm one does not, and the initial weights must not depend on that
     seed_everything(stage_seed(job.cfg.seed, "build_poster", 0))
-    poster = build_single(spec, "poster").to(job.device)
+    poster = build_single(spec, "poster", image_encoder=job.backbone).to(job.device)
     poster.set_prior(job.prior)
     ok = job.inputs.image_ok.numpy()
     job.training["poster"] = fit_stage(job.run, StageSpec(
-        "poster", poster, [{"params": list(poster.parameters()), "lr": job.cfg.train.lr}],
+        "poster", poster, poster_param_groups(poster, job.cfg.train),
         job.rows_with(ok, job.train_rows), job.rows_with(ok, job.dev_rows), job.cfg.train.epochs),
         Batcher(job.inputs, job.corpus.Y, job.corpus.M), job.corpus, job.cfg, job.pos_weight, job.progress)
     job.trained["poster"] = poster
@@ -464,23 +472,12 @@ def choose_text_route(job: Job) -> None:
 
 # -- 4. fused model -----------------------------------------------------------------------------------------
 def train_fused(job: Job) -> None:
-    """Branches from the trained single models, trained whole (the AWD-LSTM itself stays frozen)."""
+    """Branches from the trained single models, trained whole; the pretrained encoders inside them too with
+    ``train.finetune`` (``training.finetune.fused_param_groups``)."""
     tc = job.cfg.train
     seed_everything(stage_seed(job.cfg.seed, "build_fused", 0))
     fused = build_fused(job.final_spec, job.trained["poster"], job.trained["plot"]).to(job.device)
-    branch = set(id(p) for p in fused.branch_parameters())
-    # the AWD-LSTM was just fine-tuned by gradual unfreezing; back-propagating through it in every fused
-    # epoch would cost more than all other stages together on a CPU, so the fused stage keeps it frozen
-    # (its head body still trains, at the branch rate)
-    frozen = set(id(p) for p in fused.plot.encoder.parameters()) if fused.plot.encoder is not None else set()
-    if tc.branch_lr_factor == 0:
-        frozen |= branch
-    for p in fused.parameters():
-        p.requires_grad_(id(p) not in frozen)
-    groups = [{"params": [p for p in fused.parameters() if id(p) in branch and id(p) not in frozen],
-               "lr": tc.lr * tc.branch_lr_factor},
-              {"params": [p for p in fused.parameters() if id(p) not in branch], "lr": tc.lr}]
-    groups = [g for g in groups if g["params"]]
+    groups = fused_param_groups(fused, job.cfg, tc.finetune)
     any_ok = job.inputs.image_ok.numpy() | job.inputs.text_ok.numpy()
     job.training["fused"] = fit_stage(job.run, StageSpec(
         "fused", fused, groups, job.rows_with(any_ok, job.train_rows), job.rows_with(any_ok, job.dev_rows),
@@ -561,8 +558,9 @@ def write_outputs(job: Job, ev: Evaluation, write_report: bool) -> dict:
             else (vocab.fingerprint if route == "lstm" else None),
             "train_config": cfg.to_dict(), "dev_scores": {k: ev.metrics[k]["dev_score"] for k in bundle_models},
             "select_metric": cfg.train.select_metric}
+    carry = cfg.image.weights if img and cfg.image.weights and cfg.image.bundle_weights else None
     save_bundle(out / "model", job.final_spec, bundle_models, {k: ev.thresholds[k] for k in bundle_models}, meta,
-                vocab if route == "lstm" else None)
+                vocab if route == "lstm" else None, backbone_file=carry)
     timings["total_s"] = round(time.perf_counter() - job.t_start, 2)
     result = {
         "format": RUN_FORMAT, "genrefusion_version": __version__, "data": corpus.data_info,

@@ -9,7 +9,7 @@ Endpoints: POST /predict (multipart `poster` file and/or `plot` text), POST /pre
 from __future__ import annotations
 
 from ..encoders import TEXT_RUNTIMES
-from . import in_range
+from . import add_image_weights, in_range
 
 
 def add_arguments(p):
@@ -22,6 +22,7 @@ def add_arguments(p):
                    help="TCP port (default 8000)")
     p.add_argument("--text-runtime", choices=TEXT_RUNTIMES, default=None,
                    help="how MiniLM plot features are computed (as for predict; default auto)")
+    add_image_weights(p)
     p.add_argument("--no-warmup", action="store_true", help="skip the warm-up prediction at startup")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
 
@@ -39,7 +40,7 @@ def run(args) -> int:
     from ..serve.app import create_app
     from ..serve.server import listen_socket
 
-    clf = GenreClassifier.load(args.run_dir, text_runtime=args.text_runtime)
+    clf = GenreClassifier.load(args.run_dir, text_runtime=args.text_runtime, image_weights=args.image_weights)
     app = create_app(clf, warmup=not args.no_warmup)  # bundle errors surface here, before binding
     # bind ourselves so "port in use" is one clear line rather than uvicorn's traceback-free exit(1)
     try:

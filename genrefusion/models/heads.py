@@ -66,6 +66,9 @@ class TextPooler(nn.Module):
     def forward(self, inp: dict) -> torch.Tensor:
         return self.lstm.pooled(inp["ids"], inp["lengths"])
 
+    def layer_groups(self) -> list[list[nn.Parameter]]:
+        return self.lstm.layer_groups()
+
 
 def select_rows(inp, present: torch.Tensor):
     """Rows of a branch input where ``present``: a tensor, or a dict of tensors (token ids + lengths)."""
