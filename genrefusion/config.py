@@ -59,7 +59,14 @@ class LSTMConfig:
     layers: int = _f(2, min=1, max=4)
     max_vocab: int = _f(20000, min=100)
     min_freq: int = _f(3, min=1)
-    max_len: int = _f(100, min=8)  # tokens kept per plot
+    # Tokens read per plot (whole plots up to this; fastai's 72 * 20), in chunks of ``bptt`` with the state
+    # carried over (fastai's SentenceEncoder).
+    max_len: int = _f(1440, min=8)
+    bptt: int = _f(72, min=8)
+    # Extra dataset folders whose plots are unlabelled language-model text (titles in the run's dev or test
+    # groups left out): the LM is pre-trained on them + the training plots, then fine-tuned on the training plots.
+    lm_data: list[str] = _f([])
+    lm_pretrain_epochs: int = _f(1, min=0)
     lm_epochs: int = _f(1, min=0)
     lm_lr: float = _f(3e-3, min=0.0, exclusive_min=True)
     lm_bptt: int = _f(60, min=8)

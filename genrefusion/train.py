@@ -47,7 +47,7 @@ from .training.finetune import decode_workers, fused_param_groups, poster_param_
 from .training.optim import compute_pos_weight, make_scheduler, masked_bce
 from .training.rundir import RUN_FORMAT, RunDir, clone_state, close_log, finished_run, prepare, setup_log
 from .training.seeding import seed_everything, stage_seed
-from .training.ulmfit import init_lstm, lstm_param_groups, run_lm_stage
+from .training.ulmfit import init_lstm, lm_texts, lstm_param_groups, run_lm_stage
 from .version import __version__
 
 log = logging.getLogger("genrefusion.train")
@@ -435,13 +435,20 @@ def train_plot(job: Job, route: str) -> None:
 
 
 def _train_lstm_plot(job: Job, spec: dict, batcher: Batcher, tr, dv) -> nn.Module:
-    """ULMFiT: LM fine-tuning on the training plots, then the classifier with gradual unfreezing."""
-    cfg, lc, vocab, plots = job.cfg, job.cfg.text.lstm, job.encoders_info["vocab"], job.corpus.plots
-    lstm, lm_bias = init_lstm(spec["lstm"], vocab, lc)
+    """ULMFiT: language-model pre-training on all LM text (the training plots + ``text.lstm.lm_data``),
+    fine-tuning on the training plots, then the classifier with gradual unfreezing."""
+    cfg, lc, vocab, corpus = job.cfg, job.cfg.text.lstm, job.encoders_info["vocab"], job.corpus
+    lstm, bias = init_lstm(spec["lstm"], vocab, lc)
     lstm = lstm.to(job.device)
-    # LM fine-tuning is short and not data-parallel: rank 0 runs it, the others take its weights
-    job.training["lm"] = dist.run_on_main(lambda: run_lm_stage(
-        job.run, lstm, vocab, [plots[i] for i in tr], [plots[i] for i in dv], cfg, job.progress, lm_bias), lstm)
+    train_texts, dev_texts = [corpus.plots[i] for i in tr], [corpus.plots[i] for i in dv]
+    unseen = {corpus.titles[i].group_key for part in ("dev", "test") for i in corpus.rows(part)}
+    pretrain = lm_texts(train_texts, lc.lm_data, unseen) if lc.lm_data else []
+    # the LM stages are not data-parallel: rank 0 runs them, the others take its weights
+    for stage, texts, epochs in (("lm_pretrain", pretrain, lc.lm_pretrain_epochs), ("lm", train_texts, lc.lm_epochs)):
+        if stage == "lm_pretrain" and not lc.lm_data:
+            continue  # no text beyond the training plots: the fine-tuning stage alone reads them
+        job.training[stage], bias = dist.run_on_main(lambda: run_lm_stage(
+            job.run, lstm, vocab, texts, dev_texts, cfg, job.progress, bias, stage, epochs), lstm)
     model = build_single(spec, "plot", lstm).to(job.device)
     model.set_prior(job.prior)
     for phase, n_ep in enumerate(lc.unfreeze_epochs):

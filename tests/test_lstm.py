@@ -106,6 +106,24 @@ def test_pooled_shape_and_padding_invariance():
     assert torch.allclose(alone[0], torch.cat([o[-1], o.max(0).values, o.mean(0)]), atol=1e-6)
 
 
+def test_whole_plots_in_bptt_chunks_equal_one_pass():
+    """fastai's SentenceEncoder: chunks with the state carried over give the one-pass result in eval mode, a
+    short plot is unaffected by a long one in its batch, and gradients reach the LSTM from every chunk."""
+    enc = small_encoder().eval()
+    torch.manual_seed(1)
+    seqs = [torch.randint(2, 40, (n,)).tolist() for n in (5, 130, 70, 71, 200, 1)]
+    ids, lengths = collate_ids(seqs, max_len=1000)
+    with torch.no_grad():
+        whole = enc.pooled(ids, lengths)
+        for bptt in (7, 70, 72):
+            assert torch.allclose(enc.pooled(ids, lengths, bptt=bptt), whole, atol=1e-5)
+        alone = enc.pooled(*collate_ids(seqs[:1], max_len=1000), bptt=7)
+    assert torch.allclose(alone[0], whole[0], atol=1e-5)
+    enc.train()
+    enc.pooled(ids, lengths, bptt=30)[4].sum().backward()  # the 200-token plot: 7 chunks
+    assert all(r.lstm.weight_ih_l0.grad.abs().sum() > 0 for r in enc.rnns)
+
+
 def test_dropouts_active_in_training_and_grads_reach_raw_weights():
     enc = small_encoder().train()
     ids, lengths = collate_ids([[2, 7, 8, 9, 10, 11]] * 2, max_len=10)

@@ -22,7 +22,7 @@ def model_spec(cfg, genres, image_dim: int | None, text_route: str | None, lstm_
     elif text_route == "lstm":
         lc = cfg.text.lstm
         spec["lstm"] = {"vocab_size": len(lstm_vocab), "emb_dim": lc.emb_dim, "hidden": lc.hidden,
-                        "layers": lc.layers, "max_len": lc.max_len}
+                        "layers": lc.layers, "max_len": lc.max_len, "bptt": lc.bptt}
     return spec
 
 
@@ -62,7 +62,9 @@ def build_single(spec: dict, modality: str, lstm_encoder: nn.Module | None = Non
         enc = build_poster_encoder(spec, image_encoder)
         return SingleModel("poster", spec["image_dim"], G, encoder=enc, **kw)
     if spec["text_route"] == "lstm":
-        enc = TextPooler(lstm_encoder if lstm_encoder is not None else build_lstm(spec["lstm"]))
+        # bundles from before whole-plot reading have no bptt: one pass over their first max_len tokens
+        enc = TextPooler(lstm_encoder if lstm_encoder is not None else build_lstm(spec["lstm"]),
+                         spec["lstm"].get("bptt"))
         return SingleModel("plot", enc.out_dim, G, encoder=enc, **{**kw, "input_dropout": 0.0})
     return SingleModel("plot", spec["text_dim"], G, **kw)
 
