@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -37,9 +36,8 @@ def run_variant(name: str, overrides: dict, data: list[Path], out: Path) -> dict
     from genrefusion.config import load_config
     from genrefusion.train import main
 
-    t0 = time.perf_counter()
     m = main(data, out / name, load_config(overrides=overrides), resume=True, progress=False)
-    row = {"overrides": overrides, "seconds": round(time.perf_counter() - t0, 1),
+    row = {"overrides": overrides,
            "timings": {k: m["timings"].get(k) for k in ("features_s", "features_image_s", "training_s", "total_s")},
            "stage_seconds": {k: v.get("seconds") for k, v in m["training"].items()}}
     for model in ("poster", "plot", "fused"):
@@ -62,10 +60,11 @@ def main(argv=None) -> int:
         p.error(f"unknown variant(s) {unknown}; choose from {', '.join(VARIANTS)}")
     data = sorted(d for d in shipped_data_dir().iterdir() if (d / "titles.jsonl").is_file())
     results_path = HERE / "variants.json"
-    results = json.loads(results_path.read_text()) if results_path.is_file() else {}
     for name in args.names or list(VARIANTS):
-        results[name] = run_variant(name, VARIANTS[name], data, args.out)
-        r = results[name]
+        r = run_variant(name, VARIANTS[name], data, args.out)
+        # re-read before writing: another invocation may have added variants meanwhile
+        results = json.loads(results_path.read_text()) if results_path.is_file() else {}
+        results[name] = r
         print(f"{name:22s} dev {r['select_metric']}: poster {r.get('dev_poster', float('nan')):.4f} "
               f"plot {r.get('dev_plot', float('nan')):.4f} fused {r.get('dev_fused', float('nan')):.4f} | "
               f"test mAP fused {r.get('test_mAP_fused', float('nan')):.4f} | features {r['timings']['features_s']} s, "

@@ -202,7 +202,7 @@ def test_resnet_last_block_bundle_carries_its_backbone(small_data, resnet_file, 
         "image.encoder": "resnet50", "image.weights": str(weights), "train.finetune": "last_block",
         "text.encoder": "minilm"})
     assert (run / "model" / "image_backbone.safetensors").is_file()
-    assert list((tmp_path / "cache").glob("resnet50.stem-*"))  # activations before the last block, cached
+    assert list((tmp_path / "cache").glob("*/resnet50.stem-*"))  # activations before the last block, cached
     titles = _titles(small_data)
     before = GenreClassifier.load(run).predict_proba(titles)
     weights.unlink()  # another machine: the training-time file is gone

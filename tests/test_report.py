@@ -60,7 +60,7 @@ def test_paper_figures_data(run):
     assert sum(g["titles"] for g in dist["groups"]) == m["split"]["train"]
     cornell = next(g for g in dist["groups"] if g["dataset"] == "cornell_tmdb")
     assert cornell["labelled"]["Biography"] == 0 and cornell["positives"]["Biography"] == 0  # unknown, not negative
-    assert "<th>cornell_tmdb (movie)</th>" in page
+    assert "<th>cornell_tmdb (movie)</th>" in page and "<th>poster_genres_av (kind not given)</th>" in page
     table = page[page.index("<th>cornell_tmdb (movie)</th>"):]
     bio = re.search(r"<tr><td>Biography</td><td>(.*?)</td><td>(.*?)</td></tr>", table)
     assert bio.group(1) == "–" and int(bio.group(2)) > 0

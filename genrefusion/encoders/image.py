@@ -220,7 +220,7 @@ class StemView(nn.Module):
         self.name = f"{encoder.name}.stem"
         self.dim = int(np.prod(encoder.stem_shape))
         self.input_size, self.fingerprint = encoder.input_size, encoder.fingerprint
-        self.preprocess_version = encoder.preprocess_version
+        self.mean, self.std, self.preprocess_version = encoder.mean, encoder.std, encoder.preprocess_version
 
     def preprocess(self, im, train: bool = False) -> torch.Tensor:
         return self.base.preprocess(im, train)
