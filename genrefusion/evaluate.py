@@ -93,7 +93,7 @@ def probe_verdicts(scored: dict) -> list[dict]:
 
 
 def evaluate_run(run_dir, data=None, split: str = "test", cache_dir=None, progress: bool = True,
-                 models: list[str] | None = None) -> dict:
+                 models: list[str] | None = None, image_weights=None) -> dict:
     """Metrics of every model of ``run_dir``'s bundle.
 
     ``data=None``: the run's own datasets and its ``split.json`` part ``split``. With ``data`` (dataset
@@ -108,7 +108,7 @@ def evaluate_run(run_dir, data=None, split: str = "test", cache_dir=None, progre
 
     t0 = time.perf_counter()
     run_dir = Path(run_dir)
-    bundle = load_bundle(run_dir, models)
+    bundle = load_bundle(run_dir, models, image_weights=image_weights)
     corpus, rows, where = _evaluation_rows(run_dir, bundle.genres, data, split)
     inputs = build_inputs([corpus.posters[i] for i in rows], [corpus.plots[i] for i in rows],
                           bundle_encoders(bundle, {}), cache_root=cache_dir, ids=[corpus.keys[i] for i in rows],

@@ -45,13 +45,19 @@ def _torch_modules():
     from torch import nn
 
     class PosterPart(nn.Module):
-        def __init__(self, encoder, body, fallback):
+        """Backbone (or, for a fine-tuned model, its frozen part: ``StemView`` / ``PixelView``), then the
+        model's own backbone part (``branch_encoder``, fine-tuned models only), then the body."""
+
+        def __init__(self, encoder, branch_encoder, body, fallback):
             super().__init__()
-            self.encoder, self.body = encoder, body
+            self.encoder, self.branch_encoder, self.body = encoder, branch_encoder, body
             self.register_buffer("fallback", fallback.detach().clone())
 
         def forward(self, image, present):
-            r = self.body(self.encoder.features(image))
+            x = self.encoder.features(image) if hasattr(self.encoder, "features") else self.encoder(image)
+            if self.branch_encoder is not None:
+                x = self.branch_encoder(x)
+            r = self.body(x)
             return torch.where(present.unsqueeze(1), r, self.fallback.to(r.dtype).unsqueeze(0))
 
     class TextPart(nn.Module):
@@ -67,7 +73,7 @@ def _torch_modules():
     class FusedGraph(nn.Module):
         def __init__(self, encoder, fused):
             super().__init__()
-            self.poster = PosterPart(encoder, fused.poster.body, fused.poster.missing)
+            self.poster = PosterPart(encoder, fused.poster.encoder, fused.poster.body, fused.poster.missing)
             self.plot = TextPart(fused.plot.body, fused.plot.missing)
             self.gmu, self.head = fused.gmu, fused.head
 
@@ -83,7 +89,7 @@ def _torch_modules():
         def __init__(self, single, encoder=None):
             super().__init__()
             body = nn.Sequential(single.head.body, single.head.out)
-            self.part = (PosterPart(encoder, body, single.prior_logits) if single.modality == "poster"
+            self.part = (PosterPart(encoder, single.encoder, body, single.prior_logits) if single.modality == "poster"
                          else TextPart(body, single.prior_logits))
 
         def forward(self, x, present):

@@ -6,6 +6,7 @@ dispatches on the model kind, ``score_loader`` / ``predict_rows`` run the models
 """
 from __future__ import annotations
 
+import copy
 import logging
 
 import numpy as np
@@ -39,6 +40,12 @@ class Batcher:
         self.inputs, self.route, self.max_len = inputs, text_route, max_len
         self.Y = torch.from_numpy(np.asarray(Y, np.float32)) if Y is not None else None
         self.M = torch.from_numpy(np.asarray(M, np.float32)) if M is not None else None
+        self.augment = False  # posters decoded per batch get the training augmentations
+
+    def for_training(self) -> "Batcher":
+        b = copy.copy(self)
+        b.augment = True
+        return b
 
     @classmethod
     def for_spec(cls, spec: dict, inputs: Inputs, Y=None, M=None) -> "Batcher":
@@ -53,6 +60,9 @@ class Batcher:
             b["y"], b["m"] = self.Y[idx], self.M[idx]
         if inp.image is not None:
             b["image"], b["image_present"] = inp.image[idx], inp.image_ok[idx]
+        elif inp.image_loader is not None:
+            b["image"], ok = inp.image_loader(idx.tolist(), self.augment)
+            b["image_present"] = inp.image_ok[idx] & ok
         else:
             b["image"], b["image_present"] = None, torch.zeros(len(idx), dtype=torch.bool)
         b["text_present"] = inp.text_ok[idx] if inp.text_ok is not None else torch.zeros(len(idx), dtype=torch.bool)
@@ -106,6 +116,26 @@ def predict_rows(model, rows, batcher: Batcher, batch_size: int = 256) -> np.nda
     return S
 
 
+def _bundle_image_encoder(bundle):
+    """The poster backbone a bundle reads through, with the weights ``Bundle.backbone_weights`` names, seen at
+    the level its poster models take (pooled features, activations before the last block, or pixels)."""
+    from .encoders.image import build_image_encoder, image_view
+    from .errors import BundleError
+    from .models.build import image_level
+
+    weights = bundle.backbone_weights()
+    img = build_image_encoder(bundle.spec["image_encoder"], weights)
+    fp = bundle.config.get("image_fingerprint")
+    if bundle.image_weights is None and bundle.config.get("image_backbone"):
+        if img.fingerprint != bundle.config.get("image_backbone_sha"):
+            raise BundleError(f"{weights}: does not match the checksum recorded in the bundle; the bundle is damaged")
+        img.fingerprint = fp or img.fingerprint  # the very weights it trained with: the same feature cache
+    elif fp and getattr(img, "fingerprint", fp) != fp:
+        log.warning("image encoder weights differ from the ones the model was trained with (%s != %s)",
+                    img.fingerprint, fp)
+    return image_view(img, image_level(bundle.spec))
+
+
 def bundle_encoders(bundle, encoders: dict, text_runtime: str | None = None) -> InputEncoders:
     """The encoders a bundle needs (None where it has no such input); built once and kept in ``encoders``."""
     spec = bundle.spec
@@ -113,13 +143,7 @@ def bundle_encoders(bundle, encoders: dict, text_runtime: str | None = None) -> 
     if spec.get("image_dim"):
         img = encoders.get("image")
         if img is None:
-            from .encoders.image import build_image_encoder
-
-            img = encoders["image"] = build_image_encoder(spec["image_encoder"], bundle.config.get("image_weights"))
-            fp = bundle.config.get("image_fingerprint")
-            if fp and getattr(img, "fingerprint", fp) != fp:
-                log.warning("image encoder weights differ from the ones the model was trained with (%s != %s)",
-                            img.fingerprint, fp)
+            img = encoders["image"] = _bundle_image_encoder(bundle)
     minilm = None
     if spec.get("text_route") == "minilm":
         minilm = encoders.get("minilm")

@@ -69,13 +69,15 @@ class GenreClassifier:
     left out of the pickle and rebuilt on first use.
     """
 
-    def __init__(self, config=None, model: str | None = None, text_runtime: str | None = None):
+    def __init__(self, config=None, model: str | None = None, text_runtime: str | None = None,
+                 image_weights: str | os.PathLike | None = None):
         self.config = config
         self.model = model
+        self.image_weights = image_weights  # poster backbone file for a bundle that does not carry it
         self.text_runtime = text_runtime  # MiniLM at prediction: auto|torch|onnxruntime|onnxruntime-int8 (text.py)
 
     # -- scikit-learn estimator protocol -------------------------------------------------------------------
-    _PARAMS = ("config", "model", "text_runtime")
+    _PARAMS = ("config", "model", "text_runtime", "image_weights")
 
     def get_params(self, deep: bool = True) -> dict:
         """The constructor's parameters (scikit-learn's ``clone`` and ``repr`` use them)."""
@@ -121,10 +123,11 @@ class GenreClassifier:
 
     # -- persistence -------------------------------------------------------------------------------------
     @classmethod
-    def load(cls, path: str | os.PathLike, model: str | None = None,
-             text_runtime: str | None = None) -> "GenreClassifier":
-        """Load a run dir (holding ``model/``) or a bundle folder. ``text_runtime``: see ``MiniLMEncoder``."""
-        clf = cls(model=model, text_runtime=text_runtime)
+    def load(cls, path: str | os.PathLike, model: str | None = None, text_runtime: str | None = None,
+             image_weights: str | os.PathLike | None = None) -> "GenreClassifier":
+        """Load a run dir (holding ``model/``) or a bundle folder. ``text_runtime``: see ``MiniLMEncoder``;
+        ``image_weights``: the poster backbone's weights file, for a bundle that does not carry them."""
+        clf = cls(model=model, text_runtime=text_runtime, image_weights=image_weights)
         clf._load(Path(path))
         return clf
 
@@ -133,7 +136,7 @@ class GenreClassifier:
 
         if not path.exists():
             raise BundleError(f"{path}: no such run or model folder")
-        self.bundle_ = load_bundle(path)
+        self.bundle_ = load_bundle(path, image_weights=self.image_weights)
         name = self.model or self.bundle_.default_model
         if name not in self.bundle_.models:
             raise BundleError(f"{path}: has no {name!r} model (it has {', '.join(self.bundle_.models)})")

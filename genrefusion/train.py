@@ -43,10 +43,12 @@ from .inference import Batcher, RowSet, model_logits, predict_rows, row_loader, 
 from .metrics import selection_score
 from .modelcard import write_model_card
 from .models import FusedModel, build_fused, build_single, drop_modalities, model_spec
+from .models.build import IMAGE_LEVELS
+from .training.finetune import decode_workers, fused_param_groups, poster_param_groups
 from .training.optim import compute_pos_weight, make_scheduler, masked_bce
 from .training.rundir import RUN_FORMAT, RunDir, clone_state, close_log, finished_run, prepare, setup_log
 from .training.seeding import seed_everything, stage_seed
-from .training.ulmfit import init_lstm, lstm_param_groups, run_lm_stage
+from .training.ulmfit import init_lstm, lm_texts, lstm_param_groups, run_lm_stage
 from .version import __version__
 from .versions import library_versions
 
@@ -179,7 +181,8 @@ def fit_stage(run: RunDir, spec: StageSpec, batcher: Batcher, corpus: Corpus, cf
         seed_everything(s + dist.info().rank)  # other ranks: different dropout masks, as within one batch
         g = torch.Generator().manual_seed(s)
         sampler, batch_size = dist.epoch_sampler(RowSet(spec.train_rows), g, s, tc.batch_size, drop_last)
-        loader = row_loader(spec.train_rows, batcher, batch_size, sampler=sampler, drop_last=drop_last)
+        loader = row_loader(spec.train_rows, batcher.for_training(), batch_size, sampler=sampler, drop_last=drop_last,
+                            **decode_workers(batcher.inputs, cfg, s))
         train_loss = dist.mean_over_ranks(train_one_epoch(train_model, loss_fn, optimizer, scheduler, loader, epoch,
                                                           spec.name, spec.modality_dropout, g, progress))
         dist.sync_buffers(model)  # every rank evaluates (and keeps as best) rank 0's BatchNorm statistics
@@ -272,6 +275,7 @@ class Job:
     plot_candidates: dict[str, dict] = field(default_factory=dict)
     route: str | None = None
     final_spec: dict | None = None
+    backbone: nn.Module | None = None  # the pretrained poster backbone a fine-tuned poster model starts from
 
     def rows_with(self, ok, rows):
         return rows[ok[rows]]
@@ -347,10 +351,13 @@ def compute_features(job: Job) -> None:
     job.routes = (["minilm", "lstm"] if cfg.text.encoder == "auto" else [cfg.text.encoder]) if need_text else []
     cache_root = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir() / "features"
     encoders = InputEncoders()
+    level = IMAGE_LEVELS[cfg.train.finetune]
     if "poster" in models or "fused" in models:
-        from .encoders.image import build_image_encoder
+        from .encoders.image import build_image_encoder, image_view
 
-        encoders.image = build_image_encoder(cfg.image.encoder, cfg.image.weights).to(job.device)
+        backbone = build_image_encoder(cfg.image.encoder, cfg.image.weights).to(job.device)
+        encoders.image = image_view(backbone, level)
+        job.backbone = backbone if level != "features" else None
     if "minilm" in job.routes:
         from .encoders.text import MiniLMEncoder
 
@@ -363,8 +370,9 @@ def compute_features(job: Job) -> None:
         encoders.vocab = Vocab.build([corpus.plots[i] for i in job.train_rows], min_freq=lc.min_freq,
                                      max_size=lc.max_vocab)
     inputs = job.inputs = build_inputs(corpus.posters, corpus.plots, encoders, cache_root, corpus.keys,
-                                       cfg.image.batch_size, cfg.text.batch_size, cfg.image.num_workers, job.progress)
-    img = encoders.image
+                                       cfg.image.batch_size, cfg.text.batch_size, cfg.image.num_workers, job.progress,
+                                       lazy_pixels=True)
+    img = getattr(encoders.image, "base", encoders.image)  # the backbone itself, under any view
     job.encoders_info = {"image": {"name": img.name, "fingerprint": img.fingerprint, "dim": img.dim} if img else None,
                          "minilm_fingerprint": getattr(encoders.minilm, "fingerprint", None), "vocab": encoders.vocab}
     del encoders, img
@@ -395,11 +403,11 @@ def train_poster(job: Job) -> None:
     # re-seed before every model build: a cold feature cache runs DataLoaders that draw from the global
     # RNG, a warm one does not, and the initial weights must not depend on that
     seed_everything(stage_seed(job.cfg.seed, "build_poster", 0))
-    poster = build_single(spec, "poster").to(job.device)
+    poster = build_single(spec, "poster", image_encoder=job.backbone).to(job.device)
     poster.set_prior(job.prior)
     ok = job.inputs.image_ok.numpy()
     job.training["poster"] = fit_stage(job.run, StageSpec(
-        "poster", poster, [{"params": list(poster.parameters()), "lr": job.cfg.train.lr}],
+        "poster", poster, poster_param_groups(poster, job.cfg.train),
         job.rows_with(ok, job.train_rows), job.rows_with(ok, job.dev_rows), job.cfg.train.epochs),
         Batcher(job.inputs, job.corpus.Y, job.corpus.M), job.corpus, job.cfg, job.pos_weight, job.progress)
     job.trained["poster"] = poster
@@ -429,13 +437,20 @@ def train_plot(job: Job, route: str) -> None:
 
 
 def _train_lstm_plot(job: Job, spec: dict, batcher: Batcher, tr, dv) -> nn.Module:
-    """ULMFiT: LM fine-tuning on the training plots, then the classifier with gradual unfreezing."""
-    cfg, lc, vocab, plots = job.cfg, job.cfg.text.lstm, job.encoders_info["vocab"], job.corpus.plots
-    lstm, lm_bias = init_lstm(spec["lstm"], vocab, lc)
+    """ULMFiT: language-model pre-training on all LM text (the training plots + ``text.lstm.lm_data``),
+    fine-tuning on the training plots, then the classifier with gradual unfreezing."""
+    cfg, lc, vocab, corpus = job.cfg, job.cfg.text.lstm, job.encoders_info["vocab"], job.corpus
+    lstm, bias = init_lstm(spec["lstm"], vocab, lc)
     lstm = lstm.to(job.device)
-    # LM fine-tuning is short and not data-parallel: rank 0 runs it, the others take its weights
-    job.training["lm"] = dist.run_on_main(lambda: run_lm_stage(
-        job.run, lstm, vocab, [plots[i] for i in tr], [plots[i] for i in dv], cfg, job.progress, lm_bias), lstm)
+    train_texts, dev_texts = [corpus.plots[i] for i in tr], [corpus.plots[i] for i in dv]
+    unseen = {corpus.titles[i].group_key for part in ("dev", "test") for i in corpus.rows(part)}
+    pretrain = lm_texts(train_texts, lc.lm_data, unseen) if lc.lm_data else []
+    # the LM stages are not data-parallel: rank 0 runs them, the others take its weights
+    for stage, texts, epochs in (("lm_pretrain", pretrain, lc.lm_pretrain_epochs), ("lm", train_texts, lc.lm_epochs)):
+        if stage == "lm_pretrain" and not lc.lm_data:
+            continue  # no text beyond the training plots: the fine-tuning stage alone reads them
+        job.training[stage], bias = dist.run_on_main(lambda: run_lm_stage(
+            job.run, lstm, vocab, texts, dev_texts, cfg, job.progress, bias, stage, epochs), lstm)
     model = build_single(spec, "plot", lstm).to(job.device)
     model.set_prior(job.prior)
     for phase, n_ep in enumerate(lc.unfreeze_epochs):
@@ -466,23 +481,12 @@ def choose_text_route(job: Job) -> None:
 
 # -- 4. fused model -----------------------------------------------------------------------------------------
 def train_fused(job: Job) -> None:
-    """Branches from the trained single models, trained whole (the AWD-LSTM itself stays frozen)."""
+    """Branches from the trained single models, trained whole; the pretrained encoders inside them too with
+    ``train.finetune`` (``training.finetune.fused_param_groups``)."""
     tc = job.cfg.train
     seed_everything(stage_seed(job.cfg.seed, "build_fused", 0))
     fused = build_fused(job.final_spec, job.trained["poster"], job.trained["plot"]).to(job.device)
-    branch = set(id(p) for p in fused.branch_parameters())
-    # the AWD-LSTM was just fine-tuned by gradual unfreezing; back-propagating through it in every fused
-    # epoch would cost more than all other stages together on a CPU, so the fused stage keeps it frozen
-    # (its head body still trains, at the branch rate)
-    frozen = set(id(p) for p in fused.plot.encoder.parameters()) if fused.plot.encoder is not None else set()
-    if tc.branch_lr_factor == 0:
-        frozen |= branch
-    for p in fused.parameters():
-        p.requires_grad_(id(p) not in frozen)
-    groups = [{"params": [p for p in fused.parameters() if id(p) in branch and id(p) not in frozen],
-               "lr": tc.lr * tc.branch_lr_factor},
-              {"params": [p for p in fused.parameters() if id(p) not in branch], "lr": tc.lr}]
-    groups = [g for g in groups if g["params"]]
+    groups = fused_param_groups(fused, job.cfg, tc.finetune)
     any_ok = job.inputs.image_ok.numpy() | job.inputs.text_ok.numpy()
     job.training["fused"] = fit_stage(job.run, StageSpec(
         "fused", fused, groups, job.rows_with(any_ok, job.train_rows), job.rows_with(any_ok, job.dev_rows),
@@ -567,6 +571,7 @@ def write_outputs(job: Job, ev: Evaluation, write_report: bool) -> dict:
     """The model bundle, ``test_scores.npz``, ``metrics.json`` and the report."""
     from .bundle import save_bundle
     from .decision import per_genre
+    from .data.distribution import genre_distribution
     from .io import write_json
     from .thresholds import combination_keys
     from .training.rundir import save_test_scores
@@ -580,8 +585,9 @@ def write_outputs(job: Job, ev: Evaluation, write_report: bool) -> dict:
             else (vocab.fingerprint if route == "lstm" else None),
             "train_config": cfg.to_dict(), "dev_scores": {k: ev.metrics[k]["dev_score"] for k in bundle_models},
             "select_metric": cfg.train.select_metric, "library_versions": library_versions()}
+    carry = cfg.image.weights if img and cfg.image.weights and cfg.image.bundle_weights else None
     save_bundle(out / "model", job.final_spec, bundle_models, {k: ev.thresholds[k] for k in bundle_models}, meta,
-                vocab if route == "lstm" else None)
+                vocab if route == "lstm" else None, backbone_file=carry)
     sc, G = ev.scored, corpus.genres
     timings["total_s"] = round(time.perf_counter() - job.t_start, 2)
     result = {
@@ -592,6 +598,10 @@ def write_outputs(job: Job, ev: Evaluation, write_report: bool) -> dict:
                   "test_by_combination": sc["n_by_combination"], "test_by_kind": sc["n_by_kind"],
                   "grouped_by": "imdb_id", "file": "split.json"},
         "genres": corpus.genres, "dropped_genres": corpus.dropped_genres,
+        "train_genre_distribution": genre_distribution(
+            [corpus.datasets[d].name for d in corpus.ds_index[job.train_rows]],
+            [corpus.titles[i].kind for i in job.train_rows], corpus.Y[job.train_rows], corpus.M[job.train_rows],
+            corpus.genres),
         "config": cfg.to_dict(), "models_trained": job.models, "text_route": route,
         "plot_candidates": {r: c["dev_score"] for r, c in job.plot_candidates.items()},
         "select_metric": cfg.train.select_metric, "masking": MASKING,

@@ -124,7 +124,7 @@ def test_resnet50_loads_user_weights(resnet_weights):
 
 
 def test_resnet50_without_weights_says_how_to_supply():
-    with pytest.raises(ConfigError, match=r"set \[image\] weights = \"FILE\" in the config, or pass --set image\.weights="):
+    with pytest.raises(ConfigError, match=r"set \[image\] weights = \"FILE\".*--image-weights FILE"):
         build_image_encoder("resnet50")
 
 

@@ -14,11 +14,25 @@ from genrefusion.errors import BundleError, ConfigError
 
 
 def test_tokenize_marks_case_and_splits_like_spacy():
-    assert tokenize("The DEA agent didn't know Smith's gun, in 1,999!") == [
+    assert tokenize("The DEA agent didn't know Smith's gun, in 1,990!") == [
         "xxmaj", "the", "xxup", "dea", "agent", "did", "n't", "know", "xxmaj", "smith", "'s", "gun", ",", "in",
-        "1,999", "!"]
+        "1,990", "!"]
     assert tokenize("Zoë’s café") == ["xxmaj", "zoë", "'s", "café"]
     assert tokenize("") == []
+
+
+def test_tokenize_applies_fastai_rules():
+    """fastai's fix_html, replace_rep, replace_wrep, replace_all_caps and replace_maj, so a fastai vocabulary
+    (WikiText-103's) has the same tokens."""
+    assert tokenize("Nooooo!!! go go go go, McDonald &amp; A <br />new @-@ day") == [
+        "xxmaj", "n", "xxrep", "5", "o", "xxrep", "3", "!", "xxwrep", "4", "go", ",", "mcdonald", "&", "xxmaj",
+        "a", "new", "-", "day"]
+    assert tokenize("It&#39;s <unk>") == ["xxmaj", "it", "'s", "xxunk"]
+
+
+def test_vocab_from_before_the_repeat_tokens_still_loads():
+    old = Vocab(SPECIALS[:6] + ["spy"])
+    assert old.numericalise("Spy!!!", bos=False) == [old.stoi["xxmaj"], old.stoi["spy"], 1, 1, 1]  # xxrep 3 !
 
 
 def test_vocab_build_numericalise_and_json_round_trip():
@@ -92,6 +106,24 @@ def test_pooled_shape_and_padding_invariance():
     assert torch.allclose(alone[0], torch.cat([o[-1], o.max(0).values, o.mean(0)]), atol=1e-6)
 
 
+def test_whole_plots_in_bptt_chunks_equal_one_pass():
+    """fastai's SentenceEncoder: chunks with the state carried over give the one-pass result in eval mode, a
+    short plot is unaffected by a long one in its batch, and gradients reach the LSTM from every chunk."""
+    enc = small_encoder().eval()
+    torch.manual_seed(1)
+    seqs = [torch.randint(2, 40, (n,)).tolist() for n in (5, 130, 70, 71, 200, 1)]
+    ids, lengths = collate_ids(seqs, max_len=1000)
+    with torch.no_grad():
+        whole = enc.pooled(ids, lengths)
+        for bptt in (7, 70, 72):
+            assert torch.allclose(enc.pooled(ids, lengths, bptt=bptt), whole, atol=1e-5)
+        alone = enc.pooled(*collate_ids(seqs[:1], max_len=1000), bptt=7)
+    assert torch.allclose(alone[0], whole[0], atol=1e-5)
+    enc.train()
+    enc.pooled(ids, lengths, bptt=30)[4].sum().backward()  # the 200-token plot: 7 chunks
+    assert all(r.lstm.weight_ih_l0.grad.abs().sum() > 0 for r in enc.rnns)
+
+
 def test_dropouts_active_in_training_and_grads_reach_raw_weights():
     enc = small_encoder().train()
     ids, lengths = collate_ids([[2, 7, 8, 9, 10, 11]] * 2, max_len=10)
@@ -128,7 +160,8 @@ def test_language_model_training_reduces_loss(shipped):
 
 def test_load_pretrained_awd_remaps_rows_by_word(tmp_path):
     # a fastai-layout LM checkpoint, written the way fastai names its keys
-    old_itos = ["xxunk", "xxpad", "xxbos", "xxeos", "xxmaj", "xxup", "the", "cat", "dog"]
+    # fastai v2's special tokens, in its order (defaults.text_spec_tok)
+    old_itos = ["xxunk", "xxpad", "xxbos", "xxeos", "xxfld", "xxrep", "xxwrep", "xxup", "xxmaj", "the", "cat", "dog"]
     src = small_encoder(vocab_size=len(old_itos))
     sd = {"0.encoder.weight": src.emb.weight.detach().clone(),
           "0.encoder_dp.emb.weight": src.emb.weight.detach().clone(),
@@ -150,12 +183,23 @@ def test_load_pretrained_awd_remaps_rows_by_word(tmp_path):
     W, old = enc.emb.weight.detach(), src.emb.weight.detach()
     assert torch.equal(W[vocab.stoi["dog"]], old[old_itos.index("dog")])
     assert torch.equal(W[vocab.stoi["the"]], old[old_itos.index("the")])
-    assert torch.equal(W[vocab.stoi["xxpad"]], old[old_itos.index("xxpad")])
+    for tok in ("xxpad", "xxrep", "xxwrep", "xxmaj"):
+        assert torch.equal(W[vocab.stoi[tok]], old[old_itos.index(tok)])
     assert torch.allclose(W[vocab.stoi["bird"]], old.mean(0))
     assert info["decoder_bias"][vocab.stoi["dog"]] == old_itos.index("dog")
     for a, b in zip(enc.rnns, src.rnns):
         assert torch.equal(a.lstm.weight_hh_l0, b.lstm.weight_hh_l0)
         assert torch.equal(a.lstm.weight_ih_l0, b.lstm.weight_ih_l0)
+
+    # a checkpoint saved without fastai's WeightDropout wrapper has no *_raw key: its module weight is used
+    no_raw = {k: v for k, v in sd.items() if not k.endswith("_raw")}
+    for i, r in enumerate(src.rnns):
+        no_raw[f"0.rnns.{i}.module.weight_hh_l0"] = r.lstm.weight_hh_l0.detach().clone()
+    torch.save(no_raw, tmp_path / "no_raw.pth")
+    enc2 = AWDLSTMEncoder(len(vocab), emb_size=16, hidden_size=24, n_layers=3)
+    load_pretrained_awd(enc2, tmp_path / "no_raw.pth", itos_file, vocab=vocab)
+    for a, b in zip(enc2.rnns, src.rnns):
+        assert torch.equal(a.lstm.weight_hh_l0, b.lstm.weight_hh_l0)
 
     wrong = AWDLSTMEncoder(len(vocab), emb_size=16, hidden_size=32, n_layers=3)
     with pytest.raises(ConfigError, match="emb_size=16, hidden_size=24, n_layers=3"):

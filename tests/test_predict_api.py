@@ -180,9 +180,9 @@ def test_estimator_params_and_classes(clf):
     from sklearn.base import clone
 
     assert clf.classes_ == clf.genres_
-    assert clf.get_params() == {"config": None, "model": None, "text_runtime": None}
+    assert clf.get_params() == {"config": None, "model": None, "text_runtime": None, "image_weights": None}
     fresh = clone(GenreClassifier(model="poster", text_runtime="torch"))
-    assert fresh.get_params() == {"config": None, "model": "poster", "text_runtime": "torch"}
+    assert fresh.get_params() == {"config": None, "model": "poster", "text_runtime": "torch", "image_weights": None}
     assert not hasattr(fresh, "bundle_") and repr(fresh) == "GenreClassifier(unfitted)"
     assert fresh.set_params(model="plot") is fresh and fresh.model == "plot"
     with pytest.raises(ValueError, match="no parameter 'colour'"):

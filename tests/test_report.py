@@ -13,7 +13,8 @@ from genrefusion.errors import GenreFusionError
 from genrefusion.metrics import SUMMARY
 from genrefusion.report import write_report
 
-FIGURES = ("main_metrics", "per_genre_f1", "confusion_grid", "pr_curves", "training_curves")
+FIGURES = ("genre_distribution", "accuracy", "main_metrics", "per_genre_f1", "confusion_fused", "confusion_poster",
+           "confusion_plot", "pr_curves", "training_curves")
 
 
 @pytest.fixture
@@ -46,6 +47,28 @@ def test_figures_and_html(run):
     for part in ("train", "dev", "test"):
         assert f"<td>{part}</td><td>{m['split'][part]}</td>" in page
     assert "features_s" in page and "Biography" in page
+
+
+def test_paper_figures_data(run):
+    """Fig. 2's counts are the training split's labelled positives by dataset and kind; Fig. 3 has the
+    always-negative accuracy, which is 1 - the positive rate of the labelled test pairs."""
+    page = write_report(run, progress=False).read_text()
+    m = json.loads((run / "metrics.json").read_text())
+    dist = m["train_genre_distribution"]
+    assert {(g["dataset"], g["kind"]) for g in dist["groups"]} == {("cornell_tmdb", "movie"),
+                                                                   ("poster_genres_av", "unknown")}
+    assert sum(g["titles"] for g in dist["groups"]) == m["split"]["train"]
+    cornell = next(g for g in dist["groups"] if g["dataset"] == "cornell_tmdb")
+    assert cornell["labelled"]["Biography"] == 0 and cornell["positives"]["Biography"] == 0  # unknown, not negative
+    assert "<th>cornell_tmdb (movie)</th>" in page and "<th>poster_genres_av (kind not given)</th>" in page
+    table = page[page.index("<th>cornell_tmdb (movie)</th>"):]
+    bio = re.search(r"<tr><td>Biography</td><td>(.*?)</td><td>(.*?)</td></tr>", table)
+    assert bio.group(1) == "–" and int(bio.group(2)) > 0
+    neg = m["models"]["always_negative"]
+    Y = np.load(run / "test_scores.npz")["Y"].astype(bool)
+    M = np.load(run / "test_scores.npz")["M"].astype(bool)
+    assert neg["per_label_accuracy"] == pytest.approx(1 - Y[M].mean())
+    assert "accuracy_multi" in page
 
 
 def test_confusion_counts_in_per_genre_table(run):

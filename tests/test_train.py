@@ -190,22 +190,26 @@ def _fake_pretrained_lm(tmp_path, emb=16, hidden=24, layers=2):
 
 @pytest.mark.slow
 def test_lstm_route_end_to_end(tiny_run_data, tiny_run_cache, tmp_path, monkeypatch):
-    """text.encoder=lstm from a user-supplied pretrained LM: LM fine-tuning + gradual unfreezing train, the fused
-    model keeps the fine-tuned LSTM frozen (its weights equal the plot model's), and the bundle predicts from a
-    plot alone through GenreClassifier."""
+    """text.encoder=lstm from a user-supplied pretrained LM: LM pre-training on the training plots + unlabelled
+    plots of another dataset (its dev/test titles left out), fine-tuning on the training plots, gradual
+    unfreezing on whole plots read in BPTT chunks; the fused model keeps the fine-tuned LSTM frozen (its weights
+    equal the plot model's), and the bundle predicts from a plot alone through GenreClassifier."""
     from genrefusion.bundle import load_bundle
     from genrefusion.predict import GenreClassifier
 
     monkeypatch.setenv("GENREFUSION_CACHE", str(tiny_run_cache))
     lm_path, itos_path, src = _fake_pretrained_lm(tmp_path)
     over = {**TINY_RUN_OVERRIDES, "text.encoder": "lstm", "text.lstm.emb_dim": 16, "text.lstm.hidden": 24,
-            "text.lstm.max_len": 40, "text.lstm.unfreeze_epochs": [1, 0, 1], "train.epochs": 2,
-            "text.lstm.pretrained": str(lm_path), "text.lstm.pretrained_vocab": str(itos_path)}
+            "text.lstm.bptt": 16, "text.lstm.unfreeze_epochs": [1, 0, 1], "train.epochs": 2,
+            "text.lstm.pretrained": str(lm_path), "text.lstm.pretrained_vocab": str(itos_path),
+            "text.lstm.lm_data": [str(tiny_run_data[0])]}
     run = tmp_path / "run"
     m = T.main(tiny_run_data, run, load_config(overrides=over), progress=False, write_report=False, device="cpu")
-    assert m["text_route"] == "lstm" and {"lm", "plot_lstm_1", "plot_lstm_3"} <= set(m["training"])
+    assert m["text_route"] == "lstm" and {"lm_pretrain", "lm", "plot_lstm_1", "plot_lstm_3"} <= set(m["training"])
     assert "plot_lstm_2" not in m["training"]  # a phase with 0 epochs is skipped
-    assert m["training"]["lm"]["epochs_run"] == 1
+    assert m["training"]["lm"]["epochs_run"] == 1 and m["training"]["lm_pretrain"]["epochs_run"] == 1
+    # the extra dataset is the training one itself: its training plots come twice, its dev/test ones never
+    assert m["training"]["lm_pretrain"]["texts"] == 2 * m["training"]["lm"]["texts"]
     assert "words found in its vocabulary" in (run / "train.log").read_text()
     b = load_bundle(run)
     plot_enc, fused_enc = b.models["plot"].encoder.state_dict(), b.models["fused"].plot.encoder.state_dict()

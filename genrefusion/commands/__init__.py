@@ -17,3 +17,10 @@ def in_range(kind, lo, hi, what: str):
 
     parse.__name__ = kind.__name__  # argparse names the type in its messages
     return parse
+
+
+def add_image_weights(p) -> None:
+    """``--image-weights FILE``: the poster backbone's weights for a bundle that does not carry them."""
+    p.add_argument("--image-weights", metavar="FILE", default=None,
+                   help="poster backbone weights (e.g. the ImageNet ResNet-50 state dict) for a model bundle that "
+                        "does not carry them; overrides the bundle's own copy")

@@ -10,6 +10,8 @@ are the run's (tuned on its dev split). With --data, titles the run trained or s
 (same imdb_id, any dataset) are left out unless --split all."""
 from __future__ import annotations
 
+from . import add_image_weights
+
 import argparse
 
 
@@ -22,6 +24,7 @@ def add_arguments(p):
                         "with --data: test (default) leaves out titles the run saw, all keeps them")
     p.add_argument("--out", metavar="FILE", help="write the full result as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_image_weights(p)
 
 
 def run(args) -> int:
@@ -33,7 +36,7 @@ def run(args) -> int:
     if args.data and args.split == "dev":
         raise ConfigError("--split dev applies to the run's own data; with --data use test or all")
     result = evaluate_run(args.run_dir, data=args.data, split=args.split, cache_dir=cache_dir() / "features",
-                          progress=not args.no_progress)
+                          progress=not args.no_progress, image_weights=args.image_weights)
     print(f"evaluated on {result['evaluated_on']}: {result['n_titles']} titles "
           f"({result['n_with_both']} with poster and plot)")
     print(summary_table(result))

@@ -9,6 +9,8 @@ features computed as in predict: MiniLM sentence embedding, or the model's poole
 Python helpers that compute the inputs."""
 from __future__ import annotations
 
+from . import add_image_weights
+
 
 def add_arguments(p):
     import argparse
@@ -17,14 +19,17 @@ def add_arguments(p):
     p.add_argument("run_dir", metavar="RUN_DIR", help="a trained run folder (or its model bundle folder)")
     p.add_argument("--format", default="onnx", choices=["onnx"], help="export format (default onnx)")
     p.add_argument("--out", required=True, metavar="FILE", help="output file, e.g. model.onnx")
+    add_image_weights(p)
     p.add_argument("--no-check", action="store_true",
                    help="skip the onnxruntime-vs-PyTorch check of the written graph")
 
 
 def run(args) -> int:
     from ..export import export_onnx
+    from ..predict import GenreClassifier
 
-    info = export_onnx(args.run_dir, args.out, args.format, check=not args.no_check)
+    clf = GenreClassifier.load(args.run_dir, image_weights=args.image_weights)
+    info = export_onnx(clf, args.out, args.format, check=not args.no_check)
     names = ", ".join(info["inputs"])
     print(f"wrote {args.out} ({info['model']} model, {len(info['genres'])} genres; inputs: {names}) "
           f"and {args.out}.json")

@@ -25,7 +25,7 @@ from __future__ import annotations
 import argparse
 
 from ..encoders import TEXT_RUNTIMES
-from . import in_range
+from . import add_image_weights, in_range
 
 POSITIVE_INT = in_range(int, 1, float("inf"), "a positive integer")
 
@@ -47,6 +47,7 @@ def add_arguments(p):
     both.add_argument("--threshold", type=in_range(float, 0.0, 1.0, "a number between 0 and 1"),
                       metavar="P",
                       help="one threshold for every genre instead of the tuned per-genre thresholds")
+    add_image_weights(both)
     b = p.add_argument_group("batch")
     b.add_argument("--batch", metavar="INPUT", help="dataset folder, CSV/TSV or JSONL file of titles")
     b.add_argument("--out", metavar="OUT", help="output file: .jsonl or .csv (required with --batch)")
@@ -81,10 +82,10 @@ def run(args) -> int:
     return _run_single(args)
 
 
-def _load(run_dir, text_runtime=None):
+def _load(run_dir, text_runtime=None, image_weights=None):
     from ..predict import GenreClassifier
 
-    return GenreClassifier.load(run_dir, text_runtime=text_runtime)
+    return GenreClassifier.load(run_dir, text_runtime=text_runtime, image_weights=image_weights)
 
 
 def _read_plot(args) -> str | None:
@@ -120,7 +121,7 @@ def _run_single(args) -> int:
         raise BadInput("plot: empty text" + (f" in {args.plot_file}" if args.plot_file else ""))
     # decode first: a bad poster is reported before the model loads
     poster = load_image(args.poster) if args.poster is not None else None
-    clf = _load(args.run_dir, args.text_runtime)
+    clf = _load(args.run_dir, args.text_runtime, args.image_weights)
     out = clf.predict_one(poster=poster, plot=plot, top_k=args.top_k, threshold=args.threshold)
     print(json.dumps(out, indent=2, ensure_ascii=False))
     return 0
@@ -144,7 +145,7 @@ def _run_batch(args) -> int:
     columns = {f: getattr(args, f"col_{f}") for f in FIELDS if getattr(args, f"col_{f}", None)}
     inp = B.open_input(args.batch, columns=columns or None, sep=args.sep, encoding=args.encoding,
                        field_map=parse_field_map(args.field_map), images=args.images)
-    clf = _load(args.run_dir, args.text_runtime)
+    clf = _load(args.run_dir, args.text_runtime, args.image_weights)
     total = inp.count()
     label = f"predict {Path(args.batch).name}" + (f" shard {shard[0]}/{shard[1]}" if shard else "")
     bar = B.progress_bar(total, label, enabled=not args.no_progress)

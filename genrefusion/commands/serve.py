@@ -16,7 +16,7 @@ page asks for it once. Without a key anyone who can reach the port can use the A
 from __future__ import annotations
 
 from ..encoders import TEXT_RUNTIMES
-from . import in_range
+from . import add_image_weights, in_range
 
 
 def add_arguments(p):
@@ -29,6 +29,7 @@ def add_arguments(p):
                    help="TCP port (default 8000)")
     p.add_argument("--text-runtime", choices=TEXT_RUNTIMES, default=None,
                    help="how MiniLM plot features are computed (as for predict; default auto)")
+    add_image_weights(p)
     p.add_argument("--no-warmup", action="store_true", help="skip the warm-up prediction at startup")
     p.add_argument("--api-key", metavar="KEY",
                    help="require this key on every request but /health (at least 16 characters; default: "
@@ -57,7 +58,7 @@ def run(args) -> int:
     api_key = args.api_key if args.api_key is not None else (os.environ.get(ENV) or None)
     if api_key is not None:
         check_key(api_key)  # a bad key is refused before the model is loaded
-    clf = GenreClassifier.load(args.run_dir, text_runtime=args.text_runtime)
+    clf = GenreClassifier.load(args.run_dir, text_runtime=args.text_runtime, image_weights=args.image_weights)
     app = create_app(clf, warmup=not args.no_warmup, api_key=api_key)  # bundle errors surface here, before binding
     # bind ourselves so "port in use" is one clear line rather than uvicorn's traceback-free exit(1)
     try:

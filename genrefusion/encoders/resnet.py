@@ -12,7 +12,8 @@ from torch import nn
 
 from ..errors import ConfigError
 
-HOW_TO_SUPPLY = "set [image] weights = \"FILE\" in the config, or pass --set image.weights=FILE to train"
+HOW_TO_SUPPLY = ("set [image] weights = \"FILE\" in the config (or --set image.weights=FILE) to train; a trained "
+                 "bundle carries the file, else pass --image-weights FILE to predict, serve, evaluate or export")
 
 
 class Bottleneck(nn.Module):

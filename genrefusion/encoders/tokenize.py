@@ -1,13 +1,16 @@
 """ULMFiT-style tokenisation, the word vocabulary, and spaCy en_core_web_md vectors for embedding init.
 
-Tokens follow fastai's conventions: lowercase words, with ``xxmaj`` before a capitalised word and ``xxup`` before
-an all-caps one, so case survives lowercasing; clitics split like spaCy (``did n't``, ``smith 's``) so most tokens
+Tokens follow fastai's rules (``fastai.text.core.defaults.text_proc_rules``), so a fastai WikiText-103 model's
+vocabulary overlaps ours word for word: HTML entities and WikiText's `` @-@ `` fixed, a character repeated 3+ times
+-> ``xxrep n c``, a word repeated 3+ times -> ``xxwrep n w``, ``xxup`` before an all-caps word, ``xxmaj`` before a
+capitalised one, then everything lowercase; clitics split like spaCy (``did n't``, ``smith 's``) so most tokens
 have a spaCy vector. A regex, not a spaCy pipeline: tokenising every plot must be fast.
 The vocabulary is stored as JSON in model bundles (never pickled).
 """
 from __future__ import annotations
 
 import hashlib
+import html
 import re
 from collections import Counter
 from typing import Iterable, Sequence
@@ -17,7 +20,16 @@ import numpy as np
 from ..errors import BundleError, GenreFusionError
 
 PAD, UNK, BOS, EOS, MAJ, UP = "xxpad", "xxunk", "xxbos", "xxeos", "xxmaj", "xxup"
-SPECIALS = [PAD, UNK, BOS, EOS, MAJ, UP]   # xxpad must stay id 0 (padding_idx / collate_ids pad value)
+REP, WREP = "xxrep", "xxwrep"
+SPECIALS = [PAD, UNK, BOS, EOS, MAJ, UP, REP, WREP]   # xxpad must stay id 0 (padding_idx / collate_ids pad value)
+_LEGACY_SPECIALS = SPECIALS[:6]  # vocabularies of bundles written before xxrep/xxwrep (they map those to xxunk)
+
+# fastai's pre-tokenisation rules (fix_html, replace_rep, replace_wrep), same patterns
+_HTML_FIXES = (("#39;", "'"), ("#146;", "'"), ("nbsp;", " "), ("#36;", "$"), ("\\n", "\n"),
+               ("quot;", "'"), ("<br />", "\n"), ('\\"', '"'), ("<unk>", UNK), (" @.@ ", "."), (" @,@ ", ","),
+               (" @-@ ", "-"))
+_RE_REP = re.compile(r"(\S)(\1{2,})")
+_RE_WREP = re.compile(r"(?:\s|^)(\w+)\s+((?:\1\s+)+)\1(\s|\W|$)")
 
 _TOKEN_RE = re.compile(r"""
       [^\W\d_]+(?=n't\b)             # "did" of "didn't" (spaCy's split)
@@ -31,19 +43,24 @@ _TOKEN_RE = re.compile(r"""
 _QUOTES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"', "\u2014": "-", "\u2013": "-"})
 
 
+def fastai_pre_rules(text: str) -> str:
+    """fastai's text rules before splitting: ``fix_html``, ``replace_rep``, ``replace_wrep``."""
+    text = html.unescape(text)  # first, so "&amp;" is one "&" (fastai's own fixes assume a stripped "&")
+    for a, b in _HTML_FIXES:
+        text = text.replace(a, b)
+    text = _RE_REP.sub(lambda m: f" {REP} {len(m.group(2)) + 1} {m.group(1)} ", text)
+    return _RE_WREP.sub(lambda m: f" {WREP} {len(m.group(2).split()) + 2} {m.group(1)} {m.group(3)}", text)
+
+
 def tokenize(text: str) -> list[str]:
-    """Text -> lowercase tokens with fastai's case markers (``xxmaj``, ``xxup``)."""
+    """Text -> lowercase tokens with fastai's markers (``xxmaj``, ``xxup``, ``xxrep``, ``xxwrep``)."""
     out: list[str] = []
-    for tok in _TOKEN_RE.findall(text.translate(_QUOTES)):
-        if tok[0].isupper():
-            if len(tok) > 1 and tok.isupper():
-                out.append(UP)
-            else:
-                out.append(MAJ)
-            tok = tok.lower()
-        elif tok.isupper():  # e.g. "N'T"
-            tok = tok.lower()
-        out.append(tok)
+    for tok in _TOKEN_RE.findall(fastai_pre_rules(text.translate(_QUOTES))):
+        if len(tok) > 1 and tok.isupper():          # fastai replace_all_caps
+            out.append(UP)
+        elif tok[0].isupper() and (len(tok) == 1 or tok[1:].islower()):  # fastai replace_maj
+            out.append(MAJ)
+        out.append(tok.lower())
     return out
 
 
@@ -52,7 +69,7 @@ class Vocab:
 
     def __init__(self, itos: Sequence[str]):
         itos = list(itos)
-        if itos[:len(SPECIALS)] != SPECIALS:
+        if itos[:len(SPECIALS)] != SPECIALS and itos[:len(_LEGACY_SPECIALS)] != _LEGACY_SPECIALS:
             raise BundleError(f"vocab: must start with the special tokens {SPECIALS}")
         if len(set(itos)) != len(itos):
             raise BundleError("vocab: duplicate tokens")

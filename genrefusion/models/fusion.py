@@ -1,10 +1,17 @@
 """The fused poster + plot model (the paper's merged model), with missing-modality support.
 
-Each branch is the ``body`` of a trained single model (its encoder, if any, + head up to the last
-hidden activation), so fused training starts from what the poster and plot models learned (the
-paper's staged training). Branch representations are concatenated -> ``PaperHead`` -> G logits
-(``fusion="concat"``, the paper's design), or combined by a gated multimodal unit
-(``fusion="gmu"``, Arevalo et al. 2017: a learned per-dimension gate between the two modalities).
+Where the branches join (``join``):
+
+- ``"heads"``: each branch is the ``body`` of a trained single model (its encoder, if any, + head up
+  to the last hidden activation, 256-d by default), so fused training starts from what the poster and
+  plot models learned beyond their inputs;
+- ``"features"`` (the paper's Fig. 1): each branch is only the single model's encoder, if any (the
+  AWD-LSTM, or a fine-tuned backbone top), and its input dropout, so the pooled backbone features are
+  concatenated with the text features (LSTM concat pooling, or MiniLM) and a new head learns from them.
+
+The two representations are concatenated -> ``PaperHead`` -> G logits (``fusion="concat"``, the
+paper's design), or combined by a gated multimodal unit (``fusion="gmu"``, Arevalo et al. 2017: a
+learned per-dimension gate between the two modalities).
 
 A title without a poster or without a plot gets that branch's learned ``missing`` embedding in place
 of the representation; together with modality dropout during training (``drop_modalities``) the
@@ -32,14 +39,22 @@ class GMU(nn.Module):
         return z * torch.tanh(self.proj_a(a)) + (1 - z) * torch.tanh(self.proj_b(b))
 
 
-class Branch(nn.Module):
-    """Encoder (optional) + head body of a single model, and a learned embedding for 'absent'."""
+JOINS = ("heads", "features")
 
-    def __init__(self, single: SingleModel):
+
+class Branch(nn.Module):
+    """Encoder (optional) + head body of a single model (``join="heads"``) or just its input dropout
+    (``join="features"``), and a learned embedding for 'absent'."""
+
+    def __init__(self, single: SingleModel, join: str = "heads"):
         super().__init__()
+        if join not in JOINS:
+            raise ValueError(f"join must be one of {JOINS}")
         self.encoder = copy.deepcopy(single.encoder)
-        self.body = copy.deepcopy(single.head.body)
-        self.rep_dim = single.head.rep_dim
+        if join == "heads":
+            self.body, self.rep_dim = copy.deepcopy(single.head.body), single.head.rep_dim
+        else:  # the head's first module is its input dropout
+            self.body, self.rep_dim = copy.deepcopy(single.head.body[:1]), single.head.in_dim
         self.missing = nn.Parameter(torch.zeros(self.rep_dim))
 
     def forward(self, inp, present: torch.Tensor) -> torch.Tensor:
@@ -59,13 +74,13 @@ class Branch(nn.Module):
 
 class FusedModel(nn.Module):
     def __init__(self, poster: SingleModel, plot: SingleModel, n_genres: int, hidden=(512, 256),
-                 dropout: float = 0.4, fusion: str = "concat"):
+                 dropout: float = 0.4, fusion: str = "concat", join: str = "heads"):
         super().__init__()
         if fusion not in ("concat", "gmu"):
             raise ValueError("fusion must be 'concat' or 'gmu'")
-        self.fusion = fusion
-        self.poster = Branch(poster)
-        self.plot = Branch(plot)
+        self.fusion, self.join = fusion, join
+        self.poster = Branch(poster, join)
+        self.plot = Branch(plot, join)
         dp, dt = self.poster.rep_dim, self.plot.rep_dim
         if fusion == "gmu":
             self.gmu = GMU(dp, dt, max(dp, dt))

@@ -53,18 +53,22 @@ def run_body(body: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 class TextPooler(nn.Module):
-    """Adapts an AWD-LSTM encoder (``.pooled(ids, lengths)``) to the branch interface."""
+    """Adapts an AWD-LSTM encoder (``.pooled(ids, lengths)``) to the branch interface; ``bptt``: read plots in
+    chunks of that many tokens (fastai's ``SentenceEncoder``; None: in one pass)."""
 
-    def __init__(self, lstm: nn.Module):
+    def __init__(self, lstm: nn.Module, bptt: int | None = None):
         super().__init__()
-        self.lstm = lstm
+        self.lstm, self.bptt = lstm, bptt
 
     @property
     def out_dim(self) -> int:
         return int(self.lstm.out_dim)
 
     def forward(self, inp: dict) -> torch.Tensor:
-        return self.lstm.pooled(inp["ids"], inp["lengths"])
+        return self.lstm.pooled(inp["ids"], inp["lengths"], self.bptt)
+
+    def layer_groups(self) -> list[list[nn.Parameter]]:
+        return self.lstm.layer_groups()
 
 
 def select_rows(inp, present: torch.Tensor):
