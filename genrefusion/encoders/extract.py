@@ -206,6 +206,7 @@ def extract_text_features(texts: Sequence[str | None], encoder, cache: FeatureCa
     values, ok, errors = _empty("extract_text_features", len(texts), ids, "texts", encoder.dim)
     by_key: dict[str, list[int]] = {}
     clean: dict[str, str] = {}
+    usable: dict[int, str] = {}
     for i, t in enumerate(texts):
         if t is None:
             continue
@@ -213,9 +214,11 @@ def extract_text_features(texts: Sequence[str | None], encoder, cache: FeatureCa
             errors[i] = f"plot of {ids[i] if ids else f'#{i}'}: expected text, got {type(t).__name__}"
             continue
         t = t.strip()
-        if not t:
-            continue
-        k = content_key(t)
+        if t:
+            usable[i] = t
+    # the encoder may key a text by more than its content (MiniLM: long texts are chunk averages)
+    key_fn = getattr(encoder, "feature_keys", None) or (lambda ts: [content_key(t) for t in ts])
+    for (i, t), k in zip(usable.items(), key_fn(list(usable.values()))):
         by_key.setdefault(k, []).append(i)
         clean[k] = t
     hits, todo = _from_cache(cache, by_key, values, ok)
