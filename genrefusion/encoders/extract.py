@@ -71,8 +71,8 @@ def _poster_key(p, name: str) -> tuple[str | None, str | None]:
 
 
 class _PosterSet(torch.utils.data.Dataset):
-    def __init__(self, items: list[tuple[int, object, str]], encoder):
-        self.items = items
+    def __init__(self, items: list[tuple[int, object, str, int | None]], encoder):
+        self.items = items  # (row, source, name, seed of the augmented view or None for the poster itself)
         self.encoder = encoder
 
     def __len__(self) -> int:
@@ -81,14 +81,21 @@ class _PosterSet(torch.utils.data.Dataset):
     def __getitem__(self, j: int):
         from ..data.images import load_image
 
-        i, src, name = self.items[j]
+        i, src, name, seed = self.items[j]
         if isinstance(src, torch.Tensor):
             want = (3, self.encoder.input_size, self.encoder.input_size)
             if tuple(src.shape) != want or src.dtype != torch.float32:
                 return i, None, f"{name}: preprocessed poster must be a float32 tensor of shape {list(want)}"
+            if seed is not None:
+                return i, None, f"{name}: a preprocessed poster has no augmented views"
             return i, src, None
         try:
-            return i, self.encoder.preprocess(load_image(src, name=name)), None
+            im = load_image(src, name=name)
+            if seed is not None:
+                from .augment import poster_view
+
+                im = poster_view(im, seed)
+            return i, self.encoder.preprocess(im), None
         except BadInput as err:
             return i, None, str(err)
         except Exception as err:  # any decoder surprise becomes this item's error, never the run's
@@ -140,8 +147,12 @@ def _from_cache(cache: FeatureCache | None, by_key: dict[str, list[int]], values
 
 def extract_image_features(posters: Sequence, encoder, cache: FeatureCache | None = None, batch_size: int = 32,
                            num_workers: int = 1, ids: Sequence[str] | None = None,
-                           progress: bool = True) -> Features:
-    """Pooled backbone features for each poster (Path, bytes, PIL image or None)."""
+                           progress: bool = True, view: int = 0) -> Features:
+    """Pooled backbone features for each poster (Path, bytes, PIL image or None).
+
+    ``view`` > 0: features of that augmented view of each poster instead (``encoders.augment``), cached under
+    a key of their own."""
+    from .augment import view_key, view_seed
     from tqdm.auto import tqdm
 
     n = len(posters)
@@ -153,6 +164,8 @@ def extract_image_features(posters: Sequence, encoder, cache: FeatureCache | Non
         keys[i], err = _poster_key(p, _name(i, p, ids))
         if err:
             errors[i] = err
+        elif view:
+            keys[i] = view_key(keys[i], view)
 
     # identical posters (the shipped datasets share titles) are computed once and copied
     by_key: dict[str, list[int]] = {}
@@ -164,16 +177,17 @@ def extract_image_features(posters: Sequence, encoder, cache: FeatureCache | Non
     todo_keys = dist.share_work(todo_keys)
 
     if todo_keys:
-        items = [(by_key[k][0], posters[by_key[k][0]], _name(by_key[k][0], posters[by_key[k][0]], ids))
-                 for k in todo_keys]
+        items = [(by_key[k][0], posters[by_key[k][0]], _name(by_key[k][0], posters[by_key[k][0]], ids),
+                  view_seed(k) if view else None) for k in todo_keys]
         loader = torch.utils.data.DataLoader(
             _PosterSet(items, encoder), batch_size=batch_size, shuffle=False, num_workers=num_workers,
             collate_fn=_collate, worker_init_fn=_worker_init if num_workers > 0 else None,
             prefetch_factor=4 if num_workers > 0 else None, persistent_workers=False)
         was_training = encoder.training
         encoder.eval()
-        bar = tqdm(total=len(items), desc=f"poster features ({encoder.name})", unit="img",
-                   disable=None if progress else True, mininterval=2.0)  # None: off when stderr is no TTY
+        desc = f"poster features ({encoder.name}{f', view {view}' if view else ''})"
+        bar = tqdm(total=len(items), desc=desc, unit="img", disable=None if progress else True,
+                   mininterval=2.0)  # None: off when stderr is no TTY
         try:
             with torch.inference_mode():
                 for idx, xs, bad in loader:
