@@ -35,9 +35,11 @@ sys.path.insert(0, str(ROOT))
 from genrefusion.io import read_json, write_json  # noqa: E402
 
 HELD_OUT = ("cornell_tmdb", "imdb_top250", "netflix_tv")
-MODELS = ("fused", "poster", "plot", "linear_probe", "tfidf_logreg", "always_negative")
-LABELS = {"fused": "fused", "poster": "poster only", "plot": "plot only", "linear_probe": "linear probe",
-          "tfidf_logreg": "tf-idf + LR", "always_negative": "always negative"}
+MODELS = ("fused", "poster", "plot", "linear_probe_fused", "linear_probe_poster", "linear_probe_plot", "tfidf_logreg",
+          "always_negative")
+LABELS = {"fused": "fused", "poster": "poster only", "plot": "plot only",
+          "linear_probe_fused": "linear probe (poster + plot features)", "linear_probe_poster": "linear probe (poster)",
+          "linear_probe_plot": "linear probe (plot)", "tfidf_logreg": "tf-idf + LR", "always_negative": "always negative"}
 FIGURES = ("micro_f1", "macro_f1", "mAP")
 JSON_PATH = ROOT / "benchmarks" / "generalisation.json"
 OUT = ROOT / "benchmarks" / "out" / "generalisation"
@@ -88,7 +90,7 @@ def run_held_out(name: str, data_root: Path, overrides: dict, out_root: Path, fr
            "test_titles": result["split"]["test"], "test_with_both": result["split"].get("test_with_poster_and_plot"),
            "genres_scored": _scored_genres(result), "wall_s": wall, "timings": result.get("timings", {}),
            "models": _figures(result.get("models", {})), "models_both": _figures(result.get("models_both", {}))}
-    for key in ("models_by_kind", "models_by_inputs"):  # breakdowns, when the run reports them
+    for key in ("by_kind", "by_combination"):  # breakdowns (movie / tv / unknown; poster / plot / both)
         if isinstance(result.get(key), dict):
             rec[key] = {part: _figures(m) for part, m in result[key].items() if isinstance(m, dict)}
     return rec
@@ -158,7 +160,7 @@ def verdict(folds: dict) -> list[str]:
     out = []
     for n, f in folds.items():
         m = {k: (v or {}).get("micro_f1") for k, v in f["models"].items()}
-        for a, b in (("fused", "tfidf_logreg"), ("fused", "linear_probe"), ("plot", "tfidf_logreg")):
+        for a, b in (("fused", "tfidf_logreg"), ("fused", "linear_probe_fused"), ("plot", "tfidf_logreg")):
             if m.get(a) is None or m.get(b) is None:
                 continue
             ok = m[a] > m[b]
