@@ -205,7 +205,7 @@ def test_why_view_explains_a_genre(server, browser, shipped, width, height, name
         page.click("#bars li.bar:nth-child(2)")
         page.wait_for_selector("#why-plot span.w", timeout=60_000)
         page.wait_for_function("document.querySelector('#why-overlay').naturalWidth > 0", timeout=10_000)
-        page.wait_for_timeout(500)  # bar transitions
+        page.wait_for_function("document.getAnimations().length === 0")  # bar transitions finished
         title = page.inner_text("#why-title")
         rows = page.eval_on_selector_all("#why-scores li", "els => els.map(li => [li.dataset.genre, "
                                                            "Number(li.dataset.score)])")
