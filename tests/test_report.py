@@ -34,7 +34,10 @@ def test_figures_and_html(run):
             assert im.format == "PNG" and im.width >= 400 and im.height >= 200, name
     page = out.read_text(encoding="utf-8")
     # self-contained: every image is inline, nothing is fetched
-    assert page.count("data:image/png;base64,") == len(FIGURES)
+    for name in FIGURES:
+        assert f'title="{name}"' in page, name
+    # the figures plus the explained titles' poster overlays, all inline
+    assert page.count("data:image/png;base64,") == len(FIGURES) + page.count('alt="poster regions for ')
     assert not re.search(r'(src|href)="(?!data:)', page)
     m = json.loads((run / "metrics.json").read_text())
     for k in SUMMARY:

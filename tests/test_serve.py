@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import random
 import struct
 import zlib

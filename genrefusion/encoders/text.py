@@ -126,6 +126,8 @@ class MiniLMEncoder(nn.Module):
     def chunks(self, texts: Sequence[str]) -> list[list[list[int]]]:
         """Per text, its word-piece ids (no special tokens) cut into windows that fit the model: one window when
         the text fits in ``max_length``, else the fewest equal-sized windows that do."""
+        if not texts:
+            return []  # the tokenizer fails on an empty batch
         body = self.max_length - 2  # room for [CLS] and [SEP]
         ids = self.tokenizer(list(texts), add_special_tokens=False, truncation=False)["input_ids"]
         out = []
