@@ -121,10 +121,14 @@ def test_document_states_the_rules_the_server_enforces(tiny_run):
     assert [b["required"] for b in title["anyOf"]] == [["plot"], ["poster_base64"]]
     batch = spec["paths"]["/predict/batch"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert (batch["minItems"], batch["maxItems"]) == (1, 64)
+    explain = spec["components"]["schemas"]["Body_explain_explain_post"]  # /explain takes the same title
+    assert [b["required"] for b in explain["anyOf"]] == [["poster"], ["plot"]]
+    genres = list(create_app(tiny_run).state.classifier.genres_)
+    assert explain["properties"]["genre"]["items"]["anyOf"][0]["enum"] == genres
     assert "securitySchemes" not in spec.get("components", {})
     keyed = create_app(tiny_run, api_key=KEY).openapi()
     assert keyed["components"]["securitySchemes"]["apiKey"]["name"] == "X-API-Key"
     assert "security" not in keyed["paths"]["/health"]["get"]  # health stays open
-    for path in ("/predict", "/predict/batch"):
+    for path in ("/predict", "/predict/batch", "/explain"):
         assert keyed["paths"][path]["post"]["security"] == [{"apiKey": []}]
         assert "401" in keyed["paths"][path]["post"]["responses"]
