@@ -275,7 +275,7 @@ def create_app(run_dir_or_classifier, *, warmup: bool = False, max_batch: int = 
     app.add_middleware(BodyLimit, limits={"/predict": MAX_PREDICT_BODY, "/explain": MAX_PREDICT_BODY,
                                           "/predict/batch": max_batch_body},
                        default=64 * 1024)             # the client sees the 401 rather than a reset
-    _document(app, max_batch, api_key is not None)
+    _document(app, max_batch, api_key is not None, genres)
 
     # -- errors: every input problem is a one-line 4xx JSON ---------------------------------------------------
     @app.exception_handler(GenreFusionError)
@@ -388,13 +388,13 @@ def create_app(run_dir_or_classifier, *, warmup: bool = False, max_batch: int = 
     return app
 
 
-def _document(app: FastAPI, max_batch: int, secured: bool) -> None:
+def _document(app: FastAPI, max_batch: int, secured: bool, genres: list[str]) -> None:
     """The OpenAPI document with the rules the handlers enforce (``contract.py``) and the API key, if any."""
     generate = app.openapi
 
     def openapi() -> dict:
         if app.openapi_schema is None:
-            spec = refine_openapi(generate(), max_batch)
+            spec = refine_openapi(generate(), max_batch, genres)
             if secured:
                 document_security(spec)
             app.openapi_schema = spec
