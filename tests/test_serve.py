@@ -314,13 +314,17 @@ def test_explain_is_documented(client):
     assert "200" in op["responses"] and "400" in op["responses"]
     assert "ExplainOut" in json.dumps(op["responses"]["200"])
     assert "ExplainGenre" in spec["components"]["schemas"]
+    body = spec["components"]["schemas"][op["requestBody"]["content"]["multipart/form-data"]["schema"]["$ref"]
+                                         .rsplit("/", 1)[-1]]
+    assert [b["required"] for b in body["anyOf"]] == [["poster"], ["plot"]]  # at least one input, as for /predict
+    assert body["properties"]["genre"]["items"]["enum"] == list(client.app.state.classifier.genres_)
+    assert body["properties"]["top_k"]["minimum"] == 1
 
 
 @pytest.mark.parametrize("kw, status, needle", [
     ({"data": {"plot": "A plot.", "genre": "Nope"}}, 400, "genre 'Nope': not a genre of this model"),
     ({"data": {"plot": "   "}}, 400, "give a poster"),
     ({"files": {"poster": ("x.jpg", b"not an image", "image/jpeg")}}, 400, "poster 'x.jpg': not an image"),
-    ({"data": {"plot": "..."}}, 400, "plot: no words to explain"),
     ({"data": {"plot": "x" * 20_001}}, 413, "20,001 characters"),
     ({"data": {"plot": "A plot.", "top_k": "0"}}, 400, "top_k"),
     ({"data": {"plot": "A plot.", "top_words": "-1"}}, 422, "top_words"),

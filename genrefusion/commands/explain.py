@@ -27,7 +27,7 @@ def add_arguments(p):
     p.add_argument("--genre", action="append", metavar="G", dest="genres",
                    help="explain this genre (repeatable; default: the predicted genres, else the top 3)")
     p.add_argument("--top-k", type=in_range(int, 1, float("inf"), "a positive integer"), metavar="K",
-                   help="by default, explain at most the K most probable of the predicted genres")
+                   help="explain the K most probable genres (instead of the predicted ones)")
     p.add_argument("--top-words", type=in_range(int, 0, 100, "an integer from 0 to 100"), default=5, metavar="N",
                    help="words/phrases listed per genre (default 5)")
     p.add_argument("--out", metavar="DIR", default="explanation",

@@ -6,8 +6,8 @@ For one title and each explained genre: delete the k highest-weighted plot words
 crop set to the mean colour, then the real backbone runs; k in ``CELL_KS``), and record the fall of the genre's
 probability (both inputs given). The same for k words / cells drawn at random (``n_random`` draws, shared by
 the title's genres). A faithful explanation's curve lies above the random one; ``summarise`` averages the
-curves over titles and reports the gap. ``shuffle=True`` permutes the weights first: the control a test uses
-to show that the gap comes from the attributions and not from the procedure.
+curves over titles and reports the gap. The same ranking with the weights randomly permuted is the control
+(``ranking="shuffled"``): it shows that the gap comes from the attributions, not from the procedure.
 """
 from __future__ import annotations
 
@@ -31,85 +31,75 @@ def _mask_cells(x, cells, grid_shape):
     return y
 
 
-def _orders(weights: np.ndarray, rng, shuffle: bool) -> np.ndarray:
-    w = np.asarray(weights, np.float64)
-    if shuffle:
-        w = rng.permutation(w)
-    return np.argsort(-w, kind="stable")
-
-
 def deletion_case(clf, poster, plot: str | None, expl: dict, rng: np.random.Generator, n_random: int = 3,
-                  shuffle: bool = False, word_ks=WORD_KS, cell_ks=CELL_KS) -> dict:
-    """Score falls for one title: ``{"words"|"cells": {"top": [G][K], "random": [G][K]}}`` (NaN where k is
-    larger than the number of words/cells), in ``expl["genres"]`` order; the inputs ``expl`` explained."""
+                  word_ks=WORD_KS, cell_ks=CELL_KS) -> dict:
+    """Score falls for one title, in ``expl["genres"]`` order, for the inputs ``expl`` explained:
+    ``{"words"|"cells": {"top", "shuffled", "random": [G][K]}}`` (NaN where k exceeds the words/cells; None
+    for an input not given). ``shuffled`` ranks by the attributions randomly permuted (one permutation per
+    genre); ``random`` averages ``n_random`` draws of k, shared by the genres. One batch of predictions."""
     from ..data.images import load_image
 
     x = clf.preprocess_poster(load_image(poster)) if expl["poster"] is not None else None
-    gidx = [clf.genres_.index(e["genre"]) for e in expl["genres"]]
-    titles, groups = [{"poster": x, "plot": plot}], []  # groups: (kind, genre row or None, k) per title added
+    titles, groups = [{"poster": x, "plot": plot}], []  # groups: (kind, ranking, genre row or None, k)
 
-    def add(kind, g, k, variant):
-        titles.append(variant)
-        groups.append((kind, g, k))
+    def deletions(kind, n, ks, weights, variant):
+        orders = {r: [np.argsort(-(w if r == "top" else rng.permutation(w)), kind="stable") for w in weights]
+                  for r in ("top", "shuffled")}
+        for k in (k for k in ks if k <= n):
+            for _ in range(n_random):
+                titles.append(variant(rng.choice(n, size=k, replace=False)))
+                groups.append((kind, "random", None, k))
+            for r, per_genre in orders.items():
+                for g, order in enumerate(per_genre):
+                    titles.append(variant(order[:k]))
+                    groups.append((kind, r, g, k))
 
     if expl["plot"] is not None:
         spans = [tuple(s) for s in expl["plot"]["words"]]
-        for k in (k for k in word_ks if k <= len(spans)):
-            for _ in range(n_random):
-                drop = rng.choice(len(spans), size=k, replace=False)
-                add("words", None, k, {"poster": x, "plot": remove_spans(plot, [spans[i] for i in drop])})
-            for g, e in enumerate(expl["genres"]):
-                top = _orders(e["word_weights"], rng, shuffle)[:k]
-                add("words", g, k, {"poster": x, "plot": remove_spans(plot, [spans[i] for i in top])})
+        deletions("words", len(spans), word_ks, [np.asarray(e["word_weights"], float) for e in expl["genres"]],
+                  lambda drop: {"poster": x, "plot": remove_spans(plot, [spans[i] for i in drop])})
     if x is not None:
         shape = tuple(expl["poster"]["grid_shape"])
-        n_cells = shape[0] * shape[1]
-        for k in (k for k in cell_ks if k <= n_cells):
-            for _ in range(n_random):
-                add("cells", None, k, {"poster": _mask_cells(x, rng.choice(n_cells, size=k, replace=False), shape),
-                                       "plot": plot})
-            for g, e in enumerate(expl["genres"]):
-                top = _orders(np.ravel(e["poster_grid"]), rng, shuffle)[:k]
-                add("cells", g, k, {"poster": _mask_cells(x, top, shape), "plot": plot})
+        deletions("cells", shape[0] * shape[1], cell_ks, [np.ravel(e["poster_grid"]) for e in expl["genres"]],
+                  lambda cells: {"poster": _mask_cells(x, cells, shape), "plot": plot})
+    gidx = [clf.genres_.index(e["genre"]) for e in expl["genres"]]
     P = clf.predict_proba(titles)[:, gidx].astype(np.float64)
-    fall = P[0][None, :] - P[1:]
-    return _collect(groups, fall, len(gidx), {"words": list(word_ks), "cells": list(cell_ks)})
+    return _collect(groups, P[0][None, :] - P[1:], len(gidx), {"words": list(word_ks), "cells": list(cell_ks)})
 
 
 def _collect(groups, fall: np.ndarray, n_genres: int, ks: dict) -> dict:
-    """Per kind: the top-k fall of each genre, and the random-k fall averaged over the draws."""
+    """Per kind and ranking: each genre's fall at each k (random draws averaged)."""
     out = {}
     for kind, klist in ks.items():
-        rows = [(r, g, k) for r, (kd, g, k) in enumerate(groups) if kd == kind]
-        if not rows:
+        if not any(gr[0] == kind for gr in groups):
             out[kind] = None
             continue
-        top = np.full((n_genres, len(klist)), np.nan)
-        rnd = np.full((n_genres, len(klist)), np.nan)
+        res = {r: np.full((n_genres, len(klist)), np.nan) for r in ("top", "shuffled", "random")}
         for ki, k in enumerate(klist):
-            rand_rows = [r for r, g, kk in rows if g is None and kk == k]
+            rand_rows = [i for i, (kd, r, _, kk) in enumerate(groups) if kd == kind and r == "random" and kk == k]
             if rand_rows:
-                rnd[:, ki] = fall[rand_rows].mean(0)
-            for r, g, kk in rows:
-                if g is not None and kk == k:
-                    top[g, ki] = fall[r, g]
-        out[kind] = {"top": top.tolist(), "random": rnd.tolist()}
+                res["random"][:, ki] = fall[rand_rows].mean(0)
+            for i, (kd, r, g, kk) in enumerate(groups):
+                if kd == kind and g is not None and kk == k:
+                    res[r][g, ki] = fall[i, g]
+        out[kind] = {r: v.tolist() for r, v in res.items()}
     return out
 
 
-def summarise(cases: list[dict], ks: dict | None = None) -> dict:
-    """Mean score-fall curves over every (title, genre): ``{"words"|"cells": {"k", "top", "random", "gap",
-    "mean_gap", "pairs", "top_beats_random"}}``; ``top_beats_random`` is the share of (title, genre, k) where
-    removing the top-attributed part lowered the score more than the random draws did on average."""
+def summarise(cases: list[dict], ks: dict | None = None, ranking: str = "top") -> dict:
+    """Mean score-fall curves over every (title, genre) when removing by ``ranking`` ("top": the attributions;
+    "shuffled": the control) vs at random: ``{"words"|"cells": {"k", "top", "random", "gap", "mean_gap",
+    "pairs", "top_beats_random"}}``; ``top_beats_random`` is the share of (title, genre, k) where the ranked
+    removal lowered the score more than the random draws did on average."""
     ks = ks or {"words": list(WORD_KS), "cells": list(CELL_KS)}
     out = {}
     for kind, klist in ks.items():
-        tops = [np.asarray(c[kind]["top"]) for c in cases if c.get(kind)]
-        rnds = [np.asarray(c[kind]["random"]) for c in cases if c.get(kind)]
-        if not tops:
+        done = [c[kind] for c in cases if c.get(kind)]
+        if not done:
             out[kind] = None
             continue
-        T, R = np.concatenate(tops), np.concatenate(rnds)
+        T = np.concatenate([np.asarray(c[ranking]) for c in done])
+        R = np.concatenate([np.asarray(c["random"]) for c in done])
         with np.errstate(invalid="ignore"):
             top, rnd = np.nanmean(T, 0), np.nanmean(R, 0)
             valid = ~np.isnan(T) & ~np.isnan(R)

@@ -7,7 +7,6 @@ import re
 from dataclasses import dataclass
 from typing import Sequence
 
-from ..errors import BadInput
 
 WORD_BUDGET = 2400  # words encoded in total for one title (variants x length): bounds the cost of long plots
 MIN_UNITS = 8
@@ -42,10 +41,8 @@ def plot_units(text: str, word_budget: int = WORD_BUDGET) -> PlotUnits:
     """Words of ``text``; a plot of n words gets ``min(n, max(8, word_budget // n))`` units (phrases when fewer
     than its words), so explaining it encodes about ``word_budget`` words at most."""
     words = [m.span() for m in WORD.finditer(text)]
-    if not words:
-        raise BadInput("plot: no words to explain")
-    n = len(words)
-    cap = min(n, max(MIN_UNITS, word_budget // n))
+    n = len(words)  # 0 (punctuation only): the plot still counts as an input, with no word to weigh
+    cap = min(n, max(MIN_UNITS, word_budget // max(n, 1)))
     units = [(i, i + 1) for i in range(n)] if cap >= n else _phrases(text, words, cap)
     return PlotUnits(text, words, units)
 
