@@ -184,7 +184,6 @@ def read_bundle_config(path) -> dict:
         t = thr.get(n)
         if not _numbers(t, len(genres)):
             raise _fail(cfg_path, f"thresholds of model {n!r} must be {len(genres)} numbers (one per genre)")
-    _check_threshold_sets(cfg, cfg_path)
     return cfg
 
 
@@ -269,6 +268,8 @@ def load_bundle(path, models: list[str] | None = None, image_weights=None) -> Bu
     if trained_for is not None and trained_for != cfg["genres"]:
         raise _fail(path, f"the genre list in {CONFIG} differs from the one the weights were trained for "
                           f"(order or names edited); refusing to mislabel predictions")
+    # after the weights: a genre list edited in config.json is named as such, not as a threshold-set length
+    _check_threshold_sets(cfg, path / CONFIG)
     if cfg.get("image_backbone") and image_weights is None and not (path / BACKBONE).is_file():
         raise _fail(path, f"{BACKBONE} missing (the poster backbone's weights); the bundle is incomplete, "
                           "or pass the weights file at load time (--image-weights)")

@@ -57,7 +57,9 @@ def test_help_texts_name_real_options_and_no_development_paths():
             assert flag in known, (name, flag)
     assert "../shared/datasets/*" in parsers["genrefusion train"].format_help()
     # the way resnet50's error tells users to supply weights really works
-    assert "--set" in _options(parsers["genrefusion train"]) and "--image-weights" not in HOW_TO_SUPPLY
+    assert "--set" in _options(parsers["genrefusion train"])
+    for cmd in ("predict", "serve", "evaluate", "export"):  # where HOW_TO_SUPPLY sends a trained bundle's user
+        assert "--image-weights" in _options(parsers[f"genrefusion {cmd}"]), cmd
     flag = re.search(r"--set (\S+)=FILE", HOW_TO_SUPPLY).group(1)
     assert load_config(overrides=parse_set([f"{flag}=/x/w.pth"])).image.weights == "/x/w.pth"
 

@@ -54,11 +54,13 @@ def labels(datasets, genres) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 # -- 1. thresholds tuned on dev ------------------------------------------------------------------------------------
 def test_thresholds_are_tuned_on_dev_not_test(tiny_run, tiny_run_data, tiny_run_cache, monkeypatch):
-    """Every bundled model's per-genre thresholds are what ``tune_thresholds`` gives on the *dev* split's scores
-    (recomputed through the public predictor) and not what it gives on the saved test scores."""
+    """Every bundled model's threshold sets are what ``tune_model_thresholds`` gives on the *dev* split's scores
+    (recomputed through the public predictor), and dev and test disagree about the best thresholds here, so
+    thresholds tuned on the test scores could not pass."""
     from genrefusion.data.dataset import Dataset
     from genrefusion.data.split import Split
     from genrefusion.predict import GenreClassifier
+    from genrefusion.evaluate import tune_model_thresholds
     from genrefusion.thresholds import tune_thresholds
 
     monkeypatch.setenv("GENREFUSION_CACHE", str(tiny_run_cache))
@@ -80,9 +82,17 @@ def test_thresholds_are_tuned_on_dev_not_test(tiny_run, tiny_run_data, tiny_run_
         clf = GenreClassifier.load(tiny_run, model=name)
         assert clf.genres_ == m["genres"]
         Sd = clf.predict_proba([{"poster": p, "plot": t} for _, p, t in dev])
+        img_ok = np.array([p is not None for _, p, _ in dev])
+        txt_ok = np.array([bool(t and t.strip()) for _, _, t in dev])
+        rule = cfg_train["threshold_rule"]
+        rule = rule if rule == "auto" else f"{rule}:{cfg_train['threshold_min_positives']}"  # as training states it
+        sets, _ = tune_model_thresholds(name, Yd, Sd, Md, img_ok, txt_ok, m["genres"], rule)
+        np.testing.assert_allclose(clf.threshold_sets_.pooled, sets.pooled, atol=1e-4, err_msg=f"{name}: pooled set")
+        for combo, thr in sets.sets.items():
+            np.testing.assert_allclose(clf.threshold_sets_.sets[combo], thr, atol=1e-4,
+                                       err_msg=f"{name}/{combo}: not the dev-tuned thresholds")
         on_dev, _ = tune_thresholds(Yd, Sd, Md, cfg_train["threshold_min_positives"])
         on_test, _ = tune_thresholds(test["Y"], test[f"S_{name}"], test["M"], cfg_train["threshold_min_positives"])
-        np.testing.assert_allclose(clf.thresholds_, on_dev, atol=1e-4, err_msg=f"{name}: not the dev-tuned thresholds")
         # and the two splits really disagree here, so a test-tuned threshold could not pass the check above
         assert np.abs(on_dev - on_test).max() > 1e-3, name
         checked += 1
