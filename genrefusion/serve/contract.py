@@ -31,33 +31,35 @@ def _at_least_one(schema: dict, fields: dict[str, dict]) -> None:
 
 
 def _refine_title_form(spec: dict, path: str) -> dict:
-    """The multipart title of ``/predict`` and ``/explain``: a poster file and/or a plot, ``top_k`` >= 1."""
+    """The multipart title of ``/predict`` and ``/explain``: a poster file and/or a plot, ``top_k`` >= 1
+    (and ``threshold`` in [0, 1] where there is one). Returns the form's schema."""
     form = spec["paths"][path]["post"]["requestBody"]["content"]["multipart/form-data"]
-    body = _component(spec, form["schema"])
-    props = body["properties"]
+    schema = _component(spec, form["schema"])
+    props = schema["properties"]
     # a file part (sent with a filename: without one, multipart parsers read the part as text)
     props["poster"] = {"type": "string", "contentMediaType": "application/octet-stream", "title": "Poster",
                        "description": props["poster"].get("description", "")}
     props["top_k"] = {"type": "integer", "minimum": 1, "title": "Top K",
                       "description": props["top_k"].get("description", "")}
-    _at_least_one(body, {"poster": {"type": "string", "contentMediaType": "application/octet-stream"},
-                         "plot": PLOT})
-    body["description"] = "a poster, a plot, or both (a request with neither is refused with 400)"
+    if "threshold" in props:
+        props["threshold"] = {"type": "number", "minimum": 0, "maximum": 1, "title": "Threshold",
+                              "description": props["threshold"].get("description", "")}
+    _at_least_one(schema, {"poster": {"type": "string", "contentMediaType": "application/octet-stream"},
+                           "plot": PLOT})
+    schema["description"] = "a poster, a plot, or both (a request with neither is refused with 400)"
     form["encoding"] = {"poster": {"contentType": POSTER_TYPES}}
-    return props
+    return schema
 
 
 def refine_openapi(spec: dict, max_batch: int, genres: list[str] | None = None) -> dict:
-    """Add the handlers' rules to FastAPI's document ``spec`` (in place; returned for chaining). ``genres``:
-    the model's, the only values ``/explain`` takes in ``genre`` (a blank one is ignored)."""
-    props = _refine_title_form(spec, "/predict")
-    props["threshold"] = {"type": "number", "minimum": 0, "maximum": 1, "title": "Threshold",
-                          "description": props["threshold"].get("description", "")}
+    """Add the handlers' rules to FastAPI's document ``spec`` (in place; returned for chaining); ``genres``: the
+    served model's, the names ``/explain`` takes."""
+    _refine_title_form(spec, "/predict")
     if "/explain" in spec["paths"]:
-        props = _refine_title_form(spec, "/explain")
-        if genres is not None:
-            props["genre"] = {"type": "array", "title": "Genre", "description": props["genre"].get("description", ""),
-                              "items": {"anyOf": [{"enum": list(genres)}, {"type": "string", "pattern": "^\\s*$"}]}}
+        props = _refine_title_form(spec, "/explain")["properties"]
+        if genres:
+            props["genre"] = {"type": "array", "items": {"type": "string", "enum": list(genres)}, "title": "Genre",
+                              "description": props["genre"].get("description", "")}
 
     batch = spec["paths"]["/predict/batch"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     batch.update(minItems=1, maxItems=max_batch)
