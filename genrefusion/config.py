@@ -127,10 +127,11 @@ class TrainConfig:
     # "features" (the paper's: pooled backbone features beside the text features / LSTM output, new head).
     fusion_join: Literal["heads", "features"] = "heads"
     select_metric: Literal["mAP", "micro_f1", "macro_f1"] = "mAP"
-    # Thresholds are tuned per input combination (poster / plot / both) and regularised toward a pooled
-    # value: auto = the rule with the best leave-one-out dev F1 among min_support and shrink variants;
-    # min_support = a threshold from fewer than threshold_min_positives dev positives falls back to the pooled
-    # one; shrink = pulled toward it with the weight of threshold_min_positives positives.
+    # Thresholds are tuned per input combination (poster / plot / both), regularised toward the genre's
+    # pooled threshold, itself regularised toward one global threshold: auto = each level's rule with the best
+    # leave-one-out dev F1 (thresholds.POOLED_RULES / COMBINATION_RULES); min_support = a threshold from fewer
+    # than threshold_min_positives dev positives falls back a level; shrink = pulled toward the level above
+    # with the weight of threshold_min_positives positives.
     threshold_rule: Literal["auto", "min_support", "shrink"] = "auto"
     threshold_min_positives: int = _f(3, min=1)
     # torch intra-op threads while training/scoring the models (0 = torch's default). 1 by default: the

@@ -132,8 +132,7 @@ def _genres(result: dict) -> str:
 def _table(models: dict, served: str) -> list[str]:
     rows = ["| model | " + " | ".join(label for _, label in COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
     for name, m in models.items():
-        label = {"always_negative": "always-negative (baseline)",
-                 "tfidf_logreg": "TF-IDF + logistic regression (baseline)"}.get(name, name)
+        label = _BASELINE_LABELS.get(name, name) + (" (baseline)" if name in _BASELINE_LABELS else "")
         label += " **(served)**" if name == served else ""
         cells = [f"{m[k]:.3f}" if isinstance(m.get(k), (int, float)) else "–" for k, _ in COLUMNS]
         rows.append(f"| {label} | " + " | ".join(cells) + " |")
@@ -154,16 +153,27 @@ def _results(config: dict, result: dict) -> str:
     return out
 
 
+_BASELINE_LABELS = {"always_negative": "always-negative", "tfidf_logreg": "TF-IDF + logistic regression",
+                    "linear_probe_fused": "linear probe on the poster + plot features",
+                    "linear_probe_poster": "linear probe on the poster features",
+                    "linear_probe_plot": "linear probe on the plot features"}
+
+
 def _verdict(models: dict, served: str) -> str:
-    """Say plainly when the served model does not beat a baseline (on micro-F1 or mAP)."""
+    """Say plainly when the served model does not beat a baseline (on micro-F1 or mAP): TF-IDF, always-negative
+    and the linear probe on the served model's own frozen features."""
+    from .baselines import probe_for
+
     m = models.get(served) or {}
-    behind = [f"{label} ({models[b][k]:.3f} vs {m[k]:.3f} {label_k})"
-              for b, label in (("tfidf_logreg", "TF-IDF + logistic regression"), ("always_negative", "always-negative"))
+    rivals = ("tfidf_logreg", "always_negative") + ((probe_for(served),) if probe_for(served) in models else ())
+    behind = [f"{_BASELINE_LABELS[b]} ({models[b][k]:.3f} vs {m[k]:.3f} {label_k})"
+              for b in rivals
               for k, label_k in (("micro_f1", "micro-F1"), ("mAP", "mAP"))
               if isinstance(models.get(b, {}).get(k), (int, float)) and isinstance(m.get(k), (int, float))
               and models[b][k] >= m[k]]
     if not behind:
-        return "\nThe served model beats both baselines on micro-F1 and mAP on this test split.\n"
+        return (f"\nThe served model beats {'all ' + str(len(rivals)) if len(rivals) > 2 else 'both'} baselines on "
+                "micro-F1 and mAP on this test split.\n")
     return ("\n**The served model does not beat every baseline on this test split**: " + "; ".join(behind)
             + ". Prefer the baseline, or more training data, until it does.\n")
 

@@ -69,6 +69,14 @@ def test_card_reads_terms_kinds_and_says_when_a_baseline_wins(tmp_path):
     assert "attribution required" in card and "movie 1, tv 2" in card and "Horror (2)" in card
     assert "does not beat every baseline" in card and "0.500 vs 0.400 micro-F1" in card
     assert "beats both baselines" in render_model_card(config, _result(0.6, ds))
+    # the linear probe on the served model's own features is a baseline it must beat too
+    with_probe = _result(0.6, ds)
+    with_probe["models"]["linear_probe_fused"] = {"micro_f1": 0.65, "macro_f1": 0.5, "samples_f1": 0.5, "mAP": 0.5}
+    card = render_model_card(config, with_probe)
+    assert "linear probe on the poster + plot features (baseline)" in card
+    assert "does not beat every baseline" in card and "linear probe on the poster + plot features (0.650 vs 0.600" in card
+    with_probe["models"]["linear_probe_fused"]["micro_f1"] = 0.55
+    assert "beats all 3 baselines" in render_model_card(config, with_probe)
     # a dataset.json that states its terms is taken at its word; a moved dataset leaves kinds unknown
     (ds / "dataset.json").write_text(json.dumps({"name": "mine", "genres": ["Drama"], "terms": "CC BY 4.0"}))
     assert "**mine**: CC BY 4.0" in render_model_card(config, _result(0.6, ds))
