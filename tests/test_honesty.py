@@ -119,7 +119,7 @@ def _route_plot(rng: random.Random, genre: str, part: str) -> str:
         words = rng.sample(UNSEEN[genre].split(), 3) + rng.sample(FILLER, 5)
     else:
         decoy = ROUTE_GENRES[(ROUTE_GENRES.index(genre) + 1) % len(ROUTE_GENRES)]
-        words = rng.sample(SEEN[genre].split(), 2) + UNSEEN[decoy].split() + rng.sample(FILLER, 2)
+        words = rng.sample(SEEN[genre].split(), 2) + UNSEEN[decoy].split() * 2
     rng.shuffle(words)
     return " ".join(words).capitalize() + "."
 
