@@ -29,17 +29,18 @@ def posters(shipped):
 
 
 class Counting:
-    """Wraps an encoder's forward to count how many images reach the backbone."""
+    """Wraps an encoder's frozen-feature call (``encode``: ONNX Runtime or PyTorch) to count how many images
+    reach the backbone."""
 
     def __init__(self, enc, monkeypatch):
         self.n = 0
-        orig = enc.forward
+        orig = enc.encode
 
-        def forward(x):
+        def encode(x):
             self.n += x.shape[0]
             return orig(x)
 
-        monkeypatch.setattr(enc, "forward", forward)
+        monkeypatch.setattr(enc, "encode", encode)
 
 
 def test_efficientnet_features_on_shipped_posters(effnet, posters):
@@ -220,3 +221,55 @@ def test_augmented_views_cached_under_their_own_keys(effnet, posters, tmp_path, 
     tensor = effnet.preprocess(load_image(paths[0]))
     bad = extract_image_features([tensor], effnet, None, num_workers=0, progress=False, view=1)
     assert not bad.ok[0] and "no augmented views" in bad.errors[0]
+
+
+# -- ONNX Runtime for frozen poster features ----------------------------------------------------------------------
+def test_onnxruntime_poster_features_match_torch(posters, tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    monkeypatch.setenv("GENREFUSION_CACHE", str(tmp_path))
+    paths, _ = posters
+    monkeypatch.setenv("GENREFUSION_IMAGE_RUNTIME", "torch")
+    ref = build_image_encoder("efficientnet_lite0")
+    assert ref.onnx_session() is None
+    x = torch.stack([ref.preprocess(load_image(p)) for p in paths])
+    monkeypatch.setenv("GENREFUSION_IMAGE_RUNTIME", "onnxruntime")
+    fast = build_image_encoder("efficientnet_lite0")
+    assert fast.onnx_session() is not None
+    graph = next((tmp_path / "onnx").glob("efficientnet_lite0-*.onnx"))
+    got, want = fast.encode(x), ref.encode(x)
+    assert got.shape == (len(paths), 1280) and got.dtype == np.float32
+    assert np.abs(got - want).max() < 1e-4 * max(1.0, np.abs(want).max())
+    assert not fast.training  # the export left the encoder in eval mode
+
+    # fine-tuning (train mode) or new weights drop the session: the graph would hold the old weights
+    fast.train()
+    assert fast._session is None
+    fast.eval()
+    fast.load_state_dict(ref.state_dict())
+    assert fast._session is None
+
+    # a damaged graph in the cache is exported again, not trusted
+    graph.write_bytes(graph.read_bytes()[:1000])
+    monkeypatch.setenv("GENREFUSION_IMAGE_RUNTIME", "onnxruntime")
+    again = build_image_encoder("efficientnet_lite0")
+    assert again.onnx_session() is not None and graph.stat().st_size > 1_000_000
+    assert not list((tmp_path / "onnx").glob(".efficientnet*"))  # no temp files left
+
+
+def test_poster_runtime_falls_back_to_torch_or_says_why(tmp_path, monkeypatch, caplog):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the cache folder should be")
+    monkeypatch.setenv("GENREFUSION_CACHE", str(blocker))
+    monkeypatch.setenv("GENREFUSION_IMAGE_RUNTIME", "auto")
+    enc = build_image_encoder("efficientnet_lite0")
+    x = torch.zeros(1, 3, 224, 224)
+    with caplog.at_level("WARNING"):
+        f = enc.encode(x)
+    assert f.shape == (1, 1280) and enc.onnx_session() is None and "runs in PyTorch" in caplog.text
+    monkeypatch.setenv("GENREFUSION_IMAGE_RUNTIME", "onnxruntime")
+    with pytest.raises(ConfigError, match="cannot write the ONNX graph"):
+        build_image_encoder("efficientnet_lite0").encode(x)
+    monkeypatch.setenv("GENREFUSION_IMAGE_RUNTIME", "fast")
+    with pytest.raises(ConfigError, match="GENREFUSION_IMAGE_RUNTIME='fast'"):
+        build_image_encoder("efficientnet_lite0")
+

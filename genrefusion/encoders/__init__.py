@@ -8,6 +8,8 @@ import importlib
 
 # how MiniLM computes frozen plot features (text.py); here so the CLI can list them without importing torch
 TEXT_RUNTIMES = ("auto", "torch", "onnxruntime", "onnxruntime-int8")
+# how the poster backbone computes frozen features (image.py; GENREFUSION_IMAGE_RUNTIME)
+IMAGE_RUNTIMES = ("auto", "torch", "onnxruntime")
 
 _EXPORTS = {
     "ImageEncoder": "image", "build_image_encoder": "image", "IMAGE_ENCODERS": "image",

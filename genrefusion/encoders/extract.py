@@ -194,7 +194,10 @@ def extract_image_features(posters: Sequence, encoder, cache: FeatureCache | Non
                         for j in by_key[keys[i]]:
                             errors[j] = e
                     if xs is not None:
-                        f = encoder(xs.to(dist.model_device(encoder))).float().cpu().numpy()
+                        if hasattr(encoder, "encode"):  # an ImageEncoder: ONNX Runtime where it can
+                            f = encoder.encode(xs)
+                        else:  # a view of the backbone (the activations fine-tuning starts from)
+                            f = encoder(xs.to(dist.model_device(encoder))).float().cpu().numpy()
                         for i, row in zip(idx, f):
                             values[by_key[keys[i]]] = row
                             ok[by_key[keys[i]]] = True

@@ -24,29 +24,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ConfigError, GenreFusionError
-from ..io import atomic_path
+from ..errors import ConfigError
 from . import TEXT_RUNTIMES
 from .cache import content_key
 from .image import file_fingerprint
+from .onnx import atomic_file, check_close, export_graph, graph_path, open_session
 
 log = logging.getLogger(__name__)
-ONNX_OPSET = 17
 ONNX_TOLERANCE = 1e-4
 INT8_MIN_COSINE = 0.98
 CPU_CHUNK = 8
 # prefix of the cache key of a text embedded as the average of its windows (MiniLMEncoder.feature_keys)
 CHUNKED_KEY = "minilm-chunk-mean-v1\0"
-
-
-def _atomic_file(path: Path, write) -> None:
-    """``write(tmp_name)`` into a temp file beside ``path``, then rename: a killed run never leaves half a graph."""
-    try:
-        with atomic_path(path) as tmp:
-            write(tmp)
-    except (OSError, GenreFusionError) as err:  # read-only or full cache folder: 'auto' falls back to PyTorch
-        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
-        raise ConfigError(f"cannot write the ONNX graph under {path.parent} ({reason})") from None
 
 
 def _quantize(src: Path, out: str) -> None:
@@ -209,48 +198,24 @@ class MiniLMEncoder(nn.Module):
     def _build_session(self):
         if self.model.device.type != "cpu":
             raise ConfigError(f"the model is on {self.model.device.type}")
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise ConfigError("onnxruntime is not installed (pip install 'genrefusion[export]')") from None
-        from ..paths import cache_dir
-
         int8 = self.runtime == "onnxruntime-int8"
-        graph = cache_dir() / "onnx" / f"minilm-{self.fingerprint}-opset{ONNX_OPSET}.onnx"
+        graph = graph_path(f"minilm-{self.fingerprint}")
         path = graph.with_name(graph.stem + "-int8.onnx") if int8 else graph
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = torch.get_num_threads()  # the same share of the cores PyTorch would use
-        opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
-        # idle ORT threads otherwise spin for a while after each run, stealing the cores the image backbone
-        # needs next (measured: +30 ms on a warm single-title prediction)
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         probe = self.tokenize(["A retired hitman is pulled back in.",
                                "Two friends drive across the country to scatter their father's ashes, and on "
                                "the way they meet a stranger who changes everything."])
 
-        def open_session():
-            return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        def make():
+            if not graph.is_file():
+                export_graph(_Pooled(self).eval(), (probe["input_ids"], probe["attention_mask"]), graph,
+                             ["input_ids", "attention_mask"], ["embedding"],
+                             {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"},
+                              "embedding": {0: "batch"}})
+            if int8:
+                atomic_file(path, lambda tmp: _quantize(graph, tmp))
 
-        try:
-            session = None
-            if path.is_file():
-                try:
-                    session = open_session()
-                except Exception:  # noqa: BLE001 - a damaged graph (disk full, killed copy): make it again
-                    path.unlink(missing_ok=True)
-            if session is None:
-                if not graph.is_file():
-                    self._export(graph, probe)
-                if int8:
-                    _atomic_file(path, lambda tmp: _quantize(graph, tmp))
-                session = open_session()
-            got = session.run(None, {k: v.numpy() for k, v in probe.items()})[0]
-        except ConfigError:
-            raise
-        except Exception as err:  # noqa: BLE001 - any exporter/runtime surprise means: stay on PyTorch
-            msg = (str(err).splitlines() or [""])[0][:200]
-            raise ConfigError(f"ONNX export/run failed: {type(err).__name__}{': ' + msg if msg else ''}") from None
+        session = open_session(path, make)
+        got = session.run(None, {k: v.numpy() for k, v in probe.items()})[0]
         with torch.inference_mode():
             want = self(**probe).numpy()
         if int8:  # quantisation moves features a little: check direction (cosine), not digits
@@ -258,25 +223,8 @@ class MiniLMEncoder(nn.Module):
             if cos < INT8_MIN_COSINE:
                 raise ConfigError(f"{path}: int8 features too far from float ones (cosine {cos:.3f})")
         else:
-            diff = float(np.abs(got - want).max())
-            if diff > ONNX_TOLERANCE:
-                raise ConfigError(f"{path}: ONNX Runtime differs from PyTorch by {diff:.1e} (> {ONNX_TOLERANCE})")
+            check_close(path, got, want, ONNX_TOLERANCE)
         return session
-
-    def _export(self, path: Path, probe: dict[str, torch.Tensor]) -> None:
-        import warnings
-
-        def export(tmp: str) -> None:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # tracer chatter about constant-folded shape checks
-                torch.onnx.export(_Pooled(self).eval(), (probe["input_ids"], probe["attention_mask"]), tmp,
-                                  dynamo=False, input_names=["input_ids", "attention_mask"],
-                                  output_names=["embedding"], opset_version=ONNX_OPSET,
-                                  dynamic_axes={"input_ids": {0: "batch", 1: "tokens"},
-                                                "attention_mask": {0: "batch", 1: "tokens"},
-                                                "embedding": {0: "batch"}})
-
-        _atomic_file(path, export)
 
     def unfreeze_top(self, n_layers: int) -> list[nn.Parameter]:
         """Freeze everything, then make the top ``n_layers`` transformer layers trainable; returns those params."""
