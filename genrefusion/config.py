@@ -113,7 +113,7 @@ class TrainConfig:
     # What the fused stage samples: "none" (every training title once an epoch), "sqrt" or "equal" (titles
     # drawn with weights 1/sqrt(n) or 1/n, n = training titles with the same inputs: poster only, plot only,
     # both), so the thousands of single-input titles do not drown the few with both inputs.
-    fused_balance: Literal["none", "sqrt", "equal"] = "sqrt"
+    fused_balance: Literal["none", "sqrt", "equal"] = "equal"
     fusion: Literal["concat", "gmu"] = "concat"
     # End-to-end fine-tuning: "none" (frozen backbones, cached features), "last_block" (the poster backbone's
     # last block + head convolution train, on cached activations before it; the AWD-LSTM's last layer trains in
