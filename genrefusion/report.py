@@ -401,17 +401,21 @@ def _verdicts_html(verdicts: list[dict]) -> str:
 
 
 def _threshold_table(sets: dict, info: dict, pooled: dict | None) -> str:
-    """Per genre: each input combination's threshold and the dev positives it rests on (* = fell back)."""
+    """Per genre: each input combination's threshold and the dev positives it rests on (* = fell back;
+    'never': no dev title with those inputs labels the genre, so the model does not predict it from them)."""
+    def thr(v):
+        return "never" if isinstance(v, (int, float)) and v > 1 else _fmt(v)
+
     names = list(sets)
     header = ["genre", "pooled", "pooled dev positives"] + [h for c in names for h in
                                                              (f"{_PARTS.get(c, c)}", f"{_PARTS.get(c, c)} dev positives")]
     rows = []
     for g in (pooled or {}):
-        row = [html.escape(g), _fmt(pooled.get(g)), str(((info.get("pooled") or {}).get("positives") or {}).get(g, ""))]
+        row = [html.escape(g), thr(pooled.get(g)), str(((info.get("pooled") or {}).get("positives") or {}).get(g, ""))]
         for c in names:
             ci = (info.get("sets") or {}).get(c) or {}
             star = "*" if g in (ci.get("fallback") or []) else ""
-            row += [_fmt(sets[c].get(g)), f"{(ci.get('positives') or {}).get(g, '')}{star}"]
+            row += [thr(sets[c].get(g)), f"{(ci.get('positives') or {}).get(g, '')}{star}"]
         rows.append(row)
     return _table(header, rows)
 

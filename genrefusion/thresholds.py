@@ -66,6 +66,10 @@ def tune_thresholds(Y, S, M=None, min_positives: int = 3) -> tuple[np.ndarray, d
 # titles that have its inputs), used for a combination without a set and by bundles of older versions.
 COMBINATIONS = ("both", "poster", "plot")
 NONE = "none"
+# The threshold of a genre a model must never predict from an input combination: no dev title with exactly
+# those inputs labels the genre, so nothing the model learnt about it from these inputs was ever checked (e.g.
+# Musical from a plot when only a poster-only dataset labels Musical). Above any probability.
+NEVER = 2.0
 # Two levels of regularisation, each with a rule chosen per model by leave-one-out on dev (``choose_rules``):
 # a genre's pooled threshold against one global threshold, and a combination's threshold against the
 # genre's pooled one.
@@ -316,7 +320,9 @@ def tune_threshold_sets(Y, S, M, keys, combos=COMBINATIONS, rule: str = "auto",
     dev titles with exactly that combination and regularised toward the genre's pooled threshold (all
     those titles), itself regularised toward one global threshold (micro-F1 over every labelled entry).
     ``rule``: 'auto' (choose the rule of each level by leave-one-out on dev) or a fixed one (``parse_rules``).
-    A model serving one combination has one set: its pooled one, under that combination's name. Returns
+    A model serving one combination has one set: its pooled one, under that combination's name. A genre that no
+    dev title of a combination labels is never predicted from that combination (``NEVER``; listed in the info
+    under ``never``). Returns
     the sets and an info dict for metrics.json (rules, leave-one-out scores, per set and genre the dev
     positives each threshold rests on, and the genres that fell back).
     """
@@ -350,12 +356,21 @@ def tune_threshold_sets(Y, S, M, keys, combos=COMBINATIONS, rule: str = "auto",
         sets = {c: np.array([_apply(chosen, g, t_global, loo=False)[1][c] for g in levels]) for c in kept}
     else:  # one combination: its set is the pooled one (tuned on every dev title with the model's input)
         kept, sets = list(combos), {c: pooled.copy() for c in combos}
+    never = {}
+    for c in combos:
+        unchecked = ~(lab & (keys == c)[:, None]).any(0)
+        if unchecked.any():
+            sets[c] = np.where(unchecked, NEVER, sets.get(c, pooled))
+            never[c] = [g for g, u in zip(genres, unchecked) if u]
+            if not multi:
+                pooled = sets[c].copy()
     info = {"rule": rule_name(chosen), "chosen_by": "leave-one-out on dev" if loo else "config",
             "leave_one_out": loo, "global": round(float(t_global), 6),
             "pooled": _rests_on(chosen[0], genres, [g.pooled[2] for g in levels], int(seen.sum())),
             "sets": {c: _rests_on(chosen[1] if multi else ("pooled", 0), genres, [g.own[c][2] for g in levels],
                                   int((keys == c).sum()), own=multi) for c in combos},
-            "no_set": [c for c in served if c not in kept]}
+            "no_set": [c for c in served if c not in kept and c not in never],
+            "never": never}
     return ThresholdSets(pooled, sets), info
 
 

@@ -162,6 +162,35 @@ def test_single_input_models_have_one_set_and_rules_parse():
                                                                                                  "plot"}
 
 
+def test_genre_no_dev_title_of_a_combination_labels_is_never_predicted_from_it():
+    """Musical labelled only by a poster-only dataset: no dev title with a plot labels it, so a plot-only
+    request must never get Musical, whatever the model scores (the 167-false-positive case of the
+    leave-one-dataset-out benchmark); poster-only requests keep their tuned threshold."""
+    from genrefusion.decision import decide
+    from genrefusion.thresholds import NEVER
+
+    Y, S, keys = _two_populations()
+    Y, S = np.hstack([Y, Y]), np.hstack([S, S])  # genre 1 ("Musical"): same data ...
+    M = np.ones_like(Y, dtype=bool)
+    M[keys == "plot", 1] = False  # ... but no plot-only dev title is labelled for it
+    for rule in ("min_support:1", "shrink:5 / pooled", "auto"):
+        sets, info = tune_threshold_sets(Y, S, M, keys, rule=rule, genres=["Drama", "Musical"])
+        plot_set, name = sets.pick("plot")
+        assert name == "plot" and plot_set[1] == NEVER and plot_set[0] < 1, rule
+        assert sets.pick("poster")[0][1] < 1 and info["never"] == {"plot": ["Musical"]}, rule
+        assert decide(np.array([0.9, 1.0]), ["Drama", "Musical"], plot_set) == ["Drama"], plot_set
+    # a plot-only model: its one set (its pooled set) never predicts Musical either
+    plot = keys == "plot"
+    single, info1 = tune_threshold_sets(Y[plot], S[plot], M[plot], keys[plot], served_combinations(("plot",)),
+                                        genres=["Drama", "Musical"])
+    assert single.pooled[1] == NEVER and single.sets["plot"][1] == NEVER and info1["never"] == {"plot": ["Musical"]}
+    # labelled (even with no positive) is checked: the tuned threshold stands
+    M[np.flatnonzero(plot)[0], 1] = True
+    Y[np.flatnonzero(plot)[0], 1] = 0
+    sets3, info3 = tune_threshold_sets(Y, S, M, keys, rule="min_support:1", genres=["Drama", "Musical"])
+    assert info3["never"] == {} and sets3.pick("plot")[0][1] <= 1
+
+
 def test_threshold_sets_json_round_trip_and_single_set_bundles():
     sets = ThresholdSets(np.array([0.3, 0.5]), {"plot": np.array([0.2, 0.4])})
     again = ThresholdSets.from_json(sets.to_json())

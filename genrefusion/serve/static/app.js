@@ -199,13 +199,19 @@
     const li = el("li", on ? "bar on" : "bar");
     li.dataset.genre = label;
     li.dataset.score = String(p);
-    li.title = `${label}: probability ${p.toFixed(3)}, threshold ${thr.toFixed(3)}`;
+    // a threshold above 1: never predicted from these inputs (no dev title with them labels the genre)
+    const never = thr > 1;
+    li.title = `${label}: probability ${p.toFixed(3)}, ` +
+      (never ? "never predicted from these inputs (no dev title with them labels it)" : `threshold ${thr.toFixed(3)}`);
     const track = el("span", "track");
     const fill = el("span", "fill");
     fill.style.width = "0%";
-    const tick = el("span", "tick");
-    tick.style.left = `${(thr * 100).toFixed(1)}%`;
-    track.append(fill, tick);
+    track.append(fill);
+    if (!never) {
+      const tick = el("span", "tick");
+      tick.style.left = `${(thr * 100).toFixed(1)}%`;
+      track.append(tick);
+    }
     li.append(el("span", "name", label), track, el("span", "pct", pct(p)));
     requestAnimationFrame(() => { fill.style.width = `${(p * 100).toFixed(1)}%`; });
     return li;
