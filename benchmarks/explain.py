@@ -115,12 +115,9 @@ def readme_block(res: dict) -> str:
 
 
 def write_readme(res: dict, path: Path = ROOT / "benchmarks" / "README.md") -> None:
-    start, end = "<!-- explain:start -->", "<!-- explain:end -->"
-    text = path.read_text(encoding="utf-8")
-    if start not in text or end not in text:
-        return
-    head, rest = text.split(start, 1)
-    path.write_text(head + start + "\n" + readme_block(res) + "\n" + end + rest.split(end, 1)[1], encoding="utf-8")
+    from benchmarks.markers import replace_block
+
+    replace_block(path, "explain", readme_block(res))
 
 
 def main(argv=None) -> int:

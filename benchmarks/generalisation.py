@@ -43,7 +43,6 @@ LABELS = {"fused": "fused", "poster": "poster only", "plot": "plot only",
 FIGURES = ("micro_f1", "macro_f1", "mAP")
 JSON_PATH = ROOT / "benchmarks" / "generalisation.json"
 OUT = ROOT / "benchmarks" / "out" / "generalisation"
-MARKERS = ("<!-- generalisation:start -->", "<!-- generalisation:end -->")
 # posters as real catalogues serve them: longer side 128 px, JPEG quality 50 (the held-out titles' own posters)
 SMALL_SIDE, SMALL_QUALITY = 128, 50
 
@@ -177,13 +176,9 @@ def readme_block(entries: dict) -> str:
 
 
 def write_readme(entries: dict, path: Path = ROOT / "README.md") -> None:
-    text = path.read_text(encoding="utf-8")
-    start, end = MARKERS
-    if start not in text or end not in text:
-        raise SystemExit(f"{path}: no {start} ... {end} block to refresh")
-    head, rest = text.split(start, 1)
-    path.write_text(head + start + "\n" + readme_block(entries) + "\n" + end + rest.split(end, 1)[1],
-                    encoding="utf-8")
+    from benchmarks.markers import replace_block
+
+    replace_block(path, "generalisation", readme_block(entries), required=True)
 
 
 def _commit() -> str:

@@ -84,6 +84,7 @@ def main(argv=None) -> int:
     ap.add_argument("run", type=Path, help="trained run folder (or bundle)")
     ap.add_argument("--titles", type=Path, default=TITLES)
     ap.add_argument("--json", type=Path, help="also write every prediction and score here")
+    ap.add_argument("--readme", action="store_true", help="also put the table into README.md (real_titles block)")
     args = ap.parse_args(argv)
     titles = load_titles(args.titles)
     data = shipped_data_dir(required=False)
@@ -91,6 +92,10 @@ def main(argv=None) -> int:
         check_not_shipped(titles, data)
     rows = predict(args.run, titles)
     print(table(rows))
+    if args.readme:
+        from benchmarks.markers import replace_block
+
+        replace_block(ROOT / "README.md", "real_titles", f"Run: `{args.run}`.\n\n{table(rows)}", required=True)
     if args.json:
         from genrefusion.io import write_json
 

@@ -137,10 +137,8 @@ def check(figures: dict) -> list[str]:
 
 def write_readme_table(latest: dict, path: Path = ROOT / "benchmarks" / "README.md") -> None:
     """Refresh the figures table between the markers of benchmarks/README.md (the prose around it is kept)."""
-    start, end = "<!-- figures:start -->", "<!-- figures:end -->"
-    text = path.read_text(encoding="utf-8") if path.is_file() else f"# Benchmarks\n\n{start}\n{end}\n"
-    if start not in text or end not in text:
-        return
+    from benchmarks.markers import replace_block
+
     m = latest.get("details", {}).get("machine", {})
     rows = [f"Measured {latest.get('details', {}).get('date', '?')} on {m.get('cpu', '?')}, {m.get('cores', '?')} "
             f"cores, torch {m.get('torch', '?')}, Python {m.get('python', '?')}.", "",
@@ -151,8 +149,7 @@ def write_readme_table(latest: dict, path: Path = ROOT / "benchmarks" / "README.
                else {None: "", True: "yes", False: "**no**"}[ok])
         val = "not measured" if v is None else f"{v:,.3f} {unit}"
         rows.append(f"| `{key}` | {val} | {f'{op} {target:g}' if op else 'reported'} | {met} |")
-    head, rest = text.split(start, 1)
-    path.write_text(head + start + "\n" + "\n".join(rows) + "\n" + end + rest.split(end, 1)[1], encoding="utf-8")
+    replace_block(path, "figures", "\n".join(rows))
 
 
 def main(argv=None) -> int:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import logging
 import math
 import os
 import random
@@ -28,13 +27,12 @@ from torch import nn
 
 from ..errors import ConfigError
 from . import IMAGE_RUNTIMES
-from .onnx import check_close, export_graph, graph_path, open_session
+from .onnx import OnnxRuntimeBacked, check_close, export_graph, graph_path, open_session
 from .resnet import HOW_TO_SUPPLY, ResNet50, load_resnet50_weights, read_state_dict
 
 # Bump when preprocess() changes what the backbone sees: cached features from older preprocessing are then unused.
 PREPROCESS_VERSION = 1
 
-log = logging.getLogger(__name__)
 _FILE_SHA: dict[tuple, str] = {}
 # ONNX Runtime vs PyTorch on the probe, relative to the features' largest magnitude
 ONNX_TOLERANCE = 1e-4
@@ -54,7 +52,7 @@ def file_fingerprint(path: str | Path) -> str:
     return _FILE_SHA[memo_key]
 
 
-class ImageEncoder(nn.Module):
+class ImageEncoder(OnnxRuntimeBacked, nn.Module):
     """A frozen-or-fine-tunable backbone mapping [B,3,S,S] normalised images to [B,dim] pooled features.
 
     For fine-tuning it splits in two: ``stem`` (everything before the last block, [B,C,H,W] activations,
@@ -75,6 +73,7 @@ class ImageEncoder(nn.Module):
     stem_shape: tuple[int, int, int]
     bn_frozen: bool = False
     preprocess_version: int = PREPROCESS_VERSION
+    runtime_label = "the poster backbone"
 
     def __init__(self, name: str, dim: int, input_size: int, mean, std, fingerprint: str):
         super().__init__()
@@ -170,20 +169,6 @@ class ImageEncoder(nn.Module):
             return session.run(None, {"image": x.numpy()})[0]
         with torch.inference_mode():
             return self(x.to(next(self.parameters()).device)).float().cpu().numpy()
-
-    def onnx_session(self):
-        """The ONNX Runtime session for ``encode``, or None where PyTorch runs it (runtime 'torch', a GPU model,
-        onnxruntime missing, or a failed export/check in 'auto' mode)."""
-        if self._session is None:
-            self._session = False
-            if self.runtime != "torch":
-                try:
-                    self._session = self._build_session()
-                except ConfigError as err:
-                    if self.runtime != "auto":
-                        raise
-                    log.warning("the poster backbone runs in PyTorch (%s)", err)
-        return self._session or None
 
     def _build_session(self):
         device = next(self.parameters()).device

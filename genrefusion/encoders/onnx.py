@@ -21,6 +21,32 @@ log = logging.getLogger(__name__)
 ONNX_OPSET = 17
 
 
+class OnnxRuntimeBacked:
+    """For an encoder whose frozen features may run in ONNX Runtime: ``runtime`` ('auto', 'torch', 'onnxruntime'
+    ...), ``_session`` (None: not decided yet; False: PyTorch) and ``_build_session()`` come from the encoder."""
+
+    runtime: str
+    runtime_label = "the encoder"
+    _session = None
+
+    def onnx_session(self):
+        """The ONNX Runtime session for frozen features, or None where PyTorch runs them (runtime 'torch', a GPU
+        model, weights made trainable, onnxruntime missing, or a failed export or check in 'auto' mode)."""
+        if self._session is None:
+            self._session = False
+            if self.runtime != "torch":
+                try:
+                    self._session = self._build_session()
+                except ConfigError as err:
+                    if self.runtime != "auto":
+                        raise
+                    log.warning("%s runs in PyTorch (%s)", self.runtime_label, err)
+        return self._session or None
+
+    def _build_session(self):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
 def graph_path(stem: str) -> Path:
     from ..paths import cache_dir
 

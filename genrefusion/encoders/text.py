@@ -28,9 +28,8 @@ from ..errors import ConfigError
 from . import TEXT_RUNTIMES
 from .cache import content_key
 from .image import file_fingerprint
-from .onnx import atomic_file, check_close, export_graph, graph_path, open_session
+from .onnx import OnnxRuntimeBacked, atomic_file, check_close, export_graph, graph_path, open_session
 
-log = logging.getLogger(__name__)
 ONNX_TOLERANCE = 1e-4
 INT8_MIN_COSINE = 0.98
 CPU_CHUNK = 8
@@ -70,11 +69,12 @@ def _weights_file(path: Path) -> Path:
     raise ConfigError(f"{path}: no model weights file (model.safetensors) in the MiniLM folder")
 
 
-class MiniLMEncoder(nn.Module):
+class MiniLMEncoder(OnnxRuntimeBacked, nn.Module):
     name = "minilm"
     dim = 384
     max_length = 256
     preprocess_version = 1
+    runtime_label = "MiniLM"
 
     def __init__(self, path: str | os.PathLike | None = None, runtime: str | None = None):
         super().__init__()
@@ -180,20 +180,6 @@ class MiniLMEncoder(nn.Module):
     def runtime_tag(self) -> str:
         """Part of the feature-cache namespace: int8 features never mix with float ones."""
         return "int8" if self.runtime == "onnxruntime-int8" else ""
-
-    def onnx_session(self):
-        """The ONNX Runtime session for ``encode``, or None when PyTorch runs it (runtime 'torch', a GPU model,
-        weights made trainable for fine-tuning, onnxruntime missing, or a failed export in 'auto' mode)."""
-        if self._session is None:
-            self._session = False
-            if self.runtime != "torch":
-                try:
-                    self._session = self._build_session()
-                except ConfigError as err:
-                    if self.runtime != "auto":
-                        raise
-                    log.warning("MiniLM runs in PyTorch (%s)", err)
-        return self._session or None
 
     def _build_session(self):
         if self.model.device.type != "cpu":
