@@ -194,9 +194,9 @@ def extract_image_features(posters: Sequence, encoder, cache: FeatureCache | Non
                         for j in by_key[keys[i]]:
                             errors[j] = e
                     if xs is not None:
-                        if hasattr(encoder, "encode"):  # an ImageEncoder: ONNX Runtime where it can
+                        if hasattr(encoder, "encode"):  # image.FrozenImageFeatures: ONNX Runtime where it can
                             f = encoder.encode(xs)
-                        else:  # a view of the backbone (the activations fine-tuning starts from)
+                        else:  # any other image module
                             f = encoder(xs.to(dist.model_device(encoder))).float().cpu().numpy()
                         for i, row in zip(idx, f):
                             values[by_key[keys[i]]] = row

@@ -52,7 +52,42 @@ def file_fingerprint(path: str | Path) -> str:
     return _FILE_SHA[memo_key]
 
 
-class ImageEncoder(OnnxRuntimeBacked, nn.Module):
+class FrozenImageFeatures(OnnxRuntimeBacked):
+    """``encode``: an image module's ``forward`` on preprocessed posters as frozen features, in ONNX Runtime
+    where it can run (a graph per module name and weights fingerprint, checked against PyTorch)."""
+
+    def __getstate__(self):  # deepcopy / pickle: a session is rebuilt by the copy when needed
+        return {**self.__dict__, "_session": None}
+
+    def encode(self, x: torch.Tensor) -> np.ndarray:
+        """Frozen features [B,dim] float32 of preprocessed posters [B,3,S,S] (``forward`` in eval mode)."""
+        session = self.onnx_session() if not self.training else None
+        if session is not None:
+            return session.run(None, {"image": x.numpy()})[0]
+        with torch.inference_mode():
+            return self(x.to(next(self.parameters()).device)).float().cpu().numpy()
+
+    def _build_session(self):
+        device = next(self.parameters()).device
+        if device.type != "cpu":
+            raise ConfigError(f"the backbone is on {device.type}")
+        s = self.input_size
+        probe = torch.randn(2, 3, s, s, generator=torch.Generator().manual_seed(0))
+        path = graph_path(f"{self.name}-{self.fingerprint}")
+
+        def make():
+            export_graph(_Frozen(self), (probe,), path, ["image"], ["features"],
+                         {"image": {0: "batch"}, "features": {0: "batch"}})
+
+        session = open_session(path, make)
+        got = session.run(None, {"image": probe.numpy()})[0]
+        with torch.inference_mode():
+            want = self(probe).numpy()
+        check_close(path, got, want, ONNX_TOLERANCE * max(1.0, float(np.abs(want).max())))
+        return session
+
+
+class ImageEncoder(FrozenImageFeatures, nn.Module):
     """A frozen-or-fine-tunable backbone mapping [B,3,S,S] normalised images to [B,dim] pooled features.
 
     For fine-tuning it splits in two: ``stem`` (everything before the last block, [B,C,H,W] activations,
@@ -157,37 +192,6 @@ class ImageEncoder(OnnxRuntimeBacked, nn.Module):
     def load_state_dict(self, *args, **kw):
         self._session = None
         return super().load_state_dict(*args, **kw)
-
-    def __getstate__(self):  # deepcopy / pickle: a session is rebuilt by the copy when needed
-        return {**self.__dict__, "_session": None}
-
-    # -- frozen features -----------------------------------------------------------------------------------
-    def encode(self, x: torch.Tensor) -> np.ndarray:
-        """Frozen pooled features [B,dim] float32 of preprocessed posters [B,3,S,S], in eval mode."""
-        session = self.onnx_session() if not self.training else None
-        if session is not None:
-            return session.run(None, {"image": x.numpy()})[0]
-        with torch.inference_mode():
-            return self(x.to(next(self.parameters()).device)).float().cpu().numpy()
-
-    def _build_session(self):
-        device = next(self.parameters()).device
-        if device.type != "cpu":
-            raise ConfigError(f"the backbone is on {device.type}")
-        s = self.input_size
-        probe = torch.randn(2, 3, s, s, generator=torch.Generator().manual_seed(0))
-        path = graph_path(f"{self.name}-{self.fingerprint}")
-
-        def make():
-            export_graph(_Frozen(self), (probe,), path, ["image"], ["features"],
-                         {"image": {0: "batch"}, "features": {0: "batch"}})
-
-        session = open_session(path, make)
-        got = session.run(None, {"image": probe.numpy()})[0]
-        with torch.inference_mode():
-            want = self(probe).numpy()
-        check_close(path, got, want, ONNX_TOLERANCE * max(1.0, float(np.abs(want).max())))
-        return session
 
     def freeze(self) -> "ImageEncoder":
         """Eval mode (frozen BatchNorm statistics) and no gradients: the feature-extraction setting."""
@@ -297,13 +301,16 @@ class _Pool(nn.Module):
         return x.mean((2, 3))
 
 
-class StemView(nn.Module):
+class StemView(FrozenImageFeatures, nn.Module):
     """An image encoder seen up to its last block (``train.finetune = "last_block"``): same preprocessing and
     weights fingerprint, output the flattened stem activations, so they go through the feature cache."""
+
+    runtime_label = "the poster backbone's stem"
 
     def __init__(self, encoder: ImageEncoder):
         super().__init__()
         self.base = encoder
+        self.runtime, self._session = encoder.runtime, None
         self.name = f"{encoder.name}.stem"
         self.dim = int(np.prod(encoder.stem_shape))
         self.input_size, self.fingerprint = encoder.input_size, encoder.fingerprint
@@ -326,6 +333,7 @@ class PixelView(StemView):
         super().__init__(encoder)
         self.name = f"{encoder.name}.pixels"
         self.dim = 3 * encoder.input_size ** 2
+        self.runtime = "torch"  # a reshape: nothing to speed up
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.flatten(1)
