@@ -240,6 +240,14 @@ def test_onnxruntime_poster_features_match_torch(posters, tmp_path, monkeypatch)
     assert got.shape == (len(paths), 1280) and got.dtype == np.float32
     assert np.abs(got - want).max() < 1e-4 * max(1.0, np.abs(want).max())
     assert not fast.training  # the export left the encoder in eval mode
+    # the stem activations train.finetune=last_block starts from: the same runtime, the same values
+    from genrefusion.encoders.image import PixelView, StemView
+
+    stem, stem_ref = StemView(fast).eval(), StemView(ref).eval()
+    assert stem.onnx_session() is not None and stem_ref.onnx_session() is None
+    got_s, want_s = stem.encode(x), stem_ref.encode(x)
+    assert np.abs(got_s - want_s).max() < 1e-4 * max(1.0, np.abs(want_s).max())
+    assert PixelView(fast).onnx_session() is None  # a reshape: never exported
 
     # fine-tuning (train mode) or new weights drop the session: the graph would hold the old weights
     fast.train()
