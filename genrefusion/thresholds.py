@@ -66,10 +66,12 @@ def tune_thresholds(Y, S, M=None, min_positives: int = 3) -> tuple[np.ndarray, d
 # titles that have its inputs), used for a combination without a set and by bundles of older versions.
 COMBINATIONS = ("both", "poster", "plot")
 NONE = "none"
-# The threshold of a genre a model must never predict from an input combination: no dev title with exactly
-# those inputs labels the genre, so nothing the model learnt about it from these inputs was ever checked (e.g.
-# Musical from a plot when only a poster-only dataset labels Musical). Above any probability.
+# The threshold of a genre a model must never predict from an input combination: no dev title that has one of
+# the combination's inputs labels the genre, so nothing the model learnt about it from those inputs was ever
+# checked (e.g. Musical from a plot when only a poster-only dataset labels Musical). Above any probability.
 NEVER = 2.0
+# the dev titles whose labels check a combination: those sharing an input with it
+SHARES_INPUT = {"both": ("both", "poster", "plot"), "poster": ("both", "poster"), "plot": ("both", "plot")}
 # Two levels of regularisation, each with a rule chosen per model by leave-one-out on dev (``choose_rules``):
 # a genre's pooled threshold against one global threshold, and a combination's threshold against the
 # genre's pooled one.
@@ -321,8 +323,8 @@ def tune_threshold_sets(Y, S, M, keys, combos=COMBINATIONS, rule: str = "auto",
     those titles), itself regularised toward one global threshold (micro-F1 over every labelled entry).
     ``rule``: 'auto' (choose the rule of each level by leave-one-out on dev) or a fixed one (``parse_rules``).
     A model serving one combination has one set: its pooled one, under that combination's name. A genre that no
-    dev title of a combination labels is never predicted from that combination (``NEVER``; listed in the info
-    under ``never``). Returns
+    dev title sharing an input with a combination labels is never predicted from that combination (``NEVER``;
+    listed in the info under ``never``). Returns
     the sets and an info dict for metrics.json (rules, leave-one-out scores, per set and genre the dev
     positives each threshold rests on, and the genres that fell back).
     """
@@ -358,7 +360,7 @@ def tune_threshold_sets(Y, S, M, keys, combos=COMBINATIONS, rule: str = "auto",
         kept, sets = list(combos), {c: pooled.copy() for c in combos}
     never = {}
     for c in combos:
-        unchecked = ~(lab & (keys == c)[:, None]).any(0)
+        unchecked = ~(lab & np.isin(keys, SHARES_INPUT[c])[:, None]).any(0)
         if unchecked.any():
             sets[c] = np.where(unchecked, NEVER, sets.get(c, pooled))
             never[c] = [g for g, u in zip(genres, unchecked) if u]

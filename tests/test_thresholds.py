@@ -184,6 +184,14 @@ def test_genre_no_dev_title_of_a_combination_labels_is_never_predicted_from_it()
     single, info1 = tune_threshold_sets(Y[plot], S[plot], M[plot], keys[plot], served_combinations(("plot",)),
                                         genres=["Drama", "Musical"])
     assert single.pooled[1] == NEVER and single.sets["plot"][1] == NEVER and info1["never"] == {"plot": ["Musical"]}
+    # a genre labelled only on dev titles with both inputs (Crime, when the plot-only dev titles come from a
+    # dataset without it) is checked for plot-only requests by them: not 'never'
+    keys_b = keys.copy()
+    keys_b[:50] = "both"
+    M_b = np.ones_like(Y, dtype=bool)
+    M_b[50:, 1] = False
+    sets_b, info_b = tune_threshold_sets(Y, S, M_b, keys_b, rule="min_support:1", genres=["Drama", "Crime"])
+    assert info_b["never"] == {} and sets_b.pick("plot")[0][1] <= 1
     # labelled (even with no positive) is checked: the tuned threshold stands
     M[np.flatnonzero(plot)[0], 1] = True
     Y[np.flatnonzero(plot)[0], 1] = 0
