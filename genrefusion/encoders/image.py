@@ -4,8 +4,8 @@ Plain torch + PIL (no torchvision). Each encoder knows its input size, normalisa
 weights, which names the feature-cache namespace so features from different weights never mix.
 
 Frozen features (``encode``: feature caching, prediction) run through ONNX Runtime when it is installed: on 2 CPU
-cores it is ~5x faster than eager PyTorch for EfficientNet-Lite0 (whose depthwise convolutions PyTorch's CPU
-kernels handle poorly; measured 39 vs 7 img/s at batch 32), with the same features (max difference ~1e-5, checked
+cores it is ~3.5x faster than eager PyTorch for EfficientNet-Lite0 (whose depthwise convolutions PyTorch's CPU
+kernels handle poorly; measured 58 vs 16 posters/s caching the demo's posters), with the same features (max difference ~1e-5, checked
 against PyTorch before use, so both runtimes share the feature cache). ``GENREFUSION_IMAGE_RUNTIME``: ``auto``
 (default; PyTorch with a warning if the export or the check fails), ``torch``, or ``onnxruntime`` (an error if it
 cannot be used). Fine-tuning, explanations and GPUs always use PyTorch.
@@ -206,10 +206,10 @@ class ImageEncoder(FrozenImageFeatures, nn.Module):
 
 
 class _Frozen(nn.Module):
-    """``ImageEncoder.forward`` in eval mode as a module of its own, for the ONNX exporter (which would otherwise
-    switch the encoder's mode, and so drop its session)."""
+    """An image module's ``forward`` in eval mode as a module of its own, for the ONNX exporter (which would
+    otherwise switch the module's mode, and so drop its session)."""
 
-    def __init__(self, enc: ImageEncoder):
+    def __init__(self, enc: nn.Module):
         super().__init__()
         self.enc = enc
 
