@@ -27,7 +27,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from . import IMAGE_RUNTIMES
-from .onnx import OnnxRuntimeBacked, check_close, export_graph, graph_path, open_session
+from .onnx import ExportView, OnnxRuntimeBacked, check_close, export_graph, graph_path, open_session
 from .resnet import HOW_TO_SUPPLY, ResNet50, load_resnet50_weights, read_state_dict
 
 # Bump when preprocess() changes what the backbone sees: cached features from older preprocessing are then unused.
@@ -76,11 +76,10 @@ class FrozenImageFeatures(OnnxRuntimeBacked):
         path = graph_path(f"{self.name}-{self.fingerprint}")
 
         def make():
-            export_graph(_Frozen(self), (probe,), path, ["image"], ["features"],
+            export_graph(ExportView(self), (probe,), path, ["image"], ["features"],
                          {"image": {0: "batch"}, "features": {0: "batch"}})
 
-        session = open_session(path, make)
-        got = session.run(None, {"image": probe.numpy()})[0]
+        session, got = open_session(path, make, {"image": probe.numpy()})
         with torch.inference_mode():
             want = self(probe).numpy()
         check_close(path, got, want, ONNX_TOLERANCE * max(1.0, float(np.abs(want).max())))
@@ -203,21 +202,6 @@ class ImageEncoder(FrozenImageFeatures, nn.Module):
     def layer_groups(self) -> list[list[nn.Parameter]]:
         """Parameter groups from input to output, for gradual unfreezing / discriminative learning rates."""
         return [list(self.parameters())]
-
-
-class _Frozen(nn.Module):
-    """An image module's ``forward`` in eval mode as a module of its own, for the ONNX exporter (which would
-    otherwise switch the module's mode, and so drop its session)."""
-
-    def __init__(self, enc: nn.Module):
-        super().__init__()
-        self.enc = enc
-
-    def forward(self, x):
-        return type(self.enc).forward(self.enc, x)
-
-    def train(self, mode: bool = True):
-        return super().train(False)
 
 
 def _random_resized_crop(im: Image.Image, size: int, scale=(0.7, 1.0), ratio=(3 / 4, 4 / 3)) -> Image.Image:

@@ -47,6 +47,22 @@ class OnnxRuntimeBacked:
         raise NotImplementedError
 
 
+class ExportView(torch.nn.Module):
+    """A module's ``forward`` as a module of its own that never leaves eval mode, for the ONNX exporter (which
+    switches the mode of what it exports and restores it afterwards: done on the encoder itself, that would
+    drop its session and re-enable dropout in a wrapper)."""
+
+    def __init__(self, enc: torch.nn.Module):
+        super().__init__()
+        self.enc = enc
+
+    def forward(self, *args):
+        return type(self.enc).forward(self.enc, *args)
+
+    def train(self, mode: bool = True):
+        return super().train(False)
+
+
 def graph_path(stem: str) -> Path:
     from ..paths import cache_dir
 
@@ -76,9 +92,10 @@ def export_graph(module: torch.nn.Module, args: tuple, path: Path, input_names: 
     atomic_file(path, export)
 
 
-def open_session(path: Path, make: Callable[[], None]):
-    """An ONNX Runtime CPU session on ``path``; ``make()`` writes the graph when it is missing or damaged.
-    Any exporter or runtime failure becomes a one-line ConfigError (callers in 'auto' mode fall back to PyTorch)."""
+def open_session(path: Path, make: Callable[[], None], feed: dict):
+    """(session, its output on ``feed``): an ONNX Runtime CPU session on ``path``; ``make()`` writes the graph when
+    it is missing or damaged. Any exporter or runtime failure, the probe run included, becomes a one-line
+    ConfigError (callers in 'auto' mode fall back to PyTorch)."""
     try:
         import onnxruntime as ort
     except ImportError:
@@ -95,13 +112,16 @@ def open_session(path: Path, make: Callable[[], None]):
         return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
     try:
+        sess = None
         if path.is_file():
             try:
-                return session()
+                sess = session()
             except Exception:  # noqa: BLE001 - a damaged graph (disk full, killed copy): make it again
                 path.unlink(missing_ok=True)
-        make()
-        return session()
+        if sess is None:
+            make()
+            sess = session()
+        return sess, sess.run(None, feed)[0]
     except ConfigError:
         raise
     except Exception as err:  # noqa: BLE001 - any exporter/runtime surprise means: stay on PyTorch

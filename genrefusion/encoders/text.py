@@ -28,7 +28,7 @@ from ..errors import ConfigError
 from . import TEXT_RUNTIMES
 from .cache import content_key
 from .image import file_fingerprint
-from .onnx import OnnxRuntimeBacked, atomic_file, check_close, export_graph, graph_path, open_session
+from .onnx import ExportView, OnnxRuntimeBacked, atomic_file, check_close, export_graph, graph_path, open_session
 
 ONNX_TOLERANCE = 1e-4
 INT8_MIN_COSINE = 0.98
@@ -193,15 +193,14 @@ class MiniLMEncoder(OnnxRuntimeBacked, nn.Module):
 
         def make():
             if not graph.is_file():
-                export_graph(_Pooled(self).eval(), (probe["input_ids"], probe["attention_mask"]), graph,
+                export_graph(ExportView(self), (probe["input_ids"], probe["attention_mask"]), graph,
                              ["input_ids", "attention_mask"], ["embedding"],
                              {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"},
                               "embedding": {0: "batch"}})
             if int8:
                 atomic_file(path, lambda tmp: _quantize(graph, tmp))
 
-        session = open_session(path, make)
-        got = session.run(None, {k: v.numpy() for k, v in probe.items()})[0]
+        session, got = open_session(path, make, {k: v.numpy() for k, v in probe.items()})
         with torch.inference_mode():
             want = self(**probe).numpy()
         if int8:  # quantisation moves features a little: check direction (cosine), not digits
@@ -229,20 +228,6 @@ class MiniLMEncoder(OnnxRuntimeBacked, nn.Module):
         """Embeddings, then each transformer layer (input to output), for discriminative learning rates."""
         self._session = False
         return [list(self.model.embeddings.parameters())] + [list(l.parameters()) for l in self.model.encoder.layer]
-
-
-class _Pooled(nn.Module):
-    """``MiniLMEncoder.forward`` as a module of its own, for the ONNX exporter."""
-
-    def __init__(self, enc: MiniLMEncoder):
-        super().__init__()
-        self.enc = enc
-
-    def forward(self, input_ids, attention_mask):
-        return MiniLMEncoder.forward(self.enc, input_ids, attention_mask)
-
-    def train(self, mode: bool = True):  # the exporter restores the wrapper's mode afterwards: never train
-        return super().train(False)
 
 
 TEXT_ENCODERS = {"minilm": MiniLMEncoder}
