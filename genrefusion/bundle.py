@@ -7,6 +7,9 @@ Layout of ``RUN_DIR/model/``::
                         the architecture spec, encoder names + weight fingerprints, training config
     weights.safetensors tensors of every model, prefixed ``poster.`` / ``plot.`` / ``fused.``
     vocab.json          the LSTM word vocabulary (LSTM text route only)
+    lexical.safetensors, lexical.json
+                        the lexical blend's tf-idf logistic regression (arrays; vocabulary and C), when a model
+                        blends it in (config ``lexical.weights``: model -> weight; models/lexical.py)
     image_backbone.safetensors
                         the poster backbone's weights when they came from a file the user supplied
                         (ResNet-50's ImageNet weights), so the bundle predicts on another machine
@@ -31,6 +34,7 @@ from .io import make_temp_dir, write_bytes, write_json
 FORMAT = "genrefusion-bundle"
 VERSION = 1
 CONFIG, WEIGHTS, VOCAB, BACKBONE = "config.json", "weights.safetensors", "vocab.json", "image_backbone.safetensors"
+LEXICAL, LEXICAL_INFO = "lexical.safetensors", "lexical.json"
 MODEL_NAMES = ("poster", "plot", "fused")
 
 
@@ -43,6 +47,7 @@ class Bundle:
     vocab: object = None                             # encoders.tokenize.Vocab (LSTM route)
     threshold_sets: dict = field(default_factory=dict)  # name -> thresholds.ThresholdSets
     image_weights: Path | None = None                # load-time backbone weights file (overrides the bundle's)
+    lexical: object = None                           # baselines.TfidfLogReg of the lexical blend, if any
 
     @property
     def genres(self) -> list[str]:
@@ -67,12 +72,14 @@ class Bundle:
 
 
 def save_bundle(path, spec: dict, models: dict, thresholds: dict, meta: dict | None = None, vocab=None,
-                backbone_file=None) -> Path:
+                backbone_file=None, lexical=None) -> Path:
     """Write the bundle folder atomically (temp folder + rename). ``thresholds``: per model a
     ``ThresholdSets`` or one per-genre array. ``backbone_file``: a user-supplied image backbone state dict to
-    carry (as safetensors)."""
+    carry (as safetensors). ``lexical``: ``(TfidfLogReg, {model: weight})``, the lexical blend (a model
+    without a positive weight does not blend)."""
     import hashlib
 
+    import numpy as np
     from safetensors.torch import save
 
     from .thresholds import ThresholdSets
@@ -102,6 +109,9 @@ def save_bundle(path, spec: dict, models: dict, thresholds: dict, meta: dict | N
         "image_backbone_sha": hashlib.sha1(backbone).hexdigest()[:16] if backbone is not None else None,
     }
     config["threshold_sets"] = {n: sets[n].to_json(9) for n in names}
+    lex_weights = {n: float(w) for n, w in (lexical[1] if lexical else {}).items() if n in names and w > 0}
+    # from the argument only: a ``meta`` copied from another bundle's config must not name files not written
+    config["lexical"] = {"file": LEXICAL, "weights": lex_weights} if lex_weights else None
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = make_temp_dir(path.parent, f".{path.name}.")  # a plain mkdir's mode, not mkdtemp's 0700
     try:
@@ -112,6 +122,12 @@ def save_bundle(path, spec: dict, models: dict, thresholds: dict, meta: dict | N
             write_json(tmp / VOCAB, vocab.to_json(), indent=None)
         if backbone is not None:
             write_bytes(tmp / BACKBONE, backbone)
+        if lex_weights:
+            from safetensors.numpy import save as save_np
+
+            arrays, info = lexical[0].state()
+            write_bytes(tmp / LEXICAL, save_np({k: np.ascontiguousarray(v) for k, v in arrays.items()}))
+            write_json(tmp / LEXICAL_INFO, info, indent=None)
         write_json(tmp / CONFIG, config)
         old = None
         if path.exists():
@@ -278,7 +294,39 @@ def load_bundle(path, models: list[str] | None = None, image_weights=None) -> Bu
     thresholds = {n: np.asarray(cfg["thresholds"][n], dtype=np.float64) for n in names}
     stored = cfg.get("threshold_sets") or {}
     sets = {n: ThresholdSets.from_json(stored[n]) if n in stored else ThresholdSets(thresholds[n]) for n in names}
-    return Bundle(path, cfg, built, thresholds, vocab, sets, Path(image_weights) if image_weights is not None else None)
+    lexical = _load_lexical(path, cfg, built)
+    return Bundle(path, cfg, built, thresholds, vocab, sets, Path(image_weights) if image_weights is not None else None,
+                  lexical)
+
+
+def _load_lexical(path: Path, cfg: dict, models: dict):
+    """The lexical blend's tf-idf model (None when no model blends it), each model's weight set on the model
+    (``lexical_weight``, read by ``inference.score_loader``)."""
+    from safetensors.numpy import load
+
+    from .baselines import TfidfLogReg
+
+    weights = (cfg.get("lexical") or {}).get("weights") or {}
+    if not any(n in models for n in weights):
+        return None
+    try:
+        arrays = load(_read(path, LEXICAL, f"{LEXICAL} missing (the lexical blend's weights); the bundle is incomplete"))
+        info = json.loads(_read(path, LEXICAL_INFO, f"{LEXICAL_INFO} missing; the bundle is incomplete"))
+        lexical = TfidfLogReg.from_state(arrays, info)
+        if lexical.coef_.shape[0] != len(cfg["genres"]):
+            raise ValueError(f"{lexical.coef_.shape[0]} genres, the models have {len(cfg['genres'])}")
+        ws = {n: float(weights[n]) for n in models if n in weights}
+        if any(not 0 < w <= 1 for w in ws.values()):
+            raise ValueError(f"blend weights must be in (0, 1], got {ws}")
+    except BundleError:
+        raise
+    except Exception as err:  # noqa: BLE001 - any damage (safetensors, JSON, keys, shapes): one line naming it
+        first = (str(err).splitlines() or [""])[0][:120]
+        raise _fail(path / LEXICAL, f"cannot read the lexical blend ({type(err).__name__}: {first}); "
+                                    "the bundle is damaged") from None
+    for n, w in ws.items():
+        models[n].lexical_weight = w
+    return lexical
 
 
 def _load_vocab(path: Path, spec: dict):

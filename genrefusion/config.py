@@ -88,6 +88,9 @@ class TextConfig:
     # "auto" the LSTM route trains too and is reported: +23 s on the warm-cache main job on 2 cores (50 s in all).
     encoder: Literal["auto", "lstm", "minilm"] = "minilm"
     batch_size: int = _f(32, min=1)
+    # "auto": the plot and fused models' probabilities for a title with a plot are averaged with a tf-idf
+    # logistic regression's, weight chosen on dev per model (models/lexical.py); "off": the networks alone.
+    lexical: Literal["auto", "off"] = "auto"
     lstm: LSTMConfig = field(default_factory=LSTMConfig)
 
 

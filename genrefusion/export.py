@@ -14,6 +14,9 @@ The graph (inputs by model; ``B`` is dynamic):
                    route ``lstm``: the model's own AWD-LSTM pooled representation of the tokenised plot
                    (the recurrent encoder stays in PyTorch: predict computes its pooled state, the graph takes it as input)
     text_present   bool [B]              False where the title has no plot
+    lexical        float32 [B, G]        only when the model blends the lexical model in (``models/lexical.py``):
+                   the tf-idf logistic regression's probabilities (``lexical_features``); rows with a plot
+                   answer (1 - w) * probs + w * lexical, w in the sidecar
     -> probs       float32 [B, G]        sigmoid probabilities, columns in the sidecar's ``genres`` order
 
 A poster-only model has only the image inputs, a plot-only model only the text inputs. Decide genres with
@@ -95,7 +98,21 @@ def _torch_modules():
         def forward(self, x, present):
             return torch.sigmoid(self.part(x, present))
 
-    return FusedGraph, SingleGraph
+    class LexicalGraph(nn.Module):
+        """The lexical blend (models/lexical.py): rows with a plot average the graph's probabilities with the
+        tf-idf logistic regression's, which the ``lexical`` input carries (``lexical_features``)."""
+
+        def __init__(self, graph, weight: float):
+            super().__init__()
+            self.graph, self.weight = graph, float(weight)
+
+        def forward(self, *args):
+            *inputs, lexical = args
+            p = self.graph(*inputs)
+            present = inputs[-1]  # text_present: the last input of every graph that reads a plot
+            return torch.where(present.unsqueeze(1), (1 - self.weight) * p + self.weight * lexical, p)
+
+    return FusedGraph, SingleGraph, LexicalGraph
 
 
 def _classifier(src):
@@ -117,7 +134,7 @@ def _image_encoder(clf):
 
 def build_graph(clf):
     """(torch module to export, input names) for the classifier's model."""
-    FusedGraph, SingleGraph = _torch_modules()
+    FusedGraph, SingleGraph, LexicalGraph = _torch_modules()
     model = clf.bundle_.models[clf.model_name_]
     name = clf.model_name_
     if name == "fused":
@@ -126,10 +143,19 @@ def build_graph(clf):
         graph, inputs = SingleGraph(model, _image_encoder(clf)), ["image", "image_present"]
     else:
         graph, inputs = SingleGraph(model), ["text", "text_present"]
+    if lexical_weight(clf):
+        graph, inputs = LexicalGraph(graph, lexical_weight(clf)), inputs + ["lexical"]
     graph.eval()
     for p in graph.parameters():
         p.requires_grad_(False)
     return graph, inputs
+
+
+def lexical_weight(clf) -> float:
+    """The served model's lexical blend weight (0: it does not blend)."""
+    if clf.bundle_.lexical is None:
+        return 0.0
+    return float(getattr(clf.bundle_.models[clf.model_name_], "lexical_weight", 0.0))
 
 
 def text_dim(clf) -> int:
@@ -188,6 +214,12 @@ def text_features(clf, plots: Sequence[str | None]) -> tuple[np.ndarray, np.ndar
     return feats, present
 
 
+def lexical_features(clf, plots: Sequence[str | None]) -> np.ndarray:
+    """``lexical [N,G] float32``: the tf-idf logistic regression's probabilities for plots (str or None; the
+    graph ignores the rows without a plot)."""
+    return clf.bundle_.lexical.predict_proba([p if isinstance(p, str) else "" for p in plots]).astype(np.float32)
+
+
 def onnx_inputs(clf, titles: Sequence[dict]) -> dict[str, np.ndarray]:
     """The feed dict for ``onnxruntime`` for titles ``{"poster": ..., "plot": ...}``."""
     feed = {}
@@ -197,6 +229,8 @@ def onnx_inputs(clf, titles: Sequence[dict]) -> dict[str, np.ndarray]:
         feed["image"], feed["image_present"] = preprocess_posters(clf, posters)
     if clf.model_name_ in ("fused", "plot"):
         feed["text"], feed["text_present"] = text_features(clf, plots)
+    if lexical_weight(clf):
+        feed["lexical"] = lexical_features(clf, plots)
     return feed
 
 
@@ -219,6 +253,11 @@ def input_spec(clf) -> dict:
         spec["text"] = {"dtype": "float32", "shape": ["batch", text_dim(clf)], "route": route, "features": how,
                         "python": "genrefusion.export.text_features(clf, plots)"}
         spec["text_present"] = {"dtype": "bool", "shape": ["batch"], "meaning": "False: no plot"}
+    if lexical_weight(clf):
+        spec["lexical"] = {"dtype": "float32", "shape": ["batch", len(clf.genres_)], "weight": lexical_weight(clf),
+                           "features": "the tf-idf logistic regression's probability per genre (the bundle's "
+                                       "lexical.safetensors); the graph blends it into rows with a plot",
+                           "python": "genrefusion.export.lexical_features(clf, plots)"}
     return spec
 
 
@@ -281,6 +320,8 @@ def _dummy_inputs(clf, names, n: int) -> dict[str, np.ndarray]:
     if "text" in names:
         feed["text"] = rng.standard_normal((n, text_dim(clf))).astype(np.float32)
         feed["text_present"] = np.array([True] * (n - 1) + [False])
+    if "lexical" in names:
+        feed["lexical"] = rng.uniform(size=(n, len(clf.genres_))).astype(np.float32)
     return feed
 
 

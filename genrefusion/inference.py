@@ -76,6 +76,8 @@ class Batcher:
             b["text"] = {"ids": ids, "lengths": lengths}
         else:
             b["text"] = None
+        if inp.lexical is not None:
+            b["lexical"] = inp.lexical[idx]
         return b
 
 
@@ -91,9 +93,13 @@ def model_logits(model: nn.Module, batch: dict) -> torch.Tensor:
 
 @torch.inference_mode()
 def score_loader(model, loader, loss_fn=None) -> tuple[np.ndarray, float | None]:
-    """Sigmoid scores for every row of ``loader`` (in order) and the mean masked loss."""
+    """Sigmoid scores for every row of ``loader`` (in order) and the mean masked loss. A model with a
+    ``lexical_weight`` (set by the bundle) blends the batch's tf-idf probabilities into the rows with a plot."""
+    from .models.lexical import blend
+
     model.eval()
     device = dist.model_device(model)
+    w = getattr(model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model, "lexical_weight", 0.0)
     out, total, n = [], 0.0, 0
     for batch in loader:
         batch = dist.to_device(batch, device)
@@ -102,7 +108,10 @@ def score_loader(model, loader, loss_fn=None) -> tuple[np.ndarray, float | None]
         if loss_fn is not None and "y" in batch:
             total += loss_fn(logits.float(), batch["y"], batch["m"]).item() * len(batch["idx"])
             n += len(batch["idx"])
-        out.append(torch.sigmoid(logits.float()).cpu().numpy())
+        S = torch.sigmoid(logits.float()).cpu().numpy()
+        if w and "lexical" in batch:
+            S = blend(S, batch["lexical"].cpu().numpy(), batch["text_present"].cpu().numpy(), w)
+        out.append(S)
     S = np.concatenate(out) if out else np.zeros((0, 0), np.float32)
     return S, (total / n if n else None)
 
@@ -151,4 +160,4 @@ def bundle_encoders(bundle, encoders: dict, text_runtime: str | None = None) -> 
             from .encoders.text import MiniLMEncoder
 
             minilm = encoders["minilm"] = MiniLMEncoder(runtime=text_runtime)
-    return InputEncoders(img, minilm, bundle.vocab if spec.get("text_route") == "lstm" else None)
+    return InputEncoders(img, minilm, bundle.vocab if spec.get("text_route") == "lstm" else None, bundle.lexical)

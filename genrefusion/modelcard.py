@@ -78,9 +78,19 @@ def _summary(config: dict, result: dict) -> str:
             f"Predicts which of {len(config.get('genres', []))} genres a movie or TV title belongs to (multi-label) "
             f"from its poster and/or plot summary. Served model: **{name}** (models in this bundle: "
             f"{', '.join(config.get('models', []))}). Poster encoder: {image}. Plot encoder: {text}. "
-            f"Written by genrefusion {config.get('genrefusion_version', '?')}.\n\n"
+            f"Written by genrefusion {config.get('genrefusion_version', '?')}.{_lexical(config)}\n\n"
             "Use: `genrefusion predict RUN --poster P.jpg --plot \"...\"`, `genrefusion serve RUN`, or "
             "`GenreClassifier.load(RUN)` in Python.\n")
+
+
+def _lexical(config: dict) -> str:
+    weights = (config.get("lexical") or {}).get("weights") or {}
+    if not weights:
+        return ""
+    return (" For a title with a plot, " + ", ".join(f"the {n} model's probabilities are {1 - w:g} x the network's + "
+                                                    f"{w:g} x" for n, w in weights.items())
+            + " a tf-idf logistic regression's on the plot (the lexical blend, weights chosen on dev; "
+              "`lexical.safetensors`).")
 
 
 def _dataset_facts(info: dict) -> tuple[str, str, str]:

@@ -584,6 +584,15 @@ def _draw_figures(run_dir: Path, m: dict, progress: bool) -> dict[str, bytes | N
     return figs
 
 
+def _lexical_note(m: dict) -> str:
+    """The lexical blend's weights (models/lexical.py), as the run chose them on dev."""
+    blend = {k: v for k, v in (m.get("lexical_blend") or {}).items() if v.get("weight")}
+    if not blend:
+        return ""
+    return (" · lexical blend (tf-idf logistic regression averaged into titles with a plot, weight chosen on dev): "
+            + html.escape(", ".join(f"{k} {v['weight']:g}" for k, v in blend.items())))
+
+
 def _html_results(run_dir: Path, m: dict, figs: dict) -> list[str]:
     """The page's head and its results: metric tables, the paper's accuracy figure, per-genre results."""
     models, thresholds, split = m["models"], m.get("thresholds") or {}, m.get("split") or {}
@@ -593,7 +602,8 @@ def _html_results(run_dir: Path, m: dict, figs: dict) -> list[str]:
              f"<h1>genrefusion run report</h1><p>Run: <code>{html.escape(str(run_dir.resolve()))}</code> · "
              f"genrefusion {html.escape(str(m.get('genrefusion_version', '?')))} · text route: "
              f"<b>{html.escape(str(m.get('text_route')))}</b> (chosen on dev {html.escape(str(m.get('select_metric')))}"
-             f": {html.escape(', '.join(f'{r} {v:.4f}' for r, v in (m.get('plot_candidates') or {}).items()))})</p>",
+             f": {html.escape(', '.join(f'{r} {v:.4f}' for r, v in (m.get('plot_candidates') or {}).items()))})"
+             f"{_lexical_note(m)}</p>",
              "<h2>Test metrics</h2><p>Thresholds tuned per genre on dev; shaded columns are baselines; bold is "
              "the best of our models.</p>", _metric_table(models)]
     if m.get("models_both"):

@@ -527,6 +527,8 @@ class Evaluation:
     thresholds: dict      # model or baseline -> ThresholdSets (tuned on dev, per input combination)
     threshold_info: dict
     test_scores: dict     # per-title test scores, for the report's PR curves
+    lexical: object = None  # the lexical blend's tf-idf model (baselines.TfidfLogReg), when a model blends it
+    lexical_info: dict = field(default_factory=dict)  # model -> {"weight", dev scores by weight, ...}
 
     @property
     def metrics(self) -> dict:
@@ -557,6 +559,7 @@ def evaluate_models(job: Job) -> Evaluation:
     dev_scores["always_negative"] = always_negative(len(dev), len(corpus.genres))
     test_scores["always_negative"] = always_negative(len(test), len(corpus.genres))
     Yd, Md = corpus.Y[dev], corpus.M[dev]
+    lexical_info = blend_lexical(job, evaluated, dev_scores, test_scores) if "tfidf_logreg" in baselines else {}
     rule = "auto" if tc.threshold_rule == "auto" else f"{tc.threshold_rule}:{tc.threshold_min_positives}"
     thresholds, thr_info = {}, {}
     for name, Sd in dev_scores.items():
@@ -570,7 +573,38 @@ def evaluate_models(job: Job) -> Evaluation:
         scored["models"][name]["baseline"] = info
     save_baselines(job.run.root, baselines, {k: thresholds[k] for k in baselines}, base_info)
     job.timings["evaluation_s"] = round(time.perf_counter() - t0, 2)
-    return Evaluation(scored, thresholds, thr_info, test_scores)
+    return Evaluation(scored, thresholds, thr_info, test_scores,
+                      baselines["tfidf_logreg"] if lexical_info else None, lexical_info)
+
+
+def blend_lexical(job: Job, evaluated: dict, dev_scores: dict, test_scores: dict) -> dict:
+    """``text.lexical = "auto"``: blend the tf-idf baseline's probabilities into each plot-reading model's, with
+    the weight that scores best on dev (``models.lexical``); the scores are replaced in place, before the
+    thresholds are tuned. Returns model -> record (the weight, dev score by weight, test mAP of the network
+    alone, for the record)."""
+    from .metrics import selection_score
+    from .models.lexical import blend, choose_weight
+    from .thresholds import model_reads
+
+    if job.cfg.text.lexical == "off":
+        return {}
+    corpus, dev, test, metric = job.corpus, job.dev_rows, job.test_rows, job.cfg.train.select_metric
+    txt_ok = job.inputs.text_ok.numpy()
+    out = {}
+    for name in evaluated:
+        if "plot" not in model_reads(name):
+            continue
+        w, by_w = choose_weight(corpus.Y[dev], dev_scores[name], corpus.M[dev], dev_scores["tfidf_logreg"],
+                                txt_ok[dev], metric)
+        ok = txt_ok[test]
+        alone = selection_score("mAP", corpus.Y[test][ok], test_scores[name][ok], corpus.M[test][ok]) if ok.any() else None
+        dev_scores[name] = blend(dev_scores[name], dev_scores["tfidf_logreg"], txt_ok[dev], w)
+        test_scores[name] = blend(test_scores[name], test_scores["tfidf_logreg"], ok, w)
+        out[name] = {"weight": w, f"dev_{metric}_with_a_plot_by_weight": by_w,
+                     "test_mAP_with_a_plot_network_alone": None if alone is None else round(alone, 5)}
+        log.info("lexical blend for %s: weight %g (dev %s on titles with a plot: %s)", name, w, metric,
+                 ", ".join(f"{k} {v:.4f}" for k, v in by_w.items()))
+    return out
 
 
 def fit_run_baselines(job: Job):
@@ -610,7 +644,8 @@ def write_outputs(job: Job, ev: Evaluation, write_report: bool) -> dict:
             "select_metric": cfg.train.select_metric, "library_versions": library_versions()}
     carry = cfg.image.weights if img and cfg.image.weights and cfg.image.bundle_weights else None
     save_bundle(out / "model", job.final_spec, bundle_models, {k: ev.thresholds[k] for k in bundle_models}, meta,
-                vocab if route == "lstm" else None, backbone_file=carry)
+                vocab if route == "lstm" else None, backbone_file=carry,
+                lexical=(ev.lexical, {k: v["weight"] for k, v in ev.lexical_info.items()}) if ev.lexical else None)
     sc, G = ev.scored, corpus.genres
     timings["total_s"] = round(time.perf_counter() - job.t_start, 2)
     result = {
@@ -633,7 +668,8 @@ def write_outputs(job: Job, ev: Evaluation, write_report: bool) -> dict:
         # "thresholds": the pooled set of each model; "threshold_sets": one per input combination it serves
         "thresholds": {k: per_genre(G, v.pooled, 5) for k, v in ev.thresholds.items()},
         "threshold_sets": {k: {c: per_genre(G, t, 5) for c, t in v.sets.items()} for k, v in ev.thresholds.items()},
-        "threshold_info": ev.threshold_info, "training": job.training, "timings": timings,
+        "threshold_info": ev.threshold_info, "lexical_blend": ev.lexical_info, "training": job.training,
+        "timings": timings,
         "input_errors": {corpus.keys[i]: e for i, e in list(job.inputs.errors.items())[:100]},
         "n_input_errors": len(job.inputs.errors),
     }

@@ -36,9 +36,15 @@ def test_round_trip_same_scores(bundle_dir, tmp_path):
     assert ref.shape == (5, G)
     again = save_bundle(tmp_path / "copy", b.spec, b.models, b.thresholds, {k: v for k, v in b.config.items()
                         if k not in ("format", "version", "genres", "models", "default_model", "thresholds",
-                                     "spec", "vocab")})
+                                     "spec", "vocab")},
+                        lexical=(b.lexical, b.config["lexical"]["weights"]) if b.lexical is not None else None)
     b2 = load_bundle(again)
     assert torch.allclose(b2.models["fused"](img, img_present, txt, txt_present), ref)
+    if b.lexical is not None:  # the lexical blend travels: same tf-idf probabilities, same weights
+        plots = ["A detective hunts a killer in a haunted house.", ""]
+        np.testing.assert_array_equal(b2.lexical.predict_proba(plots), b.lexical.predict_proba(plots))
+        assert {n: getattr(m, "lexical_weight", 0) for n, m in b2.models.items()} == \
+            {n: getattr(m, "lexical_weight", 0) for n, m in b.models.items()}
     for n in b.models:
         np.testing.assert_array_equal(b2.thresholds[n], b.thresholds[n])
     assert b2.genres == b.genres
@@ -156,3 +162,29 @@ def test_missing_weights(bundle_dir):
     (bundle_dir / "weights.safetensors").unlink()
     with pytest.raises(BundleError, match="missing"):
         load_bundle(bundle_dir)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "remove", "bad_json", "wrong_genres"])
+def test_damaged_lexical_blend_is_one_line_error(bundle_dir, damage):
+    """The lexical blend's tf-idf model is part of the bundle: damage to it is named, never a traceback."""
+    import json
+
+    cfg = json.loads((bundle_dir / "config.json").read_text())
+    assert cfg["lexical"]["weights"], "the tiny run blends the tf-idf model in (text.lexical = auto)"
+    lex, info = bundle_dir / "lexical.safetensors", bundle_dir / "lexical.json"
+    if damage == "truncate":
+        lex.write_bytes(lex.read_bytes()[: lex.stat().st_size // 2])
+    elif damage == "remove":
+        lex.unlink()
+    elif damage == "bad_json":
+        info.write_text("{not json")
+    else:  # a tf-idf model for other genres than the networks'
+        from safetensors.numpy import load, save
+
+        arrays = load(lex.read_bytes())
+        arrays["coef"], arrays["intercept"] = arrays["coef"][:-1], arrays["intercept"][:-1]
+        lex.write_bytes(save(arrays))
+    with pytest.raises(BundleError) as err:
+        load_bundle(bundle_dir)
+    msg = _one_line(err)
+    assert "lexical" in msg and str(bundle_dir) in msg

@@ -1,4 +1,5 @@
-"""Model inputs for a list of titles: frozen poster features, MiniLM plot features and LSTM token ids.
+"""Model inputs for a list of titles: frozen poster features, MiniLM plot features, LSTM token ids and the
+lexical blend's tf-idf probabilities.
 
 ``build_inputs`` is the one place features are built, for a training corpus (encoders from the config,
 the feature cache on) and for a trained bundle (its encoders, no cache unless asked).
@@ -23,6 +24,7 @@ class Inputs:
     text_ok: torch.Tensor | None = None      # [N] bool (a usable plot)
     minilm: torch.Tensor | None = None       # [N, 384]
     ids: list[list[int]] | None = None       # LSTM token ids per row
+    lexical: torch.Tensor | None = None      # [N, G] tf-idf logistic regression probabilities (models/lexical.py)
     image_loader: Callable | None = None     # posters decoded per batch instead of ``image`` (finetune "all")
     errors: dict[int, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
@@ -35,6 +37,7 @@ class InputEncoders:
     image: torch.nn.Module | None = None     # a frozen poster backbone (encoders.image), or a view of it
     minilm: torch.nn.Module | None = None    # MiniLM (encoders.text), the ``minilm`` text route
     vocab: object = None                     # encoders.tokenize.Vocab, the ``lstm`` text route
+    lexical: object = None                   # baselines.TfidfLogReg of the lexical blend (a bundle's)
 
 
 def effective_workers(n: int) -> int:
@@ -88,6 +91,8 @@ def build_inputs(posters, plots, encoders: InputEncoders, cache_root=None, ids=N
         inp.errors.update(f.errors)
     if encoders.vocab is not None:
         inp.ids = [encoders.vocab.numericalise(p) if ok else [] for p, ok in zip(plots, text_ok)]
+    if encoders.lexical is not None:
+        inp.lexical = torch.from_numpy(encoders.lexical.predict_proba([p if ok else "" for p, ok in zip(plots, text_ok)]))
     inp.timings["text_s"] = round(time.perf_counter() - t0, 2)
     inp.text_ok = torch.from_numpy(text_ok)
     if inp.image_ok is None:

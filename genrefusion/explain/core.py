@@ -143,7 +143,7 @@ def _prepare(clf, poster, plot, word_budget: int) -> dict[str, Any]:
     image = load_image(poster) if poster is not None else None  # a bad poster fails here, named
     units = plot_units(plot, word_budget) if plot is not None and "plot" in reads else None
     out: dict[str, Any] = {"model": model, "image": image, "units": units, "img": None, "img_present": None,
-                           "txt": None, "txt_present": None, "grid": None}
+                           "txt": None, "txt_present": None, "grid": None, "lexical": None}
     with clf._lock:
         encoders = clf.input_encoders()
         enc = encoders.image
@@ -155,6 +155,8 @@ def _prepare(clf, poster, plot, word_budget: int) -> dict[str, Any]:
         if units is not None:
             texts = [plot] + [remove_spans(plot, [units.span(u)]) for u in range(len(units.units))] + [None]
             out["txt"], out["txt_present"] = _text_inputs(encoders, clf.bundle_.spec, texts)
+            if encoders.lexical is not None and getattr(model, "lexical_weight", 0.0):
+                out["lexical"] = encoders.lexical.predict_proba([t or "" for t in texts]).astype(np.float64)
     return out
 
 
@@ -198,6 +200,13 @@ def explain(clf, poster=None, plot: str | None = None, genres=None, top_k: int |
         logits = _pair_logits(p["model"], p["img"], p["img_present"], p["txt"], p["txt_present"], pairs)
     logits = logits.double().numpy()
     probs = 1 / (1 + np.exp(-logits))
+    if p.get("lexical") is not None:  # the lexical blend, as predict applies it (models/lexical.py)
+        from ..models.lexical import blend
+
+        ti = pairs[:, 1]
+        probs = blend(probs, p["lexical"][ti], p["txt_present"].numpy()[ti], p["model"].lexical_weight)
+        probs = np.clip(probs, 1e-12, 1 - 1e-12)
+        logits = np.log(probs) - np.log1p(-probs)  # word and cell weights stay log-odds differences
     thr = clf.thresholds_for(used_inputs(poster, plot))[0]  # the set tuned on dev titles with these inputs
     predicted = decide(probs[0], clf.genres_, thr)
     if wanted is None:
