@@ -84,7 +84,7 @@ class LSTMConfig:
 @dataclass
 class TextConfig:
     # auto: train both plot models, keep the one with the better dev score for the fused model.
-    # minilm by default: on the shipped data the LSTM route scores far lower on dev (mAP 0.26 vs 0.65). With
+    # minilm by default: the LSTM route scores far lower on dev and leave-one-dataset-out (README). With
     # "auto" the LSTM route trains too and is reported: +23 s on the warm-cache main job on 2 cores (50 s in all).
     encoder: Literal["auto", "lstm", "minilm"] = "minilm"
     batch_size: int = _f(32, min=1)

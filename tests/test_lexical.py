@@ -86,3 +86,28 @@ def test_off_trains_no_blend(monkeypatch):
     scores = {"plot": np.zeros((2, 3)), "tfidf_logreg": np.ones((2, 3))}
     assert blend_lexical(job, {"plot": None}, scores, dict(scores)) == {}
     assert np.array_equal(scores["plot"], np.zeros((2, 3)))
+
+
+def test_weight_is_the_dev_choice(tiny_run, monkeypatch):
+    """The recorded weight and dev scores are reproduced from the run's *dev* titles: the networks' own scores
+    (blend switched off) and the tf-idf baseline's, through ``choose_weight``. Choosing on test fails this."""
+    import genrefusion.evaluate as E
+    import genrefusion.models.lexical as L
+
+    seen = {}
+    real_score_models = E.score_models
+
+    def capture(Y, M, scores, thresholds, image_ok, text_ok, kinds, genres):
+        seen.update(Y=Y, M=M, scores=scores, text_ok=np.asarray(text_ok))
+        return real_score_models(Y, M, scores, thresholds, image_ok, text_ok, kinds, genres)
+
+    monkeypatch.setattr(E, "score_models", capture)
+    monkeypatch.setattr(L, "blend", lambda S, Q, text_ok, w: np.asarray(S))  # the networks alone
+    E.evaluate_run(tiny_run, split="dev", progress=False)
+    monkeypatch.undo()
+    lex = json.loads((tiny_run / "metrics.json").read_text())["lexical_blend"]
+    for name in ("plot", "fused"):
+        w, by_w = choose_weight(seen["Y"], seen["scores"][name], seen["M"], seen["scores"]["tfidf_logreg"],
+                                seen["text_ok"])
+        assert w == lex[name]["weight"]
+        assert by_w == pytest.approx(lex[name]["dev_mAP_with_a_plot_by_weight"], abs=2e-5)

@@ -8,7 +8,9 @@ deletion benchmark, ``benchmarks/explain.py`` with ``faithfulness.py``, checks t
 * **inputs**: the genre's probability with both inputs, the poster only, the plot only and neither, through
   the model's own missing-input path (the fused model's learned "missing" embeddings).
 * **plot**: each word is deleted from the text and the plot re-encoded by the model's text route (MiniLM or
-  the AWD-LSTM); all variants are encoded as one batch. Long plots are cut into phrases instead, so that a
+  the AWD-LSTM), and, when the model blends in the lexical model (``models/lexical.py``), by its tf-idf logistic
+  regression too, so the weights are those of the served probabilities; all variants are encoded as one batch.
+  Long plots are cut into phrases instead, so that a
   title costs at most about ``WORD_BUDGET`` encoded words (``units.py``).
 * **poster**: the backbone's last feature map (``[h, w]`` = 7 x 7 cells for the 224-pixel backbones, each
   cell seeing mostly a 32 x 32 patch of the centre crop) is mean-pooled into the features the head reads.
