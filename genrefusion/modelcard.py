@@ -87,10 +87,9 @@ def _lexical(config: dict) -> str:
     weights = (config.get("lexical") or {}).get("weights") or {}
     if not weights:
         return ""
-    return (" For a title with a plot, " + ", ".join(f"the {n} model's probabilities are {1 - w:g} x the network's + "
-                                                    f"{w:g} x" for n, w in weights.items())
-            + " a tf-idf logistic regression's on the plot (the lexical blend, weights chosen on dev; "
-              "`lexical.safetensors`).")
+    return (" For a title with a plot, the answer blends in a tf-idf logistic regression on the plot, "
+            "(1 - w) x network + w x tf-idf, with w = " + ", ".join(f"{w:g} ({n})" for n, w in weights.items())
+            + " (the lexical blend, w chosen on dev; `lexical.safetensors`).")
 
 
 def _dataset_facts(info: dict) -> tuple[str, str, str]:
