@@ -578,7 +578,7 @@ def evaluate_models(job: Job) -> Evaluation:
 
 
 def blend_lexical(job: Job, evaluated: dict, dev_scores: dict, test_scores: dict) -> dict:
-    """``text.lexical = "auto"``: blend the tf-idf baseline's probabilities into each plot-reading model's, with
+    """``text.lexical = "auto"``: blend the tf-idf baseline's probabilities into the plot and fused models', with
     the weight that scores best on dev (``models.lexical``); the scores are replaced in place, before the
     thresholds are tuned. Returns model -> record (the weight, dev score by weight, test mAP of the network
     alone, for the record)."""
@@ -592,7 +592,9 @@ def blend_lexical(job: Job, evaluated: dict, dev_scores: dict, test_scores: dict
     txt_ok = job.inputs.text_ok.numpy()
     out = {}
     for name in evaluated:
-        if "plot" not in model_reads(name):
+        # the served models only: the text-route candidates (plot_minilm, plot_lstm) stay the networks the route
+        # was chosen on
+        if name not in ("plot", "fused") or "plot" not in model_reads(name):
             continue
         w, by_w = choose_weight(corpus.Y[dev], dev_scores[name], corpus.M[dev], dev_scores["tfidf_logreg"],
                                 txt_ok[dev], metric)
