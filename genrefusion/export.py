@@ -29,6 +29,7 @@ BatchNorm uses running statistics, so each row is computed independently.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings
 from pathlib import Path
@@ -200,7 +201,8 @@ def text_features(clf, plots: Sequence[str | None]) -> tuple[np.ndarray, np.ndar
     plots = [p if isinstance(p, str) and p.strip() else None for p in plots]
     with clf._lock:
         encoders = clf.input_encoders()
-    inputs = build_inputs([None] * len(plots), plots, encoders, progress=False)
+    # the lexical blend's input is ``lexical_features``'s: not computed here too
+    inputs = build_inputs([None] * len(plots), plots, dataclasses.replace(encoders, lexical=None), progress=False)
     present = inputs.text_ok.numpy().astype(bool)
     if spec["text_route"] == "minilm":
         return inputs.minilm.numpy().astype(np.float32), present

@@ -81,9 +81,14 @@ class Batcher:
         return b
 
 
+def unwrap(model: nn.Module) -> nn.Module:
+    """The model itself: under torchrun ``model`` is a DistributedDataParallel wrapper around it."""
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
 def model_logits(model: nn.Module, batch: dict) -> torch.Tensor:
-    # under torchrun ``model`` is a DistributedDataParallel wrapper: dispatch on the wrapped model, call the wrapper
-    net = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    # dispatch on the wrapped model, call the wrapper
+    net = unwrap(model)
     if isinstance(net, FusedModel):
         return model(batch["image"], batch["image_present"], batch["text"], batch["text_present"])
     if net.modality == "poster":
@@ -99,7 +104,7 @@ def score_loader(model, loader, loss_fn=None) -> tuple[np.ndarray, float | None]
 
     model.eval()
     device = dist.model_device(model)
-    w = getattr(model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model, "lexical_weight", 0.0)
+    w = getattr(unwrap(model), "lexical_weight", 0.0)
     out, total, n = [], 0.0, 0
     for batch in loader:
         batch = dist.to_device(batch, device)

@@ -584,18 +584,15 @@ def blend_lexical(job: Job, evaluated: dict, dev_scores: dict, test_scores: dict
     alone, for the record)."""
     from .metrics import selection_score
     from .models.lexical import blend, choose_weight
-    from .thresholds import model_reads
 
     if job.cfg.text.lexical == "off":
         return {}
     corpus, dev, test, metric = job.corpus, job.dev_rows, job.test_rows, job.cfg.train.select_metric
     txt_ok = job.inputs.text_ok.numpy()
     out = {}
-    for name in evaluated:
-        # the served models only: the text-route candidates (plot_minilm, plot_lstm) stay the networks the route
-        # was chosen on
-        if name not in ("plot", "fused") or "plot" not in model_reads(name):
-            continue
+    # the served models only: the text-route candidates (plot_minilm, plot_lstm) stay the networks the route was
+    # chosen on
+    for name in [n for n in ("plot", "fused") if n in evaluated]:
         w, by_w = choose_weight(corpus.Y[dev], dev_scores[name], corpus.M[dev], dev_scores["tfidf_logreg"],
                                 txt_ok[dev], metric)
         ok = txt_ok[test]

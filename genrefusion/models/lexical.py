@@ -17,7 +17,6 @@ import numpy as np
 from ..metrics import selection_score
 
 WEIGHTS = (0.0, 0.2, 0.35, 0.5, 0.65, 0.8)  # dev chooses among these; 0 = the network alone
-MODES = ("auto", "off")
 
 
 def blend(S, Q, text_ok, w: float) -> np.ndarray:
