@@ -118,6 +118,9 @@ class TrainConfig:
     # both), so the thousands of single-input titles do not drown the few with both inputs.
     fused_balance: Literal["none", "sqrt", "equal"] = "equal"
     fusion: Literal["concat", "gmu"] = "concat"
+    # Ensemble members: every head (poster, plot, fused) is this many independently initialised copies, each
+    # trained on its own loss, whose logits are averaged (fused member i joins poster and plot member i).
+    members: int = _f(3, min=1, max=16)
     # End-to-end fine-tuning: "none" (frozen backbones, cached features), "last_block" (the poster backbone's
     # last block + head convolution train, on cached activations before it; the AWD-LSTM's last layer trains in
     # the fused stage) or "all" (the whole poster backbone on augmented posters, and the whole AWD-LSTM in the
@@ -343,3 +346,6 @@ def _check(obj, prefix: str) -> None:
                               f"{lc.emb_dim}; larger sizes need text.lstm.pretrained")
         if not obj.image.encoder.strip():
             raise ConfigError("config: image.encoder must not be empty")
+        if obj.train.members > 1 and obj.train.fusion == "gmu":
+            raise ConfigError("config: train.members > 1 (an ensemble) fuses by concatenation only: set "
+                              "train.fusion = \"concat\" or train.members = 1")

@@ -443,10 +443,13 @@ def _thresholds_html(m: dict, main: str) -> list[str]:
         return []
     loo = info.get("leave_one_out") or {}
     return [f"<h2>Thresholds ({html.escape(_LABEL.get(main, main))} model)</h2>"
-            f"<p>Tuned per genre on the dev titles with each input combination, regularised toward the pooled "
-            f"threshold by rule <b>{html.escape(str(info.get('rule')))}</b> ({html.escape(str(info.get('chosen_by', '')))}"
-            + (": " + html.escape(", ".join(f"{k} {v['score']:.3f}" for k, v in loo.items())) if loo else "")
-            + "). * = fell back to the pooled threshold (too few dev positives)."
+            f"<p>Tuned per genre on the dev titles with each input combination, regularised toward the genre's "
+            f"pooled threshold (<i>min_support</i>, <i>shrink</i>) or toward the combination's single threshold "
+            f"(<i>toward_combination</i>, <i>combination_global</i>) by rule "
+            f"<b>{html.escape(str(info.get('rule')))}</b> ({html.escape(str(info.get('chosen_by', '')))}"
+            + (", mean of micro- and macro-F1 by pooled rule: "
+               + html.escape(", ".join(f"{k} {v['score']:.3f}" for k, v in loo.items())) if loo else "")
+            + "). * = fell back a level (too few dev positives)."
             + (" Leave-one-out preferred the pooled set to per-combination sets for this model: every request "
                "uses the pooled thresholds." if str(info.get("rule", "")).endswith("/ pooled") else "") + "</p>",
             _threshold_table(sets, info, (m.get("thresholds") or {}).get(main))]

@@ -131,17 +131,47 @@ def test_rare_genre_threshold_is_regularised_and_the_rule_chosen_by_leave_one_ou
     assert raw.sets["plot"][5] < 0.1  # what tuning on 2 positives gives
     sets, info = tune_threshold_sets(Y, S, None, keys)
     assert info["chosen_by"] == "leave-one-out on dev"
-    assert len(info["leave_one_out"]) == len(POOLED_RULES) * len(COMBINATION_RULES)
-    assert info["leave_one_out"][info["rule"]]["score"] == max(v["score"] for v in info["leave_one_out"].values())
+    loo = info["leave_one_out"]
+    pooled_rule, combination_rule = (r.strip() for r in info["rule"].split("/"))
+    assert len(loo) == len(POOLED_RULES) and loo[pooled_rule]["score"] == max(v["score"] for v in loo.values())
+    # each combination's rule is the best of every combination rule on its own dev titles
+    rated = loo[pooled_rule]["by_combination"]["plot"]
+    assert len(rated) == len(COMBINATION_RULES) and rated[combination_rule] == max(rated.values())
+    assert info["combination_rules"] == {"plot": combination_rule}
     assert sets.pick("plot")[0][5] > 0.25  # close to the global threshold, far from 0.09
     assert abs(sets.pick("plot")[0][0] - raw.sets["plot"][0]) < 0.1  # well-supported genres barely move
     assert info["sets"]["plot"]["positives"]["5"] == 2 and info["pooled"]["positives"]["5"] == 2
-    pooled_rule, combination_rule = (r.strip() for r in info["rule"].split("/"))
     assert "5" in info["pooled"]["fallback"] or info["pooled"]["own_weight"]["5"] < 0.5  # the pooled level too
-    if combination_rule.startswith("shrink"):
+    if combination_rule.startswith(("shrink", "toward_combination")):
         assert info["sets"]["plot"]["own_weight"]["5"] < 0.5
     else:
         assert "5" in info["sets"]["plot"]["fallback"]
+
+
+def test_a_combination_can_be_anchored_to_its_own_single_threshold():
+    """Titles with both inputs score on another scale than the single-input titles that dominate each genre's
+    pooled threshold: with few of them, their genres are better pulled toward the one cut that suits all
+    their genres than toward the pooled thresholds. Each combination's rule is chosen on its own titles."""
+    rng = np.random.default_rng(5)
+    G, n_single, n_both = 12, 1500, 120
+    keys = np.array(["poster"] * n_single + ["plot"] * n_single + ["both"] * n_both, dtype=object)
+    Y = (rng.random((len(keys), G)) < 0.2).astype(int)
+    S = np.where(Y == 1, 0.45, 0.2) + rng.normal(0, 0.1, Y.shape)
+    both = keys == "both"
+    S[both] = np.where(Y[both] == 1, 0.85, 0.55) + rng.normal(0, 0.1, (n_both, G))  # higher scale, few titles
+    sets, info = tune_threshold_sets(Y, S, None, keys, genres=[f"g{j}" for j in range(G)])
+    assert info["combination_rules"]["both"].startswith(("toward_combination", "combination_global"))
+    assert 0.6 < info["combination_global"]["both"] < 0.8 and info["combination_global"]["plot"] < 0.45
+    assert np.all(np.abs(sets.sets["both"] - info["combination_global"]["both"]) < 0.1)
+    by = info["leave_one_out"][info["rule"].split(" / ")[0]]["by_combination"]["both"]
+    assert by[info["combination_rules"]["both"]] > max(v for r, v in by.items() if r.startswith(("shrink", "min")))
+    # the fixed rule from the config applies to every combination and reads back
+    fixed, info2 = tune_threshold_sets(Y, S, None, keys, rule="shrink:5 / toward_combination:40")
+    assert info2["rule"] == "shrink:5 / toward_combination:40" and info2["chosen_by"] == "config"
+    assert set(info2["combination_rules"].values()) == {"toward_combination:40"}
+    n = info2["sets"]["both"]["positives"]["0"]
+    t_own = best_f1_threshold(Y[both, 0], S[both, 0])[0]
+    assert fixed.sets["both"][0] == pytest.approx((n * t_own + 40 * info2["combination_global"]["both"]) / (n + 40))
 
 
 def test_single_input_models_have_one_set_and_rules_parse():
@@ -152,7 +182,9 @@ def test_single_input_models_have_one_set_and_rules_parse():
     assert info["rule"].endswith("/ pooled") and len(info["leave_one_out"]) == len(POOLED_RULES)
     assert parse_rules("shrink:5") == (("shrink", 5), ("shrink", 5))
     assert parse_rules("min_support:3 / pooled") == (("min_support", 3), ("pooled", 0))
-    for bad in ("pooled", "shrink", "shrink:0", "median:3", "shrink:5 / shrink:5 / shrink:5"):
+    assert parse_rules("shrink:5 / combination_global") == (("shrink", 5), ("combination_global", 0))
+    for bad in ("pooled", "shrink", "shrink:0", "median:3", "shrink:5 / shrink:5 / shrink:5", "toward_combination:5",
+                "combination_global / shrink:5", "shrink:5 / toward_combination"):
         with pytest.raises(ValueError, match="threshold rule"):
             parse_rules(bad)
     # 'pooled' at the combination level: no per-combination set, requests use the pooled one

@@ -36,7 +36,8 @@ def test_tiny_run_outputs(tiny_run):
     assert set(m["thresholds"]["fused"]) == set(m["genres"])
     # thresholds: each level's regularisation rule chosen by leave-one-out on dev, and recorded
     info = m["threshold_info"]["fused"]
-    assert info["chosen_by"] == "leave-one-out on dev" and info["rule"] in info["leave_one_out"]
+    assert info["chosen_by"] == "leave-one-out on dev" and info["rule"].split(" / ")[0] in info["leave_one_out"]
+    assert set(info["combination_rules"]) == set(info["sets"]) and set(info["combination_global"]) == set(info["sets"])
     assert set(m["by_combination"]) == {"both", "poster"} and set(m["by_kind"]) <= {"movie", "tv", "unknown"}
     for f in ("model/config.json", "model/weights.safetensors", "split.json", "train.log", "report.html",
               "test_scores.npz", "config.json", "baselines/config.json", "baselines/weights.safetensors"):

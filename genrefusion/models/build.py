@@ -16,7 +16,7 @@ def model_spec(cfg, genres, image_dim: int | None, text_route: str | None, lstm_
     spec = {"genres": list(genres), "image_encoder": cfg.image.encoder, "image_dim": image_dim,
             "text_route": text_route, "hidden": list(tc.hidden), "dropout": tc.dropout,
             "input_dropout": tc.input_dropout, "fusion": tc.fusion, "fusion_join": tc.fusion_join,
-            "finetune": tc.finetune}
+            "finetune": tc.finetune, "members": tc.members}
     if text_route == "minilm":
         spec["text_dim"] = 384
     elif text_route == "lstm":
@@ -57,7 +57,8 @@ def build_poster_encoder(spec: dict, image_encoder=None) -> nn.Module | None:
 def build_single(spec: dict, modality: str, lstm_encoder: nn.Module | None = None,
                  image_encoder=None) -> SingleModel:
     G = len(spec["genres"])
-    kw = dict(hidden=tuple(spec["hidden"]), dropout=spec["dropout"], input_dropout=spec["input_dropout"])
+    kw = dict(hidden=tuple(spec["hidden"]), dropout=spec["dropout"], input_dropout=spec["input_dropout"],
+              members=spec.get("members", 1))  # bundles from before ensembles: one member
     if modality == "poster":
         enc = build_poster_encoder(spec, image_encoder)
         return SingleModel("poster", spec["image_dim"], G, encoder=enc, **kw)
@@ -71,7 +72,8 @@ def build_single(spec: dict, modality: str, lstm_encoder: nn.Module | None = Non
 
 def build_fused(spec: dict, poster: SingleModel, plot: SingleModel) -> FusedModel:
     return FusedModel(poster, plot, len(spec["genres"]), tuple(spec["hidden"]), spec["dropout"], spec["fusion"],
-                      spec.get("fusion_join", "heads"))  # bundles from before the choice joined at the heads
+                      spec.get("fusion_join", "heads"),  # bundles from before the choice joined at the heads
+                      spec.get("members", 1))
 
 
 def build_models(spec: dict, names: Sequence[str]) -> dict[str, nn.Module]:

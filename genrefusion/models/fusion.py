@@ -53,8 +53,8 @@ class Branch(nn.Module):
         self.encoder = copy.deepcopy(single.encoder)
         if join == "heads":
             self.body, self.rep_dim = copy.deepcopy(single.head.body), single.head.rep_dim
-        else:  # the head's first module is its input dropout
-            self.body, self.rep_dim = copy.deepcopy(single.head.body[:1]), single.head.in_dim
+        else:  # the head's input dropout only
+            self.body, self.rep_dim = nn.Sequential(nn.Dropout(single.head.input_dropout)), single.head.in_dim
         self.missing = nn.Parameter(torch.zeros(self.rep_dim))
 
     def forward(self, inp, present: torch.Tensor) -> torch.Tensor:
@@ -74,10 +74,12 @@ class Branch(nn.Module):
 
 class FusedModel(nn.Module):
     def __init__(self, poster: SingleModel, plot: SingleModel, n_genres: int, hidden=(512, 256),
-                 dropout: float = 0.4, fusion: str = "concat", join: str = "heads"):
+                 dropout: float = 0.4, fusion: str = "concat", join: str = "heads", members: int = 1):
         super().__init__()
         if fusion not in ("concat", "gmu"):
             raise ValueError("fusion must be 'concat' or 'gmu'")
+        if members > 1 and fusion == "gmu":
+            raise ValueError("an ensemble (members > 1) fuses by concatenation only")
         self.fusion, self.join = fusion, join
         self.poster = Branch(poster, join)
         self.plot = Branch(plot, join)
@@ -88,7 +90,9 @@ class FusedModel(nn.Module):
         else:
             self.gmu = None
             in_dim = dp + dt
-        self.head = PaperHead(in_dim, n_genres, hidden, dropout, 0.0)
+        # an ensemble joined at the heads: fused member i reads poster member i's and plot member i's chunk
+        parts = (dp, dt) if members > 1 and join == "heads" else None
+        self.head = PaperHead(in_dim, n_genres, hidden, dropout, 0.0, members, parts)
 
     def branch_parameters(self):
         return list(self.poster.encoder.parameters() if self.poster.encoder is not None else []) + \

@@ -7,7 +7,10 @@ import torch.nn.functional as F
 
 
 def masked_bce(logits, y, m, pos_weight=None) -> torch.Tensor:
-    """BCE over labelled entries only: an unlabelled genre is neither positive nor negative."""
+    """BCE over labelled entries only: an unlabelled genre is neither positive nor negative. Logits
+    ``[members, B, G]`` (an ensemble while training): the mean of the members' losses."""
+    if logits.dim() == y.dim() + 1:
+        y, m = y.expand_as(logits), m.expand_as(logits)
     loss = F.binary_cross_entropy_with_logits(logits, y, pos_weight=pos_weight, reduction="none")
     return (loss * m).sum() / m.sum().clamp_min(1.0)
 
