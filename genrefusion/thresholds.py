@@ -84,13 +84,18 @@ SHARES_INPUT = {"both": ("both", "poster", "plot"), "poster": ("both", "poster")
 # cross-validated dev micro-F1 by ~0.015 and macro-F1 by ~0.05;
 # ("combination_global", 0): that one threshold for every genre of the combination;
 # ("pooled", 0): the combination gets no set of its own (its thresholds did not generalise on dev).
-# Each combination's rule is chosen on its own dev titles (its set decides only its requests).
+# Each combination's rule is chosen on its own dev titles (its set decides only its requests), when it has
+# enough of them (``OWN_RULE_MIN_TITLES``).
 POOLED_RULES = (("min_support", 3), ("min_support", 10), ("shrink", 5), ("shrink", 15), ("shrink", 40))
 COMBINATION_RULES = (("min_support", 10), ("min_support", 30), ("shrink", 5), ("shrink", 15), ("shrink", 40),
                      ("shrink", 100), ("toward_combination", 5), ("toward_combination", 15),
                      ("toward_combination", 40), ("toward_combination", 100), ("combination_global", 0),
                      ("pooled", 0))
 _NO_K = ("pooled", "combination_global")
+_OWN_ANCHOR = ("toward_combination", "combination_global")
+# A combination chooses its own rule only with this many dev titles; below, the rule chosen over all dev titles
+# (the cornell_tmdb leave-one-dataset-out fold has 6 dev titles with both inputs).
+OWN_RULE_MIN_TITLES = 100
 
 
 def model_reads(name: str) -> tuple[str, ...]:
@@ -340,24 +345,33 @@ def _score(cnt) -> dict:
     return {"micro_f1": round(micro, 5), "macro_f1": round(macro, 5), "score": round((micro + macro) / 2, 5)}
 
 
-def choose_rules(levels: list[_Genre], t_global: float, t_comb: dict, multi: bool) -> tuple[tuple, dict]:
+def choose_rules(levels: list[_Genre], t_global: float, t_comb: dict, multi: bool,
+                 n_titles: dict | None = None) -> tuple[tuple, dict]:
     """The rules with the best leave-one-out dev F1 (mean of micro and macro: micro alone would ignore the rare
     genres whose thresholds this is about). Each dev title is decided by thresholds tuned without it. For every
-    pooled rule, each combination takes the combination rule that scores best on its own dev titles; the pooled
-    rule whose choices score best over all dev titles wins. ``multi``: the model serves several combinations
-    (else its one set is the pooled one). Returns ((pooled rule, {combination: rule}), scores by pooled rule)."""
+    pooled rule, a combination with at least ``OWN_RULE_MIN_TITLES`` dev titles (``n_titles``) takes the
+    combination rule that scores best on its own dev titles; a smaller one takes the rule anchored to the pooled
+    thresholds that scores best over all dev titles (a choice, or a single cut, made on a handful of titles is
+    noise). The pooled rule whose choices score best over all dev titles wins. ``multi``: the model serves
+    several combinations (else its one set is the pooled one). Returns ((pooled rule, {combination: rule}),
+    scores by pooled rule)."""
     combos = list(t_comb)
+    n_titles = n_titles or {}
     scores, best = {}, None
     for r_pool in POOLED_RULES:
         chosen, total, by_combination = {}, np.zeros((3, len(levels))), {}
         per_rule = {r: _loo_counts((r_pool, {c: r for c in combos}), levels, t_global, t_comb, combos)
                     for r in (COMBINATION_RULES if multi else [("pooled", 0)])}
+        over_all = {r: _score(sum(cnt.values(), np.zeros((3, len(levels)))))["score"] for r, cnt in per_rule.items() if r[0] not in _OWN_ANCHOR}
+        joint = max(over_all, key=over_all.get)  # ties: the first listed
         for c in combos:
             rated = {r: _score(cnt[c])["score"] for r, cnt in per_rule.items()}
-            chosen[c] = max(rated, key=rated.get)  # ties: the first listed
+            own = n_titles.get(c, 0) >= OWN_RULE_MIN_TITLES
+            chosen[c] = max(rated, key=rated.get) if own else joint
             total += per_rule[chosen[c]][c]
             if multi:
-                by_combination[c] = {_name(r): v for r, v in rated.items()}
+                by_combination[c] = {"chosen_on": "its own dev titles" if own else "all dev titles",
+                                     **{_name(r): v for r, v in rated.items()}}
         scores[_name(r_pool)] = {**_score(total), **({"by_combination": by_combination} if multi else {})}
         if best is None or scores[_name(r_pool)]["score"] > scores[_name(best[0])]["score"]:
             best = (r_pool, chosen)
@@ -405,7 +419,7 @@ def tune_threshold_sets(Y, S, M, keys, combos=COMBINATIONS, rule: str = "auto",
     multi = len(served) > 1
     loo = None
     if rule == "auto":
-        chosen, loo = choose_rules(levels, t_global, t_comb, multi)
+        chosen, loo = choose_rules(levels, t_global, t_comb, multi, {c: int((keys == c).sum()) for c in combos})
     else:
         r_pool, r_comb = parse_rules(rule)
         chosen = (r_pool, {c: r_comb if multi else ("pooled", 0) for c in combos})

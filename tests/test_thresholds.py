@@ -135,7 +135,8 @@ def test_rare_genre_threshold_is_regularised_and_the_rule_chosen_by_leave_one_ou
     pooled_rule, combination_rule = (r.strip() for r in info["rule"].split("/"))
     assert len(loo) == len(POOLED_RULES) and loo[pooled_rule]["score"] == max(v["score"] for v in loo.values())
     # each combination's rule is the best of every combination rule on its own dev titles
-    rated = loo[pooled_rule]["by_combination"]["plot"]
+    rated = dict(loo[pooled_rule]["by_combination"]["plot"])
+    assert rated.pop("chosen_on") == "its own dev titles"  # 400 dev titles: enough to choose on
     assert len(rated) == len(COMBINATION_RULES) and rated[combination_rule] == max(rated.values())
     assert info["combination_rules"] == {"plot": combination_rule}
     assert sets.pick("plot")[0][5] > 0.25  # close to the global threshold, far from 0.09
@@ -164,7 +165,16 @@ def test_a_combination_can_be_anchored_to_its_own_single_threshold():
     assert 0.6 < info["combination_global"]["both"] < 0.8 and info["combination_global"]["plot"] < 0.45
     assert np.all(np.abs(sets.sets["both"] - info["combination_global"]["both"]) < 0.1)
     by = info["leave_one_out"][info["rule"].split(" / ")[0]]["by_combination"]["both"]
-    assert by[info["combination_rules"]["both"]] > max(v for r, v in by.items() if r.startswith(("shrink", "min")))
+    assert by[info["combination_rules"]["both"]] > max(v for r, v in by.items() if r.startswith(("shrink", "min_support")))
+    assert by["chosen_on"] == "its own dev titles"
+    # with a handful of such titles, their rule is the one chosen over all dev titles, anchored to the pooled
+    # thresholds: a choice (or a single cut) made on 30 titles is noise
+    few = np.r_[np.arange(2 * n_single), 2 * n_single + np.arange(30)]
+    _, info_few = tune_threshold_sets(Y[few], S[few], None, keys[few], genres=[f"g{j}" for j in range(G)])
+    pooled_rule = info_few["rule"].split(" / ")[0]
+    by_few = info_few["leave_one_out"][pooled_rule]["by_combination"]
+    assert by_few["both"]["chosen_on"] == "all dev titles" and by_few["plot"]["chosen_on"] == "its own dev titles"
+    assert not info_few["combination_rules"]["both"].startswith(("toward_combination", "combination_global"))
     # the fixed rule from the config applies to every combination and reads back
     fixed, info2 = tune_threshold_sets(Y, S, None, keys, rule="shrink:5 / toward_combination:40")
     assert info2["rule"] == "shrink:5 / toward_combination:40" and info2["chosen_by"] == "config"
