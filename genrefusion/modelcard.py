@@ -78,9 +78,15 @@ def _summary(config: dict, result: dict) -> str:
             f"Predicts which of {len(config.get('genres', []))} genres a movie or TV title belongs to (multi-label) "
             f"from its poster and/or plot summary. Served model: **{name}** (models in this bundle: "
             f"{', '.join(config.get('models', []))}). Poster encoder: {image}. Plot encoder: {text}. "
-            f"Written by genrefusion {config.get('genrefusion_version', '?')}.{_lexical(config)}\n\n"
+            f"Written by genrefusion {config.get('genrefusion_version', '?')}.{_members(config)}{_lexical(config)}\n\n"
             "Use: `genrefusion predict RUN --poster P.jpg --plot \"...\"`, `genrefusion serve RUN`, or "
             "`GenreClassifier.load(RUN)` in Python.\n")
+
+
+def _members(config: dict) -> str:
+    k = (config.get("spec") or {}).get("members", 1)
+    return (f" Every head is an ensemble of {k} independently trained copies whose logits are averaged "
+            "(`train.members`)." if k > 1 else "")
 
 
 def _lexical(config: dict) -> str:

@@ -35,6 +35,7 @@ def test_run_records_versions_and_writes_a_model_card(tiny_run):
     assert f"| {served} **(served)** | {m['micro_f1']:.3f} | {m['macro_f1']:.3f}" in card
     b = metrics["models"]["always_negative"]
     assert f"| always-negative (baseline) | {b['micro_f1']:.3f}" in card and "TF-IDF + logistic regression" in card
+    assert f"an ensemble of {config['spec']['members']} independently trained copies" in card  # train.members = 3
     assert "Apache-2.0" in card and "## Known limits" in card and f"torch {metrics['library_versions']['libraries']['torch']}" in card
 
 
