@@ -272,7 +272,10 @@ def test_cache_bit_rot_recomputes_only_that_row(posters, tmp_path):
     raw[row + 5] ^= 0xFF  # one flipped byte in the 8th row
     data.write_bytes(bytes(raw))
     feats, calls, cache = _extract(root, posters)
-    assert calls == 1 and cache.dropped == 1 and np.array_equal(feats.values, clean.values)
+    assert calls == 1 and cache.dropped == 1
+    # the row is recomputed alone, not in its batch of 8: BLAS may round the last bit differently, while the
+    # flipped byte (mantissa bits 8-15) moves the value by >= 2^-16 of itself
+    np.testing.assert_allclose(feats.values, clean.values, rtol=1e-6, atol=0)
 
 
 @pytest.mark.parametrize("trial", range(2))
