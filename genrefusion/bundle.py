@@ -357,43 +357,58 @@ BASELINES_DIR = "baselines"
 def save_baselines(run_dir, baselines: dict, thresholds: dict, infos: dict) -> Path:
     """Fitted baselines (``baselines.TfidfLogReg`` / ``LinearProbe``) and their threshold sets, as safetensors
     + JSON (never pickled), written beside the run's bundle."""
-    import numpy as np
-    from safetensors.numpy import save
-
-    root = Path(run_dir) / BASELINES_DIR
-    tensors, config = {}, {"format": "genrefusion-baselines", "version": 1, "baselines": {}}
-    for name, model in baselines.items():
-        arrays, info = model.state()
-        tensors.update({f"{name}.{k}": np.ascontiguousarray(v) for k, v in arrays.items()})
-        config["baselines"][name] = {"type": type(model).__name__, "state": info, "fit": infos.get(name),
-                                     "thresholds": thresholds[name].to_json(9)}
-    write_bytes(root / WEIGHTS, save(tensors))
-    write_json(root / CONFIG, config, indent=None)  # last: a config.json means the weights are complete
-    return root
+    return write_baseline_folder(Path(run_dir) / BASELINES_DIR, baselines, infos, thresholds)
 
 
 def load_baselines(run_dir) -> tuple[dict, dict]:
     """(baselines, threshold sets) by name, as ``save_baselines`` wrote them; empty for runs made before
     baselines were stored. Damage raises a one-line BundleError naming the folder."""
+    root = Path(run_dir) / BASELINES_DIR
+    if not (root / CONFIG).is_file():
+        return {}, {}
+    models, thresholds, _ = read_baseline_folder(root, "retrain, or delete the folder to evaluate without them")
+    return models, thresholds
+
+
+def write_baseline_folder(root: Path, baselines: dict, infos: dict, thresholds: dict | None = None) -> Path:
+    """``root/weights.safetensors`` (every baseline's arrays) + ``root/config.json`` (type, state, fit info and,
+    when given, threshold sets), the config written last: its presence means the weights are complete."""
+    import numpy as np
+    from safetensors.numpy import save
+
+    tensors, config = {}, {"format": "genrefusion-baselines", "version": 1, "baselines": {}}
+    for name, model in baselines.items():
+        arrays, info = model.state()
+        tensors.update({f"{name}.{k}": np.ascontiguousarray(v) for k, v in arrays.items()})
+        entry = {"type": type(model).__name__, "state": info, "fit": infos.get(name)}
+        if thresholds is not None:
+            entry["thresholds"] = thresholds[name].to_json(9)
+        config["baselines"][name] = entry
+    write_bytes(root / WEIGHTS, save(tensors))
+    write_json(root / CONFIG, config, indent=None)
+    return root
+
+
+def read_baseline_folder(root: Path, advice: str) -> tuple[dict, dict, dict]:
+    """(baselines, threshold sets, fit infos) by name from a folder ``write_baseline_folder`` wrote; damage
+    raises a one-line BundleError naming the folder and ending with ``advice``."""
     from safetensors.numpy import load
 
     from .baselines import LinearProbe, TfidfLogReg
     from .thresholds import ThresholdSets
 
-    root = Path(run_dir) / BASELINES_DIR
-    if not (root / CONFIG).is_file():
-        return {}, {}
     try:
         config = json.loads((root / CONFIG).read_text(encoding="utf-8"))
         tensors = load((root / WEIGHTS).read_bytes())
-        models, thresholds = {}, {}
+        models, thresholds, infos = {}, {}, {}
         for name, entry in config["baselines"].items():
             cls = {"TfidfLogReg": TfidfLogReg, "LinearProbe": LinearProbe}[entry["type"]]
             arrays = {k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(name + ".")}
             models[name] = cls.from_state(arrays, entry["state"])
-            thresholds[name] = ThresholdSets.from_json(entry["thresholds"])
+            infos[name] = entry.get("fit")
+            if "thresholds" in entry:
+                thresholds[name] = ThresholdSets.from_json(entry["thresholds"])
     except Exception as err:  # noqa: BLE001 - any damage (JSON, safetensors, missing keys): one line naming it
         first = (str(err).splitlines() or [""])[0][:120]
-        raise _fail(root, f"cannot read the run's baselines ({type(err).__name__}: {first}); "
-                          "retrain, or delete the folder to evaluate without them") from None
-    return models, thresholds
+        raise _fail(root, f"cannot read the baselines ({type(err).__name__}: {first}); {advice}") from None
+    return models, thresholds, infos

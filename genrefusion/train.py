@@ -288,6 +288,7 @@ class Job:
     dev_rows: np.ndarray | None = None
     test_rows: np.ndarray | None = None
     inputs: Inputs | None = None
+    cache_root: Path | None = None  # the feature caches' folder; the fitted baselines are cached there too
     encoders_info: dict = field(default_factory=dict)  # image (name, fingerprint, dim), minilm fingerprint, vocab
     routes: list[str] = field(default_factory=list)
     pos_weight: torch.Tensor | None = None
@@ -371,7 +372,7 @@ def compute_features(job: Job) -> None:
     cfg, corpus, models = job.cfg, job.corpus, job.models
     need_text = "plot" in models or "fused" in models
     job.routes = (["minilm", "lstm"] if cfg.text.encoder == "auto" else [cfg.text.encoder]) if need_text else []
-    cache_root = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir() / "features"
+    cache_root = job.cache_root = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir() / "features"
     encoders = InputEncoders()
     level = IMAGE_LEVELS[cfg.train.finetune]
     if "poster" in models or "fused" in models:
@@ -608,13 +609,13 @@ def blend_lexical(job: Job, evaluated: dict, dev_scores: dict, test_scores: dict
 
 def fit_run_baselines(job: Job):
     """The run's baselines (tf-idf, linear probes on the frozen features), fitted on its training titles,
-    chosen on dev."""
-    from .baselines import fit_baselines
+    chosen on dev; a run on the same titles and features reuses the cached fit (``training.baseline_cache``)."""
+    from .training.baseline_cache import fit_baselines_cached
 
     corpus, tr, dv = job.corpus, job.train_rows, job.dev_rows
-    return fit_baselines([corpus.plots[i] for i in tr], [corpus.plots[i] for i in dv],
-                         feature_rows(job.inputs, tr), feature_rows(job.inputs, dv),
-                         corpus.Y[tr], corpus.M[tr], corpus.Y[dv], corpus.M[dv], job.cfg.seed)
+    return fit_baselines_cached(job.cache_root, [corpus.plots[i] for i in tr], [corpus.plots[i] for i in dv],
+                                feature_rows(job.inputs, tr), feature_rows(job.inputs, dv),
+                                corpus.Y[tr], corpus.M[tr], corpus.Y[dv], corpus.M[dv], job.cfg.seed)
 
 
 # -- 6. outputs ---------------------------------------------------------------------------------------------
