@@ -23,13 +23,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import BundleError, GenreFusionError
-from .io import make_temp_dir, write_bytes, write_json
+from .io import atomic_dir, write_bytes, write_json
 
 FORMAT = "genrefusion-bundle"
 VERSION = 1
@@ -112,9 +110,7 @@ def save_bundle(path, spec: dict, models: dict, thresholds: dict, meta: dict | N
     lex_weights = {n: float(w) for n, w in (lexical[1] if lexical else {}).items() if n in names and w > 0}
     # from the argument only: a ``meta`` copied from another bundle's config must not name files not written
     config["lexical"] = {"file": LEXICAL, "weights": lex_weights} if lex_weights else None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = make_temp_dir(path.parent, f".{path.name}.")  # a plain mkdir's mode, not mkdtemp's 0700
-    try:
+    with atomic_dir(path) as tmp:
         # the genres travel inside the weights file too: a config.json whose genre list was reordered or
         # renamed (same shapes) would otherwise load and silently mislabel every prediction
         write_bytes(tmp / WEIGHTS, save(tensors, metadata={"genres": json.dumps(list(spec["genres"]))}))
@@ -129,16 +125,6 @@ def save_bundle(path, spec: dict, models: dict, thresholds: dict, meta: dict | N
             write_bytes(tmp / LEXICAL, save_np({k: np.ascontiguousarray(v) for k, v in arrays.items()}))
             write_json(tmp / LEXICAL_INFO, info, indent=None)
         write_json(tmp / CONFIG, config)
-        old = None
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            os.replace(path, old)
-        os.replace(tmp, path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
 
 

@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import stat
 from pathlib import Path
 from typing import IO, Iterator
@@ -74,6 +75,27 @@ def make_temp_dir(parent: Path, prefix: str) -> Path:
             continue
         return d
     raise GenreFusionError(f"{parent}: cannot create a temporary folder in it")
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary folder beside ``path`` to write whole; on success it takes ``path``'s place (an existing folder
+    is moved aside first, then deleted), on error it is deleted: readers see the old folder or the new one,
+    never half of one."""
+    path = Path(path)
+    tmp = make_temp_dir(path.parent, f".{path.name}.")  # a plain mkdir's mode, not mkdtemp's 0700
+    old = None
+    try:
+        yield tmp
+        if path.exists():
+            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            os.replace(path, old)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 @contextlib.contextmanager

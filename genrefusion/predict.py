@@ -27,7 +27,7 @@ import numpy as np
 
 from .decision import check_overrides, decide, per_genre, used_inputs
 from .errors import BadInput, BundleError, GenreFusionError
-from .io import make_temp_dir, read_json
+from .io import atomic_dir, read_json
 
 PLOT_MAX_CHARS = 20_000  # the API's limit; longer plots are refused rather than silently truncated
 
@@ -161,17 +161,11 @@ class GenreClassifier:
         path = Path(path)
         if path.exists():
             raise GenreFusionError(f"{path}: already exists; choose a new folder")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = make_temp_dir(path.parent, f".{path.name}.")  # a plain mkdir's mode, not mkdtemp's 0700
-        try:
+        with atomic_dir(path) as tmp:
             shutil.copytree(self.bundle_.path, tmp, dirs_exist_ok=True)
             m = self.run_dir_ / "metrics.json"
             if m.is_file() and not (tmp / "metrics.json").exists():
                 shutil.copy2(m, tmp / "metrics.json")
-            os.replace(tmp, path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return path
 
     # -- prediction --------------------------------------------------------------------------------------

@@ -17,8 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +24,7 @@ import numpy as np
 from .. import baselines as B
 from ..bundle import CONFIG, read_baseline_folder, write_baseline_folder
 from ..errors import BundleError
-from ..io import make_temp_dir
+from ..io import atomic_dir
 
 log = logging.getLogger(__name__)
 NAMESPACE = "baselines-v1"
@@ -76,37 +74,26 @@ def fit_baselines_cached(cache_root, plots_tr, plots_dev, feats_tr: dict, feats_
     scores, fit infos) by baseline name, like ``fit_baselines``."""
     args = (plots_tr, plots_dev, feats_tr, feats_dev, Ytr, Mtr, Ydev, Mdev)
     folder = Path(cache_root) / NAMESPACE / baseline_key(*args, seed) if cache_root is not None else None
-    hit = None
+    models = infos = None
     if folder is not None and (folder / CONFIG).is_file():
         try:
             models, _, infos = read_baseline_folder(folder, "refitting")
-            hit = models, infos
             log.info("baselines: reused the fit cached in %s", folder)
         except BundleError as err:
             log.warning("%s", err)
-    if hit is None:
+    if models is None:
         models, _, infos = B.fit_baselines(*args, seed)
         models, infos = stored_form(models), json.loads(json.dumps(infos))  # as an entry reads back (str keys)
         if folder is not None:
             _publish(folder, models, infos)
-    else:
-        models, infos = hit
     return models, B.baseline_scores(models, plots_dev, feats_dev), infos
 
 
 def _publish(folder: Path, models: dict, infos: dict) -> None:
-    """Write the entry in a temporary folder and rename it into place (replacing a damaged one); a cache that
-    cannot be written only costs the next run a refit."""
-    tmp = None
+    """Write the entry whole and rename it into place (replacing a damaged one); a cache that cannot be
+    written only costs the next run a refit."""
     try:
-        tmp = make_temp_dir(folder.parent, f".{folder.name}.")
-        write_baseline_folder(tmp, models, infos)
-        if folder.exists():
-            shutil.rmtree(folder, ignore_errors=True)
-        os.replace(tmp, folder)
-        tmp = None
+        with atomic_dir(folder) as tmp:
+            write_baseline_folder(tmp, models, infos)
     except OSError as err:
         log.warning("baselines: could not cache the fit in %s (%s)", folder, err)
-    finally:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
