@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from genrefusion import distributed as dist
+from genrefusion.training.baseline_cache import NAMESPACE as BASELINE_NAMESPACE
 
 HERE = Path(__file__).resolve().parent
 
@@ -172,9 +173,13 @@ def test_torchrun_two_ranks_match_one_rank_and_resume(shipped_subset, tmp_path):
 
     # cold cache, 2 ranks: every rank encodes half of the posters/plots, rank 0 merges them into the cache
     run_ok(torchrun_cmd(2, "dist_train.py", data, tmp_path / "cold", *overrides(cfg)))
-    for ns in cache.iterdir():
+    feature_namespaces = [ns for ns in cache.iterdir() if ns.name != BASELINE_NAMESPACE]
+    assert feature_namespaces
+    for ns in feature_namespaces:
         keys = [json.loads(x)["k"] for x in (ns / "index.log").read_text().splitlines()]
         assert len(keys) == len(set(keys)) == 60, ns.name
+    # rank 0 alone evaluates, so the baselines are fitted and cached once
+    assert len(list((cache / BASELINE_NAMESPACE).iterdir())) == 1
     read_result(tmp_path / "cold")
 
     # warm cache (so that no extraction draws from the RNG before the models are built): 1 rank vs 2 ranks
