@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -289,6 +290,7 @@ class Job:
     test_rows: np.ndarray | None = None
     inputs: Inputs | None = None
     cache_root: Path | None = None  # the feature caches' folder; the fitted baselines are cached there too
+    baseline_fit: object = None  # a BackgroundFit filling the baseline cache while the networks train
     encoders_info: dict = field(default_factory=dict)  # image (name, fingerprint, dim), minilm fingerprint, vocab
     routes: list[str] = field(default_factory=list)
     pos_weight: torch.Tensor | None = None
@@ -320,20 +322,25 @@ def run_job(job: Job, datasets, write_report: bool) -> dict:
     seed_everything(job.cfg.seed)
     prepare_data(job, datasets)
     compute_features(job)
-    t0 = time.perf_counter()
-    prepare_training(job)
-    if "poster" in job.models or "fused" in job.models:
-        train_poster(job)
-    for route in job.routes:
-        train_plot(job, route)
-    choose_text_route(job)
-    if "fused" in job.models:
-        train_fused(job)
-    job.timings["training_s"] = round(time.perf_counter() - t0, 2)
-    if not dist.is_main():
-        # thresholds, metrics, bundle and report come from the same weights on rank 0: wait for its result
-        return dist.broadcast_object(None)
-    result = write_outputs(job, evaluate_models(job), write_report)
+    start_background_baselines(job)
+    try:
+        t0 = time.perf_counter()
+        prepare_training(job)
+        if "poster" in job.models or "fused" in job.models:
+            train_poster(job)
+        for route in job.routes:
+            train_plot(job, route)
+        choose_text_route(job)
+        if "fused" in job.models:
+            train_fused(job)
+        job.timings["training_s"] = round(time.perf_counter() - t0, 2)
+        if not dist.is_main():
+            # thresholds, metrics, bundle and report come from the same weights on rank 0: wait for its result
+            return dist.broadcast_object(None)
+        result = write_outputs(job, evaluate_models(job), write_report)
+    finally:
+        if job.baseline_fit is not None:  # the run failed before evaluation: end the child too
+            job.baseline_fit.stop()
     return dist.broadcast_object(result)
 
 
@@ -607,15 +614,33 @@ def blend_lexical(job: Job, evaluated: dict, dev_scores: dict, test_scores: dict
     return out
 
 
+def baseline_inputs(job: Job) -> tuple:
+    """What the baselines are fitted on: training and dev plots, frozen features, labels and masks."""
+    corpus, tr, dv = job.corpus, job.train_rows, job.dev_rows
+    return ([corpus.plots[i] for i in tr], [corpus.plots[i] for i in dv], feature_rows(job.inputs, tr),
+            feature_rows(job.inputs, dv), corpus.Y[tr], corpus.M[tr], corpus.Y[dv], corpus.M[dv])
+
+
+def start_background_baselines(job: Job) -> None:
+    """On rank 0, when training leaves a core idle (``train.threads`` below the core count), fit the baselines
+    into the cache in another process meanwhile (``training.baseline_cache.BackgroundFit``)."""
+    from .training.baseline_cache import BackgroundFit
+
+    threads = job.cfg.train.threads
+    if dist.is_main() and threads and threads < (os.cpu_count() or 1):
+        job.baseline_fit = BackgroundFit.start(job.cache_root, *baseline_inputs(job), seed=job.cfg.seed)
+
+
 def fit_run_baselines(job: Job):
     """The run's baselines (tf-idf, linear probes on the frozen features), fitted on its training titles,
-    chosen on dev; a run on the same titles and features reuses the cached fit (``training.baseline_cache``)."""
+    chosen on dev; a run on the same titles and features reuses the cached fit (``training.baseline_cache``),
+    which a background process may have just written."""
     from .training.baseline_cache import fit_baselines_cached
 
-    corpus, tr, dv = job.corpus, job.train_rows, job.dev_rows
-    return fit_baselines_cached(job.cache_root, [corpus.plots[i] for i in tr], [corpus.plots[i] for i in dv],
-                                feature_rows(job.inputs, tr), feature_rows(job.inputs, dv),
-                                corpus.Y[tr], corpus.M[tr], corpus.Y[dv], corpus.M[dv], job.cfg.seed)
+    if job.baseline_fit is not None:
+        job.baseline_fit.wait()
+        job.baseline_fit = None
+    return fit_baselines_cached(job.cache_root, *baseline_inputs(job), job.cfg.seed)
 
 
 # -- 6. outputs ---------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The content-keyed cache of fitted baselines: a second fit on the same inputs is a read, any change refits,
 a damaged entry is refitted, and a fresh fit scores exactly like a cached one."""
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -104,3 +105,44 @@ def test_an_unwritable_cache_only_costs_a_refit(tmp_path, args, fits, caplog):
         models, dev, _ = BC.fit_baselines_cached(blocker, *args)
     assert set(dev) == set(models) and len(fits) == 1
     assert any("could not cache" in r.getMessage() for r in caplog.records)
+
+
+def test_background_fit_fills_the_cache_the_run_then_reads(tmp_path, args, fits, monkeypatch):
+    monkeypatch.setattr(BC, "BACKGROUND_MIN_TITLES", 0)
+    bg = BC.BackgroundFit.start(tmp_path / "bg", *args)
+    assert bg is not None and bg.wait()
+    assert not list(tmp_path.glob("genrefusion-baselines-*"))
+    models, dev, info = BC.fit_baselines_cached(tmp_path / "bg", *args)
+    assert not fits  # read from the entry the child wrote
+    # the child's fit equals one done here, in the parent
+    m_here, dev_here, info_here = BC.fit_baselines_cached(tmp_path / "fg", *args)
+    assert info == info_here
+    for name in models:
+        np.testing.assert_allclose(dev[name], dev_here[name], rtol=1e-5, atol=1e-7)
+    # nothing to do once the entry is there, and nothing without a cache or for a small training set
+    assert BC.BackgroundFit.start(tmp_path / "bg", *args) is None
+    assert BC.BackgroundFit.start(None, *args) is None
+    monkeypatch.setattr(BC, "BACKGROUND_MIN_TITLES", 61)
+    assert BC.BackgroundFit.start(tmp_path / "other", *args) is None
+
+
+def test_failed_background_fit_is_reported_and_the_run_fits_itself(tmp_path, args, monkeypatch, caplog):
+    monkeypatch.setattr(BC, "BACKGROUND_MIN_TITLES", 0)
+    broken = list(args)
+    broken[4] = broken[4][:10]  # labels for 10 of the 60 training titles: the fit raises in the child
+    bg = BC.BackgroundFit.start(tmp_path / "cache", *broken)
+    with caplog.at_level(logging.WARNING):
+        assert bg.wait() is False
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "background fit failed" in warning and "\n" not in warning  # one line, naming the error
+    assert not (tmp_path / "cache" / BC.NAMESPACE).exists()
+
+
+def test_stopped_background_fit_leaves_no_half_entry(tmp_path, args, monkeypatch):
+    monkeypatch.setattr(BC, "BACKGROUND_MIN_TITLES", 0)
+    bg = BC.BackgroundFit.start(tmp_path / "cache", *args)
+    bg.stop()
+    assert bg.proc.returncode is not None and not Path(bg.tmp.name).exists()
+    ns = tmp_path / "cache" / BC.NAMESPACE
+    entries = list(ns.iterdir()) if ns.exists() else []
+    assert all((e / BC.CONFIG).is_file() for e in entries)  # killed before publishing, or a whole entry
