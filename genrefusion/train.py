@@ -339,7 +339,7 @@ def run_job(job: Job, datasets, write_report: bool) -> dict:
             return dist.broadcast_object(None)
         result = write_outputs(job, evaluate_models(job), write_report)
     finally:
-        if job.baseline_fit is not None:  # the run failed before evaluation: end the child too
+        if job.baseline_fit is not None:  # the run failed before evaluation read the baselines: end the child
             job.baseline_fit.stop()
     return dist.broadcast_object(result)
 

@@ -165,6 +165,8 @@ def _fit_from_folder(folder: Path) -> None:
     spec = json.loads((folder / "inputs.json").read_text())
     with np.load(folder / "arrays.npz", allow_pickle=False) as z:
         arrays = {k: z[k] for k in z.files}
+    for name in ("inputs.json", "arrays.npz"):  # read: should the parent be killed, only stderr.txt is left behind
+        (folder / name).unlink()
     feats = {part: {k: arrays.get(f"{part}.{k}") for k in spec["feature_keys"]} for part in ("tr", "dev")}
     fit_baselines_cached(spec["cache_root"], spec["plots_tr"], spec["plots_dev"], feats["tr"], feats["dev"],
                          arrays["Ytr"], arrays["Mtr"], arrays["Ydev"], arrays["Mdev"], spec["seed"])
