@@ -29,6 +29,9 @@ VARIANTS = {
     "finetune_last_block": {"train.finetune": "last_block"},
     # the paper's text route (ULMFiT AWD-LSTM) against MiniLM, with the default join
     "text_lstm": {"text.encoder": "lstm"},
+    # augmented poster views in training (train.poster_views; 0 is the default)
+    "poster_views_1": {"train.poster_views": 1},
+    "poster_views_3": {"train.poster_views": 3},
 }
 
 

@@ -126,6 +126,10 @@ class TrainConfig:
     # the fused stage) or "all" (the whole poster backbone on augmented posters, and the whole AWD-LSTM in the
     # fused stage: for a GPU).
     finetune: Literal["none", "last_block", "all"] = "none"
+    # Augmented views per training poster (encoders/augment.py: crop, flip, squash, thumbnail, JPEG), cached
+    # like the posters' features; every poster and fused epoch shows each training poster as itself or one of
+    # its views, drawn at random. 0 = off. Needs cached features (finetune "none" or "last_block").
+    poster_views: int = _f(0, min=0, max=8)
     # Backbone learning rate: lr * backbone_lr_factor for its top layer group, / backbone_lr_decay per group below.
     backbone_lr_factor: float = _f(0.1, min=0.0, exclusive_min=True)
     backbone_lr_decay: float = _f(2.6, min=1.0)
@@ -346,6 +350,9 @@ def _check(obj, prefix: str) -> None:
                               f"{lc.emb_dim}; larger sizes need text.lstm.pretrained")
         if not obj.image.encoder.strip():
             raise ConfigError("config: image.encoder must not be empty")
+        if obj.train.poster_views and obj.train.finetune == "all":
+            raise ConfigError("config: train.poster_views needs cached poster features; with train.finetune = "
+                              "\"all\" posters are decoded and augmented per batch already: set poster_views = 0")
         if obj.train.members > 1 and obj.train.fusion == "gmu":
             raise ConfigError("config: train.members > 1 (an ensemble) fuses by concatenation only: set "
                               "train.fusion = \"concat\" or train.members = 1")

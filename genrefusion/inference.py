@@ -60,6 +60,8 @@ class Batcher:
             b["y"], b["m"] = self.Y[idx], self.M[idx]
         if inp.image is not None:
             b["image"], b["image_present"] = inp.image[idx], inp.image_ok[idx]
+            if self.augment and inp.image_views is not None:
+                b["image"] = swap_views(b["image"], inp.view_index[idx], inp.image_views)
         elif inp.image_loader is not None:
             b["image"], ok = inp.image_loader(idx.tolist(), self.augment)
             b["image_present"] = inp.image_ok[idx] & ok
@@ -79,6 +81,18 @@ class Batcher:
         if inp.lexical is not None:
             b["lexical"] = inp.lexical[idx]
         return b
+
+
+def swap_views(image: torch.Tensor, index: torch.Tensor, views: torch.Tensor) -> torch.Tensor:
+    """Training batches (``train.poster_views``): each row with views shows its poster itself or one of its
+    ``V`` views, uniformly at random (torch's global RNG, which the training loop seeds per stage and epoch)."""
+    pick = torch.randint(0, views.shape[0] + 1, (len(index),))
+    use = (index >= 0) & (pick > 0)
+    if not use.any():
+        return image
+    image = image.clone()
+    image[use] = views[pick[use] - 1, index[use]]
+    return image
 
 
 def unwrap(model: nn.Module) -> nn.Module:

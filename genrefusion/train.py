@@ -38,7 +38,7 @@ from . import distributed as dist
 from .config import Config
 from .data.corpus import Corpus, load_corpus
 from .data.dataset import open_datasets
-from .encoders.inputs import InputEncoders, Inputs, build_inputs, feature_rows
+from .encoders.inputs import InputEncoders, Inputs, add_poster_views, build_inputs, feature_rows
 from .errors import ConfigError, DatasetError, GenreFusionError
 from .inference import Batcher, RowSet, model_logits, predict_rows, row_loader, score_loader
 from .metrics import selection_score
@@ -402,6 +402,14 @@ def compute_features(job: Job) -> None:
     inputs = job.inputs = build_inputs(corpus.posters, corpus.plots, encoders, cache_root, corpus.keys,
                                        cfg.image.batch_size, cfg.text.batch_size, cfg.image.num_workers, job.progress,
                                        lazy_pixels=True)
+    if cfg.train.poster_views and inputs.image is not None:
+        t1 = time.perf_counter()
+        add_poster_views(inputs, corpus.posters, job.train_rows, encoders.image, cfg.train.poster_views, cache_root,
+                         corpus.keys, cfg.image.batch_size, cfg.image.num_workers, job.progress)
+        job.timings["features_views_s"] = round(time.perf_counter() - t1, 2)
+        n_views = 0 if inputs.view_index is None else int((inputs.view_index >= 0).sum())
+        log.info("poster views: %d per training poster, %d posters (%.1fs)", cfg.train.poster_views, n_views,
+                 job.timings["features_views_s"])
     img = getattr(encoders.image, "base", encoders.image)  # the backbone itself, under any view
     job.encoders_info = {"image": {"name": img.name, "fingerprint": img.fingerprint, "dim": img.dim} if img else None,
                          "minilm_fingerprint": getattr(encoders.minilm, "fingerprint", None), "vocab": encoders.vocab}

@@ -26,6 +26,8 @@ class Inputs:
     ids: list[list[int]] | None = None       # LSTM token ids per row
     lexical: torch.Tensor | None = None      # [N, G] tf-idf logistic regression probabilities (models/lexical.py)
     image_loader: Callable | None = None     # posters decoded per batch instead of ``image`` (finetune "all")
+    image_views: torch.Tensor | None = None  # [V, K, Di] augmented views of K training posters (add_poster_views)
+    view_index: torch.Tensor | None = None   # [N] long: row -> its posters' index in image_views, -1 for none
     errors: dict[int, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -98,6 +100,27 @@ def build_inputs(posters, plots, encoders: InputEncoders, cache_root=None, ids=N
     if inp.image_ok is None:
         inp.image_ok = torch.zeros(n, dtype=torch.bool)
     return inp
+
+
+def add_poster_views(inputs: Inputs, posters, rows, encoder, views: int, cache_root=None, ids=None,
+                     batch_size: int = 32, num_workers: int = 0, progress: bool = True) -> None:
+    """Features of ``views`` augmented views (``encoders.augment``) of the posters of ``rows`` (training rows),
+    cached under keys of their own, into ``inputs.image_views`` / ``view_index``. A view that fails to
+    decode keeps its poster's own features, so every indexed row has all its views."""
+    rows = np.asarray(rows)
+    rows = rows[inputs.image_ok.numpy()[rows]]
+    if not views or not len(rows):
+        return
+    clean = inputs.image[torch.as_tensor(rows)]
+    out = torch.empty((views, len(rows), clean.shape[1]), dtype=clean.dtype)
+    for v in range(1, views + 1):
+        f = _extract(extract_image_features, [posters[i] for i in rows], encoder, cache_root, batch_size=batch_size,
+                     num_workers=effective_workers(num_workers), ids=[ids[i] for i in rows] if ids else None,
+                     progress=progress, view=v)
+        out[v - 1] = torch.where(torch.from_numpy(f.ok)[:, None], torch.from_numpy(f.values), clean)
+    index = torch.full((len(inputs.image_ok),), -1, dtype=torch.long)
+    index[torch.as_tensor(rows)] = torch.arange(len(rows))
+    inputs.image_views, inputs.view_index = out, index
 
 
 def both_rows(inputs: Inputs, rows) -> np.ndarray:
