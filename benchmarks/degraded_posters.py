@@ -27,29 +27,21 @@ from genrefusion.io import write_json  # noqa: E402
 SEED_BASE = 7_000_000  # degraded-view seeds: far from the crc32-derived seeds of training views in practice
 
 
-def part_titles(run: Path, part: str, genres: list[str]):
+def part_titles(run: Path, cfg: dict, part: str, genres: list[str]):
     """(posters, plots, Y, M) of the run's ``part`` titles that have a poster, in the bundle's genre order."""
     from genrefusion.data.corpus import load_corpus
     from genrefusion.data.dataset import open_datasets
     from genrefusion.data.split import Split
 
-    cfg = json.loads((run / "config.json").read_text())
     corpus = load_corpus(open_datasets(cfg["data"]), Split.load(run / "split.json"), genres=genres)
     rows = [i for i in corpus.rows(part) if corpus.posters[i] is not None]
     return ([corpus.posters[i] for i in rows], [corpus.plots[i] for i in rows], corpus.Y[rows], corpus.M[rows])
 
 
-def micro_f1(Y, M, P) -> float:
-    from sklearn.metrics import f1_score
-
-    keep = M.astype(bool)
-    return float(f1_score(Y[keep].astype(int), P[keep].astype(int), zero_division=0))
-
-
 def score(clf, posters, plots, Y, M) -> dict:
     """mAP and micro-F1 on titles with both inputs and on poster-only titles."""
     from genrefusion.decision import used_inputs
-    from genrefusion.metrics import masked_map
+    from genrefusion.metrics import masked_map, multilabel_metrics
 
     titles = [{"poster": p, "plot": t} for p, t in zip(posters, plots)]
     S = clf.predict_proba(titles)
@@ -61,7 +53,7 @@ def score(clf, posters, plots, Y, M) -> dict:
     for name, sel in (("both", has_plot), ("poster_only", ~has_plot)):
         if sel.any():
             out[name] = {"titles": int(sel.sum()), "mAP": round(float(masked_map(Y[sel], S[sel], M[sel])), 4),
-                         "micro_f1": round(micro_f1(Y[sel], M[sel], P[sel]), 4)}
+                         "micro_f1": round(multilabel_metrics(Y[sel], P[sel], M[sel])["micro_f1"], 4)}
     return out
 
 
@@ -86,15 +78,14 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     results = {}
     for run in args.runs:
-        clf = GenreClassifier.load(run)
-        posters, plots, Y, M = part_titles(run, args.part, clf.genres_)
+        models = {name: GenreClassifier.load(run, model=name) for name in ("fused", "poster")}
+        cfg = json.loads((run / "config.json").read_text())
+        posters, plots, Y, M = part_titles(run, cfg, args.part, models["fused"].genres_)
         clean = [Image.open(x).convert("RGB") for x in posters]
         draws = [[poster_view(im, SEED_BASE + 100_000 * (args.seed * args.draws + d) + k) for k, im in enumerate(clean)]
                  for d in range(args.draws)]
-        cfg = json.loads((run / "config.json").read_text())
-        row = {"poster_views": cfg["config"]["train"].get("poster_views", 0) if "config" in cfg else None}
-        for model in ("fused", "poster"):
-            m = GenreClassifier.load(run, model=model)
+        row = {"poster_views": cfg["config"]["train"].get("poster_views", 0)}  # runs before the option: 0
+        for model, m in models.items():
             text = plots if model == "fused" else [None] * len(plots)
             row[model] = {"clean": score(m, clean, text, Y, M),
                           "degraded": mean_scores([score(m, ims, text, Y, M) for ims in draws])}
