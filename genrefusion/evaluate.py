@@ -20,7 +20,7 @@ from .baselines import always_negative, baseline_scores, probe_for
 from .encoders.inputs import both_rows  # noqa: F401 - re-exported: the old home of both_rows
 from .errors import ConfigError, DatasetError, GenreFusionError
 from .io import read_json, write_json
-from .metrics import multilabel_metrics
+from .metrics import BOOTSTRAP_DRAWS, CI_LEVEL, bootstrap_draws, interval, multilabel_metrics, resampled_f1
 from .thresholds import (COMBINATIONS, ThresholdSets, combination_keys, model_reads, served_combinations,
                          tune_threshold_sets)
 
@@ -52,28 +52,42 @@ def kind_of(title) -> str:
 def score_models(Y, M, scores: dict, thresholds: dict, image_ok, text_ok, kinds, genres) -> dict:
     """Every model's metrics on the evaluated titles, each title decided with the threshold set of its inputs,
     broken down by input combination (what the title has: both, poster, plot) and by kind (movie / tv /
-    unknown), with the verdict of each model against its linear probe. ``scores``: name -> ``[N, G]``;
-    ``thresholds``: name -> ``ThresholdSets``."""
+    unknown), with the verdict of each model against its linear probe. Every micro-/macro-F1 gets a 95 %
+    bootstrap interval (``ci95``; titles resampled, the same draws for every model, so each verdict gets a paired
+    interval of the difference). ``scores``: name -> ``[N, G]``; ``thresholds``: name -> ``ThresholdSets``."""
     image_ok, text_ok, kinds = np.asarray(image_ok, bool), np.asarray(text_ok, bool), np.asarray(kinds)
     combo = combination_keys(image_ok, text_ok)
     groups = {"by_combination": {c: combo == c for c in COMBINATIONS if (combo == c).any()},
               "by_kind": {k: kinds == k for k in ("movie", "tv", "unknown") if (kinds == k).any()}}
-    out = {"models": {}, **{by: {part: {} for part in parts} for by, parts in groups.items()}}
+    parts = [("models", None, np.ones(len(Y), bool))] + [(by, part, sel) for by, ps in groups.items()
+                                                         for part, sel in ps.items()]
+    out = {"models": {}, **{by: {part: {} for part in ps} for by, ps in groups.items()}}
+    draws = {(by, part): bootstrap_draws(int(sel.sum())) for by, part, sel in parts}
+    micro_draws = {}  # (part, model) -> resampled micro-F1, for the paired verdict intervals
     for name, S in scores.items():
         T = thresholds[name].rows(combination_keys(image_ok, text_ok, model_reads(name)))
-        out["models"][name] = score_model(Y, S, M, T, genres)
-        for by, parts in groups.items():
-            for part, sel in parts.items():
-                out[by][part][name] = score_model(Y[sel], S[sel], M[sel], T[sel], genres)
+        for by, part, sel in parts:
+            m = score_model(Y[sel], S[sel], M[sel], T[sel], genres)
+            micro, macro = resampled_f1(draws[by, part], Y[sel], np.asarray(S)[sel] >= T[sel], M[sel])
+            m["ci95"] = {"micro_f1": interval(micro), "macro_f1": interval(macro)}
+            micro_draws[part or "all", name] = micro
+            if part is None:
+                out["models"][name] = m
+            else:
+                out[by][part][name] = m
     out["models_both"] = out["by_combination"].get("both", {})
     out["n_by_combination"] = {c: int(sel.sum()) for c, sel in groups["by_combination"].items()}
     out["n_by_kind"] = {k: int(sel.sum()) for k, sel in groups["by_kind"].items()}
-    out["probe_verdicts"] = probe_verdicts(out)
+    out["bootstrap"] = {"draws": BOOTSTRAP_DRAWS, "level": CI_LEVEL, "method": "percentile; titles resampled"}
+    out["probe_verdicts"] = probe_verdicts(out, micro_draws)
     return out
 
 
-def probe_verdicts(scored: dict) -> list[dict]:
-    """Does each model beat the linear probe on its own inputs (micro-F1), on all titles and per combination?"""
+def probe_verdicts(scored: dict, micro_draws: dict | None = None) -> list[dict]:
+    """Does each model beat the linear probe on its own inputs (micro-F1), on all titles and per combination?
+    With ``micro_draws`` ((titles, model) -> bootstrap micro-F1 on the same draws), each verdict carries the 95 %
+    interval of the difference (model - probe): an interval that holds 0 means the test titles cannot tell them
+    apart."""
     needs = {"both": {"poster", "plot"}, "poster": {"poster"}, "plot": {"plot"}}
     rows = []
     for name in scored["models"]:
@@ -87,8 +101,11 @@ def probe_verdicts(scored: dict) -> list[dict]:
             ours, theirs = models[name].get("micro_f1"), models[probe].get("micro_f1")
             if ours is None or theirs is None:
                 continue
-            rows.append({"model": name, "probe": probe, "titles": part, "n": models[name]["n_titles"],
-                         "micro_f1": round(ours, 4), "probe_micro_f1": round(theirs, 4), "beats": ours > theirs})
+            row = {"model": name, "probe": probe, "titles": part, "n": models[name]["n_titles"],
+                   "micro_f1": round(ours, 4), "probe_micro_f1": round(theirs, 4), "beats": ours > theirs}
+            if micro_draws and (part, name) in micro_draws and (part, probe) in micro_draws:
+                row["difference_ci95"] = interval(micro_draws[part, name] - micro_draws[part, probe])
+            rows.append(row)
     return rows
 
 
@@ -133,7 +150,8 @@ def evaluate_run(run_dir, data=None, split: str = "test", cache_dir=None, progre
     return {"evaluated_on": where, "n_titles": int(len(rows)), "n_with_both": scored["n_by_combination"].get("both", 0),
             "n_by_combination": scored["n_by_combination"], "n_by_kind": scored["n_by_kind"],
             "genres": bundle.genres, "left_out": corpus.left_out,
-            **{k: scored[k] for k in ("models", "models_both", "by_combination", "by_kind", "probe_verdicts")},
+            **{k: scored[k] for k in ("models", "models_both", "by_combination", "by_kind", "probe_verdicts",
+                                      "bootstrap")},
             "input_errors": {corpus.keys[rows[i]]: e for i, e in list(inputs.errors.items())[:50]},
             "seconds": round(time.perf_counter() - t0, 2)}
 

@@ -150,8 +150,15 @@ def _table(models: dict, served: str) -> list[str]:
         label = _BASELINE_LABELS.get(name, name) + (" (baseline)" if name in _BASELINE_LABELS else "")
         label += " **(served)**" if name == served else ""
         cells = [f"{m[k]:.3f}" if isinstance(m.get(k), (int, float)) else "–" for k, _ in COLUMNS]
+        cells = [c + _interval(m, k) for c, (k, _) in zip(cells, COLUMNS)]
         rows.append(f"| {label} | " + " | ".join(cells) + " |")
     return rows
+
+
+def _interval(m: dict, key: str) -> str:
+    """' [lo-hi]': the figure's 95 % bootstrap interval over the test titles, when the run has one."""
+    ci = (m.get("ci95") or {}).get(key)
+    return f" [{ci[0]:.3f}-{ci[1]:.3f}]" if ci else ""
 
 
 def _results(config: dict, result: dict) -> str:
@@ -159,7 +166,7 @@ def _results(config: dict, result: dict) -> str:
     test_n = result.get("split", {}).get("test")
     out = (f"## Results (test split, {test_n} titles)\n\nThresholds per genre were tuned on the dev split; the test "
            "split was used for these numbers only. Per-genre metrics count a title only where its dataset "
-           "labels the genre.\n\n" + "\n".join(_table(result.get("models", {}), served)) + "\n"
+           "labels the genre. [lo-hi]: 95 % bootstrap interval (test titles resampled).\n\n" + "\n".join(_table(result.get("models", {}), served)) + "\n"
            + _verdict(result.get("models", {}), served))
     both = result.get("models_both") or {}
     if both:

@@ -326,6 +326,11 @@ def _table(header: list[str], rows: list[list[str]], base_cols: set[int] = froze
     return f"<table><tr>{h}</tr>{''.join(body)}</table>"
 
 
+def _ci_text(m: dict, key: str) -> str:
+    ci = (m.get("ci95") or {}).get(key)
+    return f"{ci[0]:.3f}–{ci[1]:.3f}" if ci else ""
+
+
 def _metric_table(models: dict) -> str:
     """Every summary metric (rows) of every model (columns), the always-negative baseline first."""
     names = ["always_negative"] + [n for n in _ordered(models) if n != "always_negative"]
@@ -342,6 +347,8 @@ def _metric_table(models: dict) -> str:
             cells.append(f"<span class=best>{s}</span>" if best is not None and v == best and n not in BASELINES
                          else s)
         rows.append(cells)
+        if k in ("micro_f1", "macro_f1"):  # the 95 % bootstrap interval below each F1 (evaluate.score_models)
+            rows.append([f"{k} 95% interval"] + [_ci_text(models[n], k) for n in names])
     base_cols = {i + 1 for i, n in enumerate(names) if n in BASELINES}
     return _table(["metric"] + [_LABEL.get(n, n) for n in names], rows, base_cols)
 
@@ -368,27 +375,44 @@ def _breakdown_table(by: dict, counts: dict) -> str:
     keys = ("micro_f1", "macro_f1", "mAP")
     header = ["model"] + [f"{_PARTS.get(p, p)} (n={counts.get(p, '?')}) {k.replace('_f1', '-F1')}"
                           for p in parts for k in keys]
-    rows = [[html.escape(_LABEL.get(n, n))] + [html.escape(_fmt((by[p].get(n) or {}).get(k))) for p in parts for k in keys]
-            for n in names]
-    return _table(header, rows)
+    def cell(m: dict, k: str) -> str:
+        ci = _ci_text(m, k)
+        return html.escape(_fmt(m.get(k))) + (f" <small>[{ci}]</small>" if ci else "")
+
+    rows = [[html.escape(_LABEL.get(n, n))] + [cell(by[p].get(n) or {}, k) for p in parts for k in keys] for n in names]
+    return _table(header, rows) + "<p><small>[ ]: 95% bootstrap interval (test titles resampled).</small></p>"
 
 
 _PART = {"all": "all titles", "both": "titles with poster and plot", "poster": "poster-only titles",
          "plot": "plot-only titles"}
 
 
+def _difference(v: dict) -> str:
+    ci = v.get("difference_ci95")
+    d = v["micro_f1"] - v["probe_micro_f1"]
+    return f"difference {d:+.3f}" + (f", 95% interval {ci[0]:+.3f} to {ci[1]:+.3f}" if ci else "")
+
+
 def verdict_lines(verdicts: list[dict]) -> list[str]:
-    """Plain sentences: where a model does NOT beat its linear probe (and a line when it beats it everywhere)."""
-    lines, beaten_everywhere = [], {}
+    """Plain sentences: where a model does NOT beat its linear probe, a line when it beats it everywhere, and
+    where a win is within the bootstrap interval (the test titles cannot tell the two apart)."""
+    lines, beaten_everywhere, unresolved = [], {}, {}
     for v in verdicts:
         beaten_everywhere.setdefault(v["model"], True)
+        ci = v.get("difference_ci95")
         if not v["beats"]:
             beaten_everywhere[v["model"]] = False
             lines.append(f"The {v['model']} model does NOT beat its linear probe ({v['probe']}) on "
                          f"{_PART.get(v['titles'], v['titles'])} (n={v['n']}): micro-F1 {v['micro_f1']:.3f} vs "
-                         f"{v['probe_micro_f1']:.3f}.")
-    lines += [f"The {m} model beats its linear probe on every input combination it reads (micro-F1)."
-              for m, ok in beaten_everywhere.items() if ok]
+                         f"{v['probe_micro_f1']:.3f} ({_difference(v)}).")
+        elif ci and ci[0] <= 0:
+            unresolved.setdefault(v["model"], []).append(f"{_PART.get(v['titles'], v['titles'])} ({_difference(v)})")
+    for m, ok in beaten_everywhere.items():
+        if ok:
+            lines.append(f"The {m} model beats its linear probe on every input combination it reads (micro-F1).")
+        if unresolved.get(m):
+            lines.append(f"The {m} model's lead over its probe is within the bootstrap interval on "
+                         f"{'; '.join(unresolved[m])}.")
     return lines
 
 

@@ -697,7 +697,7 @@ def write_outputs(job: Job, ev: Evaluation, write_report: bool) -> dict:
         "plot_candidates": {r: c["dev_score"] for r, c in job.plot_candidates.items()},
         "select_metric": cfg.train.select_metric, "masking": MASKING,
         "models": ev.metrics, "models_both": sc["models_both"], "by_combination": sc["by_combination"],
-        "by_kind": sc["by_kind"], "probe_verdicts": sc["probe_verdicts"],
+        "by_kind": sc["by_kind"], "probe_verdicts": sc["probe_verdicts"], "bootstrap": sc["bootstrap"],
         # "thresholds": the pooled set of each model; "threshold_sets": one per input combination it serves
         "thresholds": {k: per_genre(G, v.pooled, 5) for k, v in ev.thresholds.items()},
         "threshold_sets": {k: {c: per_genre(G, t, 5) for c, t in v.sets.items()} for k, v in ev.thresholds.items()},

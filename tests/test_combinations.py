@@ -104,9 +104,18 @@ def test_every_figure_is_broken_down_by_combination_and_kind(combo_run):
     assert v[("plot", "all")]["probe"] == "linear_probe_plot" and ("poster", "plot") not in v
     for x in v.values():
         assert x["beats"] == (x["micro_f1"] > x["probe_micro_f1"])
+        lo, hi = x["difference_ci95"]  # paired bootstrap interval of model - probe
+        assert lo <= hi
+    # every micro-/macro-F1 has its bootstrap interval, overall and per part
+    assert m["bootstrap"]["draws"] >= 100
+    for models in [m["models"]] + [ms for by in ("by_combination", "by_kind") for ms in m[by].values()]:
+        for name, r in models.items():
+            if name != "always_negative":
+                lo, hi = r["ci95"]["micro_f1"]
+                assert 0 <= lo <= hi <= 1, (name, r["ci95"])
     html = (run / "report.html").read_text()
     assert "By input combination" in html and "By kind" in html and "TV series" in html
-    assert "probe: both" in html and "Against the linear probes" in html
+    assert "probe: both" in html and "Against the linear probes" in html and "95% bootstrap interval" in html
     for x in m["probe_verdicts"]:  # the report says so plainly when a model does not beat its probe
         if not x["beats"]:
             assert f"The {x['model']} model does NOT beat its linear probe" in html

@@ -97,3 +97,71 @@ def test_selection_score_metrics():
     thr = np.full(Y.shape[1], 0.9)
     assert selection_score("micro_f1", Y, S, None, thr) == pytest.approx(
         f1_score(Y, (S >= 0.9).astype(int), average="micro"))
+
+
+# -- bootstrap intervals -------------------------------------------------------------------------------------
+def _masked_case(n=300, g=6, seed=3):
+    rng = np.random.default_rng(seed)
+    Y = rng.random((n, g)) < 0.25
+    P = (Y & (rng.random((n, g)) < 0.7)) | (rng.random((n, g)) < 0.1)
+    M = rng.random((n, g)) < 0.8
+    return Y.astype(int), P.astype(int), M.astype(int)
+
+
+def test_resampled_f1_is_the_metric_of_the_resampled_titles():
+    """Each draw's micro/macro-F1 equals multilabel_metrics on the titles that draw picked (masks included)."""
+    from genrefusion.metrics import bootstrap_draws, resampled_f1
+
+    Y, P, M = _masked_case()
+    W = bootstrap_draws(len(Y), draws=5, seed=1)
+    micro, macro = resampled_f1(W, Y, P, M)
+    for d in range(5):
+        idx = np.repeat(np.arange(len(Y)), W[d].astype(int))
+        ref = multilabel_metrics(Y[idx], P[idx], M[idx])
+        assert micro[d] == pytest.approx(ref["micro_f1"], abs=1e-6)
+        assert macro[d] == pytest.approx(ref["macro_f1"], abs=1e-6)
+    # one draw of every title once is the point estimate
+    micro, macro = resampled_f1(np.ones((1, len(Y)), np.float32), Y, P, M)
+    ref = multilabel_metrics(Y, P, M)
+    assert micro[0] == pytest.approx(ref["micro_f1"]) and macro[0] == pytest.approx(ref["macro_f1"])
+
+
+def test_intervals_hold_the_estimate_and_narrow_with_more_titles():
+    from genrefusion.metrics import bootstrap_draws, interval, resampled_f1
+
+    Y, P, M = _masked_case(n=200)
+    point = multilabel_metrics(Y, P, M)["micro_f1"]
+    lo, hi = interval(resampled_f1(bootstrap_draws(len(Y)), Y, P, M)[0])
+    assert lo < point < hi
+    big = [np.tile(a, (9, 1)) for a in (Y, P, M)]  # the same titles, nine times as many
+    lo9, hi9 = interval(resampled_f1(bootstrap_draws(len(big[0])), *big)[0])
+    assert lo9 < point < hi9 and (hi9 - lo9) < 0.5 * (hi - lo)  # ~1/3 as wide
+    assert interval([np.nan, np.nan]) is None
+
+
+def test_paired_difference_interval():
+    """Same draws for two models: identical predictions differ by exactly 0; removing false positives is a
+    difference the interval resolves."""
+    from genrefusion.metrics import bootstrap_draws, interval, resampled_f1
+
+    Y, P, M = _masked_case(n=400)
+    W = bootstrap_draws(len(Y))
+    a = resampled_f1(W, Y, P, M)[0]
+    assert interval(a - resampled_f1(W, Y, P.copy(), M)[0]) == [0.0, 0.0]
+    better = P & Y  # every false positive gone
+    lo, hi = interval(resampled_f1(W, Y, better, M)[0] - a)
+    assert 0 < lo <= hi
+
+
+def test_verdict_lines_give_the_difference_interval():
+    from genrefusion.report import verdict_lines
+
+    lines = verdict_lines([
+        {"model": "fused", "probe": "linear_probe_fused", "titles": "poster", "n": 90, "micro_f1": 0.48,
+         "probe_micro_f1": 0.49, "beats": False, "difference_ci95": [-0.04, 0.02]},
+        {"model": "plot", "probe": "linear_probe_plot", "titles": "all", "n": 300, "micro_f1": 0.52,
+         "probe_micro_f1": 0.51, "beats": True, "difference_ci95": [-0.01, 0.03]},
+    ])
+    assert any("does NOT beat" in ln and "difference -0.010, 95% interval -0.040 to +0.020" in ln for ln in lines)
+    assert any("plot model beats its linear probe on every" in ln for ln in lines)
+    assert any("plot model's lead over its probe is within the bootstrap interval on all titles" in ln for ln in lines)

@@ -32,7 +32,8 @@ def test_run_records_versions_and_writes_a_model_card(tiny_run):
     assert ", ".join(metrics["genres"]) in card
     served = config["default_model"]
     m = metrics["models"][served]
-    assert f"| {served} **(served)** | {m['micro_f1']:.3f} | {m['macro_f1']:.3f}" in card
+    lo, hi = m["ci95"]["micro_f1"]  # each F1 with its bootstrap interval
+    assert f"| {served} **(served)** | {m['micro_f1']:.3f} [{lo:.3f}-{hi:.3f}] | {m['macro_f1']:.3f}" in card
     b = metrics["models"]["always_negative"]
     assert f"| always-negative (baseline) | {b['micro_f1']:.3f}" in card and "TF-IDF + logistic regression" in card
     assert f"an ensemble of {config['spec']['members']} independently trained copies" in card  # train.members = 3

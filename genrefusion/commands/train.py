@@ -91,6 +91,12 @@ def summary_table(result: dict) -> str:
                                                                  for v in vals))
     if groups:
         lines.append("(F1 <part>: micro-F1 on the titles with those inputs / of that kind)")
+    main = next((n for n in names if n in ("fused", "plot", "poster")), None)
+    cis = [(part, m[main]) for part, m in [("all", models)] + groups if main and (m.get(main) or {}).get("ci95")]
+    if cis:
+        lines.append(f"{main} micro-F1, 95% bootstrap interval: " + "; ".join(
+            f"{part.split(':')[-1]} {m['micro_f1']:.3f} [{m['ci95']['micro_f1'][0]:.3f}-{m['ci95']['micro_f1'][1]:.3f}]"
+            for part, m in cis if m["ci95"].get("micro_f1")))
     return "\n".join(lines + verdict_lines(result.get("probe_verdicts") or []))
 
 
