@@ -52,7 +52,10 @@ def _round(v):
 
 
 def _figures(models: dict) -> dict:
-    return {k: {f: _round(v.get(f)) for f in FIGURES} for k, v in models.items() if isinstance(v, dict)}
+    """micro-/macro-F1 and mAP of each model, with the F1s' 95 % bootstrap intervals (``<figure>_ci95``)."""
+    return {k: {**{f: _round(v.get(f)) for f in FIGURES},
+                **{f"{f}_ci95": (v.get("ci95") or {}).get(f) for f in FIGURES if (v.get("ci95") or {}).get(f)}}
+            for k, v in models.items() if isinstance(v, dict)}
 
 
 def run_held_out(name: str, data_root: Path, overrides: dict, out_root: Path, fresh: bool) -> dict:
@@ -88,7 +91,8 @@ def run_held_out(name: str, data_root: Path, overrides: dict, out_root: Path, fr
            "train_titles": result["split"]["train"], "dev_titles": result["split"]["dev"],
            "test_titles": result["split"]["test"], "test_with_both": result["split"].get("test_with_poster_and_plot"),
            "genres_scored": _scored_genres(result), "wall_s": wall, "timings": result.get("timings", {}),
-           "models": _figures(result.get("models", {})), "models_both": _figures(result.get("models_both", {}))}
+           "models": _figures(result.get("models", {})), "models_both": _figures(result.get("models_both", {})),
+           "probe_verdicts": result.get("probe_verdicts", [])}
     for key in ("by_kind", "by_combination"):  # breakdowns (movie / tv / unknown; poster / plot / both)
         if isinstance(result.get(key), dict):
             rec[key] = {part: _figures(m) for part, m in result[key].items() if isinstance(m, dict)}
@@ -130,7 +134,8 @@ def evaluate_small_posters(name: str, data_root: Path, out_root: Path) -> dict:
     small = small_poster_copy(data_root / name, out_root.parent / "datasets" / f"{name}_small")
     res = evaluate_run(out_root / name, data=[small], progress=False, cache_dir=cache_dir() / "features")
     return {"held_out": f"{name} (posters {SMALL_SIDE} px, JPEG q{SMALL_QUALITY})", "test_titles": res["n_titles"],
-            "models": _figures(res.get("models", {})), "models_both": _figures(res.get("models_both", {}))}
+            "models": _figures(res.get("models", {})), "models_both": _figures(res.get("models_both", {})),
+            "probe_verdicts": res.get("probe_verdicts", [])}
 
 
 def _scored_genres(result: dict) -> list[str]:
@@ -163,8 +168,11 @@ def verdict(folds: dict) -> list[str]:
             if m.get(a) is None or m.get(b) is None:
                 continue
             ok = m[a] > m[b]
+            ci = next((v.get("difference_ci95") for v in f.get("probe_verdicts") or []
+                       if v["model"] == a and v["probe"] == b and v["titles"] == "all"), None)
             out.append(f"{n}: {LABELS[a]} {m[a]:.3f} {'>' if ok else '<='} {LABELS[b]} {m[b]:.3f}"
-                       f"{'' if ok else '  <- NOT MET'}")
+                       + (f" (paired 95% interval of the difference {ci[0]:+.3f} to {ci[1]:+.3f})" if ci else "")
+                       + ("" if ok else "  <- NOT MET"))
     return out
 
 

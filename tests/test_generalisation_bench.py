@@ -42,6 +42,10 @@ def test_leave_one_dataset_out_benchmark(tmp_path, monkeypatch):
     assert fold["train_titles"] + fold["dev_titles"] == 24 + 30
     for m in ("fused", "poster", "plot", "tfidf_logreg", "always_negative"):
         assert fold["models"][m]["micro_f1"] is not None, m
+    lo, hi = fold["models"]["fused"]["micro_f1_ci95"]  # bootstrap interval over the held-out titles
+    assert 0 <= lo <= hi <= 1
+    assert any(v["model"] == "fused" and v["titles"] == "all" and "difference_ci95" in v for v in fold["probe_verdicts"])
+    assert any("paired 95% interval" in line for line in bench.verdict({"cornell_tmdb": fold}))
     split = json.loads((out / "t" / "cornell_tmdb" / "split.json").read_text())
     held = {f"o-{i:04d}" for i in range(24)}
     trained = {k.split("/", 1)[1] for p in ("train", "dev") for k in split["parts"][p] if k.startswith("other/")}
