@@ -375,11 +375,13 @@ def _breakdown_table(by: dict, counts: dict) -> str:
     keys = ("micro_f1", "macro_f1", "mAP")
     header = ["model"] + [f"{_PARTS.get(p, p)} (n={counts.get(p, '?')}) {k.replace('_f1', '-F1')}"
                           for p in parts for k in keys]
-    def cell(m: dict, k: str) -> str:
+
+    def cell(m: dict, k: str) -> str:  # the figure, and its bootstrap interval where it has one
         ci = _ci_text(m, k)
         return html.escape(_fmt(m.get(k))) + (f" <small>[{ci}]</small>" if ci else "")
 
-    rows = [[html.escape(_LABEL.get(n, n))] + [cell(by[p].get(n) or {}, k) for p in parts for k in keys] for n in names]
+    rows = [[html.escape(_LABEL.get(n, n))] + [cell(by[p].get(n) or {}, k) for p in parts for k in keys]
+            for n in names]
     return _table(header, rows) + "<p><small>[ ]: 95% bootstrap interval (test titles resampled).</small></p>"
 
 
