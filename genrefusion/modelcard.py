@@ -166,7 +166,7 @@ def _results(config: dict, result: dict) -> str:
     test_n = result.get("split", {}).get("test")
     out = (f"## Results (test split, {test_n} titles)\n\nThresholds per genre were tuned on the dev split; the test "
            "split was used for these numbers only. Per-genre metrics count a title only where its dataset "
-           "labels the genre. [lo-hi]: 95 % bootstrap interval (test titles resampled).\n\n"
+           "labels the genre. [lo-hi]: 95% bootstrap interval (test titles resampled).\n\n"
            + "\n".join(_table(result.get("models", {}), served)) + "\n"
            + _verdict(result.get("models", {}), served))
     both = result.get("models_both") or {}
