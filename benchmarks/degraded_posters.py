@@ -13,7 +13,6 @@ poster-only ones. Writes ``benchmarks/degraded_posters.json``; the table is in b
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from genrefusion.io import write_json  # noqa: E402
+from genrefusion.io import read_json, write_json  # noqa: E402
 
 SEED_BASE = 7_000_000  # degraded-view seeds: far from the crc32-derived seeds of training views in practice
 
@@ -48,7 +47,7 @@ def score(clf, posters, plots, Y, M) -> dict:
     used = [used_inputs(p, t) for p, t in zip(posters, plots)]
     picked = clf.decide(S, used=used)
     P = np.array([[g in row for g in clf.genres_] for row in picked])
-    has_plot = np.array([bool(t and t.strip()) for t in plots])
+    has_plot = np.array(["plot" in u for u in used])  # the titles decided with a plot
     out = {}
     for name, sel in (("both", has_plot), ("poster_only", ~has_plot)):
         if sel.any():
@@ -79,7 +78,7 @@ def main(argv=None) -> int:
     results = {}
     for run in args.runs:
         models = {name: GenreClassifier.load(run, model=name) for name in ("fused", "poster")}
-        cfg = json.loads((run / "config.json").read_text())
+        cfg = read_json(run / "config.json", "run config")
         posters, plots, Y, M = part_titles(run, cfg, args.part, models["fused"].genres_)
         clean = [Image.open(x).convert("RGB") for x in posters]
         draws = [[poster_view(im, SEED_BASE + 100_000 * (args.seed * args.draws + d) + k) for k, im in enumerate(clean)]

@@ -27,12 +27,15 @@ from .thresholds import (COMBINATIONS, ThresholdSets, combination_keys, model_re
 log = logging.getLogger("genrefusion.evaluate")
 
 
+def predictions(S, thresholds) -> np.ndarray:
+    """0/1 decisions ``S >= thresholds``, thresholds per genre ``[G]`` or per title ``[N, G]``."""
+    T = np.asarray(thresholds, dtype=np.float64)
+    return (np.asarray(S, dtype=np.float64) >= (T if T.ndim == 2 else T[None, :])).astype(np.int64)
+
+
 def score_model(Y, S, M, thresholds, genres) -> dict:
     """All metrics of one model from its scores and thresholds: per genre ``[G]`` or per title ``[N, G]``."""
-    S = np.asarray(S, dtype=np.float64)
-    T = np.asarray(thresholds, dtype=np.float64)
-    P = (S >= (T if T.ndim == 2 else T[None, :])).astype(np.int64)
-    return multilabel_metrics(Y, P, M, S, genres)
+    return multilabel_metrics(Y, predictions(S, thresholds), M, np.asarray(S, dtype=np.float64), genres)
 
 
 def tune_model_thresholds(name: str, Yd, Sd, Md, image_ok, text_ok, genres, rule: str = "auto"):
@@ -65,10 +68,11 @@ def score_models(Y, M, scores: dict, thresholds: dict, image_ok, text_ok, kinds,
     draws = {(by, part): bootstrap_draws(int(sel.sum())) for by, part, sel in parts}
     micro_draws = {}  # (part, model) -> resampled micro-F1, for the paired verdict intervals
     for name, S in scores.items():
-        T = thresholds[name].rows(combination_keys(image_ok, text_ok, model_reads(name)))
-        for by, part, sel in parts:
-            m = score_model(Y[sel], S[sel], M[sel], T[sel], genres)
-            micro, macro = resampled_f1(draws[by, part], Y[sel], np.asarray(S)[sel] >= T[sel], M[sel])
+        S = np.asarray(S, dtype=np.float64)
+        P = predictions(S, thresholds[name].rows(combination_keys(image_ok, text_ok, model_reads(name))))
+        for by, part, sel in parts:  # the same decisions for the figures and their bootstrap draws
+            m = multilabel_metrics(Y[sel], P[sel], M[sel], S[sel], genres)
+            micro, macro = resampled_f1(draws[by, part], Y[sel], P[sel], M[sel])
             m["ci95"] = {"micro_f1": interval(micro), "macro_f1": interval(macro)}
             micro_draws[part or "all", name] = micro
             if part is None:
