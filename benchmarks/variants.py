@@ -1,14 +1,19 @@
 """Model choices compared on the dev split: the README main job (every shipped dataset, the default split)
 trained once per variant, all else equal, so each default in configs/default.toml is the dev winner.
 
-    python benchmarks/variants.py                          # every variant below
-    python benchmarks/variants.py join_heads join_features # some of them
+    python benchmarks/variants.py                                  # every variant below, seed 0
+    python benchmarks/variants.py default members_5 --seeds 0 1 2  # some of them, on three splits
 
-Prints, per variant, the dev score (the select metric, mAP by default, of the poster, plot and fused models:
-the numbers the choice is made on) beside test mAP (reported, never chosen on) and the seconds spent on
-features and training; writes ``benchmarks/variants.json``. Runs go to ``benchmarks/out/variants/<name>``
-and are reused when finished (delete one to retrain it). Single runs of one seed: dev differences below
-~0.005 mAP are within run-to-run noise.
+Prints, per variant and seed, what the choice is made on, all on **dev**: the select metric (mAP by default) of
+the poster, plot and fused models; the fused model's dev mAP per input combination of the dev titles (both,
+poster only, plot only); and its micro-F1 with thresholds tuned by 5-fold cross-validation within dev
+(``evaluate.cross_validated_f1``; 3 repetitions), over all dev titles and on those with both inputs. Beside them
+test mAP (reported, never chosen on) and the seconds spent. ``--seeds``: the seed sets the split too, so each
+seed is another split with its own dev titles (~140 with both inputs each, where one run's F1 moves by ~0.02):
+with ``default`` among the variants, every other variant's mean difference from it over the same seeds is
+printed, with the per-seed differences. Writes ``benchmarks/variants.json``. Runs go to
+``benchmarks/out/variants/<name>`` (``<name>_seed<K>`` for seeds other than 0) and are reused when finished
+(delete one to retrain it).
 """
 from __future__ import annotations
 
@@ -18,12 +23,15 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 VARIANTS = {
-    # the fused model's join point (train.fusion_join)
-    "join_heads": {"train.fusion_join": "heads"},
+    # the defaults (configs/default.toml): what every other variant is compared with
+    "default": {},
+    # the fused model's join point (train.fusion_join; "heads" is the default)
     "join_features": {"train.fusion_join": "features"},
     # end-to-end fine-tuning of the poster backbone (train.finetune), with the default join
     "finetune_last_block": {"train.finetune": "last_block"},
@@ -32,15 +40,55 @@ VARIANTS = {
     # augmented poster views in training (train.poster_views; 0 is the default)
     "poster_views_1": {"train.poster_views": 1},
     "poster_views_3": {"train.poster_views": 3},
+    # ensemble members per head (train.members; 3 is the default)
+    "members_1": {"train.members": 1},
+    "members_5": {"train.members": 5},
+    # the loss's positive weights (train.pos_weight; "sqrt" is the default)
+    "pos_weight_none": {"train.pos_weight": "none"},
+    "pos_weight_balanced": {"train.pos_weight": "balanced"},
+    # the fused stage's branch learning rate (train.branch_lr_factor; 0.1 is the default) and sampling
+    "branch_lr_0": {"train.branch_lr_factor": 0.0},
+    "branch_lr_0.3": {"train.branch_lr_factor": 0.3},
+    "fused_balance_sqrt": {"train.fused_balance": "sqrt"},
+    "fused_balance_none": {"train.fused_balance": "none"},
+    # the lexical blend (text.lexical; "auto" is the default)
+    "lexical_off": {"text.lexical": "off"},
 }
+COMBOS = ("both", "poster", "plot")
 
 
-def run_variant(name: str, overrides: dict, data: list[Path], out: Path) -> dict:
+def run_name(name: str, seed: int) -> str:
+    return name if seed == 0 else f"{name}_seed{seed}"
+
+
+def dev_figures(run: Path, model: str = "fused") -> dict | None:
+    """The fused model's dev mAP per input combination and its cross-validated dev micro-/macro-F1, from the run's
+    ``dev_scores.npz`` (None for a run trained before that file was written)."""
+    from genrefusion.evaluate import cross_validated_f1
+    from genrefusion.metrics import masked_map
+
+    path = run / "dev_scores.npz"
+    if not path.is_file():
+        return None
+    with np.load(path, allow_pickle=False) as z:
+        Y, M, S, combo, genres = z["Y"], z["M"], z[f"S_{model}"], z["combination"], list(z["genres"])
+    cfg = json.loads((run / "config.json").read_text())["config"]["train"]
+    rule = "auto" if cfg["threshold_rule"] == "auto" else f"{cfg['threshold_rule']}:{cfg['threshold_min_positives']}"
+    cv = cross_validated_f1(model, Y, S, M, np.isin(combo, ("both", "poster")), np.isin(combo, ("both", "plot")),
+                            genres, rule)
+    out = {f"mAP_{c}": round(masked_map(Y[combo == c], S[combo == c], M[combo == c]), 5)
+           for c in COMBOS if (combo == c).any()}
+    out["cv"] = cv
+    return out
+
+
+def run_variant(name: str, overrides: dict, seed: int, data: list[Path], out: Path) -> dict:
     from genrefusion.config import load_config
     from genrefusion.train import main
 
-    m = main(data, out / name, load_config(overrides=overrides), resume=True, progress=False)
-    row = {"overrides": overrides,
+    run = out / run_name(name, seed)
+    m = main(data, run, load_config(overrides={**overrides, "seed": seed}), resume=True, progress=False)
+    row = {"overrides": overrides, "seed": seed,
            "timings": {k: m["timings"].get(k) for k in ("features_s", "features_image_s", "training_s", "total_s")},
            "stage_seconds": {k: v.get("seconds") for k, v in m["training"].items()}}
     for model in ("poster", "plot", "fused"):
@@ -48,7 +96,50 @@ def run_variant(name: str, overrides: dict, data: list[Path], out: Path) -> dict
             row[f"dev_{model}"] = m["models"][model].get("dev_score")
             row[f"test_mAP_{model}"] = m["models"][model].get("mAP")
     row["select_metric"] = m.get("select_metric")
+    row["dev_fused_detail"] = dev_figures(run)
     return row
+
+
+def _key_figures(r: dict) -> dict:
+    """The figures a choice is made on, flat: dev mAP of the fused model, on the titles with both inputs, and its
+    cross-validated micro-F1 over all dev titles and on those with both inputs."""
+    d = r.get("dev_fused_detail") or {}
+    cv = d.get("cv", {})
+    return {"dev mAP": r.get("dev_fused"), "mAP both": d.get("mAP_both"),
+            "CV micro-F1": cv.get("all", {}).get("micro_f1"), "CV micro-F1 both": cv.get("both", {}).get("micro_f1")}
+
+
+def _fmt(v) -> str:
+    return "  n/a " if v is None else f"{v:.4f}"
+
+
+def print_row(name: str, r: dict) -> None:
+    k = _key_figures(r)
+    print(f"{run_name(name, r['seed']):26s} dev {r['select_metric']}: poster {_fmt(r.get('dev_poster'))} "
+          f"plot {_fmt(r.get('dev_plot'))} fused {_fmt(k['dev mAP'])} | fused, both inputs: mAP {_fmt(k['mAP both'])} "
+          f"CV micro-F1 {_fmt(k['CV micro-F1 both'])} | CV micro-F1 all {_fmt(k['CV micro-F1'])} | test mAP fused "
+          f"{_fmt(r.get('test_mAP_fused'))} | features {r['timings']['features_s']} s, training "
+          f"{r['timings']['training_s']} s", flush=True)
+
+
+def against_default(rows: dict, seeds: list[int]) -> list[str]:
+    """Per variant, the mean difference from ``default`` over the seeds both were run with, and each seed's."""
+    lines = []
+    base = {s: _key_figures(rows["default"][s]) for s in seeds if s in rows.get("default", {})}
+    for name, per_seed in rows.items():
+        if name == "default":
+            continue
+        common = [s for s in seeds if s in per_seed and s in base]
+        if not common:
+            continue
+        parts = []
+        for fig in ("dev mAP", "mAP both", "CV micro-F1 both", "CV micro-F1"):
+            d = [_key_figures(per_seed[s])[fig] - base[s][fig] for s in common
+                 if _key_figures(per_seed[s])[fig] is not None and base[s][fig] is not None]
+            if d:
+                parts.append(f"{fig} {np.mean(d):+.4f} ({' / '.join(f'{x:+.3f}' for x in d)})")
+        lines.append(f"{name} - default, seeds {', '.join(map(str, common))}: " + "; ".join(parts))
+    return lines
 
 
 def main(argv=None) -> int:
@@ -56,6 +147,7 @@ def main(argv=None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("names", nargs="*", help=f"variants to run (default: all of {', '.join(VARIANTS)})")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds (each its own split); default 0")
     p.add_argument("--out", type=Path, default=HERE / "out" / "variants")
     args = p.parse_args(argv)
     unknown = [n for n in args.names if n not in VARIANTS]
@@ -63,18 +155,20 @@ def main(argv=None) -> int:
         p.error(f"unknown variant(s) {unknown}; choose from {', '.join(VARIANTS)}")
     data = sorted(d for d in shipped_data_dir().iterdir() if (d / "titles.jsonl").is_file())
     results_path = HERE / "variants.json"
+    rows: dict = {}
     for name in args.names or list(VARIANTS):
-        r = run_variant(name, VARIANTS[name], data, args.out)
-        # re-read before writing: another invocation may have added variants meanwhile
-        results = json.loads(results_path.read_text()) if results_path.is_file() else {}
-        results[name] = r
-        print(f"{name:22s} dev {r['select_metric']}: poster {r.get('dev_poster', float('nan')):.4f} "
-              f"plot {r.get('dev_plot', float('nan')):.4f} fused {r.get('dev_fused', float('nan')):.4f} | "
-              f"test mAP fused {r.get('test_mAP_fused', float('nan')):.4f} | features {r['timings']['features_s']} s, "
-              f"training {r['timings']['training_s']} s", flush=True)
-        tmp = results_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(results, indent=2) + "\n")
-        os.replace(tmp, results_path)
+        for seed in args.seeds:
+            r = run_variant(name, VARIANTS[name], seed, data, args.out)
+            rows.setdefault(name, {})[seed] = r
+            # re-read before writing: another invocation may have added variants meanwhile
+            results = json.loads(results_path.read_text()) if results_path.is_file() else {}
+            results[run_name(name, seed)] = r
+            print_row(name, r)
+            tmp = results_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(results, indent=2) + "\n")
+            os.replace(tmp, results_path)
+    for line in against_default(rows, args.seeds):
+        print(line)
     return 0
 
 

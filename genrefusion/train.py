@@ -543,6 +543,7 @@ class Evaluation:
     thresholds: dict      # model or baseline -> ThresholdSets (tuned on dev, per input combination)
     threshold_info: dict
     test_scores: dict     # per-title test scores, for the report's PR curves
+    dev_scores: dict      # per-title dev scores (after the lexical blend): what the thresholds were tuned on
     lexical: object = None  # the lexical blend's tf-idf model (baselines.TfidfLogReg), when a model blends it
     lexical_info: dict = field(default_factory=dict)  # model -> {"weight", dev scores by weight, ...}
 
@@ -589,7 +590,7 @@ def evaluate_models(job: Job) -> Evaluation:
         scored["models"][name]["baseline"] = info
     save_baselines(job.run.root, baselines, {k: thresholds[k] for k in baselines}, base_info)
     job.timings["evaluation_s"] = round(time.perf_counter() - t0, 2)
-    return Evaluation(scored, thresholds, thr_info, test_scores,
+    return Evaluation(scored, thresholds, thr_info, test_scores, dev_scores,
                       baselines["tfidf_logreg"] if lexical_info else None, lexical_info)
 
 
@@ -658,13 +659,13 @@ MASKING = ("per-genre metrics use only titles whose dataset labels the genre; mi
 
 
 def write_outputs(job: Job, ev: Evaluation, write_report: bool) -> dict:
-    """The model bundle, ``test_scores.npz``, ``metrics.json`` and the report."""
+    """The model bundle, ``test_scores.npz``, ``dev_scores.npz``, ``metrics.json`` and the report."""
     from .bundle import save_bundle
     from .decision import per_genre
     from .data.distribution import genre_distribution
     from .io import write_json
     from .thresholds import combination_keys
-    from .training.rundir import save_test_scores
+    from .training.rundir import save_scores
 
     cfg, corpus, out, route, timings = job.cfg, job.corpus, job.run.root, job.route, job.timings
     vocab, img = job.encoders_info["vocab"], job.encoders_info["image"]
@@ -706,8 +707,9 @@ def write_outputs(job: Job, ev: Evaluation, write_report: bool) -> dict:
         "input_errors": {corpus.keys[i]: e for i, e in list(job.inputs.errors.items())[:100]},
         "n_input_errors": len(job.inputs.errors),
     }
-    ok = job.inputs.image_ok.numpy()[job.test_rows], job.inputs.text_ok.numpy()[job.test_rows]
-    save_test_scores(out / "test_scores.npz", corpus, job.test_rows, ev.test_scores, combination_keys(*ok))
+    img_ok, txt_ok = job.inputs.image_ok.numpy(), job.inputs.text_ok.numpy()
+    for part, rows, scores in (("test", job.test_rows, ev.test_scores), ("dev", job.dev_rows, ev.dev_scores)):
+        save_scores(out / f"{part}_scores.npz", corpus, rows, scores, combination_keys(img_ok[rows], txt_ok[rows]))
     write_model_card(out / "model", result)  # before metrics.json, whose presence marks a finished run
     write_json(out / "metrics.json", result)
     if write_report:

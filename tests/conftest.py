@@ -89,6 +89,17 @@ _GENRE_WORDS = {
 _FILLER = "a story about people in a town who face a problem and change over one summer".split()
 
 
+def load_benchmark(name: str):
+    """A script of ``benchmarks/`` imported as a module (the folder is not a package)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def make_jpeg(path, size=(32, 48), color=(200, 30, 30)) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -2,23 +2,15 @@
 titles it shares are out of training, every model and baseline is reported, small posters are scored."""
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from conftest import TINY_RUN_OVERRIDES, build_tiny_dataset
-
-ROOT = Path(__file__).resolve().parents[1]
-
+from conftest import TINY_RUN_OVERRIDES, build_tiny_dataset, load_benchmark
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("generalisation", ROOT / "benchmarks" / "generalisation.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("generalisation")
 
 
 @pytest.mark.slow

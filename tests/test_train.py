@@ -40,7 +40,8 @@ def test_tiny_run_outputs(tiny_run):
     assert set(info["combination_rules"]) == set(info["sets"]) and set(info["combination_global"]) == set(info["sets"])
     assert set(m["by_combination"]) == {"both", "poster"} and set(m["by_kind"]) <= {"movie", "tv", "unknown"}
     for f in ("model/config.json", "model/weights.safetensors", "split.json", "train.log", "report.html",
-              "test_scores.npz", "config.json", "baselines/config.json", "baselines/weights.safetensors"):
+              "test_scores.npz", "dev_scores.npz", "config.json", "baselines/config.json",
+              "baselines/weights.safetensors"):
         assert (tiny_run / f).is_file(), f
     assert not list((tiny_run / "checkpoints").glob("*.pt"))  # dropped once each stage finished
 
@@ -58,6 +59,21 @@ def test_test_scores_are_plain_arrays_matching_metrics(tiny_run):
     # thresholds in metrics.json are rounded to 5 digits: allow a title on the edge
     assert again["micro_f1"] == pytest.approx(m["models"]["fused"]["micro_f1"], abs=0.02)
     assert again["mAP"] == pytest.approx(m["models"]["fused"]["mAP"], abs=1e-6)
+
+
+def test_dev_scores_are_what_the_thresholds_were_tuned_on(tiny_run):
+    from genrefusion.evaluate import cross_validated_f1, tune_model_thresholds
+
+    m = _metrics(tiny_run)
+    with np.load(tiny_run / "dev_scores.npz", allow_pickle=False) as z:
+        assert len(z["keys"]) == m["split"]["dev"] and list(z["genres"]) == m["genres"]
+        img, txt = np.isin(z["combination"], ("both", "poster")), np.isin(z["combination"], ("both", "plot"))
+        for name in ("fused", "plot", "linear_probe_fused"):
+            sets, _ = tune_model_thresholds(name, z["Y"], z["S_" + name], z["M"], img, txt, m["genres"])
+            for combo, thr in m["threshold_sets"][name].items():
+                np.testing.assert_allclose(sets.sets[combo], [thr[g] for g in m["genres"]], atol=1e-5)
+        cv = cross_validated_f1("fused", z["Y"], z["S_fused"], z["M"], img, txt, m["genres"], folds=3)
+    assert cv["all"]["n_titles"] == m["split"]["dev"] and 0 <= cv["all"]["micro_f1"] <= 1
 
 
 def test_missing_modality_titles_are_used(tiny_run):

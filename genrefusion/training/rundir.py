@@ -3,7 +3,8 @@
 Layout of ``RUN_DIR``: ``config.json`` (what the run was started with; ``--resume`` must match it),
 ``split.json``, ``checkpoints/<stage>.pt`` (after each epoch; tensors and plain values only, loaded with
 ``weights_only=True``), ``stages/<stage>.safetensors`` + ``.json`` (a finished stage's best weights),
-``model/`` (the bundle), ``metrics.json``, ``test_scores.npz``, ``report.html`` and ``train.log``.
+``model/`` (the bundle), ``metrics.json``, ``test_scores.npz`` and ``dev_scores.npz`` (per-title scores of every
+model; the dev ones are what the thresholds were tuned on), ``report.html`` and ``train.log``.
 """
 from __future__ import annotations
 
@@ -163,8 +164,8 @@ def close_log(handler: logging.Handler) -> None:
     handler.close()
 
 
-def save_test_scores(path: Path, corpus, rows, scores: dict[str, np.ndarray], combination=None) -> None:
-    """Per-title test scores of every model as plain arrays (``np.load(..., allow_pickle=False)`` reads
+def save_scores(path: Path, corpus, rows, scores: dict[str, np.ndarray], combination=None) -> None:
+    """Per-title scores of every model on ``rows`` (the test or the dev split) as plain arrays (``np.load(..., allow_pickle=False)`` reads
     them): ``keys``, ``genres``, ``Y``, ``M``, ``combination`` (both / poster / plot: the inputs each title
     has) and one ``S_<model>`` array per model and baseline."""
     arrays = {"keys": np.asarray([corpus.keys[i] for i in rows], dtype=str),
