@@ -9,7 +9,7 @@ the poster, plot and fused models; the fused model's dev mAP per input combinati
 poster only, plot only); and its micro-F1 with thresholds tuned by 5-fold cross-validation within dev
 (``evaluate.cross_validated_f1``; 3 repetitions), over all dev titles and on those with both inputs. Beside them
 test mAP (reported, never chosen on) and the seconds spent. ``--seeds``: the seed sets the split too, so each
-seed is another split with its own dev titles (~140 with both inputs each, where one run's F1 moves by ~0.02):
+seed is another split with its own dev titles (~120-140 with both inputs each, where one run's F1 moves by ~0.02):
 with ``default`` among the variants, every other variant's mean difference from it over the same seeds is
 printed, with the per-seed differences. Writes ``benchmarks/variants.json``. Runs go to
 ``benchmarks/out/variants/<name>`` (``<name>_seed<K>`` for seeds other than 0) and are reused when finished

@@ -53,7 +53,7 @@ def cross_validated_f1(name: str, Y, S, M, image_ok, text_ok, genres, rule: str 
     """Micro-/macro-F1 of model ``name`` on its dev titles, each title decided with thresholds tuned, as a run
     tunes them, on the other ``folds - 1`` folds of dev; the mean over ``repeats`` random fold assignments, over
     all titles (``"all"``) and per input combination. What a model choice can rest on without the test split:
-    F1 with thresholds tuned on the very titles it is read on flatters the model (most on ~140 titles with both
+    F1 with thresholds tuned on the very titles it is read on flatters the model (most on ~120-140 titles with both
     inputs), and mAP does not see the cut points, which move the most between models."""
     Y, S, M = np.asarray(Y), np.asarray(S, dtype=np.float64), np.asarray(M)
     image_ok, text_ok = np.asarray(image_ok, bool), np.asarray(text_ok, bool)
