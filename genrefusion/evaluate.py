@@ -56,11 +56,11 @@ def cross_validated_f1(name: str, Y, S, M, image_ok, text_ok, genres, rule: str 
     F1 with thresholds tuned on the very titles it is read on flatters the model (most on ~120-140 titles with both
     inputs), and mAP does not see the cut points, which move the most between models."""
     Y, S, M = np.asarray(Y), np.asarray(S, dtype=np.float64), np.asarray(M)
+    if len(Y) < folds:
+        raise DatasetError(f"cross-validated F1 needs at least {folds} dev titles, got {len(Y)}")
     image_ok, text_ok = np.asarray(image_ok, bool), np.asarray(text_ok, bool)
     combo = combination_keys(image_ok, text_ok)
     parts = {"all": np.ones(len(Y), bool), **{c: combo == c for c in COMBINATIONS if (combo == c).any()}}
-    if len(Y) < folds:
-        raise DatasetError(f"cross-validated F1 needs at least {folds} dev titles, got {len(Y)}")
     sums = {p: np.zeros(2) for p in parts}
     for r in range(repeats):
         fold = np.random.default_rng([seed, r]).permutation(len(Y)) % folds  # equal-sized folds
