@@ -166,8 +166,8 @@ def close_log(handler: logging.Handler) -> None:
 
 def save_scores(path: Path, corpus, rows, scores: dict[str, np.ndarray], combination=None) -> None:
     """Per-title scores of every model on ``rows`` (the test or the dev split) as plain arrays
-    (``np.load(..., allow_pickle=False)`` reads them): ``keys``, ``genres``, ``Y``, ``M``, ``combination`` (both / poster / plot: the inputs each title
-    has) and one ``S_<model>`` array per model and baseline."""
+    (``np.load(..., allow_pickle=False)`` reads them): ``keys``, ``genres``, ``Y``, ``M``, ``combination`` (both /
+    poster / plot: the inputs each title has) and one ``S_<model>`` array per model and baseline."""
     arrays = {"keys": np.asarray([corpus.keys[i] for i in rows], dtype=str),
               "genres": np.asarray(corpus.genres, dtype=str),
               "Y": corpus.Y[rows].astype(np.uint8), "M": corpus.M[rows].astype(np.uint8)}
