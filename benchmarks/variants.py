@@ -54,7 +54,6 @@ VARIANTS = {
     # the lexical blend (text.lexical; "auto" is the default)
     "lexical_off": {"text.lexical": "off"},
 }
-COMBOS = ("both", "poster", "plot")
 
 
 def run_name(name: str, seed: int) -> str:
@@ -62,22 +61,23 @@ def run_name(name: str, seed: int) -> str:
 
 
 def dev_figures(run: Path, model: str = "fused") -> dict | None:
-    """The fused model's dev mAP per input combination and its cross-validated dev micro-/macro-F1, from the run's
-    ``dev_scores.npz`` (None for a run trained before that file was written)."""
+    """A model's (the fused one's by default) dev mAP per input combination and its cross-validated dev
+    micro-/macro-F1, from the run's ``dev_scores.npz`` (None for a run trained before that file was written)."""
+    from genrefusion.config import Config
     from genrefusion.evaluate import cross_validated_f1
+    from genrefusion.io import read_json
     from genrefusion.metrics import masked_map
+    from genrefusion.thresholds import COMBINATIONS, inputs_of
 
     path = run / "dev_scores.npz"
     if not path.is_file():
         return None
     with np.load(path, allow_pickle=False) as z:
         Y, M, S, combo, genres = z["Y"], z["M"], z[f"S_{model}"], z["combination"], list(z["genres"])
-    cfg = json.loads((run / "config.json").read_text())["config"]["train"]
-    rule = "auto" if cfg["threshold_rule"] == "auto" else f"{cfg['threshold_rule']}:{cfg['threshold_min_positives']}"
-    cv = cross_validated_f1(model, Y, S, M, np.isin(combo, ("both", "poster")), np.isin(combo, ("both", "plot")),
-                            genres, rule)
+    rule = Config.from_dict(read_json(run / "config.json", "run config")["config"]).train.threshold_rule_spec
+    cv = cross_validated_f1(model, Y, S, M, *inputs_of(combo), genres, rule)
     out = {f"mAP_{c}": round(masked_map(Y[combo == c], S[combo == c], M[combo == c]), 5)
-           for c in COMBOS if (combo == c).any()}
+           for c in COMBINATIONS if (combo == c).any()}
     out["cv"] = cv
     return out
 

@@ -148,6 +148,11 @@ class TrainConfig:
     # heads are small, and on a busy 2-core box 2 spinning threads made an epoch ~10x slower (measured).
     threads: int = _f(1, min=0)
 
+    @property
+    def threshold_rule_spec(self) -> str:
+        """The rule as ``thresholds.tune_threshold_sets`` takes it: ``auto``, or ``<rule>:<min positives>``."""
+        return "auto" if self.threshold_rule == "auto" else f"{self.threshold_rule}:{self.threshold_min_positives}"
+
 
 @dataclass
 class Config:

@@ -121,6 +121,12 @@ def combination_keys(image_ok, text_ok, reads=("poster", "plot")) -> np.ndarray:
     return np.where(img & txt, "both", np.where(img, "poster", np.where(txt, "plot", NONE))).astype(object)
 
 
+def inputs_of(keys) -> tuple[np.ndarray, np.ndarray]:
+    """(image_ok, text_ok) of titles with combinations ``keys``: the inverse of ``combination_keys``."""
+    keys = np.asarray(keys)
+    return np.isin(keys, ("both", "poster")), np.isin(keys, ("both", "plot"))
+
+
 def served_combinations(reads) -> tuple[str, ...]:
     """The combinations a model reading ``reads`` tells apart (a poster model: 'poster' only)."""
     reads = tuple(reads)

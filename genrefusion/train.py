@@ -577,7 +577,7 @@ def evaluate_models(job: Job) -> Evaluation:
     test_scores["always_negative"] = always_negative(len(test), len(corpus.genres))
     Yd, Md = corpus.Y[dev], corpus.M[dev]
     lexical_info = blend_lexical(job, evaluated, dev_scores, test_scores) if "tfidf_logreg" in baselines else {}
-    rule = "auto" if tc.threshold_rule == "auto" else f"{tc.threshold_rule}:{tc.threshold_min_positives}"
+    rule = tc.threshold_rule_spec
     thresholds, thr_info = {}, {}
     for name, Sd in dev_scores.items():
         thresholds[name], thr_info[name] = tune_model_thresholds(name, Yd, Sd, Md, img_ok[dev], txt_ok[dev],

@@ -9,6 +9,7 @@ from PIL import Image
 
 from conftest import TINY_RUN_OVERRIDES, build_tiny_dataset, load_benchmark
 
+
 def _bench():
     return load_benchmark("generalisation")
 

@@ -51,8 +51,8 @@ def test_tune_with_mask_and_fallback():
 
 # -- per input combination, regularised ----------------------------------------------------------------------
 from genrefusion.thresholds import (COMBINATION_RULES, POOLED_RULES, ThresholdSets,  # noqa: E402
-                                    combination_keys, loo_best_thresholds, parse_rules, served_combinations,
-                                    tune_threshold_sets)
+                                    combination_keys, inputs_of, loo_best_thresholds, parse_rules,
+                                    served_combinations, tune_threshold_sets)
 
 
 def test_leave_one_out_thresholds_match_refitting_without_each_row():
@@ -74,6 +74,9 @@ def test_combination_keys_follow_what_the_model_reads():
     assert list(combination_keys(img, txt)) == ["both", "poster", "plot", "none"]
     assert list(combination_keys(img, txt, ("poster",))) == ["poster", "poster", "none", "none"]
     assert list(combination_keys(img, txt, ("plot",))) == ["plot", "none", "plot", "none"]
+    back = inputs_of(combination_keys(img, txt))  # the inverse, as run score files need it
+    np.testing.assert_array_equal(back[0], img)
+    np.testing.assert_array_equal(back[1], txt)
     assert served_combinations(("poster", "plot")) == ("both", "poster", "plot")
     assert served_combinations(("plot",)) == ("plot",)
 

@@ -63,11 +63,12 @@ def test_test_scores_are_plain_arrays_matching_metrics(tiny_run):
 
 def test_dev_scores_are_what_the_thresholds_were_tuned_on(tiny_run):
     from genrefusion.evaluate import cross_validated_f1, tune_model_thresholds
+    from genrefusion.thresholds import inputs_of
 
     m = _metrics(tiny_run)
     with np.load(tiny_run / "dev_scores.npz", allow_pickle=False) as z:
         assert len(z["keys"]) == m["split"]["dev"] and list(z["genres"]) == m["genres"]
-        img, txt = np.isin(z["combination"], ("both", "poster")), np.isin(z["combination"], ("both", "plot"))
+        img, txt = inputs_of(z["combination"])
         for name in ("fused", "plot", "linear_probe_fused"):
             sets, _ = tune_model_thresholds(name, z["Y"], z["S_" + name], z["M"], img, txt, m["genres"])
             for combo, thr in m["threshold_sets"][name].items():
