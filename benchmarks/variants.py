@@ -46,11 +46,21 @@ VARIANTS = {
     # the loss's positive weights (train.pos_weight; "sqrt" is the default)
     "pos_weight_none": {"train.pos_weight": "none"},
     "pos_weight_balanced": {"train.pos_weight": "balanced"},
+    # sparsely labelled datasets' negatives down-weighted (train.negative_weight; "none" is the default)
+    "negative_weight_density": {"train.negative_weight": "density"},
     # the fused stage's branch learning rate (train.branch_lr_factor; 0.1 is the default) and sampling
     "branch_lr_0": {"train.branch_lr_factor": 0.0},
     "branch_lr_0.3": {"train.branch_lr_factor": 0.3},
     "fused_balance_sqrt": {"train.fused_balance": "sqrt"},
     "fused_balance_none": {"train.fused_balance": "none"},
+    # the fused stage's modality dropout (train.modality_dropout; 0.3 is the default), now that "equal" sampling
+    # already shows it poster-only and plot-only titles
+    "modality_dropout_0": {"train.modality_dropout": 0.0},
+    "modality_dropout_0.1": {"train.modality_dropout": 0.1},
+    "modality_dropout_0.5": {"train.modality_dropout": 0.5},
+    # the heads' dropout (train.dropout; 0.4 is the default)
+    "dropout_0.2": {"train.dropout": 0.2},
+    "dropout_0.6": {"train.dropout": 0.6},
     # the lexical blend (text.lexical; "auto" is the default)
     "lexical_off": {"text.lexical": "off"},
 }

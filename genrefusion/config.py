@@ -112,6 +112,10 @@ class TrainConfig:
     # Positive-class weighting for rare genres: none | sqrt (sqrt(neg/pos)) | balanced (neg/pos); capped.
     pos_weight: Literal["none", "sqrt", "balanced"] = "sqrt"
     pos_weight_cap: float = _f(10.0, min=1.0)
+    # Negatives of sparsely labelled datasets: "none" (every labelled negative counts 1) or "density" (a dataset's
+    # negatives count its genres per training title over the densest dataset's: catalogues that list fewer
+    # genres per title leave true genres unlisted, which would otherwise be learnt as negatives).
+    negative_weight: Literal["none", "density"] = "none"
     modality_dropout: float = _f(0.3, min=0.0, max=0.9)
     # What the fused stage samples: "none" (every training title once an epoch), "sqrt" or "equal" (titles
     # drawn with weights 1/sqrt(n) or 1/n, n = training titles with the same inputs: poster only, plot only,

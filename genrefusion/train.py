@@ -46,7 +46,7 @@ from .modelcard import write_model_card
 from .models import FusedModel, build_fused, build_single, drop_modalities, model_spec
 from .models.build import IMAGE_LEVELS
 from .training.finetune import decode_workers, fused_param_groups, poster_param_groups
-from .training.optim import compute_pos_weight, make_scheduler, masked_bce
+from .training.optim import compute_pos_weight, loss_mask, make_scheduler, masked_bce
 from .training.rundir import RUN_FORMAT, RunDir, clone_state, close_log, finished_run, prepare, setup_log
 from .training.seeding import seed_everything, stage_seed
 from .training.ulmfit import init_lstm, lm_texts, lstm_param_groups, run_lm_stage
@@ -294,6 +294,7 @@ class Job:
     encoders_info: dict = field(default_factory=dict)  # image (name, fingerprint, dim), minilm fingerprint, vocab
     routes: list[str] = field(default_factory=list)
     pos_weight: torch.Tensor | None = None
+    loss_mask: np.ndarray | None = None  # [N, G] the loss's weight of each entry (training.optim.loss_mask)
     prior: torch.Tensor | None = None
     training: dict[str, dict] = field(default_factory=dict)     # stage -> its record
     trained: dict[str, nn.Module] = field(default_factory=dict)
@@ -311,7 +312,7 @@ class Job:
         return info["dim"] if info else None
 
     def batcher(self, route: str | None) -> Batcher:
-        return Batcher(self.inputs, self.corpus.Y, self.corpus.M, route, self.cfg.text.lstm.max_len)
+        return Batcher(self.inputs, self.corpus.Y, self.loss_mask, route, self.cfg.text.lstm.max_len)
 
 
 def run_job(job: Job, datasets, write_report: bool) -> dict:
@@ -434,6 +435,7 @@ def prepare_training(job: Job) -> None:
     job.prior = torch.from_numpy(Ytr.sum(0) / np.maximum(Mtr.sum(0), 1))
     pos_weight = compute_pos_weight(Ytr, Mtr, tc.pos_weight, tc.pos_weight_cap)
     job.pos_weight = pos_weight.to(job.device) if pos_weight is not None else None
+    job.loss_mask = loss_mask(corpus.Y, corpus.M, corpus.ds_index, job.train_rows, tc.negative_weight)
 
 
 def train_poster(job: Job) -> None:
@@ -447,7 +449,7 @@ def train_poster(job: Job) -> None:
     job.training["poster"] = fit_stage(job.run, StageSpec(
         "poster", poster, poster_param_groups(poster, job.cfg.train),
         job.rows_with(ok, job.train_rows), job.rows_with(ok, job.dev_rows), job.cfg.train.epochs),
-        Batcher(job.inputs, job.corpus.Y, job.corpus.M), job.corpus, job.cfg, job.pos_weight, job.progress)
+        job.batcher(None), job.corpus, job.cfg, job.pos_weight, job.progress)
     job.trained["poster"] = poster
 
 

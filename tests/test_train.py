@@ -116,6 +116,20 @@ def test_masked_bce_ignores_masked_entries():
     assert torch.allclose(a, full[m.bool()].mean())
 
 
+def test_loss_mask_density_weighs_a_sparse_datasets_negatives():
+    # dataset 0 lists 2 genres a title, dataset 1 one: its negatives count half; unlabelled entries stay 0
+    Y = np.array([[1, 1, 0, 0], [0, 1, 1, 0], [1, 0, 0, 0], [0, 0, 1, 0], [0, 1, 0, 0]], np.float32)
+    M = np.ones_like(Y)
+    M[2, 3] = 0
+    ds = np.array([0, 0, 1, 1, 1])
+    train = np.array([0, 1, 2, 3])  # row 4 (dev) does not count toward the density, but is weighted alike
+    assert np.array_equal(T.loss_mask(Y, M, ds, train, "none"), M)
+    W = T.loss_mask(Y, M, ds, train, "density")
+    assert np.array_equal(W[:2], M[:2])  # the densest dataset: unchanged
+    assert np.array_equal(W[2], [1, 0.5, 0.5, 0]) and np.array_equal(W[4], [0.5, 1, 0.5, 0.5])
+    assert M[2, 3] == 0  # the corpus mask itself is untouched
+
+
 @pytest.mark.parametrize("total", [1, 2, 3, 4, 5, 8, 40])
 def test_scheduler_handles_tiny_step_counts(total):
     model = torch.nn.Linear(3, 2)

@@ -25,6 +25,22 @@ def compute_pos_weight(Y, M, mode: str, cap: float) -> torch.Tensor | None:
     return torch.from_numpy(np.clip(w, 1.0, cap).astype(np.float32))
 
 
+def loss_mask(Y, M, ds_index, train_rows, mode: str) -> np.ndarray:
+    """The loss's per-entry weights: ``M`` (1 = labelled), with each dataset's negatives scaled by its label
+    density (mean genres per training title with any genre) over the densest dataset's, for ``"density"``."""
+    W = np.asarray(M, np.float32).copy()
+    if mode == "none":
+        return W
+    Y, ds_index, rows = np.asarray(Y), np.asarray(ds_index), np.asarray(train_rows)
+    labelled = rows[Y[rows].sum(1) > 0]
+    density = {d: Y[labelled[ds_index[labelled] == d]].sum(1).mean() for d in np.unique(ds_index[labelled])}
+    top = max(density.values(), default=1.0)
+    for d, v in density.items():
+        neg = (ds_index[:, None] == d) & (Y == 0)
+        W[neg] *= v / top
+    return W
+
+
 def make_scheduler(optimizer, max_lr: list[float], total_steps: int):
     """One-cycle schedule; a constant rate when there are too few steps for one.
 
