@@ -61,6 +61,9 @@ VARIANTS = {
     # the heads' dropout (train.dropout; 0.4 is the default)
     "dropout_0.2": {"train.dropout": 0.2},
     "dropout_0.6": {"train.dropout": 0.6},
+    # the heads' size (train.hidden; the paper's [512, 256] is the default) and weight decay (1e-2 is the default)
+    "hidden_256_128": {"train.hidden": [256, 128]},
+    "weight_decay_0.05": {"train.weight_decay": 0.05},
     # the lexical blend (text.lexical; "auto" is the default)
     "lexical_off": {"text.lexical": "off"},
 }
