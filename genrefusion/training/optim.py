@@ -35,10 +35,10 @@ def loss_mask(Y, M, ds_index, train_rows, mode: str) -> np.ndarray:
     labelled = rows[Y[rows].sum(1) > 0]
     density = {d: Y[labelled[ds_index[labelled] == d]].sum(1).mean() for d in np.unique(ds_index[labelled])}
     top = max(density.values(), default=1.0)
+    scale = np.ones(len(W), np.float32)  # per row: its dataset's density over the densest; positives keep 1
     for d, v in density.items():
-        neg = (ds_index[:, None] == d) & (Y == 0)
-        W[neg] *= v / top
-    return W
+        scale[ds_index == d] = v / top
+    return W * np.where(Y == 0, scale[:, None], 1.0).astype(np.float32)
 
 
 def make_scheduler(optimizer, max_lr: list[float], total_steps: int):
