@@ -43,6 +43,8 @@ VARIANTS = {
     # ensemble members per head (train.members; 3 is the default)
     "members_1": {"train.members": 1},
     "members_5": {"train.members": 5},
+    # the fused stage's fusion (train.fusion; "concat" is the default); a gated unit joins one member only
+    "fusion_gmu_members_1": {"train.fusion": "gmu", "train.members": 1},
     # the loss's positive weights (train.pos_weight; "sqrt" is the default)
     "pos_weight_none": {"train.pos_weight": "none"},
     "pos_weight_balanced": {"train.pos_weight": "balanced"},
