@@ -66,6 +66,10 @@ VARIANTS = {
     # the heads' size (train.hidden; the paper's [512, 256] is the default) and weight decay (1e-2 is the default)
     "hidden_256_128": {"train.hidden": [256, 128]},
     "weight_decay_0.05": {"train.weight_decay": 0.05},
+    # the heads' input dropout, learning rate and batch size (0.2, 2e-3 and 256 are the defaults)
+    "input_dropout_0.35": {"train.input_dropout": 0.35},
+    "lr_1e-3": {"train.lr": 1e-3},
+    "batch_128": {"train.batch_size": 128},
     # the lexical blend (text.lexical; "auto" is the default)
     "lexical_off": {"text.lexical": "off"},
 }
