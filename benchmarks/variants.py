@@ -48,6 +48,9 @@ VARIANTS = {
     # the loss's positive weights (train.pos_weight; "sqrt" is the default)
     "pos_weight_none": {"train.pos_weight": "none"},
     "pos_weight_balanced": {"train.pos_weight": "balanced"},
+    # the loss (train.loss; "bce" is the default)
+    "loss_focal": {"train.loss": "focal"},
+    "loss_asl": {"train.loss": "asl"},
     # sparsely labelled datasets' negatives down-weighted (train.negative_weight; "none" is the default)
     "negative_weight_density": {"train.negative_weight": "density"},
     # the fused stage's branch learning rate (train.branch_lr_factor; 0.1 is the default) and sampling
@@ -55,6 +58,7 @@ VARIANTS = {
     "branch_lr_0.3": {"train.branch_lr_factor": 0.3},
     "fused_balance_sqrt": {"train.fused_balance": "sqrt"},
     "fused_balance_none": {"train.fused_balance": "none"},
+    "fused_balance_both": {"train.fused_balance": "both"},
     # the fused stage's modality dropout (train.modality_dropout; 0.3 is the default), now that "equal" sampling
     # already shows it poster-only and plot-only titles
     "modality_dropout_0": {"train.modality_dropout": 0.0},

@@ -112,6 +112,9 @@ class TrainConfig:
     # Positive-class weighting for rare genres: none | sqrt (sqrt(neg/pos)) | balanced (neg/pos); capped.
     pos_weight: Literal["none", "sqrt", "balanced"] = "sqrt"
     pos_weight_cap: float = _f(10.0, min=1.0)
+    # The loss: "bce", "focal" (gamma 2) or "asl" (asymmetric loss: gamma 4 on negatives, 0 on positives,
+    # negatives scored below 0.05 ignored), each masked to labelled entries, pos_weight on the positives.
+    loss: Literal["bce", "focal", "asl"] = "bce"
     # Negatives of sparsely labelled datasets: "none" (every labelled negative counts 1) or "density" (a dataset's
     # negatives count its genres per training title over the densest dataset's: catalogues that list fewer
     # genres per title leave true genres unlisted, which would otherwise be learnt as negatives).
@@ -120,7 +123,7 @@ class TrainConfig:
     # What the fused stage samples: "none" (every training title once an epoch), "sqrt" or "equal" (titles
     # drawn with weights 1/sqrt(n) or 1/n, n = training titles with the same inputs: poster only, plot only,
     # both), so the thousands of single-input titles do not drown the few with both inputs.
-    fused_balance: Literal["none", "sqrt", "equal"] = "equal"
+    fused_balance: Literal["none", "sqrt", "equal", "both"] = "equal"
     fusion: Literal["concat", "gmu"] = "concat"
     # Ensemble members: every head (poster, plot, fused) is this many independently initialised copies, each
     # trained on its own loss, whose logits are averaged (fused member i joins poster and plot member i).

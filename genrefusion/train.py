@@ -161,12 +161,16 @@ def epoch_rows(rows: np.ndarray, weights: np.ndarray | None, generator: torch.Ge
 
 def combination_weights(image_ok: np.ndarray, text_ok: np.ndarray, rows: np.ndarray, mode: str) -> np.ndarray | None:
     """Sampling weights that balance input combinations (``train.fused_balance``): 1/n or 1/sqrt(n) per row,
-    n = rows with the same combination (poster only, plot only, both); None for ``"none"``."""
+    n = rows with the same combination (poster only, plot only, both); ``"both"`` is ``"equal"`` with the rows
+    that have both inputs drawn as often as the other two combinations together; None for ``"none"``."""
     if mode == "none":
         return None
     combo = image_ok[rows].astype(int) + 2 * text_ok[rows].astype(int)
     n = np.bincount(combo, minlength=4).astype(np.float64)[combo]
-    return 1.0 / (n if mode == "equal" else np.sqrt(n))
+    w = 1.0 / (np.sqrt(n) if mode == "sqrt" else n)
+    if mode == "both":
+        w[combo == 3] *= max(1, len(np.unique(combo[combo != 3])))
+    return w
 
 
 def fit_stage(run: RunDir, spec: StageSpec, batcher: Batcher, corpus: Corpus, cfg: Config,
@@ -183,7 +187,7 @@ def fit_stage(run: RunDir, spec: StageSpec, batcher: Batcher, corpus: Corpus, cf
     if len(spec.train_rows) == 0:
         raise DatasetError(f"stage {spec.name}: no training title has the inputs this model needs")
     tc = cfg.train
-    loss_fn = lambda lo, y, m: masked_bce(lo, y, m, pos_weight)  # noqa: E731
+    loss_fn = lambda lo, y, m: masked_bce(lo, y, m, pos_weight, tc.loss)  # noqa: E731
     optimizer = torch.optim.AdamW(spec.param_groups, weight_decay=tc.weight_decay)
     drop_last = len(spec.train_rows) > tc.batch_size  # a trailing batch of 1 would upset BatchNorm
     steps = max(1, len(spec.train_rows) // tc.batch_size if drop_last else 1)

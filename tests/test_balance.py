@@ -19,6 +19,9 @@ def test_combination_weights_balance_the_inputs():
     ws = combination_weights(img, txt, rows, "sqrt")
     s = np.array([ws[:900].sum(), ws[900:990].sum(), ws[990:].sum()]) / ws.sum()
     assert s[0] > s[1] > s[2] > 10 / 1000  # in between: the big group still leads, the small one gains
+    wb = combination_weights(img, txt, rows, "both")
+    b = np.array([wb[:900].sum(), wb[900:990].sum(), wb[990:].sum()]) / wb.sum()
+    assert np.allclose(b, [0.25, 0.25, 0.5])  # both inputs: as often as the two single-input groups together
     drawn = epoch_rows(rows, w, torch.Generator().manual_seed(0))
     again = epoch_rows(rows, w, torch.Generator().manual_seed(0))
     assert len(drawn) == 1000 and np.array_equal(drawn, again)  # same seed, same epoch on every rank

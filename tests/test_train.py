@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from genrefusion import train as T
-from genrefusion.config import load_config
+from genrefusion.config import Config, load_config
 from genrefusion.errors import GenreFusionError
 
 from conftest import TINY_RUN_OVERRIDES
@@ -275,3 +275,20 @@ def test_init_lstm_from_pretrained_or_spacy(tmp_path, monkeypatch):
     lstm, bias = T.init_lstm(spec, vocab, load_config().text.lstm)
     assert bias is None and lstm.emb.weight.shape == (len(vocab), 16)
     assert lstm.emb.weight[vocab.stoi["love"]].abs().max() > 0.5  # a real (projected) vector, not the small init
+
+
+def test_resume_accepts_a_run_from_before_a_config_key_existed(tmp_path):
+    """A run folder written before a config key was added resumes as if it had the key's default; a real
+    difference is still refused, naming the key."""
+    from genrefusion.io import write_json
+    from genrefusion.training.rundir import check_resume
+
+    stored = {"config": Config().to_dict(), "data": ["d"], "models": ["fused"]}
+    old = json.loads(json.dumps(stored))
+    del old["config"]["train"]["loss"]
+    write_json(tmp_path / "config.json", old)
+    check_resume(tmp_path, stored, resume=True)
+    changed = json.loads(json.dumps(stored))
+    changed["config"]["train"]["loss"] = "asl"
+    with pytest.raises(GenreFusionError, match=r"different config\.train"):
+        check_resume(tmp_path, changed, resume=True)

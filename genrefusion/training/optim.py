@@ -6,12 +6,29 @@ import torch
 import torch.nn.functional as F
 
 
-def masked_bce(logits, y, m, pos_weight=None) -> torch.Tensor:
+# (gamma on positives, gamma on negatives, probability margin on negatives) of each non-BCE loss:
+# focal loss (Lin et al. 2017) and asymmetric loss (Ridnik et al. 2021, their multi-label defaults)
+LOSS_SHAPES = {"focal": (2.0, 2.0, 0.0), "asl": (0.0, 4.0, 0.05)}
+
+
+def masked_bce(logits, y, m, pos_weight=None, kind: str = "bce") -> torch.Tensor:
     """BCE over labelled entries only: an unlabelled genre is neither positive nor negative. Logits
-    ``[members, B, G]`` (an ensemble while training): the mean of the members' losses."""
+    ``[members, B, G]`` (an ensemble while training): the mean of the members' losses. ``kind`` "focal" or
+    "asl" down-weights easy entries (each side's ``(1 - p_correct) ** gamma``; ASL also discards negatives
+    scored below its margin), with ``pos_weight`` still on the positives."""
     if logits.dim() == y.dim() + 1:
         y, m = y.expand_as(logits), m.expand_as(logits)
-    loss = F.binary_cross_entropy_with_logits(logits, y, pos_weight=pos_weight, reduction="none")
+    if kind == "bce":
+        loss = F.binary_cross_entropy_with_logits(logits, y, pos_weight=pos_weight, reduction="none")
+    else:
+        g_pos, g_neg, clip = LOSS_SHAPES[kind]
+        p = torch.sigmoid(logits)
+        pos = F.logsigmoid(logits) * (1 - p).pow(g_pos)
+        if pos_weight is not None:
+            pos = pos * pos_weight
+        p_neg = (p - clip).clamp_min(0) if clip else p
+        neg = torch.log((1 - p_neg).clamp_min(1e-8)) if clip else F.logsigmoid(-logits)
+        loss = -(y * pos + (1 - y) * neg * p_neg.pow(g_neg))
     return (loss * m).sum() / m.sum().clamp_min(1.0)
 
 

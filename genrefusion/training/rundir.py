@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from .. import distributed as dist
+from ..config import Config
 from ..errors import BundleError, ConfigError, GenreFusionError
 from ..io import atomic_open, read_json, write_json
 
@@ -99,6 +100,12 @@ def check_resume(out: Path, stored: dict, resume: bool) -> None:
     if not resume:
         raise GenreFusionError(f"{out}: already holds a run; pass --resume to continue it, or choose another --out")
     prev = read_json(cfg_path, "run config")
+    if isinstance(prev.get("config"), dict):
+        # a run started before a config key existed resumes as if it had that key's default
+        try:
+            prev["config"] = Config.from_dict(prev["config"], str(cfg_path)).to_dict()
+        except ConfigError:
+            pass  # keys this version does not know: the comparison below names the difference
     for key in ("config", "data", "models"):
         if prev.get(key) != stored[key]:
             a, b = prev.get(key), stored[key]
