@@ -221,3 +221,25 @@ def test_resnet_last_block_bundle_carries_its_backbone(small_data, resnet_file, 
     (elsewhere / "image_backbone.safetensors").write_bytes(b"\0" * 64)
     with pytest.raises(Exception, match="image_backbone|ResNet-50 weights"):
         GenreClassifier.load(elsewhere).predict_proba(titles)
+
+
+def test_gpu_batch_padding_is_exact_and_never_touches_batch_statistics():
+    """The fused branch pads a backbone's batch to a fixed multiple on a GPU (new batch sizes cost seconds
+    there): the padded rows must not change the real rows' outputs, nor reach BatchNorm batch statistics."""
+    from genrefusion.models.fusion import encode_bucketed
+
+    seen = []
+    enc = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(),
+                        nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    enc.register_forward_pre_hook(lambda m, a: seen.append(a[0].shape[0]))
+    x = torch.randn(5, 3, 8, 8)
+    ref = enc.eval()(x)
+    enc.train()
+    enc[1].eval()  # frozen BatchNorm, as EfficientNet fine-tunes
+    out = encode_bucketed(enc, x, bucket=4, pad=True)
+    assert seen[-1] == 8 and out.shape == ref.shape and torch.allclose(out, ref, atol=1e-6)
+    enc.train()  # BatchNorm on batch statistics (ResNet-50): zero rows would shift them, so no padding
+    encode_bucketed(enc, x, bucket=4, pad=True)
+    assert seen[-1] == 5
+    encode_bucketed(enc.eval(), x)  # on the CPU nothing is padded
+    assert seen[-1] == 5
