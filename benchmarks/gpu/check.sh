@@ -36,14 +36,24 @@ PYEOF
 [ -z "${BENCH:-}" ] || $PY "$HERE/shapes.py" 2>&1 | tee -a "$OUT/summary.txt"
 FT="--set train.finetune=all --set train.members=1 ${FT_ARGS:---set train.epochs=3 --set train.fused_epochs=3}"
 run finetune_all $FT
-# kill -KILL a run once its first epoch checkpoint is written, then --resume it with the same arguments
+# kill -KILL a run in the fused stage once its first epoch is checkpointed (the stage needs >= 2 epochs), then
+# --resume it with the same arguments: it must go on from that epoch and end as the uninterrupted run did
 $PY -m genrefusion train $D --out /tmp/resumed --device "$DEV" --no-progress $FT > "$OUT/killed.log" 2>&1 &
 pid=$!
-for _ in $(seq 900); do ls /tmp/resumed/checkpoints/*.pt >/dev/null 2>&1 && break; sleep 0.2; done
-kill -KILL $pid; wait $pid
+for _ in $(seq $((T0 * 5))); do
+  grep -q "stage fused epoch 1/" /tmp/resumed/train.log 2>/dev/null && { sleep 1; break; }
+  kill -0 $pid 2>/dev/null || break; sleep 0.2
+done
+kill -KILL $pid 2>/dev/null; wait $pid
 echo "killed rc=$? with: $(ls /tmp/resumed/checkpoints /tmp/resumed/stages 2>/dev/null | tr '\n' ' ')" | tee -a "$OUT/summary.txt"
 run resumed --resume $FT
 grep -h "resuming" /tmp/resumed/train.log | head -3 | tee -a "$OUT/summary.txt"
+$PY - <<'PYEOF' 2>&1 | tee -a "$OUT/summary.txt"
+import json
+a, b = (json.load(open(f"/tmp/{r}/metrics.json"))["models"] for r in ("finetune_all", "resumed"))
+d = max(abs(a[m][k] - b[m][k]) for m in a for k in ("micro_f1", "macro_f1", "mAP") if isinstance(a[m].get(k), float))
+print(f"resumed vs uninterrupted: largest metric difference {d:.2e}")
+PYEOF
 P=$(find $D -name '*.jpg' | head -1)
 for r in frozen finetune_all resumed; do
   [ -d "/tmp/$r/model" ] || continue
