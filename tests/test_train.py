@@ -116,6 +116,26 @@ def test_masked_bce_ignores_masked_entries():
     assert torch.allclose(a, full[m.bool()].mean())
 
 
+def test_focal_and_asymmetric_losses_follow_their_formulas():
+    """train.loss: focal -(1-p)^2 log p / -p^2 log(1-p); ASL -log p on positives and, on negatives, the
+    probability shifted down by 0.05 (so confident negatives cost nothing) to the 4th power; pos_weight on
+    positives; masked entries count in neither."""
+    x = torch.tensor([[2.0, -1.0, -4.0, 0.5]])
+    y = torch.tensor([[1.0, 1.0, 0.0, 0.0]])
+    m = torch.tensor([[1.0, 1.0, 1.0, 0.0]])  # the last entry is unlabelled
+    pw = torch.full((4,), 2.0)
+    p = torch.sigmoid(x)[0]
+    focal = -torch.stack([2 * (1 - p[0]) ** 2 * p[0].log(), 2 * (1 - p[1]) ** 2 * p[1].log(),
+                          p[2] ** 2 * (1 - p[2]).log()]).mean()
+    assert torch.allclose(T.masked_bce(x, y, m, pw, "focal"), focal)
+    asl = -torch.stack([2 * p[0].log(), 2 * p[1].log(), torch.tensor(0.0)]).mean()  # p[2] = 0.018 < 0.05
+    assert torch.allclose(T.masked_bce(x, y, m, pw, "asl"), asl)
+    for kind in ("bce", "focal", "asl"):
+        y2 = y.clone()
+        y2[0, 3] = 1.0  # only the masked label changes
+        assert torch.allclose(T.masked_bce(x, y, m, pw, kind), T.masked_bce(x, y2, m, pw, kind))
+
+
 def test_loss_mask_density_weighs_a_sparse_datasets_negatives():
     # dataset 0 lists 2 genres a title, dataset 1 one: its negatives count half; unlabelled entries stay 0
     Y = np.array([[1, 1, 0, 0], [0, 1, 1, 0], [1, 0, 0, 0], [0, 0, 1, 0], [0, 1, 0, 0]], np.float32)

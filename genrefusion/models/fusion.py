@@ -51,8 +51,9 @@ def encode_bucketed(encoder: nn.Module, x, bucket: int = GPU_BUCKET, pad: bool |
     The fused model's branch sees only the titles with that input, after modality dropout, so nearly every
     batch has another number of rows. On an H200 (torch 2.11, bf16), fine-tuning EfficientNet-Lite0 in the fused
     stage (``train.finetune = "all"``) took ~30 s an epoch for ~870 posters in ~7 batches, against ~1.3 s for
-    175 posters in the poster stage, whose batches keep one size: each new batch size cost the GPU seconds.
-    Padding bounds the sizes to ``batch_size / bucket``. It is exact only where rows do not interact, so it is
+    175 posters in the poster stage, whose batches keep one size; a timing of 24 steps of new sizes had not
+    finished after ~4 minutes, so each new batch size seems to cost the GPU seconds (a new convolution plan).
+    Padding bounds the sizes to ``batch_size / bucket`` (not yet timed on a GPU: docs/distributed.md). It is exact only where rows do not interact, so it is
     skipped while a BatchNorm layer of the encoder normalises with batch statistics (ResNet-50's train;
     EfficientNet's stay frozen)."""
     pad = isinstance(x, torch.Tensor) and x.is_cuda if pad is None else pad
