@@ -14,7 +14,8 @@ def test_one_weight_reproduces_the_variants_cv_figure_and_per_genre_rows_differ_
     assert one["min_pos"] is None and one["n_both"] == cv["n_titles"]
     assert one["cv_micro_f1_both"] == pytest.approx(cv["micro_f1"], abs=1e-4)
     # no genre has a million positives: every genre keeps the run's weight, so the figures are the one-weight row's
-    assert {k: never[k] for k in ("cv_micro_f1_both", "mAP_both")} == {k: one[k] for k in ("cv_micro_f1_both", "mAP_both")}
+    keys = ("cv_micro_f1_both", "mAP_both")
+    assert {k: never[k] for k in keys} == {k: one[k] for k in keys}
     assert 0 <= per["cv_micro_f1_both"] <= 1 and 0 <= per["mAP_both"] <= 1
 
 

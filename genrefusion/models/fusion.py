@@ -53,14 +53,14 @@ def encode_bucketed(encoder: nn.Module, x, bucket: int = GPU_BUCKET, pad: bool |
     stage (``train.finetune = "all"``) took ~30 s an epoch for ~870 posters in ~7 batches, against ~1.3 s for
     175 posters in the poster stage, whose batches keep one size; a timing of 24 steps of new sizes had not
     finished after ~4 minutes, so each new batch size seems to cost the GPU seconds (a new convolution plan).
-    Padding bounds the sizes to ``batch_size / bucket`` (not yet timed on a GPU: docs/distributed.md). It is exact only where rows do not interact, so it is
-    skipped while a BatchNorm layer of the encoder normalises with batch statistics (ResNet-50's train;
-    EfficientNet's stay frozen)."""
-    pad = isinstance(x, torch.Tensor) and x.is_cuda if pad is None else pad
-    n = x.shape[0] if isinstance(x, torch.Tensor) else 0
-    if not pad or n % bucket == 0 or any(
-            m.training for m in encoder.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)):
+    Padding bounds the sizes to ``batch_size / bucket`` (not yet timed on a GPU: docs/distributed.md). It is
+    exact only where rows do not interact, so it is skipped while a BatchNorm layer of the encoder normalises
+    with batch statistics (ResNet-50's train; EfficientNet's stay frozen)."""
+    if not isinstance(x, torch.Tensor) or not (x.is_cuda if pad is None else pad) or x.shape[0] % bucket == 0:
+        return encoder(x)  # token-id dicts (the LSTM route), the CPU, or already a multiple
+    if any(m.training for m in encoder.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)):
         return encoder(x)
+    n = x.shape[0]
     return encoder(torch.cat([x, x.new_zeros((bucket - n % bucket, *x.shape[1:]))]))[:n]
 
 
