@@ -128,6 +128,11 @@ class TrainConfig:
     # Ensemble members: every head (poster, plot, fused) is this many independently initialised copies, each
     # trained on its own loss, whose logits are averaged (fused member i joins poster and plot member i).
     members: int = _f(3, min=1, max=16)
+    # Cross-fitting: 0 = off (train on train, stop early, blend and tune thresholds on dev); K >= 2 = train K
+    # models, each on K - 1 folds of train + dev and stopped early on the K-th, tune the lexical blend and the
+    # thresholds on every train + dev title's out-of-fold score, and serve the K models as one ensemble of
+    # K * members members (models/merge.py). Frozen features and the MiniLM route only.
+    crossfit: int = _f(0, min=0, max=10)
     # End-to-end fine-tuning: "none" (frozen backbones, cached features), "last_block" (the poster backbone's
     # last block + head convolution train, on cached activations before it; the AWD-LSTM's last layer trains in
     # the fused stage) or "all" (the whole poster backbone on augmented posters, and the whole AWD-LSTM in the
@@ -365,6 +370,17 @@ def _check(obj, prefix: str) -> None:
         if obj.train.poster_views and obj.train.finetune == "all":
             raise ConfigError("config: train.poster_views needs cached poster features; with train.finetune = "
                               "\"all\" posters are decoded and augmented per batch already: set poster_views = 0")
+        tc = obj.train
+        if tc.crossfit:
+            why = ("train.crossfit = 1 (at least 2 folds)" if tc.crossfit == 1 else
+                   "train.finetune (the folds' encoders would differ)" if tc.finetune != "none" else
+                   "text.encoder other than minilm (the folds' LSTMs would differ)" if obj.text.encoder != "minilm" else
+                   "train.fusion = gmu or fusion_join = features (not a members ensemble)"
+                   if tc.fusion != "concat" or tc.fusion_join != "heads" else
+                   f"train.crossfit * train.members = {tc.crossfit * tc.members} members (at most 16)"
+                   if tc.crossfit * tc.members > 16 else None)
+            if why:
+                raise ConfigError(f"config: train.crossfit cannot be used with {why}; set train.crossfit = 0")
         if obj.train.members > 1 and obj.train.fusion == "gmu":
             raise ConfigError("config: train.members > 1 (an ensemble) fuses by concatenation only: set "
                               "train.fusion = \"concat\" or train.members = 1")

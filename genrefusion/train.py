@@ -22,6 +22,7 @@ makes the same choices as an uninterrupted one.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -306,6 +307,7 @@ class Job:
     route: str | None = None
     final_spec: dict | None = None
     backbone: nn.Module | None = None  # the pretrained poster backbone a fine-tuned poster model starts from
+    fold_rows: list | None = None  # cross-fitting: each fold's train + dev rows (``train_folds``)
 
     def rows_with(self, ok, rows):
         return rows[ok[rows]]
@@ -327,26 +329,101 @@ def run_job(job: Job, datasets, write_report: bool) -> dict:
     seed_everything(job.cfg.seed)
     prepare_data(job, datasets)
     compute_features(job)
-    start_background_baselines(job)
+    folds = None
     try:
         t0 = time.perf_counter()
-        prepare_training(job)
-        if "poster" in job.models or "fused" in job.models:
-            train_poster(job)
-        for route in job.routes:
-            train_plot(job, route)
-        choose_text_route(job)
-        if "fused" in job.models:
-            train_fused(job)
+        if job.cfg.train.crossfit:
+            folds = train_folds(job, datasets)
+        else:
+            start_background_baselines(job)
+            train_models(job)
         job.timings["training_s"] = round(time.perf_counter() - t0, 2)
         if not dist.is_main():
             # thresholds, metrics, bundle and report come from the same weights on rank 0: wait for its result
             return dist.broadcast_object(None)
-        result = write_outputs(job, evaluate_models(job), write_report)
+        result = write_outputs(job, evaluate_models(job, folds), write_report)
     finally:
         if job.baseline_fit is not None:  # the run failed before evaluation read the baselines: end the child
             job.baseline_fit.stop()
     return dist.broadcast_object(result)
+
+
+def train_models(job: Job) -> None:
+    """The poster model, the plot model(s) and the fused model, on ``job.train_rows``, stopped early on dev."""
+    prepare_training(job)
+    if "poster" in job.models or "fused" in job.models:
+        train_poster(job)
+    for route in job.routes:
+        train_plot(job, route)
+    choose_text_route(job)
+    if "fused" in job.models:
+        train_fused(job)
+
+
+@dataclass
+class FoldScores:
+    """What cross-fitting leaves for evaluation: every model's and baseline's out-of-fold scores on the train +
+    dev titles (in ``Job.dev_rows`` order once ``train_folds`` returns), and the baselines served (fold 0's)."""
+
+    dev: dict
+    baselines: dict
+    baseline_info: dict
+
+
+def train_folds(job: Job, datasets) -> FoldScores:
+    """``train.crossfit = K``: K runs of ``train_models``, fold k of train + dev as run k's dev (each in
+    ``RUN/folds/<k>``, resumable like any stage), each fold's baselines fitted alike; the fold models merged
+    into one ensemble (``models.merge``). ``job.dev_rows`` becomes every train + dev title, in fold order, so
+    evaluation tunes the lexical blend and the thresholds on their out-of-fold scores."""
+    from .data.split import make_folds
+    from .models.build import build_models
+    from .models.merge import merge_fold_models
+
+    cfg, corpus, K = job.cfg, job.corpus, job.cfg.train.crossfit
+    pool = np.sort(np.concatenate([job.train_rows, job.dev_rows]))
+    qualified = len(datasets) > 1
+    row_of = {(corpus.keys[i] if qualified else corpus.titles[i].id): i for i in pool}
+    fold_rows = [np.sort([row_of[k] for k in f]) for f in make_folds(datasets, K, cfg.seed, row_of.__contains__)]
+    log.info("cross-fitting: %d folds of %d train + dev titles (%s)", K, len(pool),
+             ", ".join(str(len(f)) for f in fold_rows))
+    fold_models: list[dict] = []
+    dev: dict[str, list] = {}
+    served = None
+    for k, rows in enumerate(fold_rows):
+        fjob = dataclasses.replace(
+            job, run=RunDir(job.run.root / "folds" / str(k)), cfg=cfg.replace({"seed": cfg.seed + 1000 * k}),
+            train_rows=np.setdiff1d(pool, rows), dev_rows=rows, training={}, trained={}, plot_candidates={},
+            baseline_fit=None, timings={})
+        log.info("cross-fitting: fold %d/%d (%d training titles, %d out-of-fold)", k + 1, K,
+                 len(fjob.train_rows), len(rows))
+        start_background_baselines(fjob)
+        try:
+            train_models(fjob)
+        finally:
+            job.training.update({f"{stage}@fold{k}": rec for stage, rec in fjob.training.items()})
+        fold_models.append(fjob.trained)
+        job.route, job.plot_candidates = fjob.route, {}
+        if dist.is_main():
+            baselines, base_dev, base_info = fit_run_baselines(fjob)
+            for name, model in fjob.trained.items():
+                dev.setdefault(name, []).append(predict_rows(model, rows, fjob.batcher(fjob.route)))
+            for name, S in base_dev.items():
+                dev.setdefault(name, []).append(S)
+            if served is None:
+                served = (baselines, base_info)
+    # the merged ensemble: K * members members, each fold's members in turn
+    members = cfg.train.members
+    spec = model_spec(cfg, corpus.genres, job.image_dim, job.route)
+    job.final_spec = {**spec, "members": K * members}
+    merged = build_models(job.final_spec, list(fold_models[0]))
+    for name in fold_models[0]:
+        job.trained[name] = merge_fold_models([f[name] for f in fold_models], merged[name], members).to(job.device)
+    prepare_training(job)  # the loss mask that scoring reads
+    job.dev_rows = np.concatenate(fold_rows)
+    job.fold_rows = fold_rows
+    if not dist.is_main():
+        return FoldScores({}, {}, {})
+    return FoldScores({n: np.concatenate(v) for n, v in dev.items()}, *served)
 
 
 # -- 1. data ------------------------------------------------------------------------------------------------
@@ -558,9 +635,10 @@ class Evaluation:
         return self.scored["models"]
 
 
-def evaluate_models(job: Job) -> Evaluation:
+def evaluate_models(job: Job, folds: FoldScores | None = None) -> Evaluation:
     """Thresholds on dev per input combination, metrics on test, beside the always-negative, TF-IDF and
-    linear-probe baselines (the baselines are saved in the run, for ``evaluate --data``)."""
+    linear-probe baselines (the baselines are saved in the run, for ``evaluate --data``). With cross-fitting
+    (``folds``), "dev" is every train + dev title and its scores are out-of-fold; the baselines are fold 0's."""
     from .baselines import always_negative, baseline_scores
     from .bundle import save_baselines
     from .evaluate import kind_of, score_models, tune_model_thresholds
@@ -575,8 +653,13 @@ def evaluate_models(job: Job) -> Evaluation:
     for name, model in evaluated.items():
         r = job.route if name in ("plot", "fused") else (name[5:] if name.startswith("plot_") else None)
         batcher = job.batcher(r)
-        dev_scores[name], test_scores[name] = predict_rows(model, dev, batcher), predict_rows(model, test, batcher)
-    baselines, base_dev, base_info = fit_run_baselines(job)
+        test_scores[name] = predict_rows(model, test, batcher)
+        if folds is None:
+            dev_scores[name] = predict_rows(model, dev, batcher)
+    if folds is None:
+        baselines, base_dev, base_info = fit_run_baselines(job)
+    else:
+        baselines, base_dev, base_info = folds.baselines, folds.dev, folds.baseline_info
     dev_scores.update(base_dev)
     test_scores.update(baseline_scores(baselines, [corpus.plots[i] for i in test], feature_rows(job.inputs, test)))
     dev_scores["always_negative"] = always_negative(len(dev), len(corpus.genres))
@@ -691,7 +774,7 @@ def write_outputs(job: Job, ev: Evaluation, write_report: bool) -> dict:
     result = {
         "format": RUN_FORMAT, "genrefusion_version": __version__, "library_versions": meta["library_versions"],
         "data": corpus.data_info,
-        "split": {"train": int(len(job.train_rows)), "dev": int(len(job.dev_rows)), "test": int(len(job.test_rows)),
+        "split": {"train": int(len(job.train_rows)), "dev": int(len(corpus.rows("dev"))), "test": int(len(job.test_rows)),
                   "test_with_poster_and_plot": sc["n_by_combination"].get("both", 0),
                   "test_by_combination": sc["n_by_combination"], "test_by_kind": sc["n_by_kind"],
                   "grouped_by": "imdb_id", "file": "split.json"},
@@ -700,6 +783,9 @@ def write_outputs(job: Job, ev: Evaluation, write_report: bool) -> dict:
             [corpus.datasets[d].name for d in corpus.ds_index[job.train_rows]],
             [corpus.titles[i].kind for i in job.train_rows], corpus.Y[job.train_rows], corpus.M[job.train_rows],
             corpus.genres),
+        # cross-fitting: thresholds and blend tuned on the out-of-fold scores of every train + dev title
+        "crossfit": {"folds": len(job.fold_rows), "fold_titles": [int(len(f)) for f in job.fold_rows],
+                     "tuned_on": "out-of-fold scores of the train + dev titles"} if job.fold_rows else None,
         "config": cfg.to_dict(), "models_trained": job.models, "text_route": route,
         "plot_candidates": {r: c["dev_score"] for r, c in job.plot_candidates.items()},
         "select_metric": cfg.train.select_metric, "masking": MASKING,

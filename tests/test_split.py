@@ -162,3 +162,23 @@ def test_cli_bad_args_one_line(tiny_dataset, tmp_path, capsys):
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_folds_partition_the_included_titles_by_group(tiny_dataset):
+    from genrefusion.data.split import make_folds
+
+    a = Dataset(tiny_dataset(n=60, name="a", id_prefix="a"))
+    b = Dataset(tiny_dataset(n=40, name="b", id_prefix="b", seed=1))  # shares imdb ids with a
+    pool = set(make_split([a, b], seed=0).ids("train"))
+    folds = make_folds([a, b], 4, seed=0, include=pool.__contains__)
+    assert folds == make_folds([a, b], 4, seed=0, include=pool.__contains__)  # deterministic
+    assert sorted(k for f in folds for k in f) == sorted(pool)  # disjoint, and exactly the pool
+    assert min(map(len, folds)) >= len(pool) // 4 - 6
+    fold_of = {k: i for i, f in enumerate(folds) for k in f}
+    imdb = {f"{ds.name}/{t.id}": t.imdb_id for ds in (a, b) for t in ds.titles()}
+    by_group: dict[str, set] = {}
+    for k, i in fold_of.items():
+        by_group.setdefault(imdb[k], set()).add(i)
+    assert all(len(v) == 1 for v in by_group.values())  # one film never in two folds
+    with pytest.raises(ConfigError):
+        make_folds([a, b], 1)

@@ -146,6 +146,26 @@ def make_split(datasets: list[Dataset], dev: float = 0.1, test: float = 0.2, see
     from sklearn.utils import check_random_state
 
     _check_fractions(dev, test)
+    rng = check_random_state(seed)
+    skip = (lambda key, t: exclude(t)) if exclude is not None else None
+    names, members, groups, labels = _stratification_groups(datasets, rng, skip)
+    sizes = np.array([len(members[g]) for g in groups])
+    ratios = np.array([1.0 - dev - test, dev, test])
+    fold = IterativeStratification(labels=labels, r=ratios, random_state=rng)
+    _repair(fold, labels, sizes, ratios)
+
+    part_of_group = {grp: PARTS[f] for grp, f in zip(groups, fold)}
+    parts: dict[str, list[str]] = {p: [] for p in PARTS}
+    for grp in members:  # file order in the output, whatever the shuffle
+        parts[part_of_group[grp]].extend(members[grp])
+    return Split(seed=seed, dev=dev, test=test, datasets=names, parts=parts)
+
+
+def _stratification_groups(datasets, rng, skip=None):
+    """(dataset names, group -> member keys, the groups shuffled by ``rng``, [groups, genres] bool labels).
+
+    A group is the titles sharing an ``imdb_id`` (else one title), labelled with the union of their genres;
+    titles for which ``skip(key, title)`` is true are left out."""
     datasets = list(datasets)
     if not datasets:
         raise DatasetError("split: no dataset given")
@@ -158,24 +178,23 @@ def make_split(datasets: list[Dataset], dev: float = 0.1, test: float = 0.2, see
     # group -> member keys and union of genres; insertion order (file order) keeps this deterministic
     members: dict[str, list[str]] = {}
     genres_of: dict[str, set[str]] = {}
-    title_genres: dict[str, set[str]] = {}
+    seen: set[str] = set()
     for ds in datasets:
         for t in ds.titles():
             key = f"{ds.name}/{t.id}" if qualified else t.id
-            if key in title_genres:
+            if key in seen:
                 continue  # duplicate id: validation reports it; the first copy decides
-            if exclude is not None and exclude(t):
+            if skip is not None and skip(key, t):
                 continue
+            seen.add(key)
             group = t.imdb_id or f"{ds.name}/{t.id}"
             members.setdefault(group, []).append(key)
             genres_of.setdefault(group, set()).update(t.genres)
-            title_genres[key] = set(t.genres)
     if not members:
         raise DatasetError(f"split: no title in {', '.join(names)}")
 
     # Seeded shuffle: iterstrat fills folds in index order, so file order (e.g. every cross-dataset
     # group coming from the first dataset) would otherwise pile into train.
-    rng = check_random_state(seed)
     groups = list(members)
     groups = [groups[i] for i in rng.permutation(len(groups))]
     vocab = sorted({g for gs in genres_of.values() for g in gs})
@@ -184,17 +203,31 @@ def make_split(datasets: list[Dataset], dev: float = 0.1, test: float = 0.2, see
     for i, grp in enumerate(groups):
         for g in genres_of[grp]:
             labels[i, gidx[g]] = True
-    sizes = np.array([len(members[g]) for g in groups])
+    return names, members, groups, labels
 
-    ratios = np.array([1.0 - dev - test, dev, test])
+
+def make_folds(datasets, k: int, seed: int = 0, include: Callable[[str], bool] | None = None) -> list[list[str]]:
+    """``k`` disjoint folds of the titles (split keys) for which ``include(key)`` is true (all by default),
+    grouped by ``imdb_id`` and stratified over genres like ``make_split``: cross-fitting trains on ``k - 1``
+    folds and scores the k-th, so every title gets an out-of-fold score."""
+    from iterstrat.ml_stratifiers import IterativeStratification
+    from sklearn.utils import check_random_state
+
+    if k < 2:
+        raise ConfigError(f"folds: need at least 2, got {k}")
+    rng = check_random_state(seed)
+    skip = (lambda key, t: not include(key)) if include is not None else None
+    _, members, groups, labels = _stratification_groups(datasets, rng, skip)
+    if len(groups) < k:
+        raise DatasetError(f"folds: {len(groups)} title groups cannot fill {k} folds")
+    sizes = np.array([len(members[g]) for g in groups])
+    ratios = np.full(k, 1.0 / k)
     fold = IterativeStratification(labels=labels, r=ratios, random_state=rng)
     _repair(fold, labels, sizes, ratios)
-
-    part_of_group = {grp: PARTS[f] for grp, f in zip(groups, fold)}
-    parts: dict[str, list[str]] = {p: [] for p in PARTS}
-    for grp in members:  # file order in the output, whatever the shuffle
-        parts[part_of_group[grp]].extend(members[grp])
-    return Split(seed=seed, dev=dev, test=test, datasets=names, parts=parts)
+    out: list[list[str]] = [[] for _ in range(k)]
+    for grp, f in zip(groups, fold):
+        out[f].extend(members[grp])
+    return out
 
 
 def _repair(fold: np.ndarray, labels: np.ndarray, sizes: np.ndarray, ratios: np.ndarray) -> None:

@@ -1,0 +1,147 @@
+"""Cross-fitting (train.crossfit): fold models merged exactly into one ensemble, thresholds tuned on out-of-fold
+scores of every train + dev title, a bundle that loads and predicts, resume inside a fold, bad configs refused."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from genrefusion import train as T
+from genrefusion.config import Config, load_config
+from genrefusion.errors import ConfigError, GenreFusionError
+from genrefusion.models import build_fused, build_single, model_spec
+from genrefusion.models.merge import merge_fold_models
+
+from conftest import TINY_RUN_OVERRIDES
+
+GENRES = ["a", "b", "c", "d"]
+
+
+def _fold_models(spec, k):
+    torch.manual_seed(k)
+    p, t = build_single(spec, "poster"), build_single(spec, "plot")
+    p.set_prior(torch.rand(len(GENRES)))
+    t.set_prior(torch.rand(len(GENRES)))
+    f = build_fused(spec, p, t)
+    with torch.no_grad():  # untrained models start with zero 'absent' embeddings and unit BatchNorm statistics
+        f.poster.missing.normal_()
+        f.plot.missing.normal_()
+        for m in list(f.modules()) + list(p.modules()):
+            if isinstance(m, torch.nn.BatchNorm1d):
+                m.running_mean.normal_()
+                m.running_var.uniform_(0.5, 2)
+    return p.eval(), f.eval()
+
+
+@pytest.mark.parametrize("members", [1, 2])
+def test_merged_model_is_the_mean_of_the_fold_models(members):
+    spec = model_spec(Config().replace({"train.members": members, "train.hidden": [16, 8]}), GENRES, 12, "minilm")
+    folds = [_fold_models(spec, k) for k in range(3)]
+    big = {**spec, "members": 3 * members}
+    mp, mt = build_single(big, "poster"), build_single(big, "plot")
+    poster = merge_fold_models([p for p, _ in folds], mp, members).eval()
+    fused = merge_fold_models([f for _, f in folds], build_fused(big, mp, mt), members).eval()
+    g = torch.Generator().manual_seed(0)
+    img, txt = torch.randn(8, 12, generator=g), torch.randn(8, 384, generator=g)
+    ip = torch.tensor([1, 1, 0, 1, 0, 1, 1, 0]).bool()
+    tp = torch.tensor([1, 0, 1, 1, 1, 0, 1, 0]).bool()
+    with torch.no_grad():
+        want_f = torch.stack([f(img, ip, txt, tp) for _, f in folds]).mean(0)
+        want_p = torch.stack([p(img, ip) for p, _ in folds]).mean(0)
+        assert torch.allclose(fused(img, ip, txt, tp), want_f, atol=1e-6)
+        assert torch.allclose(poster(img, ip), want_p, atol=1e-6)  # incl. the prior of poster-less titles
+
+
+def test_merge_refuses_folds_that_differ_outside_their_members():
+    spec = model_spec(Config().replace({"train.members": 1, "train.hidden": [16, 8]}), GENRES, 12, "minilm")
+    a, b = build_single(spec, "poster"), build_single(spec, "poster")
+    b.register_buffer("shared", torch.ones(2))
+    a.register_buffer("shared", torch.zeros(2))
+    big = build_single({**spec, "members": 2}, "poster")
+    big.register_buffer("shared", torch.zeros(2))
+    with pytest.raises(GenreFusionError, match="differ in 'shared'"):
+        merge_fold_models([a, b], big, 1)
+
+
+@pytest.mark.parametrize("over, why", [
+    ({"train.crossfit": 1}, "at least 2 folds"),
+    ({"train.crossfit": 3, "train.finetune": "last_block"}, "finetune"),
+    ({"train.crossfit": 3, "text.encoder": "auto"}, "minilm"),
+    ({"train.crossfit": 3, "train.members": 1, "train.fusion": "gmu"}, "gmu"),
+    ({"train.crossfit": 6, "train.members": 3}, "18 members"),
+])
+def test_bad_crossfit_configs_are_refused(over, why):
+    with pytest.raises(ConfigError, match=why):
+        load_config(overrides=over)
+
+
+@pytest.fixture(scope="module")
+def crossfit_run(tiny_run_data, tiny_run_cache, tmp_path_factory):
+    cfg = load_config(overrides={**TINY_RUN_OVERRIDES, "train.crossfit": 3, "train.members": 2})
+    run = tmp_path_factory.mktemp("crossfit") / "run"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GENREFUSION_CACHE", str(tiny_run_cache))
+        result = T.main(tiny_run_data, run, cfg, progress=False, write_report=False, device="cpu")
+    return run, cfg, result
+
+
+def test_crossfit_tunes_on_out_of_fold_scores_of_train_and_dev(crossfit_run):
+    run, cfg, m = crossfit_run
+    from genrefusion.data.split import Split
+
+    split = Split.load(run / "split.json")
+    pool = set(split.ids("train")) | set(split.ids("dev"))
+    assert m["crossfit"]["folds"] == 3 and sum(m["crossfit"]["fold_titles"]) == len(pool)
+    assert m["split"]["dev"] == len(split.ids("dev"))  # the split's own counts, not the pool's
+    with np.load(run / "dev_scores.npz", allow_pickle=False) as z:
+        keys = set(z["keys"])
+        S = z["S_fused"]
+    assert keys == pool  # every train + dev title once (two datasets: keys are "<dataset>/<id>" in both)
+    assert S.shape[0] == len(pool) and np.isfinite(S).all()
+    for k in range(3):  # each fold trained its three stages in its own resumable folder
+        for stage in ("poster", "plot_minilm", "fused"):
+            assert (run / "folds" / str(k) / "stages" / f"{stage}.json").is_file()
+            assert f"{stage}@fold{k}" in m["training"]
+
+
+def test_crossfit_bundle_serves_the_merged_ensemble(crossfit_run, tiny_run_data):
+    from genrefusion.data.dataset import open_datasets
+    from genrefusion.predict import GenreClassifier
+
+    run, cfg, m = crossfit_run
+    clf = GenreClassifier.load(run)
+    assert clf.bundle_.spec["members"] == 6  # 3 folds x 2 members
+    with np.load(run / "test_scores.npz", allow_pickle=False) as z:
+        keys, S = list(z["keys"]), z["S_fused"]
+    items, idx = [], []
+    for ds in open_datasets(tiny_run_data):
+        for t in ds.titles():
+            if f"{ds.name}/{t.id}" in keys:
+                items.append({"poster": ds.poster_path(t) if t.poster else None, "plot": t.plot})
+                idx.append(keys.index(f"{ds.name}/{t.id}"))
+    # what the bundle answers is what the run evaluated: the merged ensemble, blended as tuned
+    assert np.allclose(clf.predict_proba(items), S[idx], atol=1e-4)
+
+
+def test_crossfit_resumes_inside_a_fold(tiny_run_data, tiny_run_cache, crossfit_run, tmp_path, monkeypatch):
+    _, cfg, ref = crossfit_run
+    monkeypatch.setenv("GENREFUSION_CACHE", str(tiny_run_cache))
+    run = tmp_path / "run"
+    real, calls = T.train_one_epoch, {"n": 0}
+
+    def dying(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 9:  # fold 0 runs poster 3 + plot 3 + fused 2 epochs: fold 1's first poster epoch
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(T, "train_one_epoch", dying)
+    with pytest.raises(KeyboardInterrupt):
+        T.main(tiny_run_data, run, cfg, progress=False, write_report=False, device="cpu")
+    assert (run / "folds" / "0" / "stages" / "fused.json").is_file()
+    assert not (run / "folds" / "1" / "stages" / "poster.json").exists()
+    monkeypatch.setattr(T, "train_one_epoch", real)
+    got = T.main(tiny_run_data, run, cfg, resume=True, progress=False, write_report=False, device="cpu")
+    for name in ("poster", "plot", "fused"):
+        for k in ("micro_f1", "mAP"):
+            assert got["models"][name][k] == pytest.approx(ref["models"][name][k], abs=1e-6), (name, k)
