@@ -31,6 +31,8 @@ sys.path.insert(0, str(HERE.parent))
 VARIANTS = {
     # the defaults (configs/default.toml): what every other variant is compared with
     "default": {},
+    # one train/dev run, thresholds tuned on dev (the defaults before cross-fitting; train.crossfit = 5 is the default)
+    "crossfit_0": {"train.crossfit": 0},
     # the fused model's join point (train.fusion_join; "heads" is the default)
     "join_features": {"train.fusion_join": "features"},
     # end-to-end fine-tuning of the poster backbone (train.finetune), with the default join
@@ -109,8 +111,13 @@ def run_variant(name: str, overrides: dict, seed: int, data: list[Path], out: Pa
     from genrefusion.config import load_config
     from genrefusion.train import main
 
+    from genrefusion.errors import ConfigError
+
     run = out / run_name(name, seed)
-    m = main(data, run, load_config(overrides={**overrides, "seed": seed}), resume=True, progress=False)
+    try:
+        m = main(data, run, load_config(overrides={**overrides, "seed": seed}), resume=True, progress=False)
+    except ConfigError as err:  # a run trained under other defaults (e.g. before train.crossfit = 5)
+        raise SystemExit(f"{run}: trained with another config ({err}); delete the folder to retrain it") from None
     row = {"overrides": overrides, "seed": seed,
            "timings": {k: m["timings"].get(k) for k in ("features_s", "features_image_s", "training_s", "total_s")},
            "stage_seconds": {k: v.get("seconds") for k, v in m["training"].items()}}

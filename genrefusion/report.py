@@ -450,8 +450,8 @@ def _breakdown_html(m: dict) -> list[str]:
     """The metrics per input combination and per kind, and the verdicts against the linear probes."""
     split, parts = m.get("split") or {}, []
     if m.get("by_combination"):
-        parts += ["<h3>By input combination</h3><p>Each title is decided with the thresholds tuned on dev titles "
-                  "with the same inputs.</p>", _breakdown_table(m["by_combination"], split.get("test_by_combination") or {})]
+        parts += ["<h3>By input combination</h3><p>Each title is decided with the thresholds tuned on the titles "
+                  f"with the same inputs among {html.escape(tuned_on(m))}.</p>", _breakdown_table(m["by_combination"], split.get("test_by_combination") or {})]
     if m.get("by_kind"):
         parts += ["<h3>By kind</h3>", _breakdown_table(m["by_kind"], split.get("test_by_kind") or {})]
     if "probe_verdicts" in m:
@@ -469,13 +469,13 @@ def _thresholds_html(m: dict, main: str) -> list[str]:
         return []
     loo = info.get("leave_one_out") or {}
     return [f"<h2>Thresholds ({html.escape(_LABEL.get(main, main))} model)</h2>"
-            f"<p>Tuned per genre on the dev titles with each input combination, regularised toward the genre's "
-            f"pooled threshold (<i>min_support</i>, <i>shrink</i>) or toward the combination's single threshold "
+            f"<p>Tuned per genre, on {html.escape(tuned_on(m))}, for each input combination, regularised toward "
+            f"the genre's pooled threshold (<i>min_support</i>, <i>shrink</i>) or toward the combination's single threshold "
             f"(<i>toward_combination</i>, <i>combination_global</i>) by rule "
             f"<b>{html.escape(str(info.get('rule')))}</b> ({html.escape(str(info.get('chosen_by', '')))}"
             + (", mean of micro- and macro-F1 by pooled rule: "
                + html.escape(", ".join(f"{k} {v['score']:.3f}" for k, v in loo.items())) if loo else "")
-            + "). * = fell back a level (too few dev positives)."
+            + "). * = fell back a level (too few positives to tune on)."
             + (" Leave-one-out preferred the pooled set to per-combination sets for this model: every request "
                "uses the pooled thresholds." if str(info.get("rule", "")).endswith("/ pooled") else "") + "</p>",
             _threshold_table(sets, info, (m.get("thresholds") or {}).get(main))]
@@ -613,12 +613,23 @@ def _draw_figures(run_dir: Path, m: dict, progress: bool) -> dict[str, bytes | N
     return figs
 
 
+def tuned_on(m: dict) -> str:
+    """Which titles a run tuned its thresholds and lexical blend on: its dev split, or with cross-fitting the
+    out-of-fold scores of every train + dev title."""
+    cf = m.get("crossfit")
+    if cf and cf.get("folds"):
+        return (f"the out-of-fold scores of {sum(cf.get('fold_titles') or []):,} train + dev titles "
+                f"({cf.get('folds')}-fold cross-fitting)")
+    return f"{(m.get('split') or {}).get('dev', '?'):,} dev titles"
+
+
 def _lexical_note(m: dict) -> str:
     """The lexical blend's weights (models/lexical.py), as the run chose them on dev."""
     blend = {k: v for k, v in (m.get("lexical_blend") or {}).items() if v.get("weight")}
     if not blend:
         return ""
-    return (" · lexical blend (tf-idf logistic regression averaged into titles with a plot, weight chosen on dev): "
+    return (" · lexical blend (tf-idf logistic regression averaged into titles with a plot, weight chosen on "
+            + html.escape(tuned_on(m)) + "): "
             + html.escape(", ".join(f"{k} {v['weight']:g}" for k, v in blend.items())))
 
 
@@ -630,11 +641,13 @@ def _html_results(run_dir: Path, m: dict, figs: dict) -> list[str]:
              f"<style>{_CSS}</style></head><body>",
              f"<h1>genrefusion run report</h1><p>Run: <code>{html.escape(str(run_dir.resolve()))}</code> · "
              f"genrefusion {html.escape(str(m.get('genrefusion_version', '?')))} · text route: "
-             f"<b>{html.escape(str(m.get('text_route')))}</b> (chosen on dev {html.escape(str(m.get('select_metric')))}"
-             f": {html.escape(', '.join(f'{r} {v:.4f}' for r, v in (m.get('plot_candidates') or {}).items()))})"
-             f"{_lexical_note(m)}</p>",
-             "<h2>Test metrics</h2><p>Thresholds tuned per genre on dev; shaded columns are baselines; bold is "
-             "the best of our models.</p>", _metric_table(models)]
+             f"<b>{html.escape(str(m.get('text_route')))}</b>"
+             + (f" (chosen on dev {html.escape(str(m.get('select_metric')))}: "
+                f"{html.escape(', '.join(f'{r} {v:.4f}' for r, v in m['plot_candidates'].items()))})"
+                if m.get("plot_candidates") else "")
+             + f"{_lexical_note(m)}</p>",
+             f"<h2>Test metrics</h2><p>Thresholds tuned per genre on {html.escape(tuned_on(m))}; shaded columns are "
+             "baselines; bold is the best of our models.</p>", _metric_table(models)]
     if m.get("models_both"):
         parts += [f"<h3>Test titles with both a poster and a plot ({split.get('test_with_poster_and_plot', '?')})</h3>",
                   _metric_table(m["models_both"])]

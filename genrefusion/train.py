@@ -15,6 +15,10 @@ wires the steps (nothing but the ``train`` command and ``GenreClassifier.fit`` i
 5. ``evaluate_models``: per-genre thresholds on dev, metrics on test (and on the test titles that have
    both inputs), baselines; ``write_outputs``: the model bundle, ``metrics.json`` and the report.
 
+With ``train.crossfit = K`` (the default), ``train_folds`` runs steps 3-4 once per fold of train + dev, each
+fold its own dev, and step 5 tunes on the out-of-fold scores of every train + dev title; the fold models are
+merged into one ensemble (``models/merge.py``), which is what the bundle serves.
+
 Every training stage checkpoints atomically after each epoch and ends with its best weights in the run
 folder (``training/rundir.py``). ``--resume`` skips finished stages and continues an interrupted one after
 its last finished epoch. RNGs are re-seeded from (seed, stage, epoch) at every epoch, so a resumed run
@@ -36,7 +40,7 @@ import torch
 from torch import nn
 
 from . import distributed as dist
-from .config import Config
+from .config import Config, crossfit_folds
 from .data.corpus import Corpus, load_corpus
 from .data.dataset import open_datasets
 from .encoders.inputs import InputEncoders, Inputs, add_poster_views, build_inputs, feature_rows
@@ -327,12 +331,15 @@ def run_job(job: Job, datasets, write_report: bool) -> dict:
     if dist.info().enabled:
         log.info("distributed: %d ranks, %s", dist.info().world_size, job.device)
     seed_everything(job.cfg.seed)
+    if crossfit_folds(job.cfg)[1]:
+        log.info("train.crossfit = %d not used: %s; thresholds are tuned on the dev split", job.cfg.train.crossfit,
+                 crossfit_folds(job.cfg)[1])
     prepare_data(job, datasets)
     compute_features(job)
     folds = None
     try:
         t0 = time.perf_counter()
-        if job.cfg.train.crossfit:
+        if crossfit_folds(job.cfg)[0]:
             folds = train_folds(job, datasets)
         else:
             start_background_baselines(job)
@@ -399,6 +406,10 @@ def train_folds(job: Job, datasets) -> FoldScores:
         start_background_baselines(fjob)
         try:
             train_models(fjob)
+        except BaseException:
+            if fjob.baseline_fit is not None:  # end the fold's baseline child with the run
+                fjob.baseline_fit.stop()
+            raise
         finally:
             job.training.update({f"{stage}@fold{k}": rec for stage, rec in fjob.training.items()})
         fold_models.append(fjob.trained)
@@ -785,7 +796,8 @@ def write_outputs(job: Job, ev: Evaluation, write_report: bool) -> dict:
             corpus.genres),
         # cross-fitting: thresholds and blend tuned on the out-of-fold scores of every train + dev title
         "crossfit": {"folds": len(job.fold_rows), "fold_titles": [int(len(f)) for f in job.fold_rows],
-                     "tuned_on": "out-of-fold scores of the train + dev titles"} if job.fold_rows else None,
+                     "tuned_on": "out-of-fold scores of the train + dev titles"} if job.fold_rows else
+                    ({"folds": 0, "not_used": crossfit_folds(cfg)[1]} if crossfit_folds(cfg)[1] else None),
         "config": cfg.to_dict(), "models_trained": job.models, "text_route": route,
         "plot_candidates": {r: c["dev_score"] for r, c in job.plot_candidates.items()},
         "select_metric": cfg.train.select_metric, "masking": MASKING,

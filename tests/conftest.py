@@ -284,6 +284,7 @@ TINY_RUN_OVERRIDES = {
     "seed": 0, "text.encoder": "minilm", "data.min_genre_count": 2, "data.dev": 0.2, "data.test": 0.2,
     "train.epochs": 3, "train.fused_epochs": 2, "train.patience": 2, "train.batch_size": 16,
     "train.hidden": [32, 16], "image.num_workers": 0,
+    "train.crossfit": 0,  # one train/dev run: the stages and files most tests read (tests/test_crossfit.py: folds)
 }
 
 

@@ -65,14 +65,26 @@ def test_merge_refuses_folds_that_differ_outside_their_members():
 
 @pytest.mark.parametrize("over, why", [
     ({"train.crossfit": 1}, "at least 2 folds"),
-    ({"train.crossfit": 3, "train.finetune": "last_block"}, "finetune"),
-    ({"train.crossfit": 3, "text.encoder": "auto"}, "minilm"),
-    ({"train.crossfit": 3, "train.members": 1, "train.fusion": "gmu"}, "gmu"),
     ({"train.crossfit": 6, "train.members": 3}, "18 members"),
 ])
 def test_bad_crossfit_configs_are_refused(over, why):
     with pytest.raises(ConfigError, match=why):
         load_config(overrides=over)
+
+
+@pytest.mark.parametrize("over, why", [
+    ({"train.finetune": "last_block"}, "finetune"),
+    ({"text.encoder": "auto"}, "MiniLM"),
+    ({"train.members": 1, "train.fusion": "gmu"}, "gmu"),
+    ({"train.fusion_join": "features"}, "features"),
+])
+def test_models_that_cannot_be_merged_tune_on_dev_instead(over, why):
+    from genrefusion.config import crossfit_folds
+
+    cfg = load_config(overrides=over)  # the default crossfit does not make these options errors
+    folds, reason = crossfit_folds(cfg)
+    assert folds == 0 and why in reason
+    assert crossfit_folds(load_config()) == (5, None)
 
 
 @pytest.fixture(scope="module")

@@ -147,7 +147,7 @@ def test_sharded_extraction_matches_one_process_and_caches_each_row_once(tmp_pat
 # masked-mean weighting of the loss (initial weights, batches and learning-rate schedule are the same).
 TRAIN = {"train.epochs": 3, "train.fused_epochs": 3, "train.batch_size": 16, "train.hidden": [64, 32],
          "train.dropout": 0.0, "train.input_dropout": 0.0, "train.modality_dropout": 0.0,
-         "data.min_genre_count": 3, "text.encoder": "minilm", "image.num_workers": 0}
+         "data.min_genre_count": 3, "text.encoder": "minilm", "image.num_workers": 0, "train.crossfit": 0}
 
 # Measured on this machine: per-epoch dev losses agree to < 0.002, train losses to < 0.02, test micro-F1
 # to < 0.03 (13 test titles: one title flipping one genre moves micro-F1 by ~0.03). Stated tolerances:
@@ -171,16 +171,17 @@ def test_torchrun_two_ranks_match_one_rank_and_resume(shipped_subset, tmp_path):
     cache = tmp_path / "cache"
     cfg = {**TRAIN, "cache_dir": str(cache)}
 
-    # cold cache, 2 ranks: every rank encodes half of the posters/plots, rank 0 merges them into the cache
-    run_ok(torchrun_cmd(2, "dist_train.py", data, tmp_path / "cold", *overrides(cfg)))
+    # cold cache, 2 ranks, cross-fitted (2 folds): every rank encodes half of the posters/plots, rank 0 merges
+    # them into the cache; both ranks train every fold
+    run_ok(torchrun_cmd(2, "dist_train.py", data, tmp_path / "cold", *overrides({**cfg, "train.crossfit": 2})))
     feature_namespaces = [ns for ns in cache.iterdir() if ns.name != BASELINE_NAMESPACE]
     assert feature_namespaces
     for ns in feature_namespaces:
         keys = [json.loads(x)["k"] for x in (ns / "index.log").read_text().splitlines()]
         assert len(keys) == len(set(keys)) == 60, ns.name
-    # rank 0 alone evaluates, so the baselines are fitted and cached once
-    assert len(list((cache / BASELINE_NAMESPACE).iterdir())) == 1
-    read_result(tmp_path / "cold")
+    # rank 0 alone evaluates, so each fold's baselines are fitted and cached once
+    assert len(list((cache / BASELINE_NAMESPACE).iterdir())) == 2
+    assert {"fused@fold0", "fused@fold1"} <= set(read_result(tmp_path / "cold")["training"])
 
     # warm cache (so that no extraction draws from the RNG before the models are built): 1 rank vs 2 ranks
     run_ok([sys.executable, str(HERE / "dist_train.py"), data, tmp_path / "one", *overrides(cfg)])

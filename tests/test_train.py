@@ -312,3 +312,18 @@ def test_resume_accepts_a_run_from_before_a_config_key_existed(tmp_path):
     changed["config"]["train"]["loss"] = "asl"
     with pytest.raises(GenreFusionError, match=r"different config\.train"):
         check_resume(tmp_path, changed, resume=True)
+
+
+def test_a_run_from_before_crossfit_resumes_only_as_it_was_trained(tmp_path):
+    """``train.crossfit``'s default (5) trains differently from runs made before the key existed: such a run
+    resumes with crossfit 0, the way it was trained, and a resume with the new default is refused, naming it."""
+    from genrefusion.io import write_json
+    from genrefusion.training.rundir import check_resume
+
+    old = {"config": Config().to_dict(), "data": ["d"], "models": ["fused"]}
+    del old["config"]["train"]["crossfit"]
+    write_json(tmp_path / "config.json", old)
+    as_trained = {**old, "config": Config().replace({"train.crossfit": 0}).to_dict()}
+    check_resume(tmp_path, as_trained, resume=True)
+    with pytest.raises(GenreFusionError, match=r"different config\.train\.crossfit"):
+        check_resume(tmp_path, {**old, "config": Config().to_dict()}, resume=True)

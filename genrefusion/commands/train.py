@@ -106,6 +106,7 @@ def run(args) -> int:
 
     from .. import distributed as dist
     from ..config import load_config
+    from ..report import tuned_on
     from ..train import main
 
     cfg = load_config(args.config, parse_set(args.overrides))
@@ -122,8 +123,8 @@ def run(args) -> int:
     split = result.get("split") or {}
     t = result.get("timings") or {}
     print()
-    print(f"test metrics ({split.get('test', '?')} test titles; thresholds tuned on {split.get('dev', '?')} dev "
-          f"titles; text route: {result.get('text_route')})")
+    print(f"test metrics ({split.get('test', '?')} test titles; thresholds tuned on {tuned_on(result)}; "
+          f"text route: {result.get('text_route')})")
     print(summary_table(result))
     if t.get("total_s") is not None:
         print(f"time: {t['total_s']:.0f}s (features {t.get('features_s', 0):.0f}s, "

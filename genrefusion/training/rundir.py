@@ -92,6 +92,11 @@ def clone_state(model: nn.Module) -> dict:
 
 
 # -- starting, resuming, finishing ------------------------------------------------------------------------
+# Config keys added with a default that trains differently from before they existed: a run folder from before
+# the key holds a run trained with this value (train.crossfit: one train/dev run).
+LEGACY_VALUES = {"train": {"crossfit": 0}}
+
+
 def check_resume(out: Path, stored: dict, resume: bool) -> None:
     """Refuse to train into a folder holding another run, or to resume with other arguments."""
     cfg_path = out / "config.json"
@@ -101,17 +106,23 @@ def check_resume(out: Path, stored: dict, resume: bool) -> None:
         raise GenreFusionError(f"{out}: already holds a run; pass --resume to continue it, or choose another --out")
     prev = read_json(cfg_path, "run config")
     if isinstance(prev.get("config"), dict):
-        # a run started before a config key existed resumes as if it had that key's default
+        # a run started before a config key existed resumes as if it had that key's default, or, for a key whose
+        # default changed what training does, the value that reproduces how the run was trained
+        legacy = {sec: {k: v for k, v in keys.items() if k not in (prev["config"].get(sec) or {})}
+                  for sec, keys in LEGACY_VALUES.items()}
         try:
-            prev["config"] = Config.from_dict(prev["config"], str(cfg_path)).to_dict()
+            prev["config"] = Config.from_dict(prev["config"], str(cfg_path)).replace(
+                {f"{sec}.{k}": v for sec, keys in legacy.items() for k, v in keys.items()}).to_dict()
         except ConfigError:
             pass  # keys this version does not know: the comparison below names the difference
     for key in ("config", "data", "models"):
         if prev.get(key) != stored[key]:
-            a, b = prev.get(key), stored[key]
-            diff = key
-            if isinstance(a, dict) and isinstance(b, dict):
-                diff = next((f"{key}.{k}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)), key)
+            a, b, diff = prev.get(key), stored[key], key
+            while isinstance(a, dict) and isinstance(b, dict):  # down to the first differing leaf key
+                k = next((k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)), None)
+                if k is None:
+                    break
+                a, b, diff = a.get(k), b.get(k), f"{diff}.{k}"
             raise ConfigError(f"{out}: --resume with a different {diff} than the interrupted run; "
                               "resume with the same arguments, or train into a new --out")
 
