@@ -11,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 from .io import read_json, write_text
+from .thresholds import tuned_on
 
 CARD = "README.md"
 COLUMNS = (("micro_f1", "micro-F1"), ("macro_f1", "macro-F1"), ("samples_f1", "samples-F1"), ("mAP", "mAP"))
@@ -42,7 +43,7 @@ LIMITS = (
     "Genres are predicted only from the vocabulary above; a title's other genres are invisible to the model.",
     "A genre a dataset does not label was treated as unknown (masked) for its titles, not as negative: the "
     "model has fewer examples of such genres than the title counts suggest.",
-    "Thresholds were tuned on the dev split of these datasets; on data from another source (other eras, "
+    "Thresholds were tuned on titles of these datasets (see Results); on data from another source (other eras, "
     "languages, poster styles) scores shift. Leave-one-dataset-out evaluation (`genrefusion evaluate RUN "
     "--data DIR`) estimates that; check it before relying on the model elsewhere.",
     "Plots are read as English text. Posters are seen as a centre square crop at low resolution (224 px): "
@@ -129,7 +130,9 @@ def _data(result: dict) -> str:
     split = result.get("split", {})
     return ("## Training data\n\n" + "\n".join(rows) + "\n\n"
             f"Split (grouped by {split.get('grouped_by', 'imdb_id')}, so no title is on two sides): "
-            f"train {split.get('train')}, dev {split.get('dev')} (thresholds, model choice), test "
+            f"train {split.get('train')}, dev {split.get('dev')} (thresholds, model choice"
+            + (f"; with {result['crossfit']['folds']}-fold cross-fitting, train + dev together"
+               if (result.get("crossfit") or {}).get("folds") else "") + "), test "
             f"{split.get('test')} (results below only).\n\n### Data sources and their terms\n\n"
             + "\n".join(terms) + "\n\nThe model's weights are derived from these data: share or use it only "
             "as their terms allow.\n")
@@ -164,8 +167,8 @@ def _interval(m: dict, key: str) -> str:
 def _results(config: dict, result: dict) -> str:
     served = config.get("default_model", "")
     test_n = result.get("split", {}).get("test")
-    out = (f"## Results (test split, {test_n} titles)\n\nThresholds per genre were tuned on the dev split; the test "
-           "split was used for these numbers only. Per-genre metrics count a title only where its dataset "
+    out = (f"## Results (test split, {test_n} titles)\n\nThresholds per genre were tuned on {tuned_on(result)}; the "
+           "test split was used for these numbers only. Per-genre metrics count a title only where its dataset "
            "labels the genre. [lo-hi]: 95% bootstrap interval (test titles resampled).\n\n"
            + "\n".join(_table(result.get("models", {}), served)) + "\n"
            + _verdict(result.get("models", {}), served))

@@ -30,6 +30,7 @@ import numpy as np
 from .errors import GenreFusionError
 from .io import read_json, write_bytes, write_text
 from .metrics import SUMMARY
+from .thresholds import tuned_on
 
 BASELINES = ("always_negative", "tfidf_logreg", "linear_probe_fused", "linear_probe_poster", "linear_probe_plot")
 # model order in tables and figures: ours first (the main three, then the plot candidates), baselines last
@@ -611,16 +612,6 @@ def _draw_figures(run_dir: Path, m: dict, progress: bool) -> dict[str, bytes | N
             if figs[name] is not None:
                 write_bytes(run_dir / "report" / f"{name}.png", figs[name])
     return figs
-
-
-def tuned_on(m: dict) -> str:
-    """Which titles a run tuned its thresholds and lexical blend on: its dev split, or with cross-fitting the
-    out-of-fold scores of every train + dev title."""
-    cf = m.get("crossfit")
-    if cf and cf.get("folds"):
-        return (f"the out-of-fold scores of {sum(cf.get('fold_titles') or []):,} train + dev titles "
-                f"({cf.get('folds')}-fold cross-fitting)")
-    return f"{(m.get('split') or {}).get('dev', '?'):,} dev titles"
 
 
 def _lexical_note(m: dict) -> str:

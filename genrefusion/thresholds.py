@@ -469,3 +469,14 @@ def _rests_on(rule, genres, positives, n_titles, own: bool = True) -> dict:
     if name in ("shrink", "toward_combination"):
         out["own_weight"] = {g: round(n / (n + k), 3) for g, n in zip(genres, positives)}
     return out
+
+
+def tuned_on(m: dict) -> str:
+    """Which titles a run tuned its thresholds and lexical blend on: its dev split, or with cross-fitting the
+    out-of-fold scores of every train + dev title."""
+    cf = m.get("crossfit")
+    if cf and cf.get("folds"):
+        return (f"the out-of-fold scores of {sum(cf.get('fold_titles') or []):,} train + dev titles "
+                f"({cf.get('folds')}-fold cross-fitting)")
+    dev = (m.get("split") or {}).get("dev")
+    return f"{dev:,} dev titles" if isinstance(dev, int) else "the dev titles"

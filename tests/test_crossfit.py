@@ -110,6 +110,8 @@ def test_crossfit_tunes_on_out_of_fold_scores_of_train_and_dev(crossfit_run):
         S = z["S_fused"]
     assert keys == pool  # every train + dev title once (two datasets: keys are "<dataset>/<id>" in both)
     assert S.shape[0] == len(pool) and np.isfinite(S).all()
+    # the model card says what the thresholds were tuned on
+    assert "tuned on the out-of-fold scores of" in (run / "model" / "README.md").read_text()
     for k in range(3):  # each fold trained its three stages in its own resumable folder
         for stage in ("poster", "plot_minilm", "fused"):
             assert (run / "folds" / str(k) / "stages" / f"{stage}.json").is_file()

@@ -106,7 +106,7 @@ def run(args) -> int:
 
     from .. import distributed as dist
     from ..config import load_config
-    from ..report import tuned_on
+    from ..thresholds import tuned_on
     from ..train import main
 
     cfg = load_config(args.config, parse_set(args.overrides))
