@@ -251,3 +251,17 @@ def test_threshold_sets_json_round_trip_and_single_set_bundles():
     old = ThresholdSets.from_json([0.3, 0.5])  # what bundles stored before per-combination sets
     assert old.sets == {} and old.pick("plot")[1] == "pooled"
     assert np.allclose(sets.rows(["plot", "both"]), [[0.2, 0.4], [0.3, 0.5]])
+
+
+def test_a_combination_takes_the_simplest_rule_within_the_tolerance_of_the_best(monkeypatch):
+    from genrefusion import thresholds as TH
+
+    rated = {("shrink", 5): 0.664, ("shrink", 100): 0.665, ("combination_global", 0): 0.658, ("pooled", 0): 0.650}
+    monkeypatch.setattr(TH, "RULE_TOLERANCE", 0.01)
+    assert TH._simplest_near_best(rated) == ("combination_global", 0)  # 0.007 below the best: indistinguishable
+    monkeypatch.setattr(TH, "RULE_TOLERANCE", 0.005)
+    assert TH._simplest_near_best(rated) == ("shrink", 100)  # the simplest within 0.005 is the best itself here
+    monkeypatch.setattr(TH, "RULE_TOLERANCE", 0.0)
+    assert TH._simplest_near_best(rated) == ("shrink", 100)
+    assert TH._simplest_near_best({("min_support", 10): 0.5}) == ("min_support", 10)
+    assert set(TH.SIMPLEST_FIRST) == set(TH.COMBINATION_RULES)  # every rule has a place in the order
