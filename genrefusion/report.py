@@ -452,7 +452,8 @@ def _breakdown_html(m: dict) -> list[str]:
     split, parts = m.get("split") or {}, []
     if m.get("by_combination"):
         parts += ["<h3>By input combination</h3><p>Each title is decided with the thresholds tuned on the titles "
-                  f"with the same inputs among {html.escape(tuned_on(m))}.</p>", _breakdown_table(m["by_combination"], split.get("test_by_combination") or {})]
+                  f"with the same inputs among {html.escape(tuned_on(m))}.</p>",
+                  _breakdown_table(m["by_combination"], split.get("test_by_combination") or {})]
     if m.get("by_kind"):
         parts += ["<h3>By kind</h3>", _breakdown_table(m["by_kind"], split.get("test_by_kind") or {})]
     if "probe_verdicts" in m:
@@ -471,7 +472,8 @@ def _thresholds_html(m: dict, main: str) -> list[str]:
     loo = info.get("leave_one_out") or {}
     return [f"<h2>Thresholds ({html.escape(_LABEL.get(main, main))} model)</h2>"
             f"<p>Tuned per genre, on {html.escape(tuned_on(m))}, for each input combination, regularised toward "
-            f"the genre's pooled threshold (<i>min_support</i>, <i>shrink</i>) or toward the combination's single threshold "
+            f"the genre's pooled threshold (<i>min_support</i>, <i>shrink</i>) or toward the combination's single "
+            f"threshold "
             f"(<i>toward_combination</i>, <i>combination_global</i>) by rule "
             f"<b>{html.escape(str(info.get('rule')))}</b> ({html.escape(str(info.get('chosen_by', '')))}"
             + (", mean of micro- and macro-F1 by pooled rule: "

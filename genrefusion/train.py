@@ -785,7 +785,8 @@ def write_outputs(job: Job, ev: Evaluation, write_report: bool) -> dict:
     result = {
         "format": RUN_FORMAT, "genrefusion_version": __version__, "library_versions": meta["library_versions"],
         "data": corpus.data_info,
-        "split": {"train": int(len(job.train_rows)), "dev": int(len(corpus.rows("dev"))), "test": int(len(job.test_rows)),
+        "split": {"train": int(len(job.train_rows)), "dev": int(len(corpus.rows("dev"))),
+                  "test": int(len(job.test_rows)),
                   "test_with_poster_and_plot": sc["n_by_combination"].get("both", 0),
                   "test_by_combination": sc["n_by_combination"], "test_by_kind": sc["n_by_kind"],
                   "grouped_by": "imdb_id", "file": "split.json"},
