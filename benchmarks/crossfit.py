@@ -51,7 +51,9 @@ def train_fold(run: Path, split, data: list[Path], overrides: dict) -> dict:
     run.mkdir(parents=True, exist_ok=True)
     if not (run / "split.json").is_file():
         split.save(run / "split.json")  # train.main uses a split it finds in the run folder
-    return main(data, run, load_config(overrides=overrides), resume=True, progress=False, write_report=False)
+    # each run is one train/dev run (one fold, or the holdout), whatever the default of train.crossfit
+    return main(data, run, load_config(overrides={**overrides, "train.crossfit": 0}), resume=True, progress=False,
+                write_report=False)
 
 
 def load_scores(path: Path, model: str = "fused") -> dict:
