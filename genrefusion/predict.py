@@ -285,6 +285,8 @@ class GenreClassifier:
     def info(self) -> dict:
         """What a ``GET /model`` shows: genres, thresholds, encoders and the run's test metrics beside the
         always-negative baseline."""
+        from .thresholds import tuned_on
+
         self._check_fitted()
         c = self.config_
         keys = ("micro_f1", "macro_f1", "weighted_f1", "samples_f1", "mAP", "hamming_loss")
@@ -302,7 +304,8 @@ class GenreClassifier:
                 "encoders": {"image": c.get("image_encoder"), "text": c.get("text_encoder")},
                 "fusion": c.get("spec", {}).get("fusion"),
                 "genrefusion_version": c.get("genrefusion_version"),
-                "split": (self.metrics_ or {}).get("split"), "test_metrics": metrics}
+                "split": (self.metrics_ or {}).get("split"), "test_metrics": metrics,
+                "thresholds_tuned_on": tuned_on(self.metrics_) if self.metrics_ else None}
 
     def __repr__(self) -> str:
         if not hasattr(self, "bundle_"):

@@ -125,6 +125,7 @@ def test_crossfit_bundle_serves_the_merged_ensemble(crossfit_run, tiny_run_data)
     run, cfg, m = crossfit_run
     clf = GenreClassifier.load(run)
     assert clf.bundle_.spec["members"] == 6  # 3 folds x 2 members
+    assert "out-of-fold" in clf.info()["thresholds_tuned_on"]
     with np.load(run / "test_scores.npz", allow_pickle=False) as z:
         keys, S = list(z["keys"]), z["S_fused"]
     items, idx = [], []

@@ -210,6 +210,7 @@ def test_info_for_the_model_endpoint(clf):
     tm = info["test_metrics"]
     assert {"fused", "poster", "plot", "always_negative", "tfidf_logreg"} <= set(tm)
     assert tm["always_negative"]["micro_f1"] == 0.0 and 0 <= tm["fused"]["mAP"] <= 1
+    assert info["thresholds_tuned_on"].endswith("dev titles")  # the web page says what the thresholds rest on
     json.dumps(info)  # served as JSON as is
 
 

@@ -328,7 +328,8 @@
         return;
       }
       const split = info.split && info.split.test ? ` (${info.split.test} test titles)` : "";
-      box.appendChild(el("div", "", `Test-split metrics${split}, beside the always-negative baseline and the linear probe on the same features; thresholds were tuned on the dev split, per input combination.`));
+      const tuned = info.thresholds_tuned_on || "the dev split";
+      box.appendChild(el("div", "", `Test-split metrics${split}, beside the always-negative baseline and the linear probe on the same features; thresholds were tuned on ${tuned}, per input combination.`));
       const cols = [["micro_f1", "micro-F1"], ["macro_f1", "macro-F1"], ["samples_f1", "samples-F1"], ["mAP", "mAP"]];
       const table = el("table");
       const head = el("tr");
