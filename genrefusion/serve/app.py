@@ -12,7 +12,8 @@
                          A bad title rejects the whole request (4xx naming ``titles[i]``) unless ``?partial=true``,
                          which returns 200 with that title's ``error`` set instead.
     GET  /health         liveness + which model is loaded
-    GET  /model          genres, thresholds, encoders, test metrics beside the always-negative baseline, limits
+    GET  /model          genres, thresholds and what they were tuned on, encoders, test metrics beside the
+                         always-negative baseline, limits
     GET  /               the web page (static/index.html); OpenAPI docs at /docs
 
 Limits: poster <= 10 MB and <= 40 MP (decompression bombs refused), plot <= 20,000 characters, batch <= 64
