@@ -216,7 +216,9 @@ def main(argv=None) -> int:
               "details": {**prev.get("details", {}), **details}}
     write_json(args.out, latest, indent=1)
     write_readme_table(latest)
-    print(f"written {args.out.relative_to(ROOT)}" + (f"; targets missed: {', '.join(missed)}" if missed else ""))
+    shown = args.out.resolve()
+    shown = shown.relative_to(ROOT) if shown.is_relative_to(ROOT) else shown  # --out may lie outside the repo
+    print(f"written {shown}" + (f"; targets missed: {', '.join(missed)}" if missed else ""))
     return 1 if missed else 0
 
 
