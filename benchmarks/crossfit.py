@@ -74,7 +74,7 @@ def figures(name: str, Y, M, S, combo, thresholds, genres) -> dict:
             "macro_f1_all": alls["macro_f1"], "mAP_all": alls["mAP"], "n_both": int((combo == "both").sum())}
 
 
-def run_seed(seed: int, data: list[Path], out: Path, folds: int, members: int | None) -> dict:
+def run_seed(seed: int, data: list[Path], out: Path, folds: int, members: int) -> dict:
     from genrefusion.config import load_config
     from genrefusion.data.dataset import open_datasets
     from genrefusion.data.split import make_folds, make_split
@@ -101,11 +101,11 @@ def run_seed(seed: int, data: list[Path], out: Path, folds: int, members: int | 
     t_hold = time.perf_counter() - t0
 
     # cross-fitting: K runs, fold k as dev
-    over = {} if members is None else {"train.members": members}
     oof, ev = [], []
     for k, fold in enumerate(make_folds(datasets, folds, seed, pool_set.__contains__)):
-        run = out / (f"fold{k}of{folds}" + ("" if members is None else f"_m{members}"))
-        train_fold(run, fold_split(names, pool, set(fold), evaluated), data, {**over, "seed": seed + 1000 * k})
+        run = out / f"fold{k}of{folds}_m{members}"
+        train_fold(run, fold_split(names, pool, set(fold), evaluated), data,
+                   {"train.members": members, "seed": seed + 1000 * k})
         oof.append(load_scores(run / "dev_scores.npz"))
         ev.append(load_scores(run / "test_scores.npz"))
     for s in oof + ev:
@@ -121,7 +121,7 @@ def run_seed(seed: int, data: list[Path], out: Path, folds: int, members: int | 
     S_mean = np.mean([s["S"] for s in ev], axis=0)
     Ye, Me, ce = hold["Y"], hold["M"], hold["combination"]
     rec = {"seed": seed, "pool_titles": len(pool), "dev_titles_read": len(evaluated), "folds": folds,
-           "members": members or cfg.train.members, "holdout_dev_titles": len(hold_dev),
+           "members": members, "holdout_dev_titles": len(hold_dev),
            "oof_titles": int(len(Y)), "oof_titles_both": int((combo == "both").sum()),
            "holdout_dev_titles_both": int((hold_dev_scores["combination"] == "both").sum()),
            "holdout": figures("fused", Ye, Me, hold["S"], ce, thr_hold, genres),

@@ -473,8 +473,7 @@ def _thresholds_html(m: dict, main: str) -> list[str]:
     return [f"<h2>Thresholds ({html.escape(_LABEL.get(main, main))} model)</h2>"
             f"<p>Tuned per genre, on {html.escape(tuned_on(m))}, for each input combination, regularised toward "
             f"the genre's pooled threshold (<i>min_support</i>, <i>shrink</i>) or toward the combination's single "
-            f"threshold "
-            f"(<i>toward_combination</i>, <i>combination_global</i>) by rule "
+            f"threshold (<i>toward_combination</i>, <i>combination_global</i>) by rule "
             f"<b>{html.escape(str(info.get('rule')))}</b> ({html.escape(str(info.get('chosen_by', '')))}"
             + (", mean of micro- and macro-F1 by pooled rule: "
                + html.escape(", ".join(f"{k} {v['score']:.3f}" for k, v in loo.items())) if loo else "")

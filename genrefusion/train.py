@@ -331,15 +331,16 @@ def run_job(job: Job, datasets, write_report: bool) -> dict:
     if dist.info().enabled:
         log.info("distributed: %d ranks, %s", dist.info().world_size, job.device)
     seed_everything(job.cfg.seed)
-    if crossfit_folds(job.cfg)[1]:
+    n_folds, why_not = crossfit_folds(job.cfg)
+    if why_not:
         log.info("train.crossfit = %d not used: %s; thresholds are tuned on the dev split", job.cfg.train.crossfit,
-                 crossfit_folds(job.cfg)[1])
+                 why_not)
     prepare_data(job, datasets)
     compute_features(job)
     folds = None
     try:
         t0 = time.perf_counter()
-        if crossfit_folds(job.cfg)[0]:
+        if n_folds:
             folds = train_folds(job, datasets)
         else:
             start_background_baselines(job)
@@ -404,18 +405,16 @@ def train_folds(job: Job, datasets) -> FoldScores:
         log.info("cross-fitting: fold %d/%d (%d training titles, %d out-of-fold)", k + 1, K,
                  len(fjob.train_rows), len(rows))
         start_background_baselines(fjob)
+        job.baseline_fit = fjob.baseline_fit  # so that run_job ends the fold's baseline child if the run fails
         try:
             train_models(fjob)
-        except BaseException:
-            if fjob.baseline_fit is not None:  # end the fold's baseline child with the run
-                fjob.baseline_fit.stop()
-            raise
         finally:
             job.training.update({f"{stage}@fold{k}": rec for stage, rec in fjob.training.items()})
         fold_models.append(fjob.trained)
-        job.route, job.plot_candidates = fjob.route, {}
+        job.route = fjob.route
         if dist.is_main():
             baselines, base_dev, base_info = fit_run_baselines(fjob)
+            job.baseline_fit = None  # read (fit_run_baselines waited for it)
             for name, model in fjob.trained.items():
                 dev.setdefault(name, []).append(predict_rows(model, rows, fjob.batcher(fjob.route)))
             for name, S in base_dev.items():
@@ -782,6 +781,7 @@ def write_outputs(job: Job, ev: Evaluation, write_report: bool) -> dict:
                 lexical=(ev.lexical, {k: v["weight"] for k, v in ev.lexical_info.items()}) if ev.lexical else None)
     sc, G = ev.scored, corpus.genres
     timings["total_s"] = round(time.perf_counter() - job.t_start, 2)
+    why_not = crossfit_folds(cfg)[1]  # cross-fitting asked for but not possible with this config
     result = {
         "format": RUN_FORMAT, "genrefusion_version": __version__, "library_versions": meta["library_versions"],
         "data": corpus.data_info,
@@ -798,7 +798,7 @@ def write_outputs(job: Job, ev: Evaluation, write_report: bool) -> dict:
         # cross-fitting: thresholds and blend tuned on the out-of-fold scores of every train + dev title
         "crossfit": {"folds": len(job.fold_rows), "fold_titles": [int(len(f)) for f in job.fold_rows],
                      "tuned_on": "out-of-fold scores of the train + dev titles"} if job.fold_rows else
-                    ({"folds": 0, "not_used": crossfit_folds(cfg)[1]} if crossfit_folds(cfg)[1] else None),
+                    ({"folds": 0, "not_used": why_not} if why_not else None),
         "config": cfg.to_dict(), "models_trained": job.models, "text_route": route,
         "plot_candidates": {r: c["dev_score"] for r, c in job.plot_candidates.items()},
         "select_metric": cfg.train.select_metric, "masking": MASKING,

@@ -108,11 +108,10 @@ def check_resume(out: Path, stored: dict, resume: bool) -> None:
     if isinstance(prev.get("config"), dict):
         # a run started before a config key existed resumes as if it had that key's default, or, for a key whose
         # default changed what training does, the value that reproduces how the run was trained
-        legacy = {sec: {k: v for k, v in keys.items() if k not in (prev["config"].get(sec) or {})}
-                  for sec, keys in LEGACY_VALUES.items()}
+        legacy = {f"{sec}.{k}": v for sec, keys in LEGACY_VALUES.items() for k, v in keys.items()
+                  if k not in (prev["config"].get(sec) or {})}
         try:
-            prev["config"] = Config.from_dict(prev["config"], str(cfg_path)).replace(
-                {f"{sec}.{k}": v for sec, keys in legacy.items() for k, v in keys.items()}).to_dict()
+            prev["config"] = Config.from_dict(prev["config"], str(cfg_path)).replace(legacy).to_dict()
         except ConfigError:
             pass  # keys this version does not know: the comparison below names the difference
     for key in ("config", "data", "models"):
