@@ -129,7 +129,7 @@ def run_seed(seed: int, data: list[Path], out: Path, folds: int, members: int) -
            "ensemble_fold0_thresholds": figures("fused", Ye, Me, S_mean, ce, thr_f0, genres),
            "fold0_model_oof_thresholds": figures("fused", Ye, Me, ev[0]["S"], ce, thr_oof, genres),
            "fold0_alone": figures("fused", Ye, Me, ev[0]["S"], ce, thr_f0, genres),
-           "threshold_rules": info.get("rules") if isinstance(info, dict) else None,
+           "threshold_rule": info.get("rule"),
            "seconds": {"holdout": round(t_hold, 1), "total": round(time.perf_counter() - t0, 1)}}
     return rec
 
