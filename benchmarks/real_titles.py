@@ -8,7 +8,7 @@ three TV series, two films), chosen and committed before any model of issue 16 w
 in the shipped datasets (checked here by imdb_id and by title). Their plots were written from memory in the
 style of IMDb plot summaries; no poster could be obtained offline, so every prediction is plot-only, and the
 title's kind (movie / tv) is passed when the model reads it. Per title: the predicted genres (thresholds of
-the plot-only input combination, tuned on the run's dev split), the true genres, and which were hit; at the
+the plot-only input combination, tuned on the run's dev scores), the true genres, and which were hit; at the
 bottom, micro-F1 over the genres the model knows.
 """
 from __future__ import annotations

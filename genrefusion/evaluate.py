@@ -2,9 +2,9 @@
 
 Genres are matched by name. A genre the model knows but the evaluated dataset does not label is
 masked (neither positive nor negative) and listed; a genre the dataset labels but the model does
-not know cannot be predicted and is listed too. Thresholds are the ones tuned on the training run's
-dev split (never re-tuned on the data being evaluated), each title decided with the set of the inputs
-it has. Every baseline the run stored (tf-idf, linear probes) is scored beside the models, and every
+not know cannot be predicted and is listed too. Thresholds are the ones the training run tuned (on
+its dev split, or its out-of-fold scores with cross-fitting; never re-tuned on the data being
+evaluated), each title decided with the set of the inputs it has. Every baseline the run stored (tf-idf, linear probes) is scored beside the models, and every
 figure is broken down by input combination and by kind (movie / tv). ``score_models`` is the scoring
 both this module and training use.
 """

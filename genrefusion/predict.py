@@ -60,7 +60,7 @@ class GenreClassifier:
     """Multi-label genre classifier from poster and/or plot.
 
     Learned attributes (after ``fit`` or ``load``): ``genres_`` and its scikit-learn name ``classes_`` (the
-    columns of ``predict_proba``), ``thresholds_`` (per genre, tuned on the dev split: the pooled set),
+    columns of ``predict_proba``), ``thresholds_`` (per genre, tuned on the run's dev scores: the pooled set),
     ``threshold_sets_`` (a ``ThresholdSets``: one set per input combination, see ``thresholds_for``),
     ``model_name_`` (``fused``, ``poster`` or ``plot``), ``metrics_`` (the run's test metrics or None),
     ``config_`` (the bundle's config), ``bundle_`` and ``run_dir_``.

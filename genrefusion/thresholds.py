@@ -1,4 +1,7 @@
-"""Per-genre decision thresholds tuned on the dev split, per input combination, regularised.
+"""Per-genre decision thresholds tuned on dev scores, per input combination, regularised.
+
+"Dev" below is whatever a run tunes on: its dev split, or with cross-fitting (``train.crossfit``) the
+out-of-fold scores of every train + dev title (``tuned_on``).
 
 For each genre the threshold maximising its F1 on the dev titles that label it is chosen, from all
 candidate cut points at once (scikit-learn's ``precision_recall_curve`` is vectorised over them).
