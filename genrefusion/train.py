@@ -383,14 +383,14 @@ def train_folds(job: Job, datasets) -> FoldScores:
     ``RUN/folds/<k>``, resumable like any stage), each fold's baselines fitted alike; the fold models merged
     into one ensemble (``models.merge``). ``job.dev_rows`` becomes every train + dev title, in fold order, so
     evaluation tunes the lexical blend and the thresholds on their out-of-fold scores."""
-    from .data.split import make_folds
+    from .data.split import make_folds, split_key
     from .models.build import build_models
     from .models.merge import merge_fold_models
 
     cfg, corpus, K = job.cfg, job.corpus, job.cfg.train.crossfit
     pool = np.sort(np.concatenate([job.train_rows, job.dev_rows]))
     qualified = len(datasets) > 1
-    row_of = {(corpus.keys[i] if qualified else corpus.titles[i].id): i for i in pool}
+    row_of = {split_key(corpus.datasets[corpus.ds_index[i]].name, corpus.titles[i].id, qualified): i for i in pool}
     fold_rows = [np.sort([row_of[k] for k in f]) for f in make_folds(datasets, K, cfg.seed, row_of.__contains__)]
     log.info("cross-fitting: %d folds of %d train + dev titles (%s)", K, len(pool),
              ", ".join(str(len(f)) for f in fold_rows))

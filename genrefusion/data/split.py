@@ -29,6 +29,11 @@ PARTS = ("train", "dev", "test")
 MIN_PRESENT = 5
 
 
+
+def split_key(dataset_name: str, title_id: str, qualified: bool) -> str:
+    """A title's entry in a split: ``<dataset>/<id>`` when several datasets are split together, else its id."""
+    return f"{dataset_name}/{title_id}" if qualified else str(title_id)
+
 @dataclass
 class Split:
     seed: int | None
@@ -58,7 +63,7 @@ class Split:
         dataset names (e.g. an MM-IMDb ``split.json`` loaded as is) matches any dataset.
         """
         if self.qualified:
-            return self._index.get(f"{dataset_name}/{title_id}") if dataset_name is not None else None
+            return self._index.get(split_key(dataset_name, title_id, True)) if dataset_name is not None else None
         if self.datasets and dataset_name is not None and dataset_name != self.datasets[0]:
             return None
         return self._index.get(str(title_id))
@@ -181,7 +186,7 @@ def _stratification_groups(datasets, rng, skip=None):
     seen: set[str] = set()
     for ds in datasets:
         for t in ds.titles():
-            key = f"{ds.name}/{t.id}" if qualified else t.id
+            key = split_key(ds.name, t.id, qualified)
             if key in seen:
                 continue  # duplicate id: validation reports it; the first copy decides
             if skip is not None and skip(key, t):
