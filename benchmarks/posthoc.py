@@ -25,7 +25,6 @@ run's out-of-fold titles, read on its held-out dataset; writes ``benchmarks/post
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
