@@ -182,6 +182,10 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
     from genrefusion.io import write_json
 
+    for run in args.runs:
+        for name in ("dev_scores.npz",) + (("test_scores.npz",) if args.held_out else ()):
+            if not (run / name).is_file():
+                ap.error(f"{run}: no {name} (not a finished run folder)")
     out = {}
     for run in args.runs:
         z = load(run / "dev_scores.npz")
