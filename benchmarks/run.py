@@ -140,15 +140,18 @@ def write_readme_table(latest: dict, path: Path = ROOT / "benchmarks" / "README.
     from benchmarks.markers import replace_block
 
     m = latest.get("details", {}).get("machine", {})
-    rows = [f"Measured {latest.get('details', {}).get('date', '?')} on {m.get('cpu', '?')}, {m.get('cores', '?')} "
-            f"cores, torch {m.get('torch', '?')}, Python {m.get('python', '?')}.", "",
-            "| figure | value | target | met |", "|---|---|---|---|"]
+    date = latest.get("details", {}).get("date", "?")
+    when = latest.get("measured", {})
+    rows = [f"Last run {date} on {m.get('cpu', '?')}, {m.get('cores', '?')} cores, torch {m.get('torch', '?')}, "
+            f"Python {m.get('python', '?')}; a figure that run did not measure keeps its previous value and date.", "",
+            "| figure | value | target | met | measured |", "|---|---|---|---|---|"]
     for key, (op, target, unit) in TARGETS.items():
         v, ok = latest.get(key), meets(key, latest)
         met = ("no (met by the int8 runtime)" if met_instead(key, latest)
                else {None: "", True: "yes", False: "**no**"}[ok])
         val = "not measured" if v is None else f"{v:,.3f} {unit}"
-        rows.append(f"| `{key}` | {val} | {f'{op} {target:g}' if op else 'reported'} | {met} |")
+        rows.append(f"| `{key}` | {val} | {f'{op} {target:g}' if op else 'reported'} | {met} | "
+                    f"{'' if v is None else when.get(key, 'before ' + date)} |")
     replace_block(path, "figures", "\n".join(rows))
 
 
@@ -213,6 +216,7 @@ def main(argv=None) -> int:
     prev = json.loads(args.out.read_text()) if args.out.is_file() else {}
     # --quick refreshes only the figures it measured; the others keep their last full-run values
     latest = {**{k: v for k, v in prev.items() if k in TARGETS}, **figures,
+              "measured": {**prev.get("measured", {}), **{k: details["date"] for k, v in figures.items() if v is not None}},
               "details": {**prev.get("details", {}), **details}}
     write_json(args.out, latest, indent=1)
     write_readme_table(latest)
