@@ -53,3 +53,14 @@ def test_decision_rules_fill_an_empty_title_and_cap_a_crowded_one():
     P = (S >= T).astype(np.int64)
     assert mod.at_least_one(S, T, M, P).tolist() == [[0, 1, 0], [1, 1, 1]]
     assert mod.cap(2)(S, T, M, P).tolist() == [[0, 0, 0], [1, 1, 0]]
+
+
+def test_held_out_fits_on_the_out_of_fold_titles_and_reads_the_held_out_ones():
+    mod = load_benchmark("posthoc")
+    z, t = oof_scores(), oof_scores(n=60, seed=1)
+    for name, (rescore, decide) in mod.VARIANTS.items():
+        res = mod.held_out(z, t, rescore, decide)
+        assert res["n_titles"] == 60 and 0 < res["micro_f1"] <= 1, name
+    flipped = dict(t, Y=(1 - t["Y"]).astype(np.uint8))  # the held-out labels are read, never fitted on
+    every = np.ones(len(z["Y"]), bool)
+    assert np.allclose(mod.stack(z, every, True, 1.0, target=t), mod.stack(z, every, True, 1.0, target=flipped))

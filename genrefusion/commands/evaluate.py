@@ -6,8 +6,9 @@
 
 Genres are matched by name: a genre the model knows but a dataset does not label is masked for its
 titles, one the dataset labels but the model does not know is left out; both are listed. Thresholds
-are the run's (tuned on its dev split, or on its out-of-fold scores with cross-fitting). With --data, titles the run trained or selected models on
-(same imdb_id, any dataset) are left out unless --split all."""
+are the run's (tuned on its dev split, or on its out-of-fold scores with cross-fitting). With --data,
+titles the run trained or selected models on (same imdb_id, any dataset) are left out unless --split
+all."""
 from __future__ import annotations
 
 from . import add_image_weights
