@@ -66,7 +66,8 @@ def stack(z: dict, fit: np.ndarray, per_genre: bool, C: float, target: dict | No
         if not per_genre:  # one model for all genres: the features' weights shared, a bias per genre
             X, Xt = (np.concatenate([A, np.broadcast_to(np.eye(G), (len(A), G, G))], -1) for A in (X, Xt))
             if len(np.unique(Y[rows][use])) == 2:
-                S[out] = _lr(C).fit(X[use], Y[rows][use]).predict_proba(Xt.reshape(-1, Xt.shape[-1]))[:, 1].reshape(-1, G)
+                lr = _lr(C).fit(X[use], Y[rows][use])
+                S[out] = lr.predict_proba(Xt.reshape(-1, Xt.shape[-1]))[:, 1].reshape(-1, G)
             continue
         for g in range(G):
             y = Y[rows][use[:, g], g]
@@ -118,32 +119,14 @@ VARIANTS = {
 }
 
 
-def cross_validate(z: dict, rescore=None, decide=None, folds: int = 5, repeats: int = 3) -> dict:
-    """Micro-/macro-F1 (mean over ``repeats``), each held-out fold decided by what was fitted on the others."""
-    from genrefusion.evaluate import predictions, tune_model_thresholds
-    from genrefusion.metrics import multilabel_metrics
-    from genrefusion.thresholds import combination_keys, inputs_of
+def cross_validate(z: dict, rescore=None, decide=None) -> dict:
+    """Micro-/macro-F1 over all titles and per input combination (``evaluate.cross_validated_f1``: 5 folds, 3
+    repetitions), each held-out fold decided by what was fitted on the others."""
+    from genrefusion.evaluate import cross_validated_f1
+    from genrefusion.thresholds import inputs_of
 
-    Y, M, combo, genres = z["Y"], z["M"], z["combination"], list(z["genres"])
-    img, txt = inputs_of(combo)
-    parts = {"all": np.ones(len(Y), bool), **{c: combo == c for c in COMBOS if (combo == c).any()}}
-    sums = {p: np.zeros(2) for p in parts}
-    for r in range(repeats):
-        fold = np.random.default_rng([0, r]).permutation(len(Y)) % folds
-        P = np.zeros(Y.shape, np.int64)
-        for f in range(folds):
-            fit, held = fold != f, fold == f
-            S = z["S_fused"].astype(np.float64) if rescore is None else rescore(z, fit)
-            sets, _ = tune_model_thresholds("fused", Y[fit], S[fit], M[fit], img[fit], txt[fit], genres)
-            T = sets.rows(combination_keys(img[held], txt[held]))
-            P[held] = predictions(S[held], T)
-            if decide is not None:
-                P[held] = decide(S[held], T, M[held].astype(bool), P[held])
-        for p, sel in parts.items():
-            m = multilabel_metrics(Y[sel], P[sel], M[sel])
-            sums[p] += [m["micro_f1"] or 0.0, m["macro_f1"] or 0.0]
-    return {p: {"n_titles": int(parts[p].sum()), "micro_f1": round(float(v[0] / repeats), 4),
-                "macro_f1": round(float(v[1] / repeats), 4)} for p, v in sums.items()}
+    return cross_validated_f1("fused", z["Y"], z["S_fused"], z["M"], *inputs_of(z["combination"]), list(z["genres"]),
+                              rescore=None if rescore is None else (lambda fit: rescore(z, fit)), decide=decide)
 
 
 def held_out(z: dict, t: dict, rescore=None, decide=None) -> dict:

@@ -216,7 +216,8 @@ def main(argv=None) -> int:
     prev = json.loads(args.out.read_text()) if args.out.is_file() else {}
     # --quick refreshes only the figures it measured; the others keep their last full-run values
     latest = {**{k: v for k, v in prev.items() if k in TARGETS}, **figures,
-              "measured": {**prev.get("measured", {}), **{k: details["date"] for k, v in figures.items() if v is not None}},
+              "measured": {**prev.get("measured", {}),
+                           **{k: details["date"] for k, v in figures.items() if v is not None}},
               "details": {**prev.get("details", {}), **details}}
     write_json(args.out, latest, indent=1)
     write_readme_table(latest)

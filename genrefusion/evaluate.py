@@ -4,9 +4,10 @@ Genres are matched by name. A genre the model knows but the evaluated dataset do
 masked (neither positive nor negative) and listed; a genre the dataset labels but the model does
 not know cannot be predicted and is listed too. Thresholds are the ones the training run tuned (on
 its dev split, or its out-of-fold scores with cross-fitting; never re-tuned on the data being
-evaluated), each title decided with the set of the inputs it has. Every baseline the run stored (tf-idf, linear probes) is scored beside the models, and every
-figure is broken down by input combination and by kind (movie / tv). ``score_models`` is the scoring
-both this module and training use.
+evaluated), each title decided with the set of the inputs it has. Every baseline the run stored
+(tf-idf, linear probes) is scored beside the models, and every figure is broken down by input
+combination and by kind (movie / tv). ``score_models`` is the scoring both this module and training
+use.
 """
 from __future__ import annotations
 
@@ -49,12 +50,16 @@ def tune_model_thresholds(name: str, Yd, Sd, Md, image_ok, text_ok, genres, rule
 
 
 def cross_validated_f1(name: str, Y, S, M, image_ok, text_ok, genres, rule: str = "auto", folds: int = 5,
-                       repeats: int = 3, seed: int = 0) -> dict:
+                       repeats: int = 3, seed: int = 0, rescore=None, decide=None) -> dict:
     """Micro-/macro-F1 of model ``name`` on its dev titles, each title decided with thresholds tuned, as a run
     tunes them, on the other ``folds - 1`` folds of dev; the mean over ``repeats`` random fold assignments, over
     all titles (``"all"``) and per input combination. What a model choice can rest on without the test split:
     F1 with thresholds tuned on the very titles it is read on flatters the model (most on ~120-140 titles with both
-    inputs), and mAP does not see the cut points, which move the most between models."""
+    inputs), and mAP does not see the cut points, which move the most between models.
+
+    For a second stage read the same way (``benchmarks/posthoc.py``): ``rescore(fit)`` gives every title's scores
+    from what was fitted on the ``fit`` titles only (default: ``S``); ``decide(S, T, M, P)`` changes the
+    decisions ``P`` of the held-out titles after their thresholds ``T``."""
     Y, S, M = np.asarray(Y), np.asarray(S, dtype=np.float64), np.asarray(M)
     if len(Y) < folds:
         raise DatasetError(f"cross-validated F1 needs at least {folds} dev titles, got {len(Y)}")
@@ -67,9 +72,12 @@ def cross_validated_f1(name: str, Y, S, M, image_ok, text_ok, genres, rule: str 
         P = np.zeros(Y.shape, np.int64)
         for f in range(folds):
             fit, held = fold != f, fold == f
-            sets, _ = tune_model_thresholds(name, Y[fit], S[fit], M[fit], image_ok[fit], text_ok[fit], genres, rule)
-            keys = combination_keys(image_ok[held], text_ok[held], model_reads(name))  # as score_models decides
-            P[held] = predictions(S[held], sets.rows(keys))
+            Sf = S if rescore is None else np.asarray(rescore(fit), dtype=np.float64)
+            sets, _ = tune_model_thresholds(name, Y[fit], Sf[fit], M[fit], image_ok[fit], text_ok[fit], genres, rule)
+            T = sets.rows(combination_keys(image_ok[held], text_ok[held], model_reads(name)))  # as score_models
+            P[held] = predictions(Sf[held], T)
+            if decide is not None:
+                P[held] = decide(Sf[held], T, M[held].astype(bool), P[held])
         for p, sel in parts.items():
             m = multilabel_metrics(Y[sel], P[sel], M[sel])
             sums[p] += [m["micro_f1"] or 0.0, m["macro_f1"] or 0.0]

@@ -305,7 +305,8 @@ def export_onnx(src, out: str | os.PathLike, fmt: str = "onnx", check: bool = Tr
         "inputs": input_spec(clf), "outputs": {"probs": {"dtype": "float32", "shape": ["batch", len(clf.genres_)],
                                                          "meaning": "sigmoid probability per genre"}},
         "decision": "genre predicted where probs >= threshold_sets[both|poster|plot, by the inputs the title has; "
-                    "the pooled 'thresholds' when absent] (per genre, tuned on the run's dev scores: its dev split, or with cross-fitting the out-of-fold scores of train + dev)",
+                    "the pooled 'thresholds' when absent] (per genre, tuned on the run's dev scores: its dev "
+                    "split, or with cross-fitting the out-of-fold scores of train + dev)",
         "source": str(getattr(clf, "run_dir_", "")), "genrefusion_version": clf.config_.get("genrefusion_version"),
     }
     write_json(out.with_name(out.name + ".json"), sidecar)

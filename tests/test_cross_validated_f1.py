@@ -64,3 +64,13 @@ def test_too_few_titles_is_a_clear_error():
     Y, S, M, img, txt = _data(n=4)
     with pytest.raises(ev.DatasetError, match="at least 5 dev titles"):
         cross_validated_f1("fused", Y, S, M, img, txt, GENRES)
+
+
+def test_a_second_stage_and_a_decision_rule_are_read_fold_by_fold():
+    Y, S, M, img, txt = _data(n=120, seed=4)
+    plain = cross_validated_f1("fused", Y, S, M, img, txt, GENRES)
+    seen = []
+    same = cross_validated_f1("fused", Y, S, M, img, txt, GENRES, rescore=lambda fit: seen.append(fit.sum()) or S)
+    assert same == plain and len(seen) == 5 * 3 and all(n < len(Y) for n in seen)  # fitted on 4/5 each time
+    none = cross_validated_f1("fused", Y, S, M, img, txt, GENRES, decide=lambda S, T, M, P: P * 0)
+    assert none["all"]["micro_f1"] == 0.0 and plain["all"]["micro_f1"] > 0

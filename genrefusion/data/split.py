@@ -29,10 +29,10 @@ PARTS = ("train", "dev", "test")
 MIN_PRESENT = 5
 
 
-
 def split_key(dataset_name: str, title_id: str, qualified: bool) -> str:
     """A title's entry in a split: ``<dataset>/<id>`` when several datasets are split together, else its id."""
     return f"{dataset_name}/{title_id}" if qualified else str(title_id)
+
 
 @dataclass
 class Split:
