@@ -76,6 +76,9 @@ VARIANTS = {
     "input_dropout_0.35": {"train.input_dropout": 0.35},
     "lr_1e-3": {"train.lr": 1e-3},
     "batch_128": {"train.batch_size": 128},
+    # the poster backbone (image.encoder; EfficientNet-Lite0 at 224 px is the default): Lite1 at 240 px, Lite2 at 260
+    "image_lite1": {"image.encoder": "efficientnet_lite1"},
+    "image_lite2": {"image.encoder": "efficientnet_lite2"},
     # the lexical blend (text.lexical; "auto" is the default)
     "lexical_off": {"text.lexical": "off"},
 }

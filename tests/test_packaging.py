@@ -44,7 +44,7 @@ def test_bounds_that_matter():
     reqs = {canonicalize_name(r.name): r.specifier for r in requirements()}
     assert not reqs["torch"].contains("2.4.1") and not reqs["torch"].contains("2.14.0")  # dynamo=False needs 2.5
     assert not reqs["transformers"].contains("6.0.0")  # no silent move across a major version
-    for w in WEIGHT_PACKAGES[:3]:  # the weights behind cache keys and trained models: one exact version
+    for w in WEIGHT_PACKAGES[:-1]:  # the weights behind cache keys and trained models: one exact version
         assert str(reqs[canonicalize_name(w)]).startswith("=="), w
     assert Requirement(PROJECT["build-system"]["requires"][0]).specifier.contains("77.0.0")
     assert not Requirement(PROJECT["build-system"]["requires"][0]).specifier.contains("76.9")  # SPDX license

