@@ -3,6 +3,7 @@ trained once per variant, all else equal, so each default in configs/default.tom
 
     python benchmarks/variants.py                                  # every variant below, seed 0
     python benchmarks/variants.py default members_5 --seeds 0 1 2  # some of them, on three splits
+    python benchmarks/variants.py default image_lite2 --seeds 0 1 2 --average  # and the two as one ensemble
 
 Prints, per variant and seed, what the choice is made on, all on **dev**: the select metric (mAP by default) of
 the poster, plot and fused models; the fused model's dev mAP per input combination of the dev titles (both,
@@ -88,21 +89,30 @@ def run_name(name: str, seed: int) -> str:
     return name if seed == 0 else f"{name}_seed{seed}"
 
 
-def dev_figures(run: Path, model: str = "fused") -> dict | None:
+def dev_figures(run: Path | list[Path], model: str = "fused") -> dict | None:
     """A model's (the fused one's by default) dev mAP per input combination and its cross-validated dev
-    micro-/macro-F1, from the run's ``dev_scores.npz`` (None for a run trained before that file was written)."""
+    micro-/macro-F1, from the run's ``dev_scores.npz`` (None for a run trained before that file was written).
+    A list of runs of one split: their scores averaged, as one ensemble of their models would score."""
     from genrefusion.config import Config
     from genrefusion.evaluate import cross_validated_f1
     from genrefusion.io import read_json
     from genrefusion.metrics import masked_map
     from genrefusion.thresholds import COMBINATIONS, inputs_of
 
-    path = run / "dev_scores.npz"
-    if not path.is_file():
+    runs = [run] if isinstance(run, Path) else list(run)
+    if not all((r / "dev_scores.npz").is_file() for r in runs):
         return None
-    with np.load(path, allow_pickle=False) as z:
-        Y, M, S, combo, genres = z["Y"], z["M"], z[f"S_{model}"], z["combination"], list(z["genres"])
-    rule = Config.from_dict(read_json(run / "config.json", "run config")["config"]).train.threshold_rule_spec
+    scores = []
+    for r in runs:
+        with np.load(r / "dev_scores.npz", allow_pickle=False) as z:
+            Y, M, combo, genres, keys = z["Y"], z["M"], z["combination"], list(z["genres"]), z["keys"]
+            scores.append(z[f"S_{model}"])
+        if len(scores) == 1:
+            first = (keys, genres)
+        elif not (np.array_equal(keys, first[0]) and genres == first[1]):
+            raise SystemExit(f"{r}: not the split of {runs[0]} (other dev titles or genres); average runs of one seed")
+    S = np.mean(scores, axis=0)
+    rule = Config.from_dict(read_json(runs[0] / "config.json", "run config")["config"]).train.threshold_rule_spec
     cv = cross_validated_f1(model, Y, S, M, *inputs_of(combo), genres, rule)
     out = {f"mAP_{c}": round(masked_map(Y[combo == c], S[combo == c], M[combo == c]), 5)
            for c in COMBINATIONS if (combo == c).any()}
@@ -182,6 +192,8 @@ def main(argv=None) -> int:
     p.add_argument("names", nargs="*", help=f"variants to run (default: all of {', '.join(VARIANTS)})")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds (each its own split); default 0")
     p.add_argument("--out", type=Path, default=HERE / "out" / "variants")
+    p.add_argument("--average", action="store_true",
+                   help="also score the named variants' fused models averaged (one ensemble of them), per seed")
     args = p.parse_args(argv)
     unknown = [n for n in args.names if n not in VARIANTS]
     if unknown:
@@ -200,6 +212,14 @@ def main(argv=None) -> int:
             tmp = results_path.with_suffix(".tmp")
             tmp.write_text(json.dumps(results, indent=2) + "\n")
             os.replace(tmp, results_path)
+    if args.average and len(args.names) > 1:
+        name = "+".join(args.names)
+        for seed in args.seeds:
+            d = dev_figures([args.out / run_name(n, seed) for n in args.names])
+            cv = {c: v["micro_f1"] for c, v in d["cv"].items() if isinstance(v, dict) and "micro_f1" in v}
+            rows.setdefault(name, {})[seed] = {"seed": seed, "dev_fused_detail": d, "dev_fused": None}
+            print(f"{run_name(name, seed)}: fused scores averaged | mAP both {d['mAP_both']:.4f} | CV micro-F1 "
+                  + " ".join(f"{c} {v:.4f}" for c, v in cv.items()), flush=True)
     for line in against_default(rows, args.seeds):
         print(line)
     return 0

@@ -49,3 +49,21 @@ def test_variants_are_compared_with_the_defaults_seed_by_seed():
     assert len(lines) == 1 and lines[0].startswith("members_5 - default, seeds 0, 1:")
     assert "dev mAP +0.0150 (+0.010 / +0.020)" in lines[0]
     assert "CV micro-F1 both +0.0000 (-0.020 / +0.020)" in lines[0]
+
+
+def test_runs_of_one_split_are_averaged_and_other_splits_refused(tiny_run, tmp_path):
+    mod = _bench()
+    twin = tmp_path / "twin"
+    shutil.copytree(tiny_run, twin)
+    with np.load(tiny_run / "dev_scores.npz", allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["S_fused"] = 1.0 - arrays["S_fused"]  # a model that ranks every genre the other way round
+    np.savez(twin / "dev_scores.npz", **arrays)
+    one, avg = mod.dev_figures(tiny_run), mod.dev_figures([tiny_run, twin])
+    assert avg["cv"]["all"]["n_titles"] == one["cv"]["all"]["n_titles"]
+    assert avg["mAP_both"] != one["mAP_both"]  # the average is scored, not either run
+    assert mod.dev_figures([tiny_run, tiny_run]) == one  # a run averaged with itself is itself
+    arrays["keys"] = arrays["keys"][::-1]
+    np.savez(twin / "dev_scores.npz", **arrays)
+    with pytest.raises(SystemExit, match="not the split of"):
+        mod.dev_figures([tiny_run, twin])
