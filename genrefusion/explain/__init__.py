@@ -12,10 +12,10 @@ deletion benchmark, ``benchmarks/explain.py`` with ``faithfulness.py``, checks t
   regression too, so the weights are those of the served probabilities; all variants are encoded as one batch.
   Long plots are cut into phrases instead, so that a
   title costs at most about ``WORD_BUDGET`` encoded words (``units.py``).
-* **poster**: the backbone's last feature map (``[h, w]`` = 7 x 7 cells for the 224-pixel backbones, 9 x 9 for Lite2's 260, each
-  cell seeing mostly a 32 x 32 patch of the centre crop) is mean-pooled into the features the head reads.
-  Occluding a cell replaces its features by those a blank (mean-colour) poster has there. Pooling is linear,
-  so every cell is one row of a single batched head forward, exactly what the head computes for that map.
+* **poster**: the backbone's last feature map (``[h, w]`` = 7 x 7 cells for the 224-pixel backbones, 9 x 9 for
+  Lite2's 260, each cell seeing mostly a 32 x 32 patch of the centre crop) is mean-pooled into the features the
+  head reads. Occluding a cell replaces its features by those a blank (mean-colour) poster has there. Pooling is
+  linear, so every cell is one row of a single batched head forward, exactly what the head computes for that map.
 
 The answer is plain JSON (lists, numbers, strings; no tensors)::
 
