@@ -102,15 +102,15 @@ def dev_figures(run: Path | list[Path], model: str = "fused") -> dict | None:
     runs = [run] if isinstance(run, Path) else list(run)
     if not all((r / "dev_scores.npz").is_file() for r in runs):
         return None
-    scores = []
-    for r in runs:
+    with np.load(runs[0] / "dev_scores.npz", allow_pickle=False) as z:
+        Y, M, combo, genres, keys = z["Y"], z["M"], z["combination"], list(z["genres"]), z["keys"]
+        scores = [z[f"S_{model}"]]
+    for r in runs[1:]:
         with np.load(r / "dev_scores.npz", allow_pickle=False) as z:
-            Y, M, combo, genres, keys = z["Y"], z["M"], z["combination"], list(z["genres"]), z["keys"]
+            if not (np.array_equal(z["keys"], keys) and list(z["genres"]) == genres):
+                raise SystemExit(f"{r}: not the split of {runs[0]} (other dev titles or genres); "
+                                 "average runs of one seed")
             scores.append(z[f"S_{model}"])
-        if len(scores) == 1:
-            first = (keys, genres)
-        elif not (np.array_equal(keys, first[0]) and genres == first[1]):
-            raise SystemExit(f"{r}: not the split of {runs[0]} (other dev titles or genres); average runs of one seed")
     S = np.mean(scores, axis=0)
     rule = Config.from_dict(read_json(runs[0] / "config.json", "run config")["config"]).train.threshold_rule_spec
     cv = cross_validated_f1(model, Y, S, M, *inputs_of(combo), genres, rule)
@@ -195,6 +195,8 @@ def main(argv=None) -> int:
     p.add_argument("--average", action="store_true",
                    help="also score the named variants' fused models averaged (one ensemble of them), per seed")
     args = p.parse_args(argv)
+    if args.average and len(args.names) < 2:
+        p.error("--average needs at least two variants named")
     unknown = [n for n in args.names if n not in VARIANTS]
     if unknown:
         p.error(f"unknown variant(s) {unknown}; choose from {', '.join(VARIANTS)}")
@@ -212,7 +214,7 @@ def main(argv=None) -> int:
             tmp = results_path.with_suffix(".tmp")
             tmp.write_text(json.dumps(results, indent=2) + "\n")
             os.replace(tmp, results_path)
-    if args.average and len(args.names) > 1:
+    if args.average:
         name = "+".join(args.names)
         for seed in args.seeds:
             d = dev_figures([args.out / run_name(n, seed) for n in args.names])

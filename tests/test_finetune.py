@@ -36,8 +36,10 @@ def _bn(module):
 @pytest.mark.parametrize("name", ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "resnet50"])
 def test_stem_and_top_compose_to_the_features(name, effnet, resnet_file):
     # Lite1 / Lite2 read 240 / 260 px, whose last block does not sit on a 7 x 7 grid
-    enc = {"efficientnet_lite0": effnet, "resnet50": None}.get(name) or build_image_encoder(
-        name, resnet_file if name == "resnet50" else None)
+    if name == "efficientnet_lite0":
+        enc = effnet
+    else:
+        enc = build_image_encoder(name, resnet_file if name == "resnet50" else None)
     x = torch.randn(2, 3, enc.input_size, enc.input_size)
     top = enc.top().eval()
     view = StemView(enc)

@@ -14,6 +14,7 @@ import numpy as np
 from ..errors import DatasetError
 from .dataset import Dataset
 from .records import GenreVocab, Title
+from .split import split_key
 from .validate import validate_dataset
 
 
@@ -62,7 +63,7 @@ def load_corpus(datasets: Sequence[Dataset], split=None, min_genre_count: int = 
             part = split.part_of(ds.name, t.id) if split is not None else ""
             titles.append(t)
             ds_index.append(d)
-            keys.append(f"{ds.name}/{t.id}")
+            keys.append(split_key(ds.name, t.id, True))
             parts.append(part or "")
             posters.append(ds.poster_path(t) if report.poster_ok(t) else None)
             plots.append(t.plot.strip() if report.plot_ok(t) else None)
