@@ -162,6 +162,10 @@ class TrainConfig:
     # torch intra-op threads while training/scoring the models (0 = torch's default). 1 by default: the
     # heads are small, and on a busy 2-core box 2 spinning threads made an epoch ~10x slower (measured).
     threads: int = _f(1, min=0)
+    # Cross-fitting: processes that train folds beside the main one (genrefusion.training.fold_worker) when
+    # every fold's baselines are already cached, so that no background fit uses the spare cores (a warm re-run).
+    # Each fold is seeded by itself, so the models are the same as one process would train.
+    fold_workers: int = _f(1, min=0, max=8)
 
     @property
     def threshold_rule_spec(self) -> str:

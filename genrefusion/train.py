@@ -382,26 +382,21 @@ def train_folds(job: Job, datasets) -> FoldScores:
     """``train.crossfit = K``: K runs of ``train_models``, fold k of train + dev as run k's dev (each in
     ``RUN/folds/<k>``, resumable like any stage), each fold's baselines fitted alike; the fold models merged
     into one ensemble (``models.merge``). ``job.dev_rows`` becomes every train + dev title, in fold order, so
-    evaluation tunes the lexical blend and the thresholds on their out-of-fold scores."""
-    from .data.split import make_folds, split_key
+    evaluation tunes the lexical blend and the thresholds on their out-of-fold scores. Fold workers
+    (``training.fold_worker``) may train some folds first; their stages are then read here as finished."""
     from .models.build import build_models
     from .models.merge import merge_fold_models
 
     cfg, corpus, K = job.cfg, job.corpus, job.cfg.train.crossfit
-    pool = np.sort(np.concatenate([job.train_rows, job.dev_rows]))
-    qualified = len(datasets) > 1
-    row_of = {split_key(corpus.datasets[corpus.ds_index[i]].name, corpus.titles[i].id, qualified): i for i in pool}
-    fold_rows = [np.sort([row_of[k] for k in f]) for f in make_folds(datasets, K, cfg.seed, row_of.__contains__)]
-    log.info("cross-fitting: %d folds of %d train + dev titles (%s)", K, len(pool),
+    fold_rows = fold_partition(job, datasets)
+    log.info("cross-fitting: %d folds of %d train + dev titles (%s)", K, sum(map(len, fold_rows)),
              ", ".join(str(len(f)) for f in fold_rows))
+    train_with_fold_workers(job, fold_rows)
     fold_models: list[dict] = []
     dev: dict[str, list] = {}
     served = None
     for k, rows in enumerate(fold_rows):
-        fjob = dataclasses.replace(
-            job, run=RunDir(job.run.root / "folds" / str(k)), cfg=cfg.replace({"seed": cfg.seed + 1000 * k}),
-            train_rows=np.setdiff1d(pool, rows), dev_rows=rows, training={}, trained={}, plot_candidates={},
-            baseline_fit=None, timings={})
+        fjob = fold_job(job, k, fold_rows)
         log.info("cross-fitting: fold %d/%d (%d training titles, %d out-of-fold)", k + 1, K,
                  len(fjob.train_rows), len(rows))
         start_background_baselines(fjob)
@@ -434,6 +429,79 @@ def train_folds(job: Job, datasets) -> FoldScores:
     if not dist.is_main():
         return FoldScores({}, {}, {})
     return FoldScores({n: np.concatenate(v) for n, v in dev.items()}, *served)
+
+
+def fold_partition(job: Job, datasets) -> list[np.ndarray]:
+    """Train + dev cut into ``train.crossfit`` folds (``data.split.make_folds``: grouped by ``imdb_id``,
+    stratified), as sorted corpus rows."""
+    from .data.split import make_folds, split_key
+
+    corpus = job.corpus
+    pool = np.sort(np.concatenate([job.train_rows, job.dev_rows]))
+    qualified = len(datasets) > 1
+    row_of = {split_key(corpus.datasets[corpus.ds_index[i]].name, corpus.titles[i].id, qualified): i for i in pool}
+    return [np.sort([row_of[k] for k in f])
+            for f in make_folds(datasets, job.cfg.train.crossfit, job.cfg.seed, row_of.__contains__)]
+
+
+def fold_job(job: Job, k: int, fold_rows: list[np.ndarray]) -> Job:
+    """Fold k's run: trained on the other folds, stopped early on fold k, in ``RUN/folds/<k>``, its own seed."""
+    rows = fold_rows[k]
+    return dataclasses.replace(
+        job, run=RunDir(job.run.root / "folds" / str(k)), cfg=job.cfg.replace({"seed": job.cfg.seed + 1000 * k}),
+        train_rows=np.setdiff1d(np.concatenate(fold_rows), rows), dev_rows=rows, training={}, trained={},
+        plot_candidates={}, baseline_fit=None, timings={})
+
+
+def train_claimed_folds(job: Job, fold_rows: list[np.ndarray], claims: Path) -> list[int]:
+    """Train every fold no other process has claimed (``training.fold_worker.claim``); the folds trained."""
+    from .training.fold_worker import claim
+
+    done = []
+    for k in range(len(fold_rows)):
+        if claim(claims, k):
+            log.info("cross-fitting: training fold %d/%d", k + 1, len(fold_rows))
+            train_models(fold_job(job, k, fold_rows))
+            done.append(k)
+    return done
+
+
+FOLD_WORKER_MIN_TITLES = 2000  # below this a fold trains in seconds: a worker's start-up would cost more
+
+
+def fold_workers_wanted(job: Job, fold_rows: list[np.ndarray]) -> int:
+    """``train.fold_workers``, capped by the cores the training threads leave idle; 0 on an accelerator, under
+    torchrun, for a small pool, or when a fold's baselines are not cached yet (their background fit needs the
+    spare core)."""
+    from .training.baseline_cache import is_cached
+
+    tc = job.cfg.train
+    if not tc.fold_workers or not tc.threads or job.device.type != "cpu" or dist.info().enabled:
+        return 0
+    n = min(tc.fold_workers, (os.cpu_count() or 1) // tc.threads - 1, len(fold_rows) - 1)
+    if n <= 0 or sum(map(len, fold_rows)) < FOLD_WORKER_MIN_TITLES:
+        return 0
+    for k in range(len(fold_rows)):
+        fjob = fold_job(job, k, fold_rows)
+        if not is_cached(job.cache_root, *baseline_inputs(fjob), seed=fjob.cfg.seed):
+            return 0
+    return n
+
+
+def train_with_fold_workers(job: Job, fold_rows: list[np.ndarray]) -> None:
+    """When workers are wanted, train the folds with them, each process claiming the next free fold."""
+    from .training.fold_worker import FoldWorkers
+
+    n = fold_workers_wanted(job, fold_rows)
+    workers = FoldWorkers.start(job.run.root, n) if n else None
+    if workers is None:
+        return
+    try:
+        train_claimed_folds(job, fold_rows, workers.claims)
+    except BaseException:
+        workers.stop()
+        raise
+    workers.wait()
 
 
 # -- 1. data ------------------------------------------------------------------------------------------------

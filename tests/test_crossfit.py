@@ -160,3 +160,62 @@ def test_crossfit_resumes_inside_a_fold(tiny_run_data, tiny_run_cache, crossfit_
     for name in ("poster", "plot", "fused"):
         for k in ("micro_f1", "mAP"):
             assert got["models"][name][k] == pytest.approx(ref["models"][name][k], abs=1e-6), (name, k)
+
+
+def test_fold_workers_train_the_folds_one_process_would(tiny_run_data, tiny_run_cache, crossfit_run, tmp_path,
+                                                        monkeypatch):
+    """A re-run (every fold's baselines cached): a worker process claims folds beside the main one, and the run
+    ends with the models, thresholds and metrics of the one-process run."""
+    import os
+    import time
+
+    _, cfg, ref = crossfit_run
+    monkeypatch.setenv("GENREFUSION_CACHE", str(tiny_run_cache))
+    monkeypatch.setattr(T, "FOLD_WORKER_MIN_TITLES", 0)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    real = T.train_claimed_folds
+
+    def after_the_worker_claims(job, fold_rows, claims):  # tiny folds train in seconds: let the worker start
+        deadline = time.monotonic() + 120
+        while not any(claims.iterdir()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return real(job, fold_rows, claims)
+
+    monkeypatch.setattr(T, "train_claimed_folds", after_the_worker_claims)
+    run = tmp_path / "run"
+    got = T.main(tiny_run_data, run, cfg, progress=False, write_report=False, device="cpu")
+    log = (run / "train.log").read_text()
+    assert "1 fold worker process(es)" in log
+    assert "] trained folds 0" in log  # the worker's own lines, tagged, in the run's log
+    assert "a fold worker failed" not in log
+    for name in ("poster", "plot", "fused", "tfidf_logreg"):
+        for k in ("micro_f1", "macro_f1", "mAP"):
+            assert got["models"][name][k] == pytest.approx(ref["models"][name][k], abs=1e-6), (name, k)
+    assert got["thresholds"] == ref["thresholds"]
+
+
+def test_fold_workers_wait_for_cached_baselines(tiny_run_data, tiny_run_cache, crossfit_run, monkeypatch):
+    """No worker while a fold's baselines still need fitting (their background fit takes the spare core), with
+    fold_workers = 0, or with no spare core."""
+    import dataclasses
+    import os
+
+    _, cfg, _ = crossfit_run
+    monkeypatch.setenv("GENREFUSION_CACHE", str(tiny_run_cache))
+    monkeypatch.setattr(T, "FOLD_WORKER_MIN_TITLES", 0)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    from genrefusion.data.dataset import open_datasets
+    from genrefusion.training.rundir import RunDir
+
+    datasets = open_datasets(tiny_run_data)
+    job = T.Job(RunDir(crossfit_run[0]), cfg, list(T.ALL_MODELS), False, torch.device("cpu"), 0.0)
+    T.prepare_data(job, datasets)
+    T.compute_features(job)
+    folds = T.fold_partition(job, datasets)
+    assert T.fold_workers_wanted(job, folds) == 1
+    assert T.fold_workers_wanted(dataclasses.replace(job, cfg=cfg.replace({"train.fold_workers": 0})), folds) == 0
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    assert T.fold_workers_wanted(job, folds) == 0
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    other = dataclasses.replace(job, cfg=cfg.replace({"seed": cfg.seed + 7}))  # other fold seeds: nothing cached
+    assert T.fold_workers_wanted(other, folds) == 0

@@ -105,6 +105,12 @@ def entry_folder(cache_root, *args, seed: int) -> Path | None:
     return Path(cache_root) / NAMESPACE / baseline_key(*args, seed) if cache_root is not None else None
 
 
+def is_cached(cache_root, *args, seed: int) -> bool:
+    """Whether the fit of these inputs (``baseline_key``'s arguments) is in the cache already."""
+    folder = entry_folder(cache_root, *args, seed=seed)
+    return folder is not None and (folder / CONFIG).is_file()
+
+
 class BackgroundFit:
     """``fit_baselines_cached`` run by a child process (``python -m genrefusion.training.baseline_cache``) on
     one thread; its inputs travel through a temporary folder (npz without pickles + JSON). ``wait()`` before
@@ -118,8 +124,7 @@ class BackgroundFit:
     def start(cls, cache_root, plots_tr, plots_dev, feats_tr: dict, feats_dev: dict, Ytr, Mtr, Ydev, Mdev,
               seed: int = 0) -> BackgroundFit | None:
         args = (plots_tr, plots_dev, feats_tr, feats_dev, Ytr, Mtr, Ydev, Mdev)
-        folder = entry_folder(cache_root, *args, seed=seed)
-        if folder is None or (folder / CONFIG).is_file() or len(plots_tr) < BACKGROUND_MIN_TITLES:
+        if cache_root is None or is_cached(cache_root, *args, seed=seed) or len(plots_tr) < BACKGROUND_MIN_TITLES:
             return None
         tmp = tempfile.TemporaryDirectory(prefix="genrefusion-baselines-")
         try:

@@ -164,10 +164,11 @@ def finished_run(out: Path, write_report: bool = True, progress: bool = False) -
 
 
 # -- outputs ----------------------------------------------------------------------------------------------
-def setup_log(path: Path) -> logging.Handler:
-    """``train.log``: what the training and evaluation loggers say, with timestamps."""
+def setup_log(path: Path, tag: str = "") -> logging.Handler:
+    """``train.log``: what the training and evaluation loggers say, with timestamps (each line after ``tag``:
+    a fold worker appends to its run's log too)."""
     h = logging.FileHandler(path, encoding="utf-8")
-    h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    h.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)s %(name)s: {tag}%(message)s"))
     for name in LOGGERS:
         lg = logging.getLogger(name)
         lg.addHandler(h)
