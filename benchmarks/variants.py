@@ -54,6 +54,8 @@ VARIANTS = {
     # the loss (train.loss; "bce" is the default)
     "loss_focal": {"train.loss": "focal"},
     "loss_asl": {"train.loss": "asl"},
+    "label_smoothing_0.05": {"train.label_smoothing": 0.05},
+    "label_smoothing_0.1": {"train.label_smoothing": 0.1},
     # sparsely labelled datasets' negatives down-weighted (train.negative_weight; "none" is the default)
     "negative_weight_density": {"train.negative_weight": "density"},
     # the fused stage's branch learning rate (train.branch_lr_factor; 0.1 is the default) and sampling

@@ -115,6 +115,8 @@ class TrainConfig:
     # The loss: "bce", "focal" (gamma 2) or "asl" (asymmetric loss: gamma 4 on negatives, 0 on positives,
     # negatives scored below 0.05 ignored), each masked to labelled entries, pos_weight on the positives.
     loss: Literal["bce", "focal", "asl"] = "bce"
+    # Label smoothing of the training targets (eps: 1 -> 1 - eps/2, 0 -> eps/2); dev losses are unsmoothed.
+    label_smoothing: float = _f(0.0, min=0.0, max=0.5)
     # Negatives of sparsely labelled datasets: "none" (every labelled negative counts 1) or "density" (a dataset's
     # negatives count its genres per training title over the densest dataset's: catalogues that list fewer
     # genres per title leave true genres unlisted, which would otherwise be learnt as negatives).

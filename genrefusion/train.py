@@ -193,6 +193,7 @@ def fit_stage(run: RunDir, spec: StageSpec, batcher: Batcher, corpus: Corpus, cf
         raise DatasetError(f"stage {spec.name}: no training title has the inputs this model needs")
     tc = cfg.train
     loss_fn = lambda lo, y, m: masked_bce(lo, y, m, pos_weight, tc.loss)  # noqa: E731
+    train_loss_fn = lambda lo, y, m: masked_bce(lo, y, m, pos_weight, tc.loss, tc.label_smoothing)  # noqa: E731
     optimizer = torch.optim.AdamW(spec.param_groups, weight_decay=tc.weight_decay)
     drop_last = len(spec.train_rows) > tc.batch_size  # a trailing batch of 1 would upset BatchNorm
     steps = max(1, len(spec.train_rows) // tc.batch_size if drop_last else 1)
@@ -215,7 +216,7 @@ def fit_stage(run: RunDir, spec: StageSpec, batcher: Batcher, corpus: Corpus, cf
         sampler, batch_size = dist.epoch_sampler(RowSet(rows), g, s, tc.batch_size, drop_last)
         loader = row_loader(rows, batcher.for_training(), batch_size, sampler=sampler, drop_last=drop_last,
                             **decode_workers(batcher.inputs, cfg, s))
-        train_loss = dist.mean_over_ranks(train_one_epoch(train_model, loss_fn, optimizer, scheduler, loader, epoch,
+        train_loss = dist.mean_over_ranks(train_one_epoch(train_model, train_loss_fn, optimizer, scheduler, loader, epoch,
                                                           spec.name, spec.modality_dropout, g, progress))
         dist.sync_buffers(model)  # every rank evaluates (and keeps as best) rank 0's BatchNorm statistics
         S, dev_loss = dist.gather_scores(*score_loader(model, dev_loader, loss_fn), len(spec.dev_rows))
@@ -391,7 +392,7 @@ def train_folds(job: Job, datasets) -> FoldScores:
     fold_rows = fold_partition(job, datasets)
     log.info("cross-fitting: %d folds of %d train + dev titles (%s)", K, sum(map(len, fold_rows)),
              ", ".join(str(len(f)) for f in fold_rows))
-    train_with_fold_workers(job, fold_rows)
+    train_with_fold_workers(job, datasets, fold_rows)
     fold_models: list[dict] = []
     dev: dict[str, list] = {}
     served = None
@@ -488,12 +489,13 @@ def fold_workers_wanted(job: Job, fold_rows: list[np.ndarray]) -> int:
     return n
 
 
-def train_with_fold_workers(job: Job, fold_rows: list[np.ndarray]) -> None:
+def train_with_fold_workers(job: Job, datasets, fold_rows: list[np.ndarray]) -> None:
     """When workers are wanted, train the folds with them, each process claiming the next free fold."""
     from .training.fold_worker import FoldWorkers
 
     n = fold_workers_wanted(job, fold_rows)
-    workers = FoldWorkers.start(job.run.root, n) if n else None
+    stored = {"config": job.cfg.to_dict(), "data": [str(ds.root.resolve()) for ds in datasets], "models": job.models}
+    workers = FoldWorkers.start(job.run.root, n, stored) if n else None
     if workers is None:
         return
     try:

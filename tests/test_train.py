@@ -136,6 +136,21 @@ def test_focal_and_asymmetric_losses_follow_their_formulas():
         assert torch.allclose(T.masked_bce(x, y, m, pw, kind), T.masked_bce(x, y2, m, pw, kind))
 
 
+def test_label_smoothing_softens_the_targets_of_labelled_entries_only():
+    """train.label_smoothing eps: BCE against 1 - eps/2 and eps/2, pos_weight kept; masked entries still free."""
+    x = torch.tensor([[2.0, -1.0, 0.5]])
+    y = torch.tensor([[1.0, 0.0, 1.0]])
+    m = torch.tensor([[1.0, 1.0, 0.0]])
+    pw = torch.full((3,), 2.0)
+    soft = torch.tensor([[0.95, 0.05, 0.95]])
+    full = torch.nn.functional.binary_cross_entropy_with_logits(x, soft, pos_weight=pw, reduction="none")
+    assert torch.allclose(T.masked_bce(x, y, m, pw, "bce", 0.1), full[m.bool()].mean())
+    assert torch.allclose(T.masked_bce(x, y, m, pw, "bce", 0.0), T.masked_bce(x, y, m, pw))
+    y2 = y.clone()
+    y2[0, 2] = 0.0
+    assert torch.allclose(T.masked_bce(x, y, m, pw, "bce", 0.1), T.masked_bce(x, y2, m, pw, "bce", 0.1))
+
+
 def test_loss_mask_density_weighs_a_sparse_datasets_negatives():
     # dataset 0 lists 2 genres a title, dataset 1 one: its negatives count half; unlabelled entries stay 0
     Y = np.array([[1, 1, 0, 0], [0, 1, 1, 0], [1, 0, 0, 0], [0, 0, 1, 0], [0, 1, 0, 0]], np.float32)

@@ -11,13 +11,16 @@ import torch.nn.functional as F
 LOSS_SHAPES = {"focal": (2.0, 2.0, 0.0), "asl": (0.0, 4.0, 0.05)}
 
 
-def masked_bce(logits, y, m, pos_weight=None, kind: str = "bce") -> torch.Tensor:
+def masked_bce(logits, y, m, pos_weight=None, kind: str = "bce", smoothing: float = 0.0) -> torch.Tensor:
     """BCE over labelled entries only: an unlabelled genre is neither positive nor negative. Logits
     ``[members, B, G]`` (an ensemble while training): the mean of the members' losses. ``kind`` "focal" or
     "asl" down-weights easy entries (each side's ``(1 - p_correct) ** gamma``; ASL also discards negatives
-    scored below its margin), with ``pos_weight`` still on the positives."""
+    scored below its margin), with ``pos_weight`` still on the positives. ``smoothing`` eps: targets
+    ``y (1 - eps) + eps / 2``."""
     if logits.dim() == y.dim() + 1:
         y, m = y.expand_as(logits), m.expand_as(logits)
+    if smoothing:
+        y = y * (1 - smoothing) + smoothing / 2
     if kind == "bce":
         loss = F.binary_cross_entropy_with_logits(logits, y, pos_weight=pos_weight, reduction="none")
     else:
