@@ -454,13 +454,14 @@ def fold_job(job: Job, k: int, fold_rows: list[np.ndarray]) -> Job:
         plot_candidates={}, baseline_fit=None, timings={})
 
 
-def train_claimed_folds(job: Job, fold_rows: list[np.ndarray], claims: Path) -> list[int]:
-    """Train every fold no other process has claimed (``training.fold_worker.claim``); the folds trained."""
+def train_claimed_folds(job: Job, fold_rows: list[np.ndarray], claims: Path, go_on=lambda: True) -> list[int]:
+    """Train every fold no other process has claimed (``training.fold_worker.claim``) while ``go_on()``; the folds
+    trained."""
     from .training.fold_worker import claim
 
     done = []
     for k in range(len(fold_rows)):
-        if claim(claims, k):
+        if go_on() and claim(claims, k):
             log.info("cross-fitting: training fold %d/%d", k + 1, len(fold_rows))
             train_models(fold_job(job, k, fold_rows))
             done.append(k)

@@ -219,3 +219,21 @@ def test_fold_workers_wait_for_cached_baselines(tiny_run_data, tiny_run_cache, c
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
     other = dataclasses.replace(job, cfg=cfg.replace({"seed": cfg.seed + 7}))  # other fold seeds: nothing cached
     assert T.fold_workers_wanted(other, folds) == 0
+
+
+def test_a_failed_fold_worker_leaves_its_folds_to_the_main_process(tiny_run_data, tiny_run_cache, crossfit_run,
+                                                                   tmp_path, monkeypatch):
+    import os
+    import sys
+
+    _, cfg, ref = crossfit_run
+    monkeypatch.setenv("GENREFUSION_CACHE", str(tiny_run_cache))
+    monkeypatch.setattr(T, "FOLD_WORKER_MIN_TITLES", 0)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(sys, "executable", "/bin/false")  # the worker exits 1 at once
+    run = tmp_path / "run"
+    got = T.main(tiny_run_data, run, cfg, progress=False, write_report=False, device="cpu")
+    log = (run / "train.log").read_text()
+    assert "a fold worker failed (exit code 1)" in log
+    assert got["models"]["fused"]["micro_f1"] == pytest.approx(ref["models"]["fused"]["micro_f1"], abs=1e-6)
+    assert got["thresholds"] == ref["thresholds"]

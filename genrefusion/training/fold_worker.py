@@ -92,6 +92,7 @@ def main(argv: list[str]) -> None:
     from ..train import Job, compute_features, fold_partition, prepare_data, train_claimed_folds
     from .rundir import RunDir, close_log, setup_log
 
+    parent = os.getppid()  # a worker whose main process died stops after its current fold
     run, folder = Path(argv[0]), Path(argv[1])
     stored = read_json(folder / "job.json", "fold worker job")
     handler = setup_log(run / "train.log", tag=f"[fold worker {os.getpid()}] ")
@@ -101,7 +102,8 @@ def main(argv: list[str]) -> None:
                   time.perf_counter())
         prepare_data(job, datasets)  # the run's split.json, written before any worker starts
         compute_features(job)  # from the feature cache the main process has just filled
-        done = train_claimed_folds(job, fold_partition(job, datasets), folder / "claims")
+        done = train_claimed_folds(job, fold_partition(job, datasets), folder / "claims",
+                                   lambda: os.getppid() == parent)
         log.info("trained folds %s", ", ".join(map(str, done)) or "none")
     finally:
         close_log(handler)
