@@ -30,6 +30,7 @@ import dataclasses
 import logging
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -216,8 +217,8 @@ def fit_stage(run: RunDir, spec: StageSpec, batcher: Batcher, corpus: Corpus, cf
         sampler, batch_size = dist.epoch_sampler(RowSet(rows), g, s, tc.batch_size, drop_last)
         loader = row_loader(rows, batcher.for_training(), batch_size, sampler=sampler, drop_last=drop_last,
                             **decode_workers(batcher.inputs, cfg, s))
-        train_loss = dist.mean_over_ranks(train_one_epoch(train_model, train_loss_fn, optimizer, scheduler, loader, epoch,
-                                                          spec.name, spec.modality_dropout, g, progress))
+        train_loss = dist.mean_over_ranks(train_one_epoch(train_model, train_loss_fn, optimizer, scheduler, loader,
+                                                          epoch, spec.name, spec.modality_dropout, g, progress))
         dist.sync_buffers(model)  # every rank evaluates (and keeps as best) rank 0's BatchNorm statistics
         S, dev_loss = dist.gather_scores(*score_loader(model, dev_loader, loss_fn), len(spec.dev_rows))
         score = selection_score(tc.select_metric, Yd, S, Md) if len(spec.dev_rows) else -train_loss
@@ -495,8 +496,10 @@ def train_with_fold_workers(job: Job, datasets, fold_rows: list[np.ndarray]) -> 
     from .training.fold_worker import FoldWorkers
 
     n = fold_workers_wanted(job, fold_rows)
+    if not n:
+        return
     stored = {"config": job.cfg.to_dict(), "data": [str(ds.root.resolve()) for ds in datasets], "models": job.models}
-    workers = FoldWorkers.start(job.run.root, n, stored) if n else None
+    workers = FoldWorkers.start([sys.executable, "-m", "genrefusion.train"], job.run.root, n, stored)
     if workers is None:
         return
     try:
@@ -505,6 +508,28 @@ def train_with_fold_workers(job: Job, datasets, fold_rows: list[np.ndarray]) -> 
         workers.stop()
         raise
     workers.wait()
+
+
+def run_fold_worker(argv: list[str]) -> None:
+    """A fold worker (``python -m genrefusion.train RUN FOLDER``, started by ``train_with_fold_workers``): the job
+    rebuilt from ``FOLDER/job.json``, then every fold it can claim trained into ``RUN/folds``."""
+    from .io import read_json
+
+    parent = os.getppid()  # a worker whose main process died stops after its current fold
+    run, folder = Path(argv[0]), Path(argv[1])
+    stored = read_json(folder / "job.json", "fold worker job")
+    handler = setup_log(run / "train.log", tag=f"[fold worker {os.getpid()}] ")
+    try:
+        datasets = open_datasets(stored["data"])
+        job = Job(RunDir(run), Config.from_dict(stored["config"]), stored["models"], False, torch.device("cpu"),
+                  time.perf_counter())
+        prepare_data(job, datasets)  # the run's split.json, written before any worker starts
+        compute_features(job)  # from the feature cache the main process has just filled
+        done = train_claimed_folds(job, fold_partition(job, datasets), folder / "claims",
+                                   lambda: os.getppid() == parent)
+        log.info("trained folds %s", ", ".join(map(str, done)) or "none")
+    finally:
+        close_log(handler)
 
 
 # -- 1. data ------------------------------------------------------------------------------------------------
@@ -899,3 +924,7 @@ def write_outputs(job: Job, ev: Evaluation, write_report: bool) -> dict:
     log.info("done in %.1fs: %s", timings["total_s"], ", ".join(
         f"{k} micro-F1 {v['micro_f1']:.3f}" for k, v in ev.metrics.items() if v.get("micro_f1") is not None))
     return result
+
+
+if __name__ == "__main__":  # a fold worker (train_with_fold_workers)
+    run_fold_worker(sys.argv[1:])

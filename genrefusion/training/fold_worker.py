@@ -2,19 +2,19 @@
 
 A cold run already keeps two cores busy: the main process trains fold k while a background process fits fold k's
 baselines. On a re-run those baselines come from the cache and the second core idles through five fold trainings,
-so ``train_folds`` starts ``train.fold_workers`` of these processes (``python -m genrefusion.training.fold_worker
-RUN FOLDER``). Each rebuilds the run's job from the main process's config, data and models (``FOLDER/job.json``)
-and ``RUN/split.json`` (the features come from the warm cache), then trains every fold that no other process has claimed: a claim is a file created with
-``O_EXCL`` in the run's claims folder. Folds are seeded by themselves and train on one thread here as in the main
-process, so the stages a worker writes into ``RUN/folds/<k>`` are the ones the main process would have trained;
-the main process then reads them as finished stages (and trains whatever a failed worker left, resuming it)."""
+so ``train_folds`` starts ``train.fold_workers`` of these processes (``python -m genrefusion.train RUN FOLDER``,
+``train.run_fold_worker``; FOLDER a temporary folder of the main process). Each rebuilds the run's job from the main process's
+config, data and models (``FOLDER/job.json``) and ``RUN/split.json``, with the features from the warm cache, then
+trains every fold that no other process has claimed: a claim is a file created with ``O_EXCL`` in
+``FOLDER/claims``. Folds are seeded by themselves and train on one thread here as in the main process, so the
+stages a worker writes into ``RUN/folds/<k>`` are the ones the main process would have trained; the main process
+then reads them as finished stages (and trains whatever a failed worker left, resuming it)."""
 from __future__ import annotations
 
 import json
 import logging
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -42,8 +42,9 @@ class FoldWorkers:
         return Path(self.tmp.name) / "claims"
 
     @classmethod
-    def start(cls, run_root: Path, n: int, job: dict) -> FoldWorkers | None:
-        """``n`` workers for the run in ``run_root``; ``job``: its ``config`` (a dict), ``data`` and ``models``."""
+    def start(cls, command: list[str], run_root: Path, n: int, job: dict) -> FoldWorkers | None:
+        """``n`` workers (``command RUN FOLDER`` each) for the run in ``run_root``; ``job``: its ``config`` (a
+        dict), ``data`` and ``models``."""
         tmp = tempfile.TemporaryDirectory(prefix="genrefusion-folds-")
         (Path(tmp.name) / "claims").mkdir()
         (Path(tmp.name) / "job.json").write_text(json.dumps(job))
@@ -53,7 +54,7 @@ class FoldWorkers:
             for i in range(n):
                 with open(Path(tmp.name) / f"stderr{i}.txt", "wb") as errfile:  # a file: a full pipe would block
                     procs.append(subprocess.Popen(
-                        [sys.executable, "-m", __name__, str(run_root), tmp.name], env=env,
+                        [*command, str(run_root), tmp.name], env=env,
                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errfile))
         except OSError as err:  # no process: this one trains every fold, as without workers
             workers = cls(procs, tmp)
@@ -81,33 +82,3 @@ class FoldWorkers:
             proc.kill()
             proc.wait()
         self.tmp.cleanup()
-
-
-def main(argv: list[str]) -> None:
-    import torch
-
-    from ..config import Config
-    from ..data.dataset import open_datasets
-    from ..io import read_json
-    from ..train import Job, compute_features, fold_partition, prepare_data, train_claimed_folds
-    from .rundir import RunDir, close_log, setup_log
-
-    parent = os.getppid()  # a worker whose main process died stops after its current fold
-    run, folder = Path(argv[0]), Path(argv[1])
-    stored = read_json(folder / "job.json", "fold worker job")
-    handler = setup_log(run / "train.log", tag=f"[fold worker {os.getpid()}] ")
-    try:
-        datasets = open_datasets(stored["data"])
-        job = Job(RunDir(run), Config.from_dict(stored["config"]), stored["models"], False, torch.device("cpu"),
-                  time.perf_counter())
-        prepare_data(job, datasets)  # the run's split.json, written before any worker starts
-        compute_features(job)  # from the feature cache the main process has just filled
-        done = train_claimed_folds(job, fold_partition(job, datasets), folder / "claims",
-                                   lambda: os.getppid() == parent)
-        log.info("trained folds %s", ", ".join(map(str, done)) or "none")
-    finally:
-        close_log(handler)
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])
