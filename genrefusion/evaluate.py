@@ -98,7 +98,9 @@ def score_models(Y, M, scores: dict, thresholds: dict, image_ok, text_ok, kinds,
     image_ok, text_ok, kinds = np.asarray(image_ok, bool), np.asarray(text_ok, bool), np.asarray(kinds)
     combo = combination_keys(image_ok, text_ok)
     groups = {"by_combination": {c: combo == c for c in COMBINATIONS if (combo == c).any()},
-              "by_kind": {k: kinds == k for k in ("movie", "tv", "unknown") if (kinds == k).any()}}
+              "by_kind": {k: kinds == k for k in ("movie", "tv", "unknown") if (kinds == k).any()},
+              # for the verdicts only: a single-input model meets its probe on the titles with its input
+              "with_input": {p: ok for p, ok in (("with_poster", image_ok), ("with_plot", text_ok)) if ok.any()}}
     parts = [("models", None, np.ones(len(Y), bool))] + [(by, part, sel) for by, ps in groups.items()
                                                          for part, sel in ps.items()]
     out = {"models": {}, **{by: {part: {} for part in ps} for by, ps in groups.items()}}
@@ -120,24 +122,28 @@ def score_models(Y, M, scores: dict, thresholds: dict, image_ok, text_ok, kinds,
     out["n_by_combination"] = {c: int(sel.sum()) for c, sel in groups["by_combination"].items()}
     out["n_by_kind"] = {k: int(sel.sum()) for k, sel in groups["by_kind"].items()}
     out["bootstrap"] = {"draws": BOOTSTRAP_DRAWS, "level": CI_LEVEL, "method": "percentile; titles resampled"}
-    out["probe_verdicts"] = probe_verdicts(out, micro_draws)
+    out["probe_verdicts"] = probe_verdicts(out, micro_draws, out.pop("with_input"))
     return out
 
 
-def probe_verdicts(scored: dict, micro_draws: dict | None = None) -> list[dict]:
-    """Does each model beat the linear probe on its own inputs (micro-F1), on all titles and per combination?
+def probe_verdicts(scored: dict, micro_draws: dict | None = None, with_input: dict | None = None) -> list[dict]:
+    """Does each model beat the linear probe on its own inputs (micro-F1), overall and per combination?
     With ``micro_draws`` ((titles, model) -> bootstrap micro-F1 on the same draws), each verdict carries the 95 %
     interval of the difference (model - probe): an interval that holds 0 means the test titles cannot tell them
-    apart."""
+    apart. ``with_input`` ('with_poster' / 'with_plot' -> model -> metrics): a single-input model's overall verdict
+    is read on the titles with its input instead of all titles. On the others the model and its probe both answer
+    from priors, which the pooled thresholds turn into a guess for one and into nothing for the other."""
     needs = {"both": {"poster", "plot"}, "poster": {"poster"}, "plot": {"plot"}}
     rows = []
     for name in scored["models"]:
         probe = probe_for(name) if not name.startswith(("linear_probe_", "tfidf", "always")) else None
         if probe is None or probe not in scored["models"]:
             continue
+        reads = model_reads(name)
+        overall = f"with_{reads[0]}" if len(reads) == 1 and f"with_{reads[0]}" in (with_input or {}) else "all"
         # the titles where the model reads an input (a poster model on plot-only titles only has its priors)
-        parts = [("all", scored["models"])] + [(c, m) for c, m in scored["by_combination"].items()
-                                               if set(model_reads(name)) & needs[c]]
+        parts = [(overall, with_input[overall] if overall != "all" else scored["models"])] + \
+            [(c, m) for c, m in scored["by_combination"].items() if set(reads) & needs[c]]
         for part, models in parts:
             ours, theirs = models[name].get("micro_f1"), models[probe].get("micro_f1")
             if ours is None or theirs is None:

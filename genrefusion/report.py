@@ -387,7 +387,7 @@ def _breakdown_table(by: dict, counts: dict) -> str:
 
 
 _PART = {"all": "all titles", "both": "titles with poster and plot", "poster": "poster-only titles",
-         "plot": "plot-only titles"}
+         "plot": "plot-only titles", "with_poster": "titles with a poster", "with_plot": "titles with a plot"}
 
 
 def _difference(v: dict) -> str:
@@ -458,7 +458,8 @@ def _breakdown_html(m: dict) -> list[str]:
         parts += ["<h3>By kind</h3>", _breakdown_table(m["by_kind"], split.get("test_by_kind") or {})]
     if "probe_verdicts" in m:
         parts += ["<h3>Against the linear probes</h3><p>One-vs-rest logistic regression on the same frozen "
-                  "features: a model that does not beat it has not earned its extra layers.</p>",
+                  "features: a model that does not beat it has not earned its extra layers. The poster and plot models "
+                  "meet their probes on the titles with their input: on the others both only have priors.</p>",
                   _verdicts_html(m["probe_verdicts"])]
     return parts
 

@@ -98,10 +98,15 @@ def test_every_figure_is_broken_down_by_combination_and_kind(combo_run):
         for part, models in m[by].items():
             assert set(models) == names
             assert all(models[n]["n_titles"] == counts[part] for n in names)
-    # a verdict against the linear probe for each model, on all titles and each combination it reads
+    # a verdict against the linear probe for each model, overall and on each combination it reads; a single-input
+    # model's overall verdict is read on the titles with its input (on the others both it and its probe guess)
     v = {(x["model"], x["titles"]): x for x in m["probe_verdicts"]}
     assert ("fused", "all") in v and v[("fused", "all")]["probe"] == "linear_probe_fused"
-    assert v[("plot", "all")]["probe"] == "linear_probe_plot" and ("poster", "plot") not in v
+    assert v[("plot", "with_plot")]["probe"] == "linear_probe_plot" and ("poster", "plot") not in v
+    assert ("plot", "all") not in v and ("poster", "all") not in v
+    by = m["split"]["test_by_combination"]
+    assert v[("plot", "with_plot")]["n"] == by.get("both", 0) + by.get("plot", 0)
+    assert v[("poster", "with_poster")]["n"] == by.get("both", 0) + by.get("poster", 0)
     for x in v.values():
         assert x["beats"] == (x["micro_f1"] > x["probe_micro_f1"])
         lo, hi = x["difference_ci95"]  # paired bootstrap interval of model - probe
