@@ -134,6 +134,17 @@ def test_limits(client):
     assert r.status_code == 400 and "titles[0]" in r.json()["error"]
 
 
+@pytest.mark.parametrize("path", ["/predict", "/explain"])
+def test_a_json_body_on_a_form_endpoint_is_pointed_to_the_batch_endpoint(client, path):
+    r = client.post(path, json={"plot": PLOT})  # a form endpoint sees no field at all in a JSON body
+    body = r.json()
+    assert r.status_code == 400 and "\n" not in body["error"], r.text
+    assert f"{path} reads a form" in body["error"] and "/predict/batch" in body["error"]
+    # the same endpoint still takes the form, and /predict/batch the JSON
+    assert client.post(path, data={"plot": PLOT}).status_code == 200
+    assert client.post("/predict/batch", json=[{"plot": PLOT}]).status_code == 200
+
+
 def test_static_page_and_docs(client):
     r = client.get("/")
     assert r.status_code == 200 and "text/html" in r.headers["content-type"] and 'id="bars"' in r.text

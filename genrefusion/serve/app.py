@@ -222,8 +222,13 @@ def _decode_poster(data: bytes, name: str):
     return im
 
 
-async def _form_title(poster: UploadFile | None, plot: str | None) -> tuple[bytes | None, str | None, str]:
+async def _form_title(request: Request, poster: UploadFile | None,
+                      plot: str | None) -> tuple[bytes | None, str | None, str]:
     """(poster bytes, checked plot, the poster's name in errors) of a multipart title; BadInput when empty."""
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() == "application/json":
+        # a JSON body reaches a form endpoint as no field at all: say where JSON goes instead
+        raise BadInput(f"{request.url.path} reads a form (multipart/form-data: file field 'poster', text field "
+                       "'plot'); for JSON, send a list of {\"plot\", \"poster_base64\"} to /predict/batch")
     plot = _check_plot(plot, "plot")
     data = None
     if poster is not None:
@@ -328,7 +333,8 @@ def create_app(run_dir_or_classifier, *, warmup: bool = False, max_batch: int = 
     @app.post("/predict", tags=["predict"], response_model=PredictOut,
               responses={400: {"description": "bad input"}, 413: {"description": "input over a size limit"},
                          422: {"description": "malformed request"}})
-    async def predict(poster: Annotated[UploadFile | None, File(description="poster image (<= 10 MB, <= 40 MP)")] = None,
+    async def predict(request: Request,
+                      poster: Annotated[UploadFile | None, File(description="poster image (<= 10 MB, <= 40 MP)")] = None,
                       plot: Annotated[str | None, Form(description="plot summary (<= 20,000 characters)")] = None,
                       top_k: Annotated[int | None, Form(description="at most K genres (alone: the K most probable)")] = None,
                       threshold: Annotated[float | None, Form(description="one threshold for every genre")] = None):
@@ -336,7 +342,7 @@ def create_app(run_dir_or_classifier, *, warmup: bool = False, max_batch: int = 
         from ..decision import check_overrides
 
         check_overrides(top_k, threshold)
-        data, plot, name = await _form_title(poster, plot)
+        data, plot, name = await _form_title(request, poster, plot)
 
         def work():
             im = _decode_poster(data, name) if data is not None else None
@@ -365,7 +371,8 @@ def create_app(run_dir_or_classifier, *, warmup: bool = False, max_batch: int = 
     @app.post("/explain", tags=["predict"], response_model=ExplainOut,
               responses={400: {"description": "bad input (also: an unknown genre)"},
                          413: {"description": "input over a size limit"}, 422: {"description": "malformed request"}})
-    async def explain(poster: Annotated[UploadFile | None, File(description="poster image (<= 10 MB, <= 40 MP)")] = None,
+    async def explain(request: Request,
+                      poster: Annotated[UploadFile | None, File(description="poster image (<= 10 MB, <= 40 MP)")] = None,
                       plot: Annotated[str | None, Form(description="plot summary (<= 20,000 characters)")] = None,
                       genre: Annotated[list[str] | None, Form(description="genre(s) to explain (repeat the field); "
                                                                           "default: the predicted ones, else the top 3")] = None,
@@ -379,7 +386,7 @@ def create_app(run_dir_or_classifier, *, warmup: bool = False, max_batch: int = 
         from ..decision import check_overrides
 
         check_overrides(top_k, None)
-        data, plot, name = await _form_title(poster, plot)
+        data, plot, name = await _form_title(request, poster, plot)
 
         def work():
             im = _decode_poster(data, name) if data is not None else None
