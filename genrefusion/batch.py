@@ -161,7 +161,8 @@ def _raw_items(raws) -> Iterator[BatchItem]:
     from .data.importers import clean_text
 
     for index, r in enumerate(raws):
-        item = BatchItem(index, r.id or r.where)
+        # the id as the input wrote it: the importer's canonical id (an IMDb id found in it) would not join back
+        item = BatchItem(index, r.source_id or r.id or r.where)
         if r.drop is not None:
             item.error = f"{r.drop.id}: {r.drop.message}"
         elif r.poster_note is not None:

@@ -93,6 +93,23 @@ def test_jsonl_input_and_writer_roundtrip(tiny_run, make_jpeg, tmp_path):
     np.testing.assert_allclose([rows[2]["scores"][g] for g in clf.genres_], want[1], atol=2e-6)
 
 
+def test_rows_keep_the_ids_the_input_gave(tiny_run, tmp_path):
+    """The importers key titles by the IMDb id they find in an id; a prediction row echoes the caller's own."""
+    from genrefusion.predict import GenreClassifier
+
+    clf = GenreClassifier.load(tiny_run)
+    ids = ["cornell_tmdb/tt0029583", "https://www.imdb.com/title/tt0111161/", "my-42", "x"]
+    src = tmp_path / "in.jsonl"
+    src.write_text("\n".join(json.dumps({"id": i, "plot": "A cop hunts a killer."}) for i in ids) + "\n")
+    csv_src = tmp_path / "in.csv"  # an id column beside an imdb_id column: the id column is the caller's
+    csv_src.write_text("id,imdb_id,plot\nmy-42,tt0111161,A cop hunts a killer.\n,tt0068646,A family of gangsters.\n")
+    for path, want in ((src, ids), (csv_src, ["my-42", "tt0068646"])):
+        out = tmp_path / f"{path.stem}-{path.suffix[1:]}.jsonl"
+        with B.BatchWriter(out, clf.genres_) as w:
+            B.run_batch(clf, B.open_input(path), w, batch_size=2)
+        assert [json.loads(x)["id"] for x in out.read_text().splitlines()] == want
+
+
 def test_writer_is_atomic(tmp_path):
     out = tmp_path / "out.csv"
     with pytest.raises(RuntimeError):

@@ -68,6 +68,7 @@ class RawTitle:
     poster: Path | None = None          # resolved source file
     poster_note: Problem | None = None  # why the poster cannot be used (missing, unsafe, URL)
     drop: Problem | None = None         # the record is unusable (bad JSON, ...)
+    source_id: str | None = None        # the record's own id as written, echoed back by batch prediction
 
 
 @dataclass
@@ -601,7 +602,7 @@ def read_csv(path: str | os.PathLike, *, images: str | os.PathLike | None = None
                     poster = _poster_by_id(raw_id or tid, img_root)
                 yield RawTitle(where, tid, genres=genres, plot=cell(row, "plot"), title=cell(row, "title"),
                                imdb_id=imdb, year=parse_year(cell(row, "year")), kind=parse_kind(cell(row, "kind")),
-                               poster=poster, poster_note=note)
+                               poster=poster, poster_note=note, source_id=raw_id)
         except csv.Error as err:
             raise DatasetError(f"{path}: line {reader.line_num}: malformed CSV ({err})") from None
 
@@ -689,4 +690,4 @@ def read_jsonl(path: str | os.PathLike, *, field_map: dict[str, str] | None = No
                 poster = _poster_by_id(raw_id or tid, img_root)
             yield RawTitle(where, tid, genres=parse_genre_cell(value(d, "genres")), plot=value(d, "plot"),
                            title=clean_text(value(d, "title")), imdb_id=imdb, year=parse_year(value(d, "year")),
-                           kind=parse_kind(value(d, "kind")), poster=poster, poster_note=note)
+                           kind=parse_kind(value(d, "kind")), poster=poster, poster_note=note, source_id=raw_id)
