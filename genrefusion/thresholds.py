@@ -157,7 +157,11 @@ class ThresholdSets:
     sets: dict[str, np.ndarray] = field(default_factory=dict)  # combination -> [G]
 
     def pick(self, key: str) -> tuple[np.ndarray, str]:
-        """(thresholds, name of the set) for a title with input combination ``key``."""
+        """(thresholds, name of the set) for a title with input combination ``key``. A title with no input the
+        model reads (``NONE``) gets no genre: its score is the model's prior, the same for every such title, and a
+        threshold tuned on titles with input would turn that into a guess (every plotless title 'Drama')."""
+        if key == NONE:
+            return np.full(len(self.pooled), NEVER), NONE
         if key in self.sets:
             return self.sets[key], key
         return self.pooled, "pooled"

@@ -104,6 +104,11 @@ def test_every_figure_is_broken_down_by_combination_and_kind(combo_run):
     assert ("fused", "all") in v and v[("fused", "all")]["probe"] == "linear_probe_fused"
     assert v[("plot", "with_plot")]["probe"] == "linear_probe_plot" and ("poster", "plot") not in v
     assert ("plot", "all") not in v and ("poster", "all") not in v
+    # a single-input model (or baseline) predicts nothing for a title without its input: no guess from its prior
+    for name, other in (("poster", "plot"), ("linear_probe_poster", "plot"), ("plot", "poster"),
+                        ("linear_probe_plot", "poster"), ("tfidf_logreg", "poster")):
+        if other in m["by_combination"]:
+            assert m["by_combination"][other][name]["micro_f1"] in (0.0, None), (name, other)
     by = m["split"]["test_by_combination"]
     assert v[("plot", "with_plot")]["n"] == by.get("both", 0) + by.get("plot", 0)
     assert v[("poster", "with_poster")]["n"] == by.get("both", 0) + by.get("poster", 0)

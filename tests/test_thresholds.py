@@ -74,6 +74,12 @@ def test_combination_keys_follow_what_the_model_reads():
     assert list(combination_keys(img, txt)) == ["both", "poster", "plot", "none"]
     assert list(combination_keys(img, txt, ("poster",))) == ["poster", "poster", "none", "none"]
     assert list(combination_keys(img, txt, ("plot",))) == ["plot", "none", "plot", "none"]
+    # a title with no input the model reads gets no genre, whatever its (prior) score: not the pooled set's guess
+    sets = ThresholdSets(np.array([0.03, 0.4]), {"plot": np.array([0.2, 0.5])})
+    T, name = sets.pick("none")
+    assert name == "none" and (T > 1).all()
+    rows = sets.rows(combination_keys(img, txt, ("plot",)))
+    assert (rows[[1, 3]] > 1).all() and np.allclose(rows[[0, 2]], [0.2, 0.5])
     back = inputs_of(combination_keys(img, txt))  # the inverse, as run score files need it
     np.testing.assert_array_equal(back[0], img)
     np.testing.assert_array_equal(back[1], txt)
