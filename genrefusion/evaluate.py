@@ -131,8 +131,8 @@ def probe_verdicts(scored: dict, micro_draws: dict | None = None, with_input: di
     With ``micro_draws`` ((titles, model) -> bootstrap micro-F1 on the same draws), each verdict carries the 95 %
     interval of the difference (model - probe): an interval that holds 0 means the test titles cannot tell them
     apart. ``with_input`` ('with_poster' / 'with_plot' -> model -> metrics): a single-input model's overall verdict
-    is read on the titles with its input instead of all titles. On the others the model and its probe both answer
-    from priors, which the pooled thresholds turn into a guess for one and into nothing for the other."""
+    is read on the titles with its input instead of all titles: on the others neither it nor its probe reads
+    anything, so neither predicts anything (``ThresholdSets.pick``), and they would only dilute the comparison."""
     needs = {"both": {"poster", "plot"}, "poster": {"poster"}, "plot": {"plot"}}
     rows = []
     for name in scored["models"]:
@@ -141,7 +141,7 @@ def probe_verdicts(scored: dict, micro_draws: dict | None = None, with_input: di
             continue
         reads = model_reads(name)
         overall = f"with_{reads[0]}" if len(reads) == 1 and f"with_{reads[0]}" in (with_input or {}) else "all"
-        # the titles where the model reads an input (a poster model on plot-only titles only has its priors)
+        # the titles where the model reads an input (a poster model reads nothing of a plot-only title)
         parts = [(overall, with_input[overall] if overall != "all" else scored["models"])] + \
             [(c, m) for c, m in scored["by_combination"].items() if set(reads) & needs[c]]
         for part, models in parts:

@@ -459,7 +459,8 @@ def _breakdown_html(m: dict) -> list[str]:
     if "probe_verdicts" in m:
         parts += ["<h3>Against the linear probes</h3><p>One-vs-rest logistic regression on the same frozen "
                   "features: a model that does not beat it has not earned its extra layers. The poster and plot models "
-                  "meet their probes on the titles with their input: on the others both only have priors.</p>",
+                  "meet their probes on the titles with their input: a model predicts nothing for a title without any input "
+                  "it reads.</p>",
                   _verdicts_html(m["probe_verdicts"])]
     return parts
 
