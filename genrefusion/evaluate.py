@@ -140,10 +140,12 @@ def probe_verdicts(scored: dict, micro_draws: dict | None = None, with_input: di
         if probe is None or probe not in scored["models"]:
             continue
         reads = model_reads(name)
-        overall = f"with_{reads[0]}" if len(reads) == 1 and f"with_{reads[0]}" in (with_input or {}) else "all"
+        overall = [("all", scored["models"])]
+        if len(reads) == 1 and with_input is not None:  # no title with its input: nothing to compare
+            key = f"with_{reads[0]}"
+            overall = [(key, with_input[key])] if key in with_input else []
         # the titles where the model reads an input (a poster model reads nothing of a plot-only title)
-        parts = [(overall, with_input[overall] if overall != "all" else scored["models"])] + \
-            [(c, m) for c, m in scored["by_combination"].items() if set(reads) & needs[c]]
+        parts = overall + [(c, m) for c, m in scored["by_combination"].items() if set(reads) & needs[c]]
         for part, models in parts:
             ours, theirs = models[name].get("micro_f1"), models[probe].get("micro_f1")
             if ours is None or theirs is None:

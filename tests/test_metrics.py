@@ -165,3 +165,31 @@ def test_verdict_lines_give_the_difference_interval():
     assert any("does NOT beat" in ln and "difference -0.010, 95% interval -0.040 to +0.020" in ln for ln in lines)
     assert any("plot model beats its linear probe on every" in ln for ln in lines)
     assert any("plot model's lead over its probe is within the bootstrap interval on all titles" in ln for ln in lines)
+
+
+def test_single_input_models_meet_their_probes_on_the_titles_they_read():
+    """Scored on plot-only titles, a poster model gets no verdict (it reads nothing there, nor does its probe), and
+    the plot model's overall verdict is read on the titles with a plot."""
+    import numpy as np
+
+    from genrefusion.evaluate import score_models
+    from genrefusion.thresholds import ThresholdSets
+
+    rng = np.random.default_rng(0)
+    n, G = 40, 3
+    Y = (rng.random((n, G)) < 0.4).astype(int)
+    scores = {name: np.clip(Y * 0.5 + rng.random((n, G)) * 0.6, 0, 1) for name in
+              ("poster", "linear_probe_poster", "plot", "linear_probe_plot", "fused", "linear_probe_fused")}
+    sets = {name: ThresholdSets(np.full(G, 0.5)) for name in scores}
+    image_ok, text_ok = np.zeros(n, bool), np.ones(n, bool)
+    out = score_models(Y, np.ones_like(Y), scores, sets, image_ok, text_ok, np.full(n, "movie"), list("abc"))
+    parts = {(v["model"], v["titles"]) for v in out["probe_verdicts"]}
+    assert not any(m == "poster" for m, _ in parts)
+    assert ("plot", "with_plot") in parts and ("plot", "all") not in parts and ("fused", "all") in parts
+    assert out["models"]["poster"]["micro_f1"] in (0.0, None)  # no genre from a title it cannot read
+    assert "with_input" not in out
+    # with posters on half the titles, the poster model is judged on exactly those
+    image_ok[:20] = True
+    out = score_models(Y, np.ones_like(Y), scores, sets, image_ok, text_ok, np.full(n, "movie"), list("abc"))
+    v = {(x["model"], x["titles"]): x for x in out["probe_verdicts"]}
+    assert v[("poster", "with_poster")]["n"] == 20 and ("poster", "all") not in v
