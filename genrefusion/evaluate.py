@@ -144,8 +144,11 @@ def probe_verdicts(scored: dict, micro_draws: dict | None = None, with_input: di
         if len(reads) == 1 and with_input is not None:  # no title with its input: nothing to compare
             key = f"with_{reads[0]}"
             overall = [(key, with_input[key])] if key in with_input else []
-        # the titles where the model reads an input (a poster model reads nothing of a plot-only title)
-        parts = overall + [(c, m) for c, m in scored["by_combination"].items() if set(reads) & needs[c]]
+        # the titles where the model reads an input (a poster model reads nothing of a plot-only title); a
+        # combination holding all of the overall titles would repeat the overall verdict
+        n_overall = overall[0][1][name]["n_titles"] if overall else None
+        parts = overall + [(c, m) for c, m in scored["by_combination"].items()
+                           if set(reads) & needs[c] and m[name]["n_titles"] != n_overall]
         for part, models in parts:
             ours, theirs = models[name].get("micro_f1"), models[probe].get("micro_f1")
             if ours is None or theirs is None:

@@ -186,6 +186,8 @@ def test_single_input_models_meet_their_probes_on_the_titles_they_read():
     parts = {(v["model"], v["titles"]) for v in out["probe_verdicts"]}
     assert not any(m == "poster" for m, _ in parts)
     assert ("plot", "with_plot") in parts and ("plot", "all") not in parts and ("fused", "all") in parts
+    # every title is plot-only: the per-combination verdicts would repeat the overall ones
+    assert ("plot", "plot") not in parts and ("fused", "plot") not in parts
     assert out["models"]["poster"]["micro_f1"] in (0.0, None)  # no genre from a title it cannot read
     assert "with_input" not in out
     # with posters on half the titles, the poster model is judged on exactly those
@@ -193,3 +195,4 @@ def test_single_input_models_meet_their_probes_on_the_titles_they_read():
     out = score_models(Y, np.ones_like(Y), scores, sets, image_ok, text_ok, np.full(n, "movie"), list("abc"))
     v = {(x["model"], x["titles"]): x for x in out["probe_verdicts"]}
     assert v[("poster", "with_poster")]["n"] == 20 and ("poster", "all") not in v
+    assert v[("plot", "plot")]["n"] == 20 and v[("fused", "both")]["n"] == 20 and v[("fused", "all")]["n"] == 40
