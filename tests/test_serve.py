@@ -110,6 +110,7 @@ def test_batch_bad_title_rejects_or_reports(client):
     body = [{"plot": PLOT}, {"poster_base64": base64.b64encode(b"not an image").decode()}]
     r = client.post("/predict/batch", json=body)
     assert r.status_code == 400 and "titles[1].poster_base64" in r.json()["error"]
+    assert "?partial=true" in r.json()["error"]  # the refusal says how to keep the good titles
     r = client.post("/predict/batch?partial=true", json=body)
     assert r.status_code == 200
     a, b = r.json()["results"]
@@ -132,6 +133,14 @@ def test_limits(client):
     b64 = base64.b64encode(png_bomb(8000, 8000)).decode()
     r = client.post("/predict/batch", json=[{"poster_base64": b64}])
     assert r.status_code == 400 and "titles[0]" in r.json()["error"]
+
+
+def test_a_json_object_on_the_batch_endpoint_is_told_to_send_a_list(client):
+    r = client.post("/predict/batch", json={"titles": [{"plot": PLOT}]})  # a common guess at the shape
+    assert r.status_code == 422
+    assert "JSON list of titles" in r.json()["error"] and "\n" not in r.json()["error"]
+    r = client.post("/predict/batch", json=[{"plot": PLOT}, {"id": "b"}])  # a title with nothing to read
+    assert r.status_code == 400 and "titles[1]" in r.json()["error"] and "?partial=true" in r.json()["error"]
 
 
 @pytest.mark.parametrize("path", ["/predict", "/explain"])

@@ -53,6 +53,7 @@ MAX_BATCH = 64
 MAX_B64_CHARS = (MAX_BYTES + 2) // 3 * 4
 MAX_PREDICT_BODY = MAX_BYTES + 4 * PLOT_MAX_CHARS + 64 * 1024  # plot may be 4 UTF-8 bytes per character
 MAX_BATCH_BODY = 64 * 1024 * 1024  # 64 titles of ~1 MB posters; larger batches: split them or use the CLI
+PARTIAL_HINT = "add ?partial=true to get an error field for it and the other titles' genres"
 DRAIN_CAP = 1 << 30  # past this an oversized body is not read to the end: the connection is dropped
 
 
@@ -303,7 +304,10 @@ def create_app(run_dir_or_classifier, *, warmup: bool = False, max_batch: int = 
             loc = ".".join(str(x) for x in e.get("loc", ()) if x != "body") or "body"
             if loc and loc[0].isdigit():
                 loc = f"titles[{loc.split('.')[0]}]" + "".join(f".{x}" for x in loc.split(".")[1:])
-            parts.append(f"{loc}: {e.get('msg', 'invalid')}")
+            msg = e.get("msg", "invalid")
+            if loc == "body" and e.get("type") == "list_type" and request.url.path == "/predict/batch":
+                msg += ': send a JSON list of titles, [{"id", "plot", "poster_base64"}, ...], not an object'
+            parts.append(f"{loc}: {msg}")
         more = len(err.errors()) - 3
         return _error(422, "; ".join(parts) + (f" (and {more} more problems)" if more > 0 else ""))
 
@@ -437,8 +441,8 @@ def _run_batch(clf, titles: list[BatchTitle], partial: bool, top_k, threshold, g
             if im is None and plot is None:
                 raise BadInput(f"{name}: neither a poster nor a plot to predict from")
         except GenreFusionError as err:
-            if not partial:
-                raise
+            if not partial:  # the same error class (so the same status), saying how to keep the other titles
+                raise type(err)(f"{_one_line(err)} ({PARTIAL_HINT})") from err
             item.error = _one_line(err)
             block.append(Prepared(item, None, []))
             continue
