@@ -250,7 +250,8 @@ def input_spec(clf) -> dict:
         spec["image_present"] = {"dtype": "bool", "shape": ["batch"], "meaning": "False: no poster"}
     if clf.model_name_ in ("fused", "plot"):
         route = clf.bundle_.spec.get("text_route")
-        how = ("all-MiniLM-L6-v2 sentence embedding: mean over tokens (max 256), L2-normalised"
+        how = ("all-MiniLM-L6-v2 sentence embedding: mean over tokens, L2-normalised; a plot over 256 word pieces is "
+               "cut into equal windows whose embeddings are averaged (weighted by length) and re-normalised"
                if route == "minilm" else "the model's AWD-LSTM pooled representation of the tokenised plot")
         spec["text"] = {"dtype": "float32", "shape": ["batch", text_dim(clf)], "route": route, "features": how,
                         "python": "genrefusion.export.text_features(clf, plots)"}

@@ -5,8 +5,10 @@
 Writes model.onnx and model.onnx.json (genres, per-genre thresholds, input spec). Inputs: `image`
 [B,3,S,S] float32 (preprocessed poster; S = the backbone's input size, 224 for EfficientNet-Lite0),
 `image_present` [B] bool, `text` [B,D] float32 (plot features computed as in predict: MiniLM sentence
-embedding, or the model's pooled LSTM state), `text_present` [B] bool; output `probs` [B,G]. See
-genrefusion/export.py for the exact recipe and the Python helpers that compute the inputs."""
+embedding, or the model's pooled LSTM state), `text_present` [B] bool, and for a model that blends
+the tf-idf model into titles with a plot (the default), `lexical` [B,G] float32 (that model's probabilities);
+output `probs` [B,G]. See genrefusion/export.py for the exact recipe and the Python helpers that compute the
+inputs, and model.onnx.json for the inputs this graph takes."""
 from __future__ import annotations
 
 from . import add_image_weights
