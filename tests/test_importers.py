@@ -93,6 +93,21 @@ def test_import_csv_explicit_columns_and_semicolon(tmp_path):
     assert t["1"]["genres"] == ["Horror", "Mystery"] and t["2"]["title"] == "B" and t["1"]["poster"] is None
 
 
+def test_genres_outside_imdbs_list_are_reported_with_their_counts(tmp_path, capsys):
+    src = tmp_path / "x.csv"
+    src.write_text("id,plot,genres\n1,Story one.,Dramma|Horror\n2,Story two.,Space Opera|Dramma\n"
+                   "3,Story three.,science fiction\n", encoding="utf-8")
+    out = tmp_path / "out"
+    assert main(["import", "csv", str(src), "--out", str(out), "--report", str(tmp_path / "r.json")]) == 0
+    said = capsys.readouterr().out
+    assert "'Dramma' (2 titles), 'Space Opera' (1 title)" in said and "--genres" in said
+    assert "Sci-Fi" not in said.split("IMDb's list")[1]  # a known synonym is not reported
+    assert json.loads((tmp_path / "r.json").read_text())["custom_genres"] == {"Dramma": 2, "Space Opera": 1}
+    out2 = tmp_path / "out2"  # a vocabulary given: nothing kept outside it, so nothing to report
+    assert main(["import", "csv", str(src), "--out", str(out2), "--genres", "Horror,Sci-Fi"]) == 0
+    assert "IMDb's list" not in capsys.readouterr().out
+
+
 def test_import_csv_wide_genre_columns(tmp_path, make_jpeg):
     make_jpeg(tmp_path / "Images" / "tt0000101.jpg")
     make_jpeg(tmp_path / "Images" / "tt0000102.jpg")

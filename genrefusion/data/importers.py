@@ -82,6 +82,8 @@ class ImportReport:
     notes: list[Problem] = field(default_factory=list)
     genres: list[str] = field(default_factory=list)
     split: dict[str, int] | None = None
+    # genres outside IMDb's list kept as labels of their own (no --genres given): name -> titles
+    custom_genres: dict[str, int] = field(default_factory=dict)
 
     def dropped_by_reason(self) -> dict[str, int]:
         return dict(Counter(p.kind for p in self.dropped))
@@ -90,6 +92,7 @@ class ImportReport:
         return {
             "out": self.out, "source": self.source, "imported": self.imported, "with_poster": self.with_poster,
             "with_plot": self.with_plot, "genres": self.genres, "split": self.split,
+            "custom_genres": self.custom_genres,
             "dropped_by_reason": self.dropped_by_reason(),
             "dropped": [{"id": p.id, "reason": p.kind, "message": p.message} for p in self.dropped],
             "notes": [{"id": p.id, "reason": p.kind, "message": p.message} for p in self.notes],
@@ -104,6 +107,10 @@ class ImportReport:
         out += [f"dropped {p}" for p in self.dropped]
         out += [f"kept without {'poster' if 'poster' in p.kind or p.kind == 'unsafe-path' else 'field'}: {p}"
                 if p.kind != "unknown-genre" else f"genre removed: {p}" for p in self.notes]
+        if self.custom_genres:  # a typo or a spelling we do not know would otherwise become a genre silently
+            out.append("genres not in IMDb's list, kept as labels of their own: "
+                       + ", ".join(f"{g!r} ({n} title{'s' * (n != 1)})" for g, n in self.custom_genres.items())
+                       + "; if they are typos or other spellings, fix the cells, or pass --genres with the ones to keep")
         if self.split:
             out.append("split kept: " + ", ".join(f"{k} {v}" for k, v in self.split.items()))
         return out
@@ -275,6 +282,8 @@ def write_dataset(raws: Iterable[RawTitle], out: str | os.PathLike, *, source: s
                            max_side=max_side)
     written, present = _write_titles(writer, kept, dest_of, failures, source, rep)
     rep.genres = list(vocab) if vocab else sorted(present)
+    if not vocab:
+        rep.custom_genres = {g: present[g] for g in sorted(present) if g not in IMDB_GENRES}
     writer.genres = rep.genres
     writer.close()
 
@@ -326,10 +335,10 @@ def _keep(raws: Iterable[RawTitle], vocab_set: set[str] | None, rep: ImportRepor
 
 
 def _write_titles(writer: DatasetWriter, kept: list[RawTitle], dest_of: dict[str, str], failures: dict,
-                  source: str, rep: ImportReport) -> tuple[set[str], set[str]]:
+                  source: str, rep: ImportReport) -> tuple[set[str], Counter]:
     """Write the kept titles (a title left with neither poster nor plot is dropped); returns the poster file
-    names written and the genres present."""
-    present: set[str] = set()
+    names written and the genres present, with their title counts."""
+    present: Counter = Counter()
     written: set[str] = set()
     try:
         for r in kept:
