@@ -51,6 +51,8 @@ def multilabel_metrics(Y, P, M=None, S=None, genres: list[str] | None = None) ->
     out["micro_f1"] = float(f1_score(y_flat, p_flat, zero_division=0.0))
     out["hamming_loss"] = float(hamming_loss(y_flat, p_flat))
     Ym, Pm = Y * M, P * M
+    if g == 1:  # sklearn reads one column as binary, not multilabel; an all-zero column changes no title's figures
+        Ym, Pm = np.pad(Ym, ((0, 0), (0, 1))), np.pad(Pm, ((0, 0), (0, 1)))
     # Titles with no labelled positive and no prediction score 1 (nothing to find, nothing wrong).
     out["samples_f1"] = float(f1_score(Ym, Pm, average="samples", zero_division=1.0))
     out["exact_match"] = float(accuracy_score(Ym, Pm))

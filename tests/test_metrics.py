@@ -78,6 +78,14 @@ def test_genre_without_positives_is_left_out_of_macro():
     assert m["mAP"] == pytest.approx(average_precision_score(Y[:, 0], P[:, 0]))
 
 
+def test_a_single_genre_is_scored_like_any_other():
+    # sklearn reads one column as binary, and refused samples-F1 for it: a run whose data left one genre crashed
+    Y, P = np.array([[1], [0], [1], [0]]), np.array([[1], [1], [0], [0]])
+    m = multilabel_metrics(Y, P, S=np.array([[0.9], [0.6], [0.4], [0.1]]), genres=["Drama"])
+    assert m["micro_f1"] == pytest.approx(0.5) and m["exact_match"] == pytest.approx(0.5)
+    assert m["samples_f1"] == pytest.approx(0.5)  # rows: 1, 0 (a false positive), 0 (a miss), 1 (nothing, rightly)
+
+
 def test_always_negative_and_empty():
     Y, _, _ = _random(seed=2)
     Z = np.zeros_like(Y)

@@ -46,6 +46,14 @@ def test_tiny_run_outputs(tiny_run):
     assert not list((tiny_run / "checkpoints").glob("*.pt"))  # dropped once each stage finished
 
 
+def test_genres_too_rare_to_learn_are_a_warning_naming_them(tiny_run):
+    dropped = _metrics(tiny_run)["dropped_genres"]
+    assert dropped  # 48 + 16 titles at min_genre_count 2: some labelled genres have a single training title
+    warnings = [ln for ln in (tiny_run / "train.log").read_text().splitlines() if " WARNING " in ln]
+    line = next(ln for ln in warnings if "not learnt" in ln)  # seen under -q too, not only in the log
+    assert all(g in line for g in dropped) and "data.min_genre_count" in line
+
+
 def test_test_scores_are_plain_arrays_matching_metrics(tiny_run):
     from genrefusion.evaluate import score_model
 
