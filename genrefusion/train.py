@@ -191,7 +191,10 @@ def fit_stage(run: RunDir, spec: StageSpec, batcher: Batcher, corpus: Corpus, cf
                  spec.name, cfg.train.select_metric, done["best_score"], done["best_epoch"] + 1)
         return done
     if len(spec.train_rows) == 0:
-        raise DatasetError(f"stage {spec.name}: no training title has the inputs this model needs")
+        need, other = (("a poster", "plot") if spec.name.startswith("poster") else
+                       ("a plot", "poster") if spec.name.startswith(("plot", "lm")) else ("an input", None))
+        raise DatasetError(f"stage {spec.name}: no training title has {need}"
+                           + (f"; to train on this data alone, use --models {other}" if other else ""))
     tc = cfg.train
     loss_fn = lambda lo, y, m: masked_bce(lo, y, m, pos_weight, tc.loss)  # noqa: E731
     train_loss_fn = lambda lo, y, m: masked_bce(lo, y, m, pos_weight, tc.loss, tc.label_smoothing)  # noqa: E731

@@ -108,6 +108,24 @@ def test_genres_outside_imdbs_list_are_reported_with_their_counts(tmp_path, caps
     assert "IMDb's list" not in capsys.readouterr().out
 
 
+def test_absolute_poster_paths_inside_the_images_folder_are_read(tmp_path, make_jpeg):
+    pics = tmp_path / "pics" / "sub"
+    pics.mkdir(parents=True)
+    make_jpeg(pics / "a.jpg")
+    src = tmp_path / "csvdir" / "x.csv"
+    src.parent.mkdir()
+    src.write_text(f"id,genres,poster,plot\n1,Drama,{pics / 'a.jpg'},\n2,Drama,/abc.jpg,\n3,Drama,,A plot.\n",
+                   encoding="utf-8")
+    out, rep = tmp_path / "out", tmp_path / "r.json"
+    # the images folder defaults to the CSV's: the absolute path lies outside it, and the note says how to allow it
+    assert main(["import", "csv", str(src), "--out", str(out), "--report", str(rep)]) == 0
+    why = {d["id"]: d["message"] for d in json.loads(rep.read_text())["dropped"]}
+    assert "outside the images folder" in why["1"] and "--images" in why["1"]
+    assert "poster file not found: /abc.jpg" in why["2"]  # TMDB-style, read inside the folder: just missing
+    assert main(["import", "csv", str(src), "--out", str(out), "--force", "--images", str(tmp_path / "pics")]) == 0
+    assert _titles(out)["1"]["poster"] and "2" not in _titles(out)
+
+
 def test_import_csv_wide_genre_columns(tmp_path, make_jpeg):
     make_jpeg(tmp_path / "Images" / "tt0000101.jpg")
     make_jpeg(tmp_path / "Images" / "tt0000102.jpg")

@@ -55,3 +55,19 @@ def test_cli_train_evaluate_report(tiny_run_data, tiny_run_cache, shipped, tmp_p
     assert "dev split of the run" in capsys.readouterr().out
     assert cli(["report", str(run)]) == 0
     assert cli(["evaluate", str(tmp_path / "nope")]) != 0
+
+
+@pytest.mark.parametrize("source,stage,fix", [("poster_genres_av", "plot_minilm", "--models poster"),
+                                              ("netflix_tv", "poster", "--models plot")])
+def test_data_with_one_input_only_is_told_which_models_it_can_train(source, stage, fix, tiny_run_data, shipped,
+                                                                    tiny_run_cache, tmp_path, monkeypatch, capsys):
+    # poster-only or plot-only data: the stage of the missing input cannot train; the error says what can
+    monkeypatch.setenv("GENREFUSION_CACHE", str(tiny_run_cache))
+    data = copy_shipped_titles(shipped / source, tmp_path / source, 40)
+    args = ["train", str(data), "--out", str(tmp_path / "run"), "--no-progress", "--set", "train.crossfit=0",
+            *TINY[2:]]  # TINY minus text.encoder=auto: one text route
+    assert cli(args) != 0
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error")]
+    assert len(err) == 1 and f"stage {stage}" in err[0] and fix in err[0], err
+    args[3] = str(tmp_path / "run2")  # and the fix works (a run resumes only with its own --models)
+    assert cli([*args, "--models", fix.split()[1]]) == 0
