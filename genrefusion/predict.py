@@ -255,8 +255,14 @@ class GenreClassifier:
         poster, plot = _title_parts({"poster": poster, "plot": plot}, 0)
         if poster is None and plot is None:
             raise BadInput("give a poster, a plot, or both")
-        s = self.predict_proba([{"poster": poster, "plot": plot}])[0]
+        from .thresholds import model_reads
+
         used = used_inputs(poster, plot)
+        reads = model_reads(self.model_name_)
+        if not set(used) & set(reads):  # the answer would be the genre prior, the same for every such title
+            raise BadInput(f"the {self.model_name_} model reads only the {' and '.join(reads)}; "
+                           f"this title gave only its {used[0]}")
+        s = self.predict_proba([{"poster": poster, "plot": plot}])[0]
         thr, set_name = self.thresholds_for(used)
         return {"genres": self.decide(s, top_k, threshold, [used])[0], "scores": per_genre(self.genres_, s, by_value=True),
                 "thresholds": per_genre(self.genres_, thr), "used": used, "threshold_set": set_name}

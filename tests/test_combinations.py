@@ -137,6 +137,7 @@ def test_a_request_uses_the_set_of_the_inputs_it_supplies(combo_run, tmp_path, c
     from PIL import Image
 
     from genrefusion.cli import main
+    from genrefusion.errors import BadInput
     from genrefusion.predict import GenreClassifier
 
     run, _, _ = combo_run
@@ -162,6 +163,9 @@ def test_a_request_uses_the_set_of_the_inputs_it_supplies(combo_run, tmp_path, c
     assert [len(g) for g in clf.predict(titles)] == [G, 0, 0]
     # the poster model reads no plot: given both it uses its poster set
     assert GenreClassifier.load(copy, model="poster").predict_one(poster=poster, plot=PLOT)["threshold_set"] == "poster"
+    # ... and given a plot alone it has nothing to read: an error, not the prior dressed as a prediction
+    with pytest.raises(BadInput, match="the poster model reads only the poster; this title gave only its plot"):
+        GenreClassifier.load(copy, model="poster").predict_one(plot=PLOT)
     # the CLI, batch prediction and the API pick alike
     assert main(["predict", str(copy), "--plot", PLOT]) == 0
     assert json.loads(capsys.readouterr().out)["threshold_set"] == "plot"
