@@ -552,14 +552,12 @@ def prepare_data(job: Job, datasets) -> None:
 
     corpus = job.corpus = load_corpus(datasets, dist.from_main(load_or_make_split), cfg.data.min_genre_count)
     job.train_rows, job.dev_rows, job.test_rows = corpus.rows("train"), corpus.rows("dev"), corpus.rows("test")
-    log.info("titles: %d (train %d, dev %d, test %d); genres: %d%s", len(corpus), len(job.train_rows),
-             len(job.dev_rows), len(job.test_rows), len(corpus.genres),
-             f"; dropped (< {cfg.data.min_genre_count} training titles): {corpus.dropped_genres}"
-             if corpus.dropped_genres else "")
+    log.info("titles: %d (train %d, dev %d, test %d); genres: %d", len(corpus), len(job.train_rows),
+             len(job.dev_rows), len(job.test_rows), len(corpus.genres))
     if corpus.dropped_genres:  # labels the user gave that the model will not learn: said even under -q
         log.warning("%d genre(s) not learnt, with fewer than %d labelled training titles each: %s; "
                     "--set data.min_genre_count=N keeps genres with N or more", len(corpus.dropped_genres),
-                    cfg.data.min_genre_count, ", ".join(corpus.dropped_genres))
+                    cfg.data.min_genre_count, ", ".join(f"{g} ({n})" for g, n in corpus.dropped_genres.items()))
     if not len(job.train_rows) or not len(job.dev_rows):
         raise DatasetError("the split leaves no training or no dev titles; add data or change data.dev")
     job.timings["data_s"] = round(time.perf_counter() - t0, 2)
