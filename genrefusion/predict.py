@@ -255,11 +255,11 @@ class GenreClassifier:
         poster, plot = _title_parts({"poster": poster, "plot": plot}, 0)
         if poster is None and plot is None:
             raise BadInput("give a poster, a plot, or both")
-        from .thresholds import model_reads
+        from .thresholds import NONE, model_reads, used_key
 
         used = used_inputs(poster, plot)
         reads = model_reads(self.model_name_)
-        if not set(used) & set(reads):  # the answer would be the genre prior, the same for every such title
+        if used_key(used, reads) == NONE:  # the answer would be the genre prior, the same for every such title
             raise BadInput(f"the {self.model_name_} model reads only the {' and '.join(reads)}; "
                            f"this title gave only its {used[0]}")
         s = self.predict_proba([{"poster": poster, "plot": plot}])[0]

@@ -171,8 +171,9 @@ def _resolve_poster(cell, images: Path, where: str, tid: str | None) -> tuple[Pa
     rel = str(cell).strip()
     if re.match(r"^[a-z][a-z0-9+.-]*://", rel, re.IGNORECASE):
         return None, Problem(name, "poster-url", f"poster is a URL, not downloaded: {rel}")
-    if Path(rel).is_absolute() and is_under(Path(rel), images) and Path(rel).is_file():
-        return Path(rel), None  # an absolute path inside the images folder (--images / admits any)
+    given = Path(rel)
+    if given.is_absolute() and is_under(given, images) and given.is_file():
+        return given, None  # an absolute path inside the images folder (--images / admits any)
     # TMDB poster_path values look absolute ("/abc.jpg") but are relative to an image folder
     rel_stripped = rel.lstrip("/\\")
     try:
@@ -184,7 +185,7 @@ def _resolve_poster(cell, images: Path, where: str, tid: str | None) -> tuple[Pa
     base = images / Path(rel_stripped.replace("\\", "/")).name  # a path from another machine: try the file name
     if base.is_file() and is_under(base, images):
         return base, None
-    if Path(rel).is_absolute() and Path(rel).is_file():  # the user's own absolute path: say how to allow it
+    if given.is_absolute() and given.is_file():  # the user's own absolute path: say how to allow it
         return None, Problem(name, "missing-poster", f"poster {rel} is outside the images folder {images.resolve()} "
                                                      "(posters are read inside it); pass --images with a folder that "
                                                      "holds it")

@@ -170,7 +170,6 @@
     // which thresholds decided: the set tuned on dev titles with the same inputs (or the pooled set)
     const setName = data.threshold_set || "pooled";
     const setLabel = setName === "pooled" ? "pooled thresholds"
-      : setName === "none" ? "no input this model reads: no genre"
       : `${setName === "both" ? "poster + plot" : `${setName}-only`} thresholds`;
     const setChip = el("span", "used threshold-set", `· ${setLabel}`);
     setChip.dataset.set = setName;
