@@ -116,11 +116,16 @@ def barrier() -> None:
         dist.barrier()
 
 
-def cleanup() -> None:
+def cleanup(sync: bool = True) -> None:
+    """Tear the process group down. ``sync``: wait for every rank first, since a rank that destroys its gloo
+    group while a peer still talks to it can abort in C++ ("terminate called without an active exception");
+    pass False on the error path, where a peer may be gone and a barrier would hang."""
     if _INFO.enabled:
         import torch.distributed as dist
 
         if dist.is_initialized():
+            if sync:
+                dist.barrier()
             dist.destroy_process_group()
         logging.disable(logging.NOTSET)
 

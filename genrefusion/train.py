@@ -277,14 +277,17 @@ def main(data: Sequence, out, config: Config | None = None, resume: bool = False
             return done
     handler = setup_log(out / "train.log") if dist.is_main() else None
     threads = torch.get_num_threads()
+    ok = False
     try:
         job = Job(RunDir(out), cfg, models, progress, dist.current_device(), t_start)
-        return run_job(job, datasets, write_report)
+        result = run_job(job, datasets, write_report)
+        ok = True
+        return result
     finally:
         torch.set_num_threads(threads)
         if handler is not None:
             close_log(handler)
-        dist.cleanup()
+        dist.cleanup(sync=ok)
 
 
 @dataclass
