@@ -114,6 +114,7 @@ class StageSpec:
     epochs: int
     modality_dropout: float = 0.0
     sample_weights: np.ndarray | None = None  # per training row: each epoch draws rows with these weights
+    reads: str | None = None  # "poster" or "plot" for a single-input stage: its error names the input it lacks
 
 
 @dataclass
@@ -191,9 +192,8 @@ def fit_stage(run: RunDir, spec: StageSpec, batcher: Batcher, corpus: Corpus, cf
                  spec.name, cfg.train.select_metric, done["best_score"], done["best_epoch"] + 1)
         return done
     if len(spec.train_rows) == 0:
-        need, other = (("a poster", "plot") if spec.name.startswith("poster") else
-                       ("a plot", "poster") if spec.name.startswith(("plot", "lm")) else ("an input", None))
-        raise DatasetError(f"stage {spec.name}: no training title has {need}"
+        other = {"poster": "plot", "plot": "poster"}.get(spec.reads)
+        raise DatasetError(f"stage {spec.name}: no training title has {f'a {spec.reads}' if other else 'an input'}"
                            + (f"; to train on this data alone, use --models {other}" if other else ""))
     tc = cfg.train
     loss_fn = lambda lo, y, m: masked_bce(lo, y, m, pos_weight, tc.loss)  # noqa: E731
@@ -643,7 +643,7 @@ def train_poster(job: Job) -> None:
     ok = job.inputs.image_ok.numpy()
     job.training["poster"] = fit_stage(job.run, StageSpec(
         "poster", poster, poster_param_groups(poster, job.cfg.train),
-        job.rows_with(ok, job.train_rows), job.rows_with(ok, job.dev_rows), job.cfg.train.epochs),
+        job.rows_with(ok, job.train_rows), job.rows_with(ok, job.dev_rows), job.cfg.train.epochs, reads="poster"),
         job.batcher(None), job.corpus, job.cfg, job.pos_weight, job.progress)
     job.trained["poster"] = poster
 
@@ -660,7 +660,8 @@ def train_plot(job: Job, route: str) -> None:
         model = build_single(spec, "plot").to(job.device)
         model.set_prior(job.prior)
         job.training["plot_minilm"] = fit_stage(job.run, StageSpec(
-            "plot_minilm", model, [{"params": list(model.parameters()), "lr": tc.lr}], tr, dv, tc.epochs),
+            "plot_minilm", model, [{"params": list(model.parameters()), "lr": tc.lr}], tr, dv, tc.epochs,
+            reads="plot"),
             batcher, corpus, cfg, job.pos_weight, job.progress)
     else:
         model = _train_lstm_plot(job, spec, batcher, tr, dv)
@@ -693,7 +694,7 @@ def _train_lstm_plot(job: Job, spec: dict, batcher: Batcher, tr, dv) -> nn.Modul
             continue
         name = f"plot_lstm_{phase + 1}"
         groups = lstm_param_groups(model, phase, lc.lr, lc.lr_decay)
-        job.training[name] = fit_stage(job.run, StageSpec(name, model, groups, tr, dv, n_ep), batcher, job.corpus,
+        job.training[name] = fit_stage(job.run, StageSpec(name, model, groups, tr, dv, n_ep, reads="plot"), batcher, job.corpus,
                                        cfg, job.pos_weight, job.progress)
     for p in model.parameters():
         p.requires_grad_(True)
