@@ -694,8 +694,8 @@ def _train_lstm_plot(job: Job, spec: dict, batcher: Batcher, tr, dv) -> nn.Modul
             continue
         name = f"plot_lstm_{phase + 1}"
         groups = lstm_param_groups(model, phase, lc.lr, lc.lr_decay)
-        job.training[name] = fit_stage(job.run, StageSpec(name, model, groups, tr, dv, n_ep, reads="plot"), batcher, job.corpus,
-                                       cfg, job.pos_weight, job.progress)
+        job.training[name] = fit_stage(job.run, StageSpec(name, model, groups, tr, dv, n_ep, reads="plot"), batcher,
+                                       job.corpus, cfg, job.pos_weight, job.progress)
     for p in model.parameters():
         p.requires_grad_(True)
     return model
