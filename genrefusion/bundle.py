@@ -158,6 +158,12 @@ def read_bundle_config(path) -> dict:
     if not path.is_dir():
         raise _fail(path, "not a model bundle folder (expected a folder with config.json and weights.safetensors)")
     cfg_path = path / CONFIG
+    if (path / "titles.jsonl").is_file():  # the commonest slip: `evaluate DATASET` for `evaluate RUN --data DATASET`
+        raise _fail(path, "a dataset folder, not a trained run; name the run first (e.g. genrefusion evaluate RUN "
+                          "--data DATASET, genrefusion predict RUN --batch DATASET)")
+    if (path / "train.log").is_file() and not (path / "model").exists():
+        raise _fail(path, "a training run without a model yet (stopped before it finished?); finish it with "
+                          "genrefusion train ... --out RUN --resume")
     raw = _read(path, CONFIG, f"not a model bundle ({CONFIG} missing)")
     try:
         cfg = json.loads(raw.decode("utf-8"))

@@ -158,6 +158,21 @@ def test_not_json_and_missing_parts(bundle_dir, tmp_path):
         load_bundle(empty)
 
 
+def test_dataset_or_unfinished_run_given_for_a_model_says_so(tmp_path):
+    """`evaluate DATASET` (for `evaluate RUN --data DATASET`) and a run stopped before its model are named."""
+    ds = tmp_path / "ds"
+    ds.mkdir()
+    (ds / "titles.jsonl").write_text("{}\n")
+    with pytest.raises(BundleError, match="a dataset folder, not a trained run.*--data DATASET"):
+        read_bundle_config(ds)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"format": 1, "config": {}}))
+    (run / "train.log").write_text("stage poster epoch 1/30\n")
+    with pytest.raises(BundleError, match="without a model yet.*--resume"):
+        load_bundle(run)
+
+
 def test_missing_weights(bundle_dir):
     (bundle_dir / "weights.safetensors").unlink()
     with pytest.raises(BundleError, match="missing"):
