@@ -128,7 +128,10 @@ def test_document_states_the_rules_the_server_enforces(tiny_run):
     assert "securitySchemes" not in spec.get("components", {})
     keyed = create_app(tiny_run, api_key=KEY).openapi()
     assert keyed["components"]["securitySchemes"]["apiKey"]["name"] == "X-API-Key"
+    assert keyed["components"]["securitySchemes"]["bearer"] == {"type": "http", "scheme": "bearer",
+                                                                "description": "the same key as `Authorization: "
+                                                                               "Bearer KEY`"}
     assert "security" not in keyed["paths"]["/health"]["get"]  # health stays open
     for path in ("/predict", "/predict/batch", "/explain"):
-        assert keyed["paths"][path]["post"]["security"] == [{"apiKey": []}]
+        assert keyed["paths"][path]["post"]["security"] == [{"apiKey": []}, {"bearer": []}]  # either header
         assert "401" in keyed["paths"][path]["post"]["responses"]

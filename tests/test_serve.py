@@ -294,6 +294,49 @@ def test_api_key_too_short_is_refused_at_start(app):
         create_app(app.state.classifier, api_key="secret")
 
 
+def test_a_request_without_the_key_is_refused_before_its_body_is_buffered(app):
+    from genrefusion.serve.app import create_app
+
+    keyed = TestClient(create_app(app.state.classifier, api_key=API_KEY, max_batch_body=1000))
+    body = json.dumps([{"plot": "x" * 5000}])
+    r = keyed.post("/predict/batch", content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 401, r.text  # the key is checked first: no 413, so no body was held for the limit
+    r = keyed.post("/predict/batch", content=body, headers={"Content-Type": "application/json", "X-API-Key": API_KEY})
+    assert r.status_code == 413  # with the key, the body limit applies as before
+
+
+def test_a_refused_body_is_read_but_not_stored():
+    import asyncio
+
+    from genrefusion.serve.auth import ApiKeyGuard
+
+    async def inner(scope, receive, send):
+        raise AssertionError("the guarded app must not run")
+
+    chunks = [{"type": "http.request", "body": b"x" * 1000, "more_body": i < 9} for i in range(10)]
+    sent = []
+
+    async def receive():
+        return chunks.pop(0)
+
+    async def send(msg):
+        sent.append(msg)
+
+    guard = ApiKeyGuard(inner, API_KEY, drain=5000)
+    asyncio.run(guard({"type": "http", "path": "/predict", "headers": []}, receive, send))
+    assert sent[0]["status"] == 401 and (b"connection", b"close") in sent[0]["headers"]  # over the drain cap
+    assert len(chunks) == 4  # reading stopped past the cap: the rest was never read
+
+
+@pytest.mark.parametrize("headers", [[("X-API-Key", API_KEY), ("Authorization", "Bearer wrong-key-0123456789")],
+                                     [("Authorization", "Bearer wrong-key-0123456789"), ("X-API-Key", API_KEY)],
+                                     [("X-API-Key", API_KEY), ("X-API-Key", "wrong-key-0123456789")]])
+def test_every_key_header_sent_must_hold_the_key(keyed, headers):
+    r = keyed.get("/model", headers=headers)
+    assert r.status_code == 401 and r.json()["error"].startswith("wrong API key")
+    assert keyed.get("/model", headers=[("X-API-Key", API_KEY), ("Authorization", f"Bearer {API_KEY}")]).status_code == 200
+
+
 def test_405_names_the_allowed_methods(client):
     # RFC 9110 15.5.6: a 405 carries Allow (the JSON error handler used to drop it)
     for method, path, allow in [("DELETE", "/health", "GET"), ("PUT", "/predict", "POST"), ("GET", "/predict/batch", "POST")]:

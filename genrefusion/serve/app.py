@@ -284,11 +284,10 @@ def create_app(run_dir_or_classifier, *, warmup: bool = False, max_batch: int = 
                   description="Multi-label movie/TV genre prediction from a poster and a plot summary.",
                   lifespan=lifespan)
     app.state.classifier = clf
-    if api_key is not None:
-        app.add_middleware(ApiKeyGuard, key=check_key(api_key))  # inside BodyLimit: a refused upload is still read, so
     app.add_middleware(BodyLimit, limits={"/predict": MAX_PREDICT_BODY, "/explain": MAX_PREDICT_BODY,
-                                          "/predict/batch": max_batch_body},
-                       default=64 * 1024)             # the client sees the 401 rather than a reset
+                                          "/predict/batch": max_batch_body}, default=64 * 1024)
+    if api_key is not None:  # added last, so it runs first: a request without the key is refused unbuffered
+        app.add_middleware(ApiKeyGuard, key=check_key(api_key), drain=DRAIN_CAP)
     _document(app, max_batch, api_key is not None, genres)
 
     # -- errors: every input problem is a one-line 4xx JSON ---------------------------------------------------
