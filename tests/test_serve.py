@@ -106,6 +106,28 @@ def test_batch_matches_predict_proba(client, app):
         assert x["threshold_set"] == clf.thresholds_for(x["used"])[1]
 
 
+def test_batch_keeps_each_poster_as_the_backbones_small_input(client, app, monkeypatch):
+    import torch
+    from PIL import Image
+
+    clf, seen = app.state.classifier, []
+    real = clf.predict_proba
+
+    def spy(titles, *a, **kw):
+        titles = list(titles)
+        seen.extend(t["poster"] for t in titles)
+        return real(titles, *a, **kw)
+
+    monkeypatch.setattr(clf, "predict_proba", spy)
+    buf = io.BytesIO()
+    Image.new("RGB", (2000, 3000), (20, 20, 20)).save(buf, format="PNG")  # 18 MB decoded, a few KB sent
+    r = client.post("/predict/batch", json=[{"poster_base64": base64.b64encode(buf.getvalue()).decode()}] * 3)
+    assert r.status_code == 200, r.text
+    # the full-size image is not held until inference: each title keeps only its [3, S, S] tensor
+    assert len(seen) == 3 and all(isinstance(x, torch.Tensor) and x.shape[0] == 3 and x.shape[1] == x.shape[2]
+                                  and x.shape[1] <= 300 for x in seen)
+
+
 def test_batch_bad_title_rejects_or_reports(client):
     body = [{"plot": PLOT}, {"poster_base64": base64.b64encode(b"not an image").decode()}]
     r = client.post("/predict/batch", json=body)

@@ -422,7 +422,8 @@ def _document(app: FastAPI, max_batch: int, secured: bool, genres: list[str]) ->
 
 
 def _run_batch(clf, titles: list[BatchTitle], partial: bool, top_k, threshold, genres, thresholds) -> dict:
-    """Decode every title (a bad one: 4xx, or its error with ``partial``), then one batched inference."""
+    """Decode and preprocess every title (a bad one: 4xx, or its error with ``partial``), then one batched
+    inference."""
     import numpy as np
 
     from ..batch import BatchItem, Prepared, infer_block
@@ -437,6 +438,8 @@ def _run_batch(clf, titles: list[BatchTitle], partial: bool, top_k, threshold, g
             im = None
             if t.poster_base64 is not None and t.poster_base64.strip():
                 im = _decode_poster(_b64(t.poster_base64, f"{name}.poster_base64"), f"{name}.poster_base64")
+                x = clf.preprocess_poster(im)  # the backbone's small input: one full-size poster held at a time
+                im = im if x is None else x
             if im is None and plot is None:
                 raise BadInput(f"{name}: neither a poster nor a plot to predict from")
         except GenreFusionError as err:
