@@ -165,6 +165,17 @@ def test_a_json_object_on_the_batch_endpoint_is_told_to_send_a_list(client):
     assert r.status_code == 400 and "titles[1]" in r.json()["error"] and "?partial=true" in r.json()["error"]
 
 
+@pytest.mark.parametrize("body, ctype, needle", [
+    (b'[{"plot": "x"}, {"plot": ]', "application/json", "body: invalid JSON at character 25 (Expecting value)"),
+    (b'[{"plot": "a plot"}]', "text/plain", "sent as text/plain, so it was not read as JSON; send it with "
+                                            "Content-Type: application/json"),
+    (b'[{"plot": "a plot"}]', None, "sent as no content type"),
+])
+def test_batch_malformed_json_and_content_type_are_named(client, body, ctype, needle):
+    r = client.post("/predict/batch", content=body, headers={"content-type": ctype} if ctype else {})
+    assert r.status_code == 422 and needle in r.json()["error"] and "titles[" not in r.json()["error"], r.text
+
+
 @pytest.mark.parametrize("path", ["/predict", "/explain"])
 def test_a_json_body_on_a_form_endpoint_is_pointed_to_the_batch_endpoint(client, path):
     r = client.post(path, json={"plot": PLOT})  # a form endpoint sees no field at all in a JSON body

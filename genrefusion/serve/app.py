@@ -299,13 +299,21 @@ def create_app(run_dir_or_classifier, *, warmup: bool = False, max_batch: int = 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, err: RequestValidationError):
         parts = []
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         for e in err.errors()[:3]:
+            if e.get("type") == "json_invalid":  # its loc is ("body", character position), not a title
+                why = (e.get("ctx") or {}).get("error")
+                parts.append(f"body: invalid JSON at character {e['loc'][-1]}" + (f" ({why})" if why else ""))
+                continue
             loc = ".".join(str(x) for x in e.get("loc", ()) if x != "body") or "body"
             if loc and loc[0].isdigit():
                 loc = f"titles[{loc.split('.')[0]}]" + "".join(f".{x}" for x in loc.split(".")[1:])
             msg = e.get("msg", "invalid")
             if loc == "body" and e.get("type") == "list_type" and request.url.path == "/predict/batch":
-                msg += ': send a JSON list of titles, [{"id", "plot", "poster_base64"}, ...], not an object'
+                msg += (': send a JSON list of titles, [{"id", "plot", "poster_base64"}, ...], not an object'
+                        if ctype == "application/json" or ctype.endswith("+json") else
+                        f": the body was sent as {ctype or 'no content type'}, so it was not read as JSON; "
+                        "send it with Content-Type: application/json")
             parts.append(f"{loc}: {msg}")
         more = len(err.errors()) - 3
         return _error(422, "; ".join(parts) + (f" (and {more} more problems)" if more > 0 else ""))
