@@ -2,6 +2,7 @@
 decided, the scores and thresholds as rounded ``{genre: value}`` maps, and which inputs were used."""
 from __future__ import annotations
 
+import numbers
 from typing import Sequence
 
 import numpy as np
@@ -23,10 +24,24 @@ def decide(scores: np.ndarray, genres: Sequence[str], thresholds: np.ndarray, to
 
 
 def check_overrides(top_k, threshold) -> None:
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+    """BadInput unless ``top_k`` is None or a positive integer and ``threshold`` None or a number in [0, 1] (numpy
+    numbers too; not a bool, not NaN)."""
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 1):
         raise BadInput(f"top_k: must be a positive integer, got {top_k!r}")
-    if threshold is not None and not (isinstance(threshold, (int, float)) and 0.0 <= threshold <= 1.0):
+    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, numbers.Real)
+                                  or not 0.0 <= threshold <= 1.0):
         raise BadInput(f"threshold: must be a number between 0 and 1, got {threshold!r}")
+
+
+def check_reads(model_name: str, used: Sequence[str]) -> None:
+    """BadInput when the model reads none of the inputs ``used``: its answer would be the genre prior, the same
+    for every such title."""
+    from .thresholds import NONE, model_reads, used_key
+
+    reads = model_reads(model_name)
+    if used_key(used, reads) == NONE:
+        raise BadInput(f"the {model_name} model reads only the {' and '.join(reads)}; this title gave only its "
+                       f"{used[0]}")
 
 
 def per_genre(genres: Sequence[str], values, decimals: int = 4, by_value: bool = False) -> dict[str, float]:

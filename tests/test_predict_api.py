@@ -123,11 +123,19 @@ def test_predict_one(clf, titles):
     (lambda c: c.predict_proba([{"poster": b"not an image", "plot": "x"}]), "poster #0"),
     (lambda c: c.predict_one(plot="x", top_k=0), "top_k"),
     (lambda c: c.predict_one(plot="x", threshold=1.5), "threshold"),
+    (lambda c: c.predict_one(plot="x", threshold=float("nan")), "threshold"),
+    (lambda c: c.predict_one(plot="x", threshold=True), "threshold"),
+    (lambda c: c.predict_one(plot="x", top_k=np.int64(0)), "top_k"),
 ])
 def test_bad_input_is_one_line_bad_input(clf, call, needle):
     with pytest.raises(BadInput) as err:
         call(clf)
     assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_numpy_numbers_are_accepted_as_overrides(clf):
+    want = clf.predict_one(plot="A plot.", top_k=2, threshold=0.25)
+    assert clf.predict_one(plot="A plot.", top_k=np.int64(2), threshold=np.float32(0.25)) == want
 
 
 def test_missing_poster_file_names_it(clf, tmp_path):
