@@ -25,7 +25,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from .decision import check_overrides, decide, per_genre, used_inputs
+from .decision import check_overrides, check_reads, decide, per_genre, used_inputs
 from .errors import BadInput, BundleError, GenreFusionError
 from .io import atomic_dir, read_json
 
@@ -255,13 +255,8 @@ class GenreClassifier:
         poster, plot = _title_parts({"poster": poster, "plot": plot}, 0)
         if poster is None and plot is None:
             raise BadInput("give a poster, a plot, or both")
-        from .thresholds import NONE, model_reads, used_key
-
         used = used_inputs(poster, plot)
-        reads = model_reads(self.model_name_)
-        if used_key(used, reads) == NONE:  # the answer would be the genre prior, the same for every such title
-            raise BadInput(f"the {self.model_name_} model reads only the {' and '.join(reads)}; "
-                           f"this title gave only its {used[0]}")
+        check_reads(self.model_name_, used)
         s = self.predict_proba([{"poster": poster, "plot": plot}])[0]
         thr, set_name = self.thresholds_for(used)
         return {"genres": self.decide(s, top_k, threshold, [used])[0], "scores": per_genre(self.genres_, s, by_value=True),
@@ -272,7 +267,7 @@ class GenreClassifier:
         return per_genre(self.genres_, self.thresholds_)
 
     def explain(self, poster=None, plot: str | None = None, genres=None, top_k: int | None = None,
-                top_words: int = 5, overlays: bool = True) -> dict:
+                top_words: int = 5, overlays: bool = True, threshold: float | None = None) -> dict:
         """Why this title gets its genres: per genre, the score with both inputs / the poster only / the plot
         only, a weight per plot word and a grid of poster-region weights (+ a PNG overlay), all measured by
         occlusion on this model. Plain JSON; shapes in ``genrefusion.explain``."""
@@ -281,7 +276,7 @@ class GenreClassifier:
         self._check_fitted()
         poster, plot = _title_parts({"poster": poster, "plot": plot}, 0)
         return explain(self, poster=poster, plot=plot, genres=genres, top_k=top_k, top_words=top_words,
-                       overlays=overlays)
+                       overlays=overlays, threshold=threshold)
 
     def rounded_threshold_sets(self) -> dict[str, dict[str, float]]:
         """``{combination: {genre: threshold}}``: the per-input-combination sets (4 decimals)."""

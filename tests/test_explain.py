@@ -125,6 +125,15 @@ def test_poster_only_plot_only_and_single_models(clf, tiny_run, titles):
     # the poster model ignores the plot: nothing to attribute there
     e = GenreClassifier.load(tiny_run, model="poster").explain(poster=path, plot=plot)
     assert e["model"] == "poster" and e["used"] == ["poster"] and e["plot"] is None
+    # ... and given only the plot it has nothing to read: refused as predict_one refuses it, not the prior
+    with pytest.raises(BadInput, match="the poster model reads only the poster; this title gave only its plot"):
+        GenreClassifier.load(tiny_run, model="poster").explain(plot=plot)
+
+
+def test_threshold_override_as_in_predict_one(clf, titles):
+    e = clf.explain(plot=titles[0][1], threshold=0.0, overlays=False)
+    assert e["predicted"] == clf.predict_one(plot=titles[0][1], threshold=0.0)["genres"]
+    assert len(e["predicted"]) == len(clf.genres_) and {g["threshold"] for g in e["genres"]} == {0.0}
 
 
 def test_genre_choice(clf, titles):
@@ -142,6 +151,7 @@ def test_genre_choice(clf, titles):
     ({"poster": b"not an image", "plot": "A plot."}, "poster: not an image"),
     ({"plot": 42}, "plot must be text"),
     ({"plot": "A plot.", "top_k": 0}, "top_k"),
+    ({"plot": "A plot.", "threshold": 1.5}, "threshold: must be a number between 0 and 1"),
 ])
 def test_bad_input_is_one_line(clf, kw, needle):
     with pytest.raises(BadInput) as err:

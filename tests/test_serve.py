@@ -423,6 +423,8 @@ def test_explain_is_documented(client):
     ({"files": {"poster": ("x.jpg", b"not an image", "image/jpeg")}}, 400, "poster 'x.jpg': not an image"),
     ({"data": {"plot": "x" * 20_001}}, 413, "20,001 characters"),
     ({"data": {"plot": "A plot.", "top_k": "0"}}, 400, "top_k"),
+    ({"data": {"plot": "A plot.", "threshold": "1.5"}}, 400, "threshold: must be a number between 0 and 1"),
+    ({"data": {"plot": "A plot.", "threshold": "nan"}}, 400, "threshold"),
     ({"data": {"plot": "A plot.", "top_words": "-1"}}, 422, "top_words"),
 ])
 def test_explain_bad_input_is_one_json_line(client, kw, status, needle):

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..decision import check_overrides, decide, used_inputs
+from ..decision import check_overrides, check_reads, decide, used_inputs
 from ..errors import BadInput
 from .units import WORD_BUDGET, plot_units, remove_spans
 
@@ -177,15 +177,16 @@ def _rows(p: dict) -> tuple[np.ndarray, dict[str, Any]]:
 
 
 def explain(clf, poster=None, plot: str | None = None, genres=None, top_k: int | None = None,
-            top_words: int = 5, overlays: bool = True, word_budget: int = WORD_BUDGET) -> dict:
+            top_words: int = 5, overlays: bool = True, word_budget: int = WORD_BUDGET,
+            threshold: float | None = None) -> dict:
     """Explain one title's prediction (output: the package docstring). ``clf``: a loaded ``GenreClassifier``
     or a ``BundleView``; ``poster``: path, bytes or PIL image; ``plot``: text. ``genres``: names to explain
-    (default: the predicted ones, else the 3 most probable); ``top_k``: the K most probable genres instead, as
-    in ``predict_one``; ``top_words``: units listed per genre; ``overlays``: add the poster overlay PNGs."""
+    (default: the predicted ones, else the 3 most probable); ``top_k``, ``threshold``: as in ``predict_one``;
+    ``top_words``: units listed per genre; ``overlays``: add the poster overlay PNGs."""
     import torch
 
     t0 = time.perf_counter()
-    check_overrides(top_k, None)
+    check_overrides(top_k, threshold)
     if isinstance(top_words, bool) or not isinstance(top_words, int) or top_words < 0:
         raise BadInput(f"top_words: must be a non-negative integer, got {top_words!r}")
     if plot is not None and not isinstance(plot, str):
@@ -193,6 +194,7 @@ def explain(clf, poster=None, plot: str | None = None, genres=None, top_k: int |
     plot = plot if plot is not None and plot.strip() else None
     if poster is None and plot is None:
         raise BadInput("give a poster, a plot, or both")
+    check_reads(clf.model_name_, used_inputs(poster, plot))
     wanted = resolve_genres(genres, clf.genres_) if genres else None
     p = _prepare(clf, poster, plot, word_budget)
     pairs, where = _rows(p)
@@ -208,6 +210,8 @@ def explain(clf, poster=None, plot: str | None = None, genres=None, top_k: int |
         probs = np.clip(probs, 1e-12, 1 - 1e-12)
         logits = np.log(probs) - np.log1p(-probs)  # word and cell weights stay log-odds differences
     thr = clf.thresholds_for(used_inputs(poster, plot))[0]  # the set tuned on dev titles with these inputs
+    if threshold is not None:
+        thr = np.full(len(clf.genres_), float(threshold))
     predicted = decide(probs[0], clf.genres_, thr)
     if wanted is None:
         wanted = (decide(probs[0], clf.genres_, thr, top_k)

@@ -388,6 +388,7 @@ def create_app(run_dir_or_classifier, *, warmup: bool = False, max_batch: int = 
                       genre: Annotated[list[str] | None, Form(description="genre(s) to explain (repeat the field); "
                                                                           "default: the predicted ones, else the top 3")] = None,
                       top_k: Annotated[int | None, Form(description="instead: the K most probable genres")] = None,
+                      threshold: Annotated[float | None, Form(description="one threshold for every genre")] = None,
                       top_words: Annotated[int, Form(ge=0, le=50, description="words/phrases listed per genre")] = 5,
                       overlays: Annotated[bool, Form(description="include the poster overlay PNGs")] = True):
         """Why one title gets its genres: per genre, the probability from both inputs, the poster only and the
@@ -396,13 +397,13 @@ def create_app(run_dir_or_classifier, *, warmup: bool = False, max_batch: int = 
         and limits as /predict."""
         from ..decision import check_overrides
 
-        check_overrides(top_k, None)
+        check_overrides(top_k, threshold)
         data, plot, name = await _form_title(request, poster, plot)
 
         def work():
             im = _decode_poster(data, name) if data is not None else None
             return clf.explain(poster=im, plot=plot, genres=[g for g in genre or [] if g.strip()] or None,
-                               top_k=top_k, top_words=top_words, overlays=overlays)
+                               top_k=top_k, top_words=top_words, overlays=overlays, threshold=threshold)
 
         return await run_in_threadpool(work)
 
