@@ -61,6 +61,22 @@ def test_long_plots_become_phrases_within_the_budget():
     assert remove_spans(text, [u.span(0)]).startswith(f"word{u.units[0][1]}")
 
 
+@pytest.mark.parametrize("size", [(1, 5000), (2, 3000), (5000, 1), (3000, 7), (400, 600)])
+def test_overlay_of_very_tall_or_wide_posters(size):
+    from genrefusion.explain.render import overlay_image
+
+    w, h = size
+    side = min(w, h)
+    crop = ((w - side) / 2, (h - side) / 2, (w + side) / 2, (h + side) / 2)  # the centre square the model sees
+    out = overlay_image(Image.new("RGB", size, (90, 90, 90)), np.array([[1.0, -1.0], [0.5, 0.0]]), crop)
+    assert out.mode == "RGB" and max(out.size) <= 320
+
+
+def test_explain_a_one_pixel_wide_poster(clf):
+    e = clf.explain(poster=Image.new("RGB", (1, 5000), (200, 30, 30)), genres=[clf.genres_[0]])
+    assert e["poster"]["size"] == [1, 5000] and e["genres"][0]["overlay_png"]
+
+
 def test_genre_names_resolve_or_fail_naming_them():
     known = ["Action", "Drama", "Sci-Fi"]
     assert resolve_genres(["drama", "science fiction", "Drama"], known) == ["Drama", "Sci-Fi"]

@@ -22,8 +22,9 @@ def overlay_image(image, grid: np.ndarray, crop, max_side: int = OVERLAY_MAX_SID
 
     im = image.convert("RGB")
     im.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
-    f = im.width / image.width
-    l, t, r, b = (int(round(v * f)) for v in crop)
+    fx, fy = im.width / image.width, im.height / image.height  # per axis: a 1 x 5000 poster rounds unevenly
+    l, r = (int(round(v * fx)) for v in crop[0::2])
+    t, b = (int(round(v * fy)) for v in crop[1::2])
     l, t, r, b = max(0, l), max(0, t), min(im.width, r), min(im.height, b)
     px = np.asarray(im, np.float32) * 0.35  # outside the crop: dimmed, the model does not see it
     px[t:b, l:r] = np.asarray(im, np.float32)[t:b, l:r]
@@ -36,7 +37,8 @@ def overlay_image(image, grid: np.ndarray, crop, max_side: int = OVERLAY_MAX_SID
         alpha = 0.65 * np.abs(heat)
         px[t:b, l:r] = px[t:b, l:r] * (1 - alpha) + colour * alpha
     out = Image.fromarray(np.clip(px, 0, 255).astype(np.uint8))
-    ImageDraw.Draw(out).rectangle((l, t, r - 1, b - 1), outline=(255, 255, 255))
+    if r > l and b > t:  # a crop thinner than a pixel once shrunk gets no outline
+        ImageDraw.Draw(out).rectangle((l, t, r - 1, b - 1), outline=(255, 255, 255))
     return out
 
 
