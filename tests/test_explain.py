@@ -77,6 +77,17 @@ def test_explain_a_one_pixel_wide_poster(clf):
     assert e["poster"]["size"] == [1, 5000] and e["genres"][0]["overlay_png"]
 
 
+def test_a_genre_never_predicted_from_these_inputs_is_said_so():
+    from genrefusion.explain.render import genre_blocks
+
+    e = {"genre": "Horror", "score": 0.4, "poster_only": None, "plot_only": 0.4, "predicted": False,
+         "overlay_png": None, "word_weights": None}
+    expl = {"plot": None, "genres": [dict(e, threshold=2.0), dict(e, genre="Drama", threshold=0.35)]}
+    html = genre_blocks(expl)
+    assert "(never predicted from these inputs)" in html and "threshold 2.00" not in html
+    assert "(threshold 0.35)" in html
+
+
 def test_genre_names_resolve_or_fail_naming_them():
     known = ["Action", "Drama", "Sci-Fi"]
     assert resolve_genres(["drama", "science fiction", "Drama"], known) == ["Drama", "Sci-Fi"]

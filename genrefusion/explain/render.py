@@ -111,8 +111,9 @@ def genre_blocks(expl: dict, heading: str = "h3") -> str:
                f'src="data:image/png;base64,{e["overlay_png"]}">' if e.get("overlay_png") else "")
         scores = " · ".join(f"{k.replace('_', ' ')} {e[k]:.2f}" for k in ("score", "poster_only", "plot_only")
                             if e[k] is not None)
+        thr = "never predicted from these inputs" if e["threshold"] > 1 else f"threshold {e['threshold']:.2f}"
         rows.append(f'<section><{heading}>{html.escape(e["genre"])}{" ✓ predicted" if e["predicted"] else ""}'
-                    f'</{heading}><p class="s">{scores} (threshold {e["threshold"]:.2f})</p>'
+                    f'</{heading}><p class="s">{scores} ({thr})</p>'
                     f'<div class="row">{img}<p class="plot">{highlighted_plot(expl, e)}</p></div></section>')
     return "".join(rows)
 
