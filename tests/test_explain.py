@@ -61,6 +61,25 @@ def test_long_plots_become_phrases_within_the_budget():
     assert remove_spans(text, [u.span(0)]).startswith(f"word{u.units[0][1]}")
 
 
+@pytest.mark.parametrize("n", [40, 300, 1000, 4000])
+def test_explaining_a_plot_encodes_about_the_word_budget(clf, monkeypatch, n):
+    from genrefusion.explain import WORD_BUDGET
+    from genrefusion.explain.core import LOCK_WORDS
+
+    enc, calls = clf.input_encoders().minilm, []
+
+    def counting(texts, batch_size=32):  # a stub MiniLM: words encoded per call, and whether the lock was held
+        calls.append((sum(len(t.split()) for t in texts), clf._lock.locked()))
+        return np.zeros((len(texts), enc.dim), np.float32)
+
+    monkeypatch.setattr(enc, "encode", counting)
+    plot = " ".join(("cat", "dog", "sun")[i % 3] for i in range(n))  # 4,000 words within 20,000 characters
+    e = clf.explain(plot=plot, genres=[clf.genres_[0]], overlays=False)
+    assert len(e["plot"]["words"]) == n and len(e["plot"]["units"]) >= 2
+    assert sum(w for w, _ in calls) <= max(WORD_BUDGET, 2 * n)  # units x n: the budget, or two halves of a long plot
+    assert all(held and w <= max(LOCK_WORDS, n) for w, held in calls)  # the lock is taken per chunk, not for all
+
+
 @pytest.mark.parametrize("size", [(1, 5000), (2, 3000), (5000, 1), (3000, 7), (400, 600)])
 def test_overlay_of_very_tall_or_wide_posters(size):
     from genrefusion.explain.render import overlay_image

@@ -15,6 +15,7 @@ from ..errors import BadInput
 from .units import WORD_BUDGET, plot_units, remove_spans
 
 DECIMALS = 4
+LOCK_WORDS = 600  # plot words encoded per hold of the classifier's lock: a prediction waits for one chunk at most
 _BLANK_MAPS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # image encoder -> blank poster's map
 
 
@@ -52,17 +53,31 @@ def model_reads(model) -> set[str]:
     return {"poster", "plot"} if isinstance(model, FusedModel) else {model.modality}
 
 
-def _text_inputs(encoders, spec: dict, texts: list[str | None]):
+def _word_chunks(texts: list[str], idx: list[int], words: int) -> list[list[int]]:
+    """``idx`` cut into consecutive runs of about ``words`` words of ``texts`` (at least one text each)."""
+    out, size = [], 0
+    for i in idx:
+        n = len(texts[i].split())
+        if not out or size + n > words:
+            out.append([])
+            size = 0
+        out[-1].append(i)
+        size += n
+    return out
+
+
+def _text_inputs(encoders, spec: dict, texts: list[str | None], lock):
     """(branch input, present mask) for plot variants through the bundle's text route (as ``build_inputs`` and
-    ``Batcher`` make them: stripped text for MiniLM, token ids for the LSTM); None = no plot."""
+    ``Batcher`` make them: stripped text for MiniLM, token ids for the LSTM); None = no plot. MiniLM encodes
+    ``LOCK_WORDS`` words at a time under ``lock`` (the classifier's), so predictions run in between."""
     import torch
 
     present = torch.tensor([bool(t and t.strip()) for t in texts])
     if encoders.minilm is not None:
         feats = torch.zeros((len(texts), encoders.minilm.dim))
-        idx = [i for i, ok in enumerate(present.tolist()) if ok]
-        if idx:
-            feats[idx] = torch.from_numpy(encoders.minilm.encode([texts[i].strip() for i in idx]))
+        for part in _word_chunks(texts, [i for i, ok in enumerate(present.tolist()) if ok], LOCK_WORDS):
+            with lock:
+                feats[part] = torch.from_numpy(encoders.minilm.encode([texts[i].strip() for i in part]))
         return feats, present
     from ..encoders.lstm import collate_ids
 
@@ -131,7 +146,8 @@ def resolve_genres(names, known: Sequence[str]) -> list[str]:
 
 # -- the explanation ----------------------------------------------------------------------------------------
 def _prepare(clf, poster, plot, word_budget: int) -> dict[str, Any]:
-    """Decode and encode everything one explanation needs (under the classifier's lock, as predict does)."""
+    """Decode and encode everything one explanation needs (under the classifier's lock, as predict does; the plot
+    variants a chunk at a time)."""
     import torch
 
     from ..data.images import load_image
@@ -152,10 +168,11 @@ def _prepare(clf, poster, plot, word_budget: int) -> dict[str, Any]:
             out["img"] = torch.cat([feats, torch.zeros_like(feats[:1])])  # last row: no poster
             out["img_present"] = torch.tensor([True] * len(feats) + [False])
             out["crop"] = enc.crop_box(*image.size)
-        if units is not None:
-            texts = [plot] + [remove_spans(plot, [units.span(u)]) for u in range(len(units.units))] + [None]
-            out["txt"], out["txt_present"] = _text_inputs(encoders, clf.bundle_.spec, texts)
-            if encoders.lexical is not None and getattr(model, "lexical_weight", 0.0):
+    if units is not None:  # the text route takes the lock per chunk: a long plot does not stall predictions
+        texts = [plot] + [remove_spans(plot, [units.span(u)]) for u in range(len(units.units))] + [None]
+        out["txt"], out["txt_present"] = _text_inputs(encoders, clf.bundle_.spec, texts, clf._lock)
+        if encoders.lexical is not None and getattr(model, "lexical_weight", 0.0):
+            with clf._lock:
                 out["lexical"] = encoders.lexical.predict_proba([t or "" for t in texts]).astype(np.float64)
     return out
 
