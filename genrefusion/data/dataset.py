@@ -5,6 +5,7 @@ number and the rest is kept. Writing is atomic: ``titles.jsonl`` appears only wh
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from ..errors import DatasetError
-from ..io import AtomicStream, read_json, resolve_inside, write_json
+from ..io import AtomicStream, atomic_dir, read_json, resolve_inside, write_json
 from .images import load_image, save_jpeg
 from .records import GenreVocab, Title
 
@@ -161,22 +162,32 @@ class DatasetWriter(AtomicStream):
     """Write a canonical dataset atomically.
 
     Posters are written as they come (each atomically, under ``posters/``); ``titles.jsonl`` is
-    written to a temp file and renamed into place only on a clean ``close()``, so an interrupted
-    import never leaves a dataset that looks complete.
+    written to a temp file and renamed into place only on a clean ``close()``, after ``dataset.json``,
+    so an interrupted import never leaves a dataset that looks complete. Temp files a killed writer left
+    in ``root`` are removed.
+
+    ``stage=True`` writes the whole dataset into a temp folder beside ``root`` that replaces ``root`` on
+    ``close()`` (the old folder, if any, is moved aside, then deleted; anything else in it goes too), so
+    overwriting keeps the old dataset whole until the new one is complete and leaves none of its posters.
     """
 
     def __init__(self, root: str | os.PathLike, name: str | None = None, genres: list[str] | None = None,
-                 source: str | None = None, overwrite: bool = False, max_side: int | None = None):
+                 source: str | None = None, overwrite: bool = False, max_side: int | None = None,
+                 stage: bool = False):
         self.root = Path(root)
         if (self.root / TITLES).exists() and not overwrite:
             raise DatasetError(f"{self.root}: already holds a dataset (use --force to overwrite)")
-        (self.root / "posters").mkdir(parents=True, exist_ok=True)
+        self._stage = atomic_dir(self.root) if stage else None
+        self.dir = self._stage.__enter__() if stage else self.root  # where the files are written
+        for stale in [*self.dir.glob(f".{TITLES}.*.tmp"), *self.dir.glob("posters/.*.tmp")]:
+            stale.unlink(missing_ok=True)
+        (self.dir / "posters").mkdir(parents=True, exist_ok=True)
         self.name = name or self.root.name
         self.genres = genres
         self.source = source
         self.max_side = max_side
         self._ids: set[str] = set()
-        self._open(self.root / TITLES)
+        self._open(self.dir / TITLES)
         self.count = 0
 
     def add(self, t: Title, poster=None, poster_file: str | None = None) -> Title:
@@ -187,13 +198,13 @@ class DatasetWriter(AtomicStream):
         if t.id in self._ids:
             raise DatasetError(f"{t.id}: duplicate id")
         if poster_file is not None:
-            if not resolve_inside(self.root, poster_file).is_file():
-                raise DatasetError(f"{t.id}: poster file {poster_file!r} not found in {self.root}")
+            if not resolve_inside(self.dir, poster_file).is_file():
+                raise DatasetError(f"{t.id}: poster file {poster_file!r} not found in {self.dir}")
             t = t.replace(poster=poster_file)
         elif poster is not None:
             im = load_image(poster, name=f"{t.id} poster")
             rel = poster_name(t.id)
-            save_jpeg(im, self.root / rel, max_side=self.max_side)
+            save_jpeg(im, self.dir / rel, max_side=self.max_side)
             t = t.replace(poster=rel)
         else:
             t = t.replace(poster=None)
@@ -203,15 +214,27 @@ class DatasetWriter(AtomicStream):
         return t
 
     def close(self, extra_meta: dict | None = None) -> None:
-        super().close()
         meta = {"name": self.name}
         if self.genres is not None:
             meta["genres"] = list(self.genres)
         if self.source:
             meta["source"] = self.source
         meta.update(extra_meta or {})
-        write_json(self.root / META, meta)
+        try:
+            write_json(self.dir / META, meta)  # first: titles.jsonl is what marks a dataset complete
+            super().close()
+        except BaseException as err:
+            self.abort(err)
+            raise
+        if self._stage is not None:
+            self._stage.__exit__(None, None, None)
 
+    def abort(self, exc: BaseException | None = None) -> None:
+        super().abort(exc)
+        if self._stage is not None:
+            exc = exc or RuntimeError("aborted")
+            with contextlib.suppress(BaseException):  # the staged folder is removed either way
+                self._stage.__exit__(type(exc), exc, None)
 
 
 def poster_name(tid: str) -> str:
