@@ -1,6 +1,7 @@
 """The shared polite HTTP client (genrefusion.collect.http) against a local server on 127.0.0.1."""
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -201,7 +202,7 @@ def test_cache_entry_half_written_is_a_miss(tmp_path):
 def test_secret_params_stay_out_of_cache_and_messages(server, tmp_path):
     path = "/images/M/secret.jpg"
     server.script[path] = [("status", 500)] * 2
-    c = client(tmp_path, retries=1, secret_params={"api_key": "s3cr3t-value"})
+    c = client(tmp_path, retries=1, secret_params={"api_key": "s3cr3t-value"}, secret_origin=server.url)
     with pytest.raises(FetchError) as ei:
         c.get(server.url + path, {"language": "en-US"})
     assert "s3cr3t" not in str(ei.value)
@@ -246,11 +247,15 @@ def test_robots_txt_read_as_rfc_9309(server, path, allowed):
         assert server.paths() == ["/robots.txt"]
 
 
-def test_robots_txt_crawl_delay_slows_the_client(server):
-    server.robots = "User-agent: *\nCrawl-delay: 4\nAllow: /\n"
+def test_robots_txt_crawl_delay_slows_the_client(server, caplog):
+    server.robots = "User-agent: *\nCrawl-delay: 0.25\nAllow: /\n"
     c = client(robots=True, rate=10.0)
-    c.get(server.url + "/images/M/a.jpg")
-    assert c.bucket.rate == pytest.approx(0.25)
+    with caplog.at_level(logging.INFO, logger="genrefusion.collect"):
+        c.get(server.url + "/images/M/a.jpg")
+    assert c.bucket.rate == pytest.approx(4.0)
+    # the user asked for 10 requests/s: the lowered rate is said, once
+    assert caplog.messages == [f"{server.url}/robots.txt asks for Crawl-delay: 0.25 s; rate lowered from 10 to 4 "
+                               "requests/s"]
 
 
 def test_parse_retry_after():

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from genrefusion.cli import main as cli
-from genrefusion.collect.http import HttpClient
+from genrefusion.collect.http import FatalFetchError, HttpClient
 from genrefusion.collect.imdb_fetch import collect_imdb, sized_poster_url
 from genrefusion.collect.imdb_pages import collect_imdb_pages, parse_title_page, read_page
 from genrefusion.errors import BadInput
@@ -439,14 +439,15 @@ def test_failed_force_rerun_leaves_the_previous_dataset_intact(server, tmp_path,
 
 
 @pytest.mark.parametrize("opt, val", [("--rate", "0"), ("--rate", "nan"), ("--timeout", "0"), ("--retries", "-1"),
-                                      ("--max-failures", "0")])
+                                      ("--max-failures", "0"), ("--timeout", "inf"), ("--timeout", "1e12"),
+                                      ("--rate", "1e9"), ("--backoff", "inf"), ("--backoff", "-1")])
 def test_out_of_range_http_options_are_one_line_errors(tmp_path, capsys, opt, val):
     ids = tmp_path / "ids.txt"
     ids.write_text("tt0111161\n")
     assert cli(["collect", "imdb", str(ids), "--out", str(tmp_path / "o"), "--cache", str(tmp_path / "c"),
                 "--base-url", "http://127.0.0.1:9", opt, val]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith(f"error: {opt}: out of range ({val}") and "\n" not in err
+    assert err.startswith(f"error: {opt}: out of range (") and "\n" not in err
     assert not (tmp_path / "o").exists()
 
 
@@ -466,3 +467,23 @@ def test_imdb_pages_odd_poster_urls_lose_the_poster_not_the_run(server, tmp_path
     assert "/images/M/rel@._V1_SY384.jpg" in server.paths()
     assert {w.id: w.reason for w in rep.warnings}["tt0108052"].startswith(
         "poster dropped, not an http(s) URL: 'data:image/gif")
+
+
+def test_refused_poster_loses_the_poster_and_a_blocked_image_host_stops_the_run(server, tmp_path):
+    ids = tmp_path / "ids.txt"
+    ids.write_text("\n".join(GOOD) + "\n")
+    server.script[BAD_POSTER] = [("status", 403)]
+    n, rep = collect_imdb(ids, tmp_path / "ds", make_client(tmp_path), base_url=server.url,
+                          image_base_url=server.url)
+    titles = check_dataset(tmp_path / "ds")
+    bad = next(tt for tt, w in ((w.id, w.reason) for w in rep.warnings) if "HTTP 403" in w)
+    assert n == len(GOOD) and titles[bad].poster is None and titles[bad].plot
+    assert {w.id: w.reason for w in rep.warnings}[bad] == "poster dropped, poster: HTTP 403"
+    # an image host refusing everything stops the run after --max-failures posters in a row, although
+    # the pages in between are fine
+    with FakeServer(FIX) as images:
+        images._default = lambda path, query: (403, b"<Error>AccessDenied</Error>", "application/xml")
+        with pytest.raises(FatalFetchError, match="3 poster requests failed in a row .*HTTP 403"):
+            collect_imdb(ids, tmp_path / "ds2", make_client(tmp_path / "c2"), base_url=server.url,
+                         image_base_url=images.url, max_failures=3)
+        assert images.count("/images/") == 3

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import sys
 from pathlib import Path
 
@@ -119,3 +120,130 @@ def test_scan_streams_and_stops_once_every_id_is_found(tmp_path):
     assert peak < 2_000_000, peak  # streamed: far below the 8 MB the file holds unzipped
     with pytest.raises(DatasetError, match="corrupt or truncated gzip near line"):
         scan_basics(big, {"tt0000007", "tt9999999"})  # one id is not there: the whole file is read
+
+
+def basics(tmp_path: Path, rows: list[str], bom: bool = False) -> Path:
+    p = tmp_path / "title.basics.tsv"
+    head = "tconst\ttitleType\tprimaryTitle\toriginalTitle\tisAdult\tstartYear\tendYear\truntimeMinutes\tgenres\n"
+    p.write_text(("\ufeff" if bom else "") + head + "".join(r + "\n" for r in rows), encoding="utf-8")
+    return p
+
+
+def test_force_replaces_the_dataset_whole_and_only_when_complete(tmp_path, monkeypatch):
+    from genrefusion.data import dataset as dataset_mod
+
+    out = tmp_path / "joined"
+    collect_tsv(BASICS, out, dataset=source_dataset(tmp_path / "src"))
+    files = lambda: {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}  # noqa
+    before = files()
+    # other posters for the same titles; the run is interrupted after its first title
+    w = DatasetWriter(tmp_path / "src2", genres=["Drama"])
+    for tid, tt in (("tt0111161", "tt0111161"), ("bb", "tt0903747")):
+        w.add(Title(id=tid, imdb_id=tt, genres=["Drama"], plot="Other."), poster=poster_bytes("new" + tid, (90, 60)))
+    w.close()
+    real_add = DatasetWriter.add
+
+    def dying_add(self, *a, **kw):
+        if self.count == 1:
+            raise KeyboardInterrupt
+        return real_add(self, *a, **kw)
+
+    monkeypatch.setattr(dataset_mod.DatasetWriter, "add", dying_add)
+    with pytest.raises(KeyboardInterrupt):
+        collect_tsv(BASICS, out, dataset=tmp_path / "src2", force=True)
+    assert files() == before  # the old dataset, posters included, untouched
+    monkeypatch.setattr(dataset_mod.DatasetWriter, "add", real_add)
+    # a finished --force with fewer titles keeps none of the old posters
+    w = DatasetWriter(tmp_path / "src3", genres=["Drama"])
+    w.add(Title(id="tt0111161", genres=["Drama"], plot="One."), poster=poster_bytes("c", (90, 60)))
+    w.close()
+    collect_tsv(BASICS, out, dataset=tmp_path / "src3", force=True)
+    assert sorted(files()) == ["collect_report.json", "dataset.json", "posters/tt0111161.jpg", "titles.jsonl"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["joined", "src", "src2", "src3"]  # no staging left
+
+
+def test_dataset_writer_cleans_up_and_publishes_titles_last(tmp_path, monkeypatch):
+    from genrefusion.data import dataset as dataset_mod
+
+    root = tmp_path / "ds"
+    (root / "posters").mkdir(parents=True)
+    stale = [root / ".titles.jsonl.0123456789ab.tmp", root / "posters" / ".tt1.jpg.0123456789ab.tmp"]
+    for p in stale:
+        p.write_bytes(b"left by a killed run")
+    w = DatasetWriter(root, genres=["Drama"])
+    assert not any(p.exists() for p in stale)
+    w.add(Title(id="a", genres=["Drama"], plot="x"))
+    monkeypatch.setattr(dataset_mod, "write_json", lambda *a, **kw: (_ for _ in ()).throw(OSError(28, "full")))
+    with pytest.raises(OSError):
+        w.close()
+    assert not (root / "titles.jsonl").exists()  # no dataset.json: the dataset is not complete
+
+
+def test_tsv_ids_several_a_line_and_types_that_are_no_film_or_series(tmp_path):
+    tsv = basics(tmp_path, ["tt0111161\tmovie\tA\tA\t0\t1994\t\\N\t142\tDrama",
+                            "tt0133093\tmovie\tB\tB\t0\t1999\t\\N\t136\tAction,Sci-Fi",
+                            "tt0903747\ttvSeries\tC\tC\t0\t2008\t2013\t49\tCrime,Drama",
+                            "tt9420000\tvideoGame\tD\tD\t0\t2020\t\\N\t\\N\tAction",
+                            "tt9420001\t\\N\tE\tE\t0\t2020\t\\N\t\\N\tDrama"], bom=True)
+    ids = tmp_path / "ids.txt"
+    ids.write_text("tt0111161, tt0133093 tt0903747\ntt9420000,A video game,2020\ntt9420001\n")
+    n, rep = collect_tsv(tsv, tmp_path / "o", ids_file=ids)
+    assert n == 3 and [t.id for t in Dataset(tmp_path / "o").titles()] == ["tt0111161", "tt0133093", "tt0903747"]
+    assert {s.id: s.reason for s in rep.skipped} == {
+        "tt9420000": "title type videoGame in title.basics.tsv is neither a film nor a series",
+        "tt9420001": "title type missing in title.basics.tsv is neither a film nor a series"}
+
+
+def test_tsv_joins_on_normalised_imdb_ids(tmp_path):
+    w = DatasetWriter(tmp_path / "src", genres=["Drama"])
+    for tid, tt in (("a", "TT0111161"), ("b", "https://www.imdb.com/title/tt0133093/?ref_=x"), ("c", "tt903747 "),
+                    ("tt0944947", None)):
+        w.add(Title(id=tid, imdb_id=tt, genres=["Drama"], plot="p"), poster=poster_bytes(tid, (60, 90)))
+    w.close()
+    n, rep = collect_tsv(BASICS, tmp_path / "o", dataset=tmp_path / "src")
+    assert n == 4 and not rep.skipped
+    assert {t.id: t.imdb_id for t in Dataset(tmp_path / "o").titles()} == {
+        "a": "tt0111161", "b": "tt0133093", "c": "tt0903747", "tt0944947": "tt0944947"}
+
+
+def test_tsv_without_joinable_ids_fails_before_reading_and_leaves_no_folder(tmp_path, monkeypatch, capsys):
+    import genrefusion.collect.imdb_tsv as imdb_tsv
+
+    w = DatasetWriter(tmp_path / "src", genres=["Drama"])
+    w.add(Title(id="local-1", genres=["Drama"], plot="p"))
+    w.add(Title(id="local-2", genres=["Drama"], plot="q"))
+    w.close()
+    monkeypatch.setattr(imdb_tsv, "scan_basics", lambda *a: pytest.fail("the file was read"))
+    out = tmp_path / "o"
+    assert cli(["collect", "imdb-tsv", str(BASICS), "--dataset", str(tmp_path / "src"), "--out", str(out)]) == 2
+    assert "none of its 2 titles has an IMDb id to join on" in capsys.readouterr().err
+    monkeypatch.undo()
+    # every title skipped: the run fails, and the --out folder it made is not left behind, empty
+    ids = tmp_path / "ids.txt"
+    ids.write_text("tt0000404\n")
+    assert cli(["collect", "imdb-tsv", str(BASICS), "--ids", str(ids), "--out", str(out)]) == 2
+    assert "no titles collected" in capsys.readouterr().err and not out.exists()
+
+
+def test_interrupted_run_leaves_its_report(tmp_path, monkeypatch):
+    from genrefusion.data import dataset as dataset_mod
+
+    src, out, real_add = source_dataset(tmp_path / "src"), tmp_path / "o", DatasetWriter.add
+
+    def dying_add(self, *a, **kw):
+        if self.count == 1:
+            raise KeyboardInterrupt
+        return real_add(self, *a, **kw)
+
+    monkeypatch.setattr(dataset_mod.DatasetWriter, "add", dying_add)
+    assert cli(["collect", "imdb-tsv", str(BASICS), "--dataset", str(src), "--out", str(out)]) == 130
+    rep = json.loads((out / "collect_report.json").read_text())
+    assert rep["error"] == "KeyboardInterrupt" and {"local-1", "tt0000404"} <= {s["id"] for s in rep["skipped"]}
+    assert not (out / "titles.jsonl").exists()
+
+
+def test_out_equal_to_dataset_is_refused_first(tmp_path, capsys):
+    src = source_dataset(tmp_path / "src")
+    assert cli(["collect", "imdb-tsv", str(BASICS), "--dataset", str(src), "--out", str(src)]) == 2
+    err = capsys.readouterr().err
+    assert "--out must differ from --dataset" in err and "--force" not in err

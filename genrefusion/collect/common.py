@@ -7,7 +7,9 @@ phase 2 leaves no ``titles.jsonl``; either re-run is served from the cache.
 """
 from __future__ import annotations
 
+import contextlib
 import re
+import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +27,7 @@ from .http import FatalFetchError, FetchError
 MAX_SIDE = 384
 REPORT = "collect_report.json"
 _TT = re.compile(r"(?<![0-9a-z])(tt\d{7,10})(?!\d)")
+TMDB_ID = re.compile(r"^(?:(movie|tv)\s*[:/]\s*)?(\d+)$", re.IGNORECASE)  # 550, movie:550, tv/1399
 
 
 @dataclass
@@ -112,18 +115,23 @@ def read_id_lines(path: str | Path, what: str = "ids file") -> list[tuple[int, s
     return out
 
 
+def id_tokens(line: str) -> list[str]:
+    """The words of an id-list line: split at whitespace and commas (``tt1, tt2 tt3``; ``movie: 550`` is one)."""
+    return [w for w in re.split(r"[\s,;]+", re.sub(r"\s*([:/])\s*", r"\1", line)) if w]
+
+
 def read_imdb_ids(path: str | Path) -> list[str]:
-    """tt-ids from a file: one a line (bare ``tt0111161`` or an IMDb URL); ``#`` comments; order kept,
-    duplicates dropped. A line without a tt-id is an error naming the line."""
-    ids: list[str] = []
+    """tt-ids from a file: bare ``tt0111161`` or IMDb URLs, one or several a line (other words on a line,
+    such as a title after the id, are ignored); ``#`` comments; order kept, duplicates dropped. A line
+    without a tt-id is an error naming the line."""
+    ids: dict[str, None] = {}  # ordered set
     for n, s in read_id_lines(path):
-        first = s.split()[0].split(",")[0].split("\t")[0]
-        m = _TT.search(first.lower())
-        if not m:
-            raise BadInput(f"{path} line {n}: not an IMDb title id ({s[:60]!r}; expected e.g. tt0111161)")
-        if m.group(1) not in ids:
-            ids.append(m.group(1))
-    return ids
+        found = [m.group(1) for m in (_TT.search(w.lower()) for w in id_tokens(s)) if m]
+        if not found:
+            hint = "; TMDB ids go with `collect tmdb --by tmdb`" if TMDB_ID.match((id_tokens(s) or [""])[0]) else ""
+            raise BadInput(f"{path} line {n}: not an IMDb title id ({s[:60]!r}; expected e.g. tt0111161{hint})")
+        ids.update(dict.fromkeys(found))
+    return list(ids)
 
 
 def check_out(out: str | Path, force: bool) -> Path:
@@ -144,12 +152,13 @@ def write_dataset(out: Path, candidates: Iterable[Candidate], *, name: str | Non
     Genres outside ``genres`` are dropped (warned); a title left with no genre is skipped; a poster
     that cannot be fetched or decoded is dropped (warned) and the title kept unless ``require``
     names "poster"; "plot" in ``require`` skips titles without a plot. Nothing half-written is left
-    behind: ``titles.jsonl`` appears only when every title is written.
+    behind: ``titles.jsonl`` appears only when every title is written, and a dataset already at ``out``
+    (``force``) is replaced whole only then (the new one is staged beside it).
     """
     require = set(require)
     vocab = set(genres)
     writer = DatasetWriter(out, name=name or out.name, genres=list(genres), source=source,
-                           overwrite=force, max_side=max_side)
+                           overwrite=force, max_side=max_side, stage=(out / TITLES).exists())
     try:
         for c in candidates:
             t = c.title
@@ -195,6 +204,17 @@ def write_dataset(out: Path, candidates: Iterable[Candidate], *, name: str | Non
     return writer.count
 
 
+def finish_failed(out: Path, created: bool, report: Report, err: BaseException) -> None:
+    """After a run that failed (or was interrupted): remove ``out`` if this run created it and wrote no file
+    there, else leave ``collect_report.json`` beside what was written. A folder holding a dataset (an old
+    one that --force kept whole) is left alone."""
+    if created and out.is_dir() and not any(p.is_file() for p in out.rglob("*")):
+        shutil.rmtree(out, ignore_errors=True)
+    elif out.is_dir() and not (out / TITLES).exists():
+        with contextlib.suppress(GenreFusionError):  # the run's own error is the one to show
+            write_json(out / REPORT, {**report.to_dict(), "error": str(err) or type(err).__name__})
+
+
 def _fatal(err: Exception) -> bool:
     return isinstance(err, FatalFetchError)
 
@@ -203,8 +223,8 @@ class FailureGuard:
     """Stop the run after ``limit`` consecutive network failures: a server that is down or
     blocking us should not be asked again for every remaining title."""
 
-    def __init__(self, limit: int = 10):
-        self.limit, self.run = max(1, int(limit)), 0
+    def __init__(self, limit: int = 10, what: str = "requests"):
+        self.limit, self.run, self.what = max(1, int(limit)), 0, what
 
     def ok(self) -> None:
         self.run = 0
@@ -215,7 +235,7 @@ class FailureGuard:
             return
         self.run += 1
         if self.run >= self.limit:
-            raise FatalFetchError(f"{self.limit} requests failed in a row (last: {err}); stopping, "
+            raise FatalFetchError(f"{self.limit} {self.what} failed in a row (last: {err}); stopping, "
                                   "re-run later to resume from the cache")
 
 
@@ -224,16 +244,15 @@ def prefetch_poster(client, url: str, tid: str, report: Report, guard: FailureGu
     """Phase 1 for a poster: fetch it into the cache and check it decodes. Returns the ``Candidate``
     poster fields: ``{"poster_url": url}`` (phase 2 reads the cache), ``{"poster_data": bytes}`` for a
     client without a cache, or ``{}`` when unusable (warned; a non-image answer is dropped from the
-    cache so a later run asks again)."""
+    cache so a later run asks again). Any failure, a refusal (401/403) or a long rate limit included, loses
+    the poster, not the title; ``guard`` stops the run once the image host fails too often in a row."""
     if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
         # the URL comes from the page / API answer: a bad one loses this poster, not the run
         report.warn(tid, f"poster dropped, not an http(s) URL: {url[:100]!r}")
         return {}
     try:
-        body = client.get(url, max_bytes=max_bytes, what=f"{tid} poster").body
+        body = client.get(url, max_bytes=max_bytes, what=f"{tid} poster", refusal_fatal=False).body
         guard.ok()
-    except FatalFetchError:
-        raise
     except FetchError as err:
         guard.failed(err)
         report.warn(tid, f"poster dropped, {str(err).removeprefix(tid + ' ')}")

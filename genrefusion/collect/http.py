@@ -5,13 +5,15 @@ One client per run: a descriptive User-Agent, a token-bucket rate limit over *ne
 honour ``Retry-After``, bounded streaming downloads, an optional robots.txt check, and an on-disk
 response cache keyed by URL so a killed run re-fetches nothing it already has.
 
-Secrets (an API key in the query string) are kept out of cache keys and redacted from messages.
+Secrets (an API key in the query string, a bearer token) are sent only to the API's own origin, kept out of
+cache keys and redacted from messages.
 """
 from __future__ import annotations
 
 import email.utils
 import hashlib
 import json
+import logging
 import random
 import threading
 import time
@@ -32,6 +34,7 @@ RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 # Answers that will not change on a re-run: cached so a resumed run does not ask again.
 CACHEABLE_STATUS = frozenset({200, 404, 410})
 ROBOTS_MAX_AGE = 24 * 3600.0
+log = logging.getLogger("genrefusion.collect")
 
 
 class FetchError(GenreFusionError):
@@ -178,15 +181,17 @@ class ResponseCache:
 class HttpClient:
     """GET with politeness, retries, bounded bodies and a resumable cache.
 
-    ``secret_params`` are query parameters (e.g. an API key) sent on every request but left out of
-    cache keys and redacted from every message.
+    ``secret_params`` (query parameters, e.g. an API key) and ``secret_headers`` (e.g. a bearer token) are
+    sent only with requests to ``secret_origin``'s origin (scheme://host[:port]: the API, never an image host), left
+    out of cache keys and redacted from every message.
     """
 
     def __init__(self, cache_dir: str | Path | None = None, rate: float = 1.0, burst: int = 1,
                  user_agent: str = DEFAULT_USER_AGENT, timeout: float = 30.0, connect_timeout: float = 10.0,
                  retries: int = 4, backoff: float = 2.0, max_backoff: float = 60.0, max_retry_after: float = 300.0,
                  max_bytes: int = 10 * 1024 * 1024, robots: bool = False, secret_params: dict | None = None,
-                 headers: dict | None = None, jitter: bool = True, session=None,
+                 secret_headers: dict | None = None, secret_origin: str | None = None, headers: dict | None = None,
+                 jitter: bool = True, session=None,
                  sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic):
         import requests
 
@@ -202,7 +207,10 @@ class HttpClient:
         self.max_retry_after = float(max_retry_after)
         self.max_bytes = int(max_bytes)
         self.robots = robots
-        self.secret_params = dict(secret_params or {})
+        self.secret_params, self.secret_headers = dict(secret_params or {}), dict(secret_headers or {})
+        if (self.secret_params or self.secret_headers) and not secret_origin:
+            raise GenreFusionError("HttpClient: secrets need secret_origin (the URL of the API they are for)")
+        self.secret_origin = _origin(secret_origin) if secret_origin else None
         self.jitter = jitter
         self._sleep = sleep
         self._robots: dict[str, object] = {}  # origin -> Protego rules, ALLOW_ALL, or None (unreachable)
@@ -210,10 +218,13 @@ class HttpClient:
 
     # -- helpers ---------------------------------------------------------------------------
     def redact(self, text: str) -> str:
-        for v in self.secret_params.values():
+        for v in [*self.secret_params.values(), *(h.split()[-1] for h in self.secret_headers.values() if h)]:
             if v:
                 text = text.replace(str(v), "***")
         return text
+
+    def _with_secrets(self, url: str) -> bool:
+        return self.secret_origin is not None and _origin(url) == self.secret_origin
 
     @staticmethod
     def build_url(url: str, params: dict | None = None) -> str:
@@ -247,7 +258,7 @@ class HttpClient:
                 # so a 401/403 on robots.txt is not the run-stopping refusal it is for a page
                 # RFC 9309 also says not to trust a robots.txt older than 24 h: re-read it after that
                 r = self.get(origin + "/robots.txt", max_bytes=512 * 1024, _robots=False,
-                             ok_status=tuple(range(200, 300)) + tuple(range(400, 500)), _refusal_fatal=False,
+                             ok_status=tuple(range(200, 300)) + tuple(range(400, 500)), refusal_fatal=False,
                              _max_age=ROBOTS_MAX_AGE)
             except FatalFetchError:
                 raise
@@ -258,8 +269,10 @@ class HttpClient:
                 rp = parse_robots(r.text())
                 agent = self.session.headers["User-Agent"]
                 delay = rp.crawl_delay(agent) or rp.crawl_delay("*")
-                if delay:
-                    self.bucket.set_rate(min(self.bucket.rate, 1.0 / float(delay)))
+                if delay and 1.0 / float(delay) < self.bucket.rate:
+                    log.info("%s/robots.txt asks for Crawl-delay: %g s; rate lowered from %g to %g requests/s",
+                             origin, float(delay), self.bucket.rate, 1.0 / float(delay))
+                    self.bucket.set_rate(1.0 / float(delay))
             elif r is not None:
                 rp = ALLOW_ALL
             self._robots[origin] = rp
@@ -273,17 +286,21 @@ class HttpClient:
     # -- the request -----------------------------------------------------------------------
     def get(self, url: str, params: dict | None = None, *, max_bytes: int | None = None, what: str | None = None,
             ok_status: tuple[int, ...] = (200,), headers: dict | None = None, _robots: bool = True,
-            _refusal_fatal: bool = True, _max_age: float | None = None) -> Response:
+            refusal_fatal: bool = True, _max_age: float | None = None) -> Response:
         """GET ``url`` (+``params``) and return the response whose status is in ``ok_status``.
 
         Served from the cache when possible. Raises FetchError (item-level: skip it) or
         FatalFetchError (stop the run). ``what`` names the item in messages (default: the URL).
-        ``headers`` are sent but are not part of the cache key.
+        ``headers`` are sent but are not part of the cache key. ``refusal_fatal=False``: a 401/403 is an
+        item-level FetchError (a poster), not the run-stopping refusal it is for a page or the API.
         """
         key = self.build_url(url, params)
-        full = self.build_url(key, self.secret_params)
         what = what or key
         check_url(key)
+        secret = self._with_secrets(key)
+        full = self.build_url(key, self.secret_params) if secret else key
+        if secret and self.secret_headers:
+            headers = {**(headers or {}), **self.secret_headers}
         limit = self.max_bytes if max_bytes is None else int(max_bytes)
         resp = self.cache.get(key, _max_age) if self.cache else None
         if resp is not None:
@@ -291,7 +308,8 @@ class HttpClient:
         else:
             if self.robots and _robots and not self._robots_allows(key):
                 raise FatalFetchError(f"{what}: disallowed by robots.txt for our User-Agent; not fetching")
-            resp = self._fetch(key, full, what, limit, headers, _refusal_fatal)
+            hint = ("check the API key" if secret else "this client may be blocked") if refusal_fatal else None
+            resp = self._fetch(key, full, what, limit, headers, hint)
             if self.cache and resp.status in CACHEABLE_STATUS:
                 self.cache.put(key, resp)
         if resp.status not in ok_status:
@@ -301,7 +319,8 @@ class HttpClient:
         return resp
 
     def _fetch(self, key: str, full: str, what: str, limit: int, headers: dict | None = None,
-               refusal_fatal: bool = True) -> Response:
+               refusal_hint: str | None = "this client may be blocked") -> Response:
+        """With a ``refusal_hint``, a 401/403 stops the run (FatalFetchError, the hint in its message)."""
         req = self._requests
         last = ""
         for attempt in range(self.retries + 1):
@@ -338,9 +357,9 @@ class HttpClient:
                         else:
                             resp = Response(url=key, status=status, content_type=r.headers.get("Content-Type", ""),
                                             body=body)
-                            if status in (401, 403) and refusal_fatal:
+                            if status in (401, 403) and refusal_hint:
                                 raise FatalFetchError(f"{what}: HTTP {status}{_reason(resp)} (access refused; "
-                                                      "check the API key / whether this client is blocked)", status)
+                                                      f"{refusal_hint})", status)
                             return resp
             if attempt < self.retries:
                 self._sleep(self._delay(attempt, retry_after))
@@ -385,6 +404,11 @@ def parse_robots(text: str):
     from protego import Protego
 
     return Protego.parse(text)
+
+
+def _origin(url: str) -> str:
+    p = urlsplit(url)
+    return f"{p.scheme}://{p.netloc}".lower()
 
 
 def check_url(url: str, what: str = "URL") -> str:

@@ -30,6 +30,7 @@ def resolve_imdb(ids: list[str], client: HttpClient, report: Report, base_url: s
     robots.txt) stops the run with everything fetched so far kept in the cache.
     """
     guard = FailureGuard(max_failures)
+    poster_guard = FailureGuard(max_failures, "poster requests")  # pages that work must not hide a blocked image host
     out: list[Candidate] = []
     seen: set[str] = set()
     for tt in track(ids, "imdb", "title", progress):
@@ -65,7 +66,7 @@ def resolve_imdb(ids: list[str], client: HttpClient, report: Report, base_url: s
         poster = {}
         if info.poster_url:
             poster = prefetch_poster(client, poster_request_url(url, info.poster_url, side, image_base_url), tid,
-                                     report, guard, POSTER_MAX_BYTES)
+                                     report, poster_guard, POSTER_MAX_BYTES)
         t = Title(id=tid, imdb_id=tid, title=info.title, year=info.year, kind=info.kind, genres=info.genres,
                   plot=info.plot, source="imdb")
         report.record_sources(tid, info.field_sources)

@@ -356,7 +356,7 @@ def collect_imdb_pages(folder: str | Path, out: Path, *, name: str | None = None
     report = report or Report()
     pages = list_pages(Path(folder))
     cands, seen = [], {}
-    guard = FailureGuard(max_failures)
+    guard = FailureGuard(max_failures, "poster requests")
     for page in pages:
         try:
             info = parse_title_page(read_page(page), name=page.name)

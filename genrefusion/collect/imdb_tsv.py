@@ -12,6 +12,7 @@ import zlib
 from pathlib import Path
 
 from ..data.dataset import Dataset
+from ..data.importers import parse_imdb_id
 from ..data.records import Title
 from ..errors import BadInput, DatasetError
 from ..genres import IMDB_GENRES, parse_genre_cell
@@ -31,7 +32,8 @@ def _open_text(path: Path):
     magic = fh.read(2)
     fh.seek(0)
     raw = gzip.GzipFile(fileobj=fh) if magic == b"\x1f\x8b" else fh  # a plain .tsv works too
-    return fh, io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="\n")
+    # utf-8-sig: a file re-saved by an editor may start with a BOM, which would hide the "tconst" column
+    return fh, io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="\n")
 
 
 def _field(v: str) -> str | None:
@@ -74,6 +76,17 @@ def scan_basics(path: str | Path, wanted: set[str]) -> dict[str, dict]:
     return found
 
 
+def check_distinct(out: str | Path, dataset: str | Path) -> None:
+    if Path(out).resolve() == Path(dataset).resolve():
+        raise BadInput(f"{out}: --out must differ from --dataset (the source is read while writing)")
+
+
+def _imdb_id(t: Title) -> str | None:
+    """``t``'s tt-id in IMDb's own spelling (``tt`` + at least 7 digits), from its imdb_id or a tt-like id."""
+    tt = parse_imdb_id(t.imdb_id) or parse_imdb_id(t.id)
+    return f"tt{int(tt[2:]):07d}" if tt else None
+
+
 def collect_tsv(tsv: str | Path, out: Path, *, ids_file: str | Path | None = None, dataset: str | Path | None = None,
                 name: str | None = None, force: bool = False, require=(), report: Report | None = None):
     """``genrefusion collect imdb-tsv``: titles from an ids file (records only) or an existing dataset
@@ -87,11 +100,14 @@ def collect_tsv(tsv: str | Path, out: Path, *, ids_file: str | Path | None = Non
         base = [(Title(id=tt, imdb_id=tt, source="imdb-tsv"), None) for tt in read_imdb_ids(ids_file)]
     else:
         ds = Dataset(dataset)
-        if Path(out).resolve() == ds.root.resolve():
-            raise BadInput(f"{out}: --out must differ from --dataset (the source is read while writing)")
-        for t in ds.titles():
-            tt = t.imdb_id or (t.id if t.id.startswith("tt") else None)
-            if not tt or not tt[2:].isdigit():
+        check_distinct(out, ds.root)
+        titles = ds.titles()
+        if titles and not any(_imdb_id(t) for t in titles):
+            raise DatasetError(f"{ds.root}: none of its {len(titles)} titles has an IMDb id to join on "
+                               f"(imdb_id, or a tt-id as id); nothing to look up in {Path(tsv).name}")
+        for t in titles:
+            tt = _imdb_id(t)
+            if not tt:
                 report.skip(t.id, "no IMDb id to join on")
                 continue
             poster = None
@@ -113,6 +129,10 @@ def collect_tsv(tsv: str | Path, out: Path, *, ids_file: str | Path | None = Non
             continue
         if not row["genres"]:
             report.skip(t.id, f"{t.imdb_id}: no genres in {Path(tsv).name}")
+            continue
+        if row["kind"] is None:
+            report.skip(t.id, f"{t.imdb_id}: title type {row['title_type'] or 'missing'} in {Path(tsv).name} "
+                              "is neither a film nor a series")
             continue
         t = t.replace(genres=row["genres"], kind=row["kind"] or t.kind, year=row["year"] or t.year,
                       title=t.title or row["title"])

@@ -6,6 +6,7 @@ Uses the shared polite client; the API key goes in the query string (v3 key) or 
 """
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
@@ -14,8 +15,11 @@ from ..data.records import Title
 from ..errors import BadInput, GenreFusionError
 from ..genres import IMDB_GENRES, parse_genre_cell
 from ..progress import track
-from .common import Candidate, FailureGuard, Report, prefetch_poster, read_id_lines, read_imdb_ids, write_dataset
+from .common import (TMDB_ID, Candidate, FailureGuard, Report, id_tokens, prefetch_poster, read_id_lines,
+                     read_imdb_ids, write_dataset)
 from .http import FatalFetchError, FetchError, HttpClient
+
+log = logging.getLogger("genrefusion.collect")
 
 TMDB_API = "https://api.themoviedb.org/3"
 TMDB_IMAGES = "https://image.tmdb.org/t/p"
@@ -78,20 +82,32 @@ def vocab_for(kinds: set[str]) -> list[str]:
     return sorted(set(TMDB_MOVIE_VOCAB) & set(TMDB_TV_VOCAB))
 
 
-_TMDB_ID = re.compile(r"^(?:(movie|tv)\s*[:/]\s*)?(\d+)$", re.IGNORECASE)
+def kinds_written(cands: list[Candidate], require=()) -> set[str]:
+    """The kinds of the titles that will be written. Mixing kinds narrows the vocabulary (``vocab_for``),
+    which can leave titles with no genre, skipped; if those were all of one kind, the vocabulary is
+    decided again without it, until nothing changes (kinds only shrink, so this ends)."""
+    kinds = {c.title.kind for c in cands if c.title.kind}
+    while True:
+        vocab = set(vocab_for(kinds))
+        kept = {c.title.kind for c in cands if c.title.kind in kinds and vocab.intersection(c.title.genres)
+                and ("plot" not in require or c.title.plot)
+                and ("poster" not in require or c.poster_url or c.poster_data or c.poster_path)}
+        if kept == kinds:
+            return kinds
+        kinds = kept
 
 
 def read_tmdb_ids(path: str | Path, default_kind: str = "movie") -> list[tuple[str, int]]:
-    """(kind, id) pairs from lines ``movie:550``, ``tv/1399`` or a bare ``550`` (``default_kind``)."""
-    out: list[tuple[str, int]] = []
+    """(kind, id) pairs from lines ``movie:550``, ``tv/1399`` or a bare ``550`` (``default_kind``), several a
+    line (``550, 603``) when the line holds nothing else; else the first word alone (``550 Fight Club 1999``)."""
+    out: dict[tuple[str, int], None] = {}  # ordered set
     for n, s in read_id_lines(path):
-        m = _TMDB_ID.match(s.split()[0].split(",")[0])
-        if not m:
+        ms = [TMDB_ID.match(w) for w in id_tokens(s)] or [None]  # a line of commas holds no word
+        if not ms[0]:
             raise BadInput(f"{path} line {n}: not a TMDB id ({s[:60]!r}; expected 550, movie:550 or tv:1399)")
-        key = ((m.group(1) or default_kind).lower(), int(m.group(2)))
-        if key not in out:
-            out.append(key)
-    return out
+        out.update(dict.fromkeys(((m.group(1) or default_kind).lower(), int(m.group(2)))
+                                 for m in (ms if all(ms) else ms[:1])))
+    return list(out)
 
 
 def api_key_from_env(var: str) -> str:
@@ -124,21 +140,38 @@ class TmdbClient:
         self.language = language  # English genre names are what the mapping understands
 
     def _get(self, path: str, what: str, **params):
-        r = self.http.get(f"{self.base}{path}", {"language": self.language, **params}, max_bytes=JSON_MAX_BYTES,
-                          what=what)
-        data = r.json(what)
+        url, params = f"{self.base}{path}", {"language": self.language, **params}
+        r = self.http.get(url, params, max_bytes=JSON_MAX_BYTES, what=what)
+        try:
+            data = r.json(what)
+        except FetchError:
+            data = None
         if not isinstance(data, dict):
-            raise FetchError(f"{what}: expected a JSON object", r.status)
+            # a proxy's error page or a JSON list served as 200: not TMDB's answer, so not kept for a re-run
+            self.http.forget(url, params)
+            got = "JSON that is not an object" if data is not None else "not JSON"
+            raise FetchError(f"{what}: expected a JSON object, got {got} ({r.content_type or 'no Content-Type'}, "
+                             f"{len(r.body)} bytes)", r.status)
         return data
 
     def find_imdb(self, tt: str, prefer: str | None = None) -> tuple[str, int] | None:
-        data = self._get(f"/find/{tt}", f"{tt} /find", external_source="imdb_id")
+        """(kind, TMDB id) for a tt-id, or None. Kind ``episode`` / ``season`` (with the series' TMDB id):
+        the tt-id is one episode or season of a series, not a title this collector takes."""
+        try:
+            data = self._get(f"/find/{tt}", f"{tt} /find", external_source="imdb_id")
+        except FetchError as err:
+            if err.status != 404:
+                raise
+            # /find answers 200 (empty results) for any tt-id: a 404 is a path the server does not have
+            raise FatalFetchError(f"{self.base}/find: HTTP 404; --base-url should end in /3 "
+                                  f"(TMDB's API version), e.g. {TMDB_API}", 404) from None
         order = [prefer] if prefer else []
-        order += [k for k in ("movie", "tv") if k not in order]
+        order += [k for k in ("movie", "tv", "tv_episode", "tv_season") if k not in order]
         for kind in order:
             hits = data.get(f"{kind}_results") or []
-            if hits and isinstance(hits[0], dict) and isinstance(hits[0].get("id"), int):
-                return kind, hits[0]["id"]
+            key = "show_id" if kind.startswith("tv_") else "id"
+            if hits and isinstance(hits[0], dict) and isinstance(hits[0].get(key), int):
+                return kind.removeprefix("tv_"), hits[0][key]
         return None
 
     def details(self, kind: str, tmdb_id: int) -> dict:
@@ -166,7 +199,7 @@ class TmdbClient:
 def resolve_tmdb(items: list, tmdb: TmdbClient, report: Report, by: str = "imdb", prefer: str | None = None,
                  max_failures: int = 10, progress: bool = True) -> list[Candidate]:
     """Phase 1: details (and poster, into the cache) for each id; failures reported and skipped."""
-    guard = FailureGuard(max_failures)
+    guard, poster_guard = FailureGuard(max_failures), FailureGuard(max_failures, "poster requests")
     out: list[Candidate] = []
     seen: set[str] = set()
     for item in track(items, "tmdb", "title", progress):
@@ -179,6 +212,11 @@ def resolve_tmdb(items: list, tmdb: TmdbClient, report: Report, by: str = "imdb"
                     report.skip(label, "not found on TMDB (/find returned no movie or TV result)")
                     continue
                 kind, tid = hit
+                if kind in ("episode", "season"):
+                    guard.ok()
+                    report.skip(label, f"a TV {kind} (of TV show tv:{tid} on TMDB), not a film or series: "
+                                       "list the series' id instead")
+                    continue
             else:
                 kind, tid = item
             d = tmdb.details(kind, tid)
@@ -190,11 +228,14 @@ def resolve_tmdb(items: list, tmdb: TmdbClient, report: Report, by: str = "imdb"
             report.skip(label, str(err).removeprefix(f"{label} "))
             continue
         t, poster_url = tmdb.to_title(kind, d, imdb_hint=item if by == "imdb" else None)
+        if by == "imdb" and t.imdb_id != item:
+            report.warn(label, f"TMDB's record ({kind}:{tid}) is for {t.imdb_id}; recorded as {t.imdb_id}")
         if t.id in seen:
             report.skip(label, f"duplicate of {t.id}")
             continue
         seen.add(t.id)
-        poster = prefetch_poster(tmdb.http, poster_url, t.id, report, guard, POSTER_MAX_BYTES) if poster_url else {}
+        poster = prefetch_poster(tmdb.http, poster_url, t.id, report, poster_guard,
+                                 POSTER_MAX_BYTES) if poster_url else {}
         out.append(Candidate(t, **poster))
     return out
 
@@ -207,8 +248,11 @@ def collect_tmdb(ids_file: str | Path, out: Path, tmdb: TmdbClient, *, by: str =
     report = report or Report()
     items = read_imdb_ids(ids_file) if by == "imdb" else read_tmdb_ids(ids_file, kind or "movie")
     cands = resolve_tmdb(items, tmdb, report, by=by, prefer=kind, max_failures=max_failures)
-    kinds = {c.title.kind for c in cands if c.title.kind}
+    kinds = kinds_written(cands, require)
     genres = vocab_for(kinds)
+    if len(kinds) > 1:
+        log.info("films and series mixed: the genre list is the %d genres both TMDB lists label (not %s)",
+                 len(genres), ", ".join(sorted(set(TMDB_MOVIE_VOCAB) ^ set(TMDB_TV_VOCAB))))
     n = write_dataset(out, cands, name=name, genres=genres, source=f"TMDB API ({tmdb.base})", report=report,
                       force=force, require=require,
                       fetch_poster=lambda u: tmdb.http.get(u, max_bytes=POSTER_MAX_BYTES).body,

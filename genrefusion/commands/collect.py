@@ -9,6 +9,7 @@ fetch what you collect. See docs/collect.md.
 """
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -90,66 +91,47 @@ def add_arguments(p):
     _common_out(q)
 
 
-def _client(args, robots: bool = False, secret_params=None, headers=None):
+# (option, lowest allowed, highest allowed, lowest included): a timeout of inf or 1e12 s overflows the
+# socket layer, and no polite crawl needs more than these
+LIMITS = (("rate", 0, 1000, False), ("timeout", 0, 3600, False), ("backoff", 0, 3600, True),
+          ("retries", 0, 100, True), ("max_failures", 1, 10**6, True))
+
+
+def _client(args, robots: bool = False, **secrets):
     from ..collect.http import DEFAULT_USER_AGENT, HttpClient
     from ..paths import cache_dir
 
     from ..errors import ConfigError
 
     cache = Path(args.cache) if args.cache else cache_dir() / "http"
-    # `not x > 0` also refuses nan; requests would raise a bare ValueError on a zero timeout
-    for opt, val, ok in (("--rate", args.rate, args.rate > 0), ("--timeout", args.timeout, args.timeout > 0),
-                         ("--retries", args.retries, args.retries >= 0), ("--backoff", args.backoff, args.backoff >= 0),
-                         ("--max-failures", args.max_failures, args.max_failures >= 1)):
-        if not ok:
-            raise ConfigError(f"{opt}: out of range ({val}; rate/timeout > 0, retries/backoff >= 0, "
-                              "max-failures >= 1)")
+    for name, lo, hi, lo_ok in LIMITS:
+        val = getattr(args, name)
+        # math.isfinite refuses nan/inf; requests would raise a bare ValueError on a zero timeout
+        if not (math.isfinite(val) and (lo <= val if lo_ok else lo < val) and val <= hi):
+            raise ConfigError(f"--{name.replace('_', '-')}: out of range ({val}; expected a number "
+                              f"{'>=' if lo_ok else '>'} {lo} and <= {hi})")
     return HttpClient(cache_dir=cache, rate=args.rate, user_agent=args.user_agent or DEFAULT_USER_AGENT,
-                      timeout=args.timeout, retries=args.retries, backoff=args.backoff,
-                      robots=robots, secret_params=secret_params, headers=headers)
+                      timeout=args.timeout, retries=args.retries, backoff=args.backoff, robots=robots, **secrets)
 
 
 def run(args) -> int:
-    from ..collect.common import check_out, summary
+    from ..collect.common import Report, check_out, finish_failed, summary
     from ..collect.http import check_url
+    from ..collect.imdb_tsv import check_distinct
 
     # a mistyped server fails here, in one line, before any request or output folder
     for opt in ("base_url", "image_base_url"):
         if getattr(args, opt, None):
             check_url(getattr(args, opt), "--" + opt.replace("_", "-"))
+    if getattr(args, "dataset", None):
+        check_distinct(args.out, args.dataset)
     out = check_out(args.out, args.force)
-    stats = None
-    if args.source == "imdb-pages":
-        from ..collect.imdb_pages import collect_imdb_pages
-
-        client = _client(args, robots=True) if args.fetch_posters else None
-        n, report = collect_imdb_pages(args.pages, out, name=args.name, force=args.force, require=args.require,
-                                       client=client, image_base_url=args.image_base_url,
-                                       max_failures=args.max_failures)
-        stats = client.stats if client else None
-    elif args.source == "imdb":
-        from ..collect.imdb_fetch import collect_imdb
-
-        client = _client(args, robots=True)
-        n, report = collect_imdb(args.ids, out, client, base_url=args.base_url, image_base_url=args.image_base_url,
-                                 name=args.name, force=args.force, require=args.require,
-                                 max_failures=args.max_failures)
-        stats = client.stats
-    elif args.source == "tmdb":
-        from ..collect.tmdb import TmdbClient, api_key_from_env, auth_for, collect_tmdb
-
-        params, headers = auth_for(api_key_from_env(args.api_key_env))
-        client = _client(args, secret_params=params, headers=headers)
-        tmdb = TmdbClient(client, base_url=args.base_url, image_base_url=args.image_base_url,
-                          poster_size=args.poster_size)
-        n, report = collect_tmdb(args.ids, out, tmdb, by=args.by, kind=args.kind, name=args.name, force=args.force,
-                                 require=args.require, max_failures=args.max_failures)
-        stats = client.stats
-    else:
-        from ..collect.imdb_tsv import collect_tsv
-
-        n, report = collect_tsv(args.tsv, out, ids_file=args.ids, dataset=args.dataset, name=args.name,
-                                force=args.force, require=args.require)
+    created, report = not out.exists(), Report()
+    try:
+        n, report, stats = _collect(args, out, report)
+    except BaseException as err:
+        finish_failed(out, created, report, err)
+        raise
     print(summary(n, out, report, stats))
     if args.source == "imdb-tsv" and args.ids:
         print("note: --ids writes genre/kind/year records only (no posters or plots): a label table, not a "
@@ -158,3 +140,41 @@ def run(args) -> int:
     if report.skipped:
         print(f"skipped titles are listed in {out / 'collect_report.json'}", file=sys.stderr)
     return 0
+
+
+def _collect(args, out: Path, report):
+    """Run the chosen collector into ``report``; returns (titles written, report, HTTP stats or None)."""
+    stats = None
+    if args.source == "imdb-pages":
+        from ..collect.imdb_pages import collect_imdb_pages
+
+        client = _client(args, robots=True) if args.fetch_posters else None
+        n, report = collect_imdb_pages(args.pages, out, name=args.name, force=args.force, require=args.require,
+                                       client=client, image_base_url=args.image_base_url,
+                                       max_failures=args.max_failures, report=report)
+        stats = client.stats if client else None
+    elif args.source == "imdb":
+        from ..collect.imdb_fetch import collect_imdb
+
+        client = _client(args, robots=True)
+        n, report = collect_imdb(args.ids, out, client, base_url=args.base_url, image_base_url=args.image_base_url,
+                                 name=args.name, force=args.force, require=args.require,
+                                 max_failures=args.max_failures, report=report)
+        stats = client.stats
+    elif args.source == "tmdb":
+        from ..collect.tmdb import TmdbClient, api_key_from_env, auth_for, collect_tmdb
+
+        params, headers = auth_for(api_key_from_env(args.api_key_env))
+        # the key goes to the API's host only: never to the image host
+        client = _client(args, secret_params=params, secret_headers=headers, secret_origin=args.base_url)
+        tmdb = TmdbClient(client, base_url=args.base_url, image_base_url=args.image_base_url,
+                          poster_size=args.poster_size)
+        n, report = collect_tmdb(args.ids, out, tmdb, by=args.by, kind=args.kind, name=args.name, force=args.force,
+                                 require=args.require, max_failures=args.max_failures, report=report)
+        stats = client.stats
+    else:
+        from ..collect.imdb_tsv import collect_tsv
+
+        n, report = collect_tsv(args.tsv, out, ids_file=args.ids, dataset=args.dataset, name=args.name,
+                                force=args.force, require=args.require, report=report)
+    return n, report, stats
