@@ -21,7 +21,7 @@ def _key(name: str) -> str:
 _CANON = {_key(g): g for g in IMDB_GENRES}
 # Synonyms seen in TMDB, MovieLens, MM-IMDb, Kaggle dumps (keys are normalised by _key).
 _SYNONYMS = {
-    "sciencefiction": "Sci-Fi", "scifi": "Sci-Fi", "sf": "Sci-Fi", "scififantasy": None,
+    "sciencefiction": "Sci-Fi", "scifi": "Sci-Fi", "sf": "Sci-Fi",
     "filmnoir": "Film-Noir", "noir": "Film-Noir",
     "biopic": "Biography", "bio": "Biography", "biographical": "Biography",
     "doc": "Documentary", "documentaries": "Documentary",
@@ -31,9 +31,20 @@ _SYNONYMS = {
     "sports": "Sport", "kids": "Family", "children": "Family", "childrens": "Family",
     "animated": "Animation", "anime": "Animation", "cartoon": "Animation",
     "thrillers": "Thriller", "suspense": "Thriller", "comedies": "Comedy", "dramas": "Drama",
-    "horrors": "Horror", "westerns": "Western", "warfilm": "War", "actionadventure": None,
+    "horrors": "Horror", "westerns": "Western", "warfilm": "War",
     "mysteries": "Mystery", "romantic": "Romance", "romance": "Romance",
 }
+
+# TMDB's TV genres that merge two of IMDb's (as genrefusion.collect.tmdb maps them; IMDb has no Politics)
+_COMBINED = {"actionadventure": ("Action", "Adventure"), "scififantasy": ("Sci-Fi", "Fantasy"),
+             "warpolitics": ("War",)}
+# Placeholders that mean "no value" in exported data (pandas, OMDb, IMDb's TSV files), read as missing in
+# every cell: genres, plots, poster paths.
+MISSING = frozenset({"", "nan", "none", "null", "\\n", "n/a", "na", "-", "unknown"})
+
+
+def is_missing(v) -> bool:
+    return v is None or (isinstance(v, str) and v.strip().lower() in MISSING)
 
 
 def canonical_genre(name: str) -> str | None:
@@ -54,7 +65,7 @@ def canonical_genre(name: str) -> str | None:
     return name if any(c.isupper() for c in name) else name.title()
 
 
-_SPLIT = re.compile(r"\s*[|,;/]\s*")
+_SPLIT = re.compile(r"\s*(?:[|,;]|/(?<!\bn/)(?!a\b))\s*", re.IGNORECASE)  # not the slash of "N/A"
 
 
 def parse_genre_cell(cell) -> list[str]:
@@ -67,7 +78,7 @@ def parse_genre_cell(cell) -> list[str]:
         items = list(cell)
     else:
         text = str(cell).strip()
-        if not text or text.lower() in {"nan", "none", "null", "\\n"}:
+        if is_missing(text):
             return []
         items = None
         if text[0] in "[{":
@@ -82,14 +93,16 @@ def parse_genre_cell(cell) -> list[str]:
             items = _SPLIT.split(text)
     out: list[str] = []
     for it in items:
+        if is_missing(it):  # a JSON null or an "N/A" in a list
+            continue
         if isinstance(it, dict):
             it = it.get("name") or it.get("genre") or ""
         if isinstance(it, (list, tuple)):
             sub = parse_genre_cell(list(it))
         else:
-            s = str(it)
             # a list element may itself be a separated string
-            sub = [canonical_genre(p) for p in _SPLIT.split(s)] if _SPLIT.search(s) else [canonical_genre(s)]
+            sub = [g for p in _SPLIT.split(str(it)) if not is_missing(p)
+                   for g in _COMBINED.get(_key(p), (canonical_genre(p),))]
         for g in sub:
             if g and g not in out:
                 out.append(g)

@@ -18,6 +18,12 @@ from genrefusion.genres import IMDB_GENRES, canonical_genre, parse_genre_cell
     ('[{"id": 18, "name": "Drama"}, {"id": 878, "name": "Science Fiction"}]', ["Drama", "Sci-Fi"]),
     ("", []), (None, []), ("nan", []),
     (["Horror", "thriller"], ["Horror", "Thriller"]),
+    # placeholders are missing values, never genres "N" + "A"; a JSON null in a list is skipped
+    ("N/A", []), ("n/a", []), ("NA", []), ("-", []), ("unknown", []), ("Drama, N/A", ["Drama"]),
+    (["Crime", None], ["Crime"]), ([None, "N/A"], []), ("Action/Comedy", ["Action", "Comedy"]),
+    # TMDB TV genres that merge two of IMDb's
+    ("Sci-Fi & Fantasy, Action & Adventure", ["Sci-Fi", "Fantasy", "Action", "Adventure"]),
+    ('[{"name": "War & Politics"}]', ["War"]),
 ])
 def test_parse_genre_cell(cell, expected):
     assert parse_genre_cell(cell) == expected
