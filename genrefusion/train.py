@@ -245,8 +245,11 @@ def fit_stage(run: RunDir, spec: StageSpec, batcher: Batcher, corpus: Corpus, cf
 # -- main ---------------------------------------------------------------------------------------------------
 def main(data: Sequence, out, config: Config | None = None, resume: bool = False,
          models: Sequence[str] = ALL_MODELS, progress: bool = True, write_report: bool = True,
-         device: str = "auto") -> dict:
+         device: str = "auto", split=None) -> dict:
     """Train the requested models on ``data`` (dataset folders) into run dir ``out``; returns metrics.
+
+    ``split``: a split file to train on, or ``"new"``; by default the datasets' own ``split.json`` when each has
+    one, else a new stratified split (``data.split.given_split``). Either way it is kept as ``out/split.json``.
 
     Under torchrun (RANK/WORLD_SIZE set) every rank calls this: data-parallel training, rank 0 writes
     (see ``genrefusion.distributed``) and every rank returns rank 0's metrics."""
@@ -279,7 +282,7 @@ def main(data: Sequence, out, config: Config | None = None, resume: bool = False
     threads = torch.get_num_threads()
     ok = False
     try:
-        job = Job(RunDir(out), cfg, models, progress, dist.current_device(), t_start)
+        job = Job(RunDir(out), cfg, models, progress, dist.current_device(), t_start, split_file=split)
         result = run_job(job, datasets, write_report)
         ok = True
         return result
@@ -301,6 +304,8 @@ class Job:
     device: torch.device
     t_start: float
     timings: dict = field(default_factory=dict)
+    split_file: str | None = None  # ``main``'s ``split``
+    split_source: str | None = None  # the split file(s) the run's split came from (None: made by this run)
     corpus: Corpus | None = None
     train_rows: np.ndarray | None = None
     dev_rows: np.ndarray | None = None
@@ -541,19 +546,30 @@ def run_fold_worker(argv: list[str]) -> None:
 # -- 1. data ------------------------------------------------------------------------------------------------
 def prepare_data(job: Job, datasets) -> None:
     """The split (grouped by imdb_id across datasets; stored in the run, never in the datasets) and the corpus."""
-    from .data.split import Split, make_split
+    from .data.split import Split, given_split, make_split
 
     t0 = time.perf_counter()
     cfg, split_path = job.cfg, job.run.root / "split.json"
 
     def load_or_make_split():  # rank 0's split (it owns the run folder), broadcast to every rank
-        if split_path.exists():
-            return Split.load(split_path)
-        split = make_split(datasets, dev=cfg.data.dev, test=cfg.data.test, seed=cfg.seed)
+        if split_path.exists():  # a resumed run keeps its split
+            split = Split.load(split_path)
+            if job.split_file not in (None, "new") and given_split(datasets, job.split_file)[0].parts != split.parts:
+                raise ConfigError(f"{job.run.root}: --resume with another --split than the interrupted run's")
+            return split
+        split, source, warnings = given_split(datasets, job.split_file)
+        for w in warnings:
+            log.warning("%s", w)
+        if split is None:
+            split = make_split(datasets, dev=cfg.data.dev, test=cfg.data.test, seed=cfg.seed)
+        else:
+            log.info("split: %s", source)
         split.save(split_path)
         return split
 
-    corpus = job.corpus = load_corpus(datasets, dist.from_main(load_or_make_split), cfg.data.min_genre_count)
+    split = dist.from_main(load_or_make_split)
+    job.split_source = split.source
+    corpus = job.corpus = load_corpus(datasets, split, cfg.data.min_genre_count)
     job.train_rows, job.dev_rows, job.test_rows = corpus.rows("train"), corpus.rows("dev"), corpus.rows("test")
     log.info("titles: %d (train %d, dev %d, test %d); genres: %d", len(corpus), len(job.train_rows),
              len(job.dev_rows), len(job.test_rows), len(corpus.genres))
@@ -893,7 +909,7 @@ def write_outputs(job: Job, ev: Evaluation, write_report: bool) -> dict:
                   "test": int(len(job.test_rows)),
                   "test_with_poster_and_plot": sc["n_by_combination"].get("both", 0),
                   "test_by_combination": sc["n_by_combination"], "test_by_kind": sc["n_by_kind"],
-                  "grouped_by": "imdb_id", "file": "split.json"},
+                  "grouped_by": "imdb_id", "file": "split.json", "from": job.split_source},
         "genres": corpus.genres, "dropped_genres": corpus.dropped_genres,
         "train_genre_distribution": genre_distribution(
             [corpus.datasets[d].name for d in corpus.ds_index[job.train_rows]],

@@ -182,3 +182,52 @@ def test_folds_partition_the_included_titles_by_group(tiny_dataset):
     assert all(len(v) == 1 for v in by_group.values())  # one film never in two folds
     with pytest.raises(ConfigError):
         make_folds([a, b], 1)
+
+
+# -- the split a training run takes (train --split, or the datasets' own split.json) ---------------------------
+def test_given_split_takes_a_datasets_own_split_rekeyed(tiny_dataset, tmp_path):
+    from genrefusion.data.split import given_split
+
+    a = Dataset(tiny_dataset(tmp_path / "a", name="a", id_prefix="a"))
+    assert given_split([a]) == (None, "", [])  # no split.json: the run makes one
+    ids = [t.id for t in a.titles()]
+    # an MM-IMDb-style bare split that leaves two titles out
+    (a.root / "split.json").write_text(json.dumps({"train": ids[:14], "dev": ids[14:18], "test": ids[18:22]}))
+    split, source, warnings = given_split([a])
+    assert source == str(a.split_path) and split.source == source
+    assert split.ids("test") == ids[18:22] and len(split) == 22
+    assert warnings == [f"2 of 24 titles are in no part of {source} and are not used"]
+    assert given_split([a], "new")[0] is None
+    # several datasets, each with its own split: combined, keyed <dataset>/<id>
+    b = Dataset(tiny_dataset(tmp_path / "b", name="b", id_prefix="b", imdb_offset=500))
+    bids = [t.id for t in b.titles()]
+    (b.root / "split.json").write_text(json.dumps({"train": bids[:20], "dev": bids[20:22], "test": bids[22:]}))
+    split, source, warnings = given_split([a, b])
+    assert split.qualified and f"b/{bids[23]}" in split.ids("test") and f"a/{ids[0]}" in split.ids("train")
+    assert len(warnings) == 1  # a's two unplaced titles
+    # only one of them carries a split: not used, said
+    (b.root / "split.json").unlink()
+    split, _, warnings = given_split([a, b])
+    assert split is None and "not using" in warnings[0] and "b without a split.json" in warnings[0]
+
+
+def test_given_split_file_checks(tiny_dataset, tmp_path):
+    from genrefusion.data.split import given_split
+
+    # b's titles are the same films as a's (same imdb_ids)
+    a = Dataset(tiny_dataset(tmp_path / "a", name="a", id_prefix="a"))
+    b = Dataset(tiny_dataset(tmp_path / "b", name="b", id_prefix="b"))
+    bare = tmp_path / "bare.json"
+    bare.write_text(json.dumps({"train": ["nope-1"], "test": ["nope-2"]}))
+    with pytest.raises(DatasetError, match="places none of the 24 titles"):
+        given_split([a], bare)
+    with pytest.raises(DatasetError, match="holds the ids of one dataset"):
+        given_split([a, b], bare)
+    # a combined split in which the two titles of one film sit in different parts
+    combined = make_split([a, b], seed=0)
+    t0 = next(iter(a.titles()))
+    parts = {p: [k for k in combined.ids(p) if k != "b/b-0000"] for p in PARTS}
+    parts["test" if combined.part_of("a", t0.id) != "test" else "train"].append("b/b-0000")
+    path = Split(None, None, None, ["a", "b"], parts).save(tmp_path / "leaky.json")
+    split, _, warnings = given_split([a, b], path)
+    assert len(split) == 48 and any("1 film(s) in several parts" in w and t0.imdb_id in w for w in warnings)

@@ -71,3 +71,21 @@ def test_data_with_one_input_only_is_told_which_models_it_can_train(source, stag
     assert len(err) == 1 and f"stage {stage}" in err[0] and fix in err[0], err
     args[3] = str(tmp_path / "run2")  # and the fix works (a run resumes only with its own --models)
     assert cli([*args, "--models", fix.split()[1]]) == 0
+
+
+def test_train_uses_the_datasets_own_split(tiny_run_cache, shipped, tmp_path, monkeypatch, capsys):
+    # an MM-IMDb-style split.json beside the titles (as `import mmimdb` keeps it) is the run's split, not a new one
+    monkeypatch.setenv("GENREFUSION_CACHE", str(tiny_run_cache))
+    data = copy_shipped_titles(shipped / "imdb_top250", tmp_path / "imdb_top250", 40)
+    ids = [json.loads(ln)["id"] for ln in (data / "titles.jsonl").read_text().splitlines()]
+    (data / "split.json").write_text(json.dumps({"train": ids[:28], "dev": ids[28:34], "test": ids[34:]}))
+    args = ["train", str(data), "--no-progress", "--set", "train.crossfit=0", "--models", "plot", *TINY[2:]]
+    assert cli([*args, "--out", str(tmp_path / "run")]) == 0
+    run_split = json.loads((tmp_path / "run" / "split.json").read_text())
+    assert run_split["parts"]["test"] == ids[34:] and run_split["source"] == str(data / "split.json")
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert m["split"]["from"] == str(data / "split.json") and m["split"]["test"] == 6
+    capsys.readouterr()
+    # --split new: a fresh stratified split
+    assert cli([*args, "--out", str(tmp_path / "run2"), "--split", "new"]) == 0
+    assert json.loads((tmp_path / "run2" / "split.json").read_text())["parts"]["test"] != ids[34:]

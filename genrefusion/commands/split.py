@@ -2,7 +2,8 @@
 
 Titles sharing an imdb_id land in the same part, also across datasets. The split is written to
 DIR/split.json for one dataset, or to --out FILE; an existing split is kept unless --force. Shipped
-(read-only) dataset folders are never written: pass --out elsewhere."""
+(read-only) dataset folders are never written: pass --out elsewhere. `genrefusion train DIR` trains on
+DIR/split.json (each dataset's own, when every one has one); `train --split FILE` on a combined one."""
 from __future__ import annotations
 
 

@@ -67,6 +67,9 @@ def add_arguments(p):
                    help="models to bundle: comma list of poster,plot,fused (default: all; fused also trains "
                         "the two single models it starts from)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in RUN")
+    p.add_argument("--split", metavar="FILE", help="train/dev/test split to use (a split.json from genrefusion split "
+                        "or MM-IMDb's), or 'new' for a fresh stratified one. Default: each dataset's own split.json "
+                        "when every DATA has one, else a new split; kept as RUN/split.json")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (also off when not a terminal)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="where to train (default auto: cuda when available)")
@@ -116,7 +119,7 @@ def run(args) -> int:
         for h in logging.getLogger("genrefusion").handlers:
             h.setLevel(max(h.level, logging.WARNING))
     result = main(data, args.out, cfg, resume=args.resume, models=models,
-                  progress=not args.no_progress, device=args.device)
+                  progress=not args.no_progress, device=args.device, split=args.split)
     if not dist.env_info().is_main:
         return 0
     out = Path(args.out)

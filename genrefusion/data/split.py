@@ -41,6 +41,7 @@ class Split:
     test: float | None
     datasets: list[str]
     parts: dict[str, list[str]] = field(default_factory=dict)
+    source: str | None = None  # the split file(s) a run took its split from (``given_split``); None: made here
 
     def __post_init__(self):
         self._index: dict[str, str] = {}
@@ -78,7 +79,7 @@ class Split:
 
     def to_dict(self) -> dict:
         return {"seed": self.seed, "dev": self.dev, "test": self.test, "datasets": list(self.datasets),
-                "parts": {p: list(self.parts[p]) for p in PARTS}}
+                **({"source": self.source} if self.source else {}), "parts": {p: list(self.parts[p]) for p in PARTS}}
 
     def save(self, path: str | os.PathLike) -> Path:
         write_json(path, self.to_dict(), indent=1)
@@ -105,7 +106,8 @@ class Split:
             raise DatasetError(f"{path}: 'datasets' must be a list of names")
         try:
             return cls(seed=d.get("seed"), dev=d.get("dev"), test=d.get("test"), datasets=names,
-                       parts={p: [str(i) for i in parts.get(p, [])] for p in PARTS})
+                       parts={p: [str(i) for i in parts.get(p, [])] for p in PARTS},
+                       source=d["source"] if isinstance(d.get("source"), str) else None)
         except DatasetError as err:
             raise DatasetError(f"{path}: {err}") from None
 
@@ -166,6 +168,66 @@ def make_split(datasets: list[Dataset], dev: float = 0.1, test: float = 0.2, see
     return Split(seed=seed, dev=dev, test=test, datasets=names, parts=parts)
 
 
+def distinct_names(datasets) -> list[str]:
+    """The datasets' names, which key their titles in a split of several: two alike would merge their titles."""
+    names = [ds.name for ds in datasets]
+    dupes = sorted(n for n, c in Counter(names).items() if c > 1)
+    if dupes:
+        raise DatasetError(f"split: several datasets are named {dupes[0]!r}; give them distinct names in dataset.json")
+    return names
+
+
+def given_split(datasets: list[Dataset], path: str | os.PathLike | None = None
+                ) -> tuple[Split | None, str, list[str]]:
+    """The split a training run takes instead of making one, where it came from, and warnings to show.
+
+    ``path``: that split file (``train --split FILE``; ``"new"`` asks for a fresh one). Without it, the
+    datasets' own ``split.json`` (written by ``genrefusion split``, or MM-IMDb's kept by ``import mmimdb``)
+    when every dataset carries one, so a published split is trained and scored as published. No split
+    returned: make one. The split returned is keyed like ``make_split``'s over exactly these datasets; a title
+    it does not place is in no part (warned), and titles sharing an imdb_id across parts are warned about."""
+    if path == "new":
+        return None, "", []
+    names, several = distinct_names(datasets), len(datasets) > 1
+    if path is not None:
+        one = Split.load(path)
+        if several and not one.qualified:
+            raise DatasetError(f"{path}: holds the ids of one dataset; for several, make the split with "
+                               "genrefusion split DIR ... --out FILE")
+        sources, source = [one] * len(datasets), str(path)
+    else:
+        own = [ds for ds in datasets if ds.split_path.is_file()]
+        if not own:
+            return None, "", []
+        if len(own) < len(datasets):
+            return None, "", [f"not using {', '.join(str(ds.split_path) for ds in own)}: "
+                              f"{', '.join(ds.name for ds in datasets if ds not in own)} without a split.json; a new "
+                              "split is made for all (train --split FILE takes a combined one)"]
+        sources, source = [Split.load(ds.split_path) for ds in datasets], ", ".join(str(ds.split_path) for ds in own)
+    parts: dict[str, list[str]] = {p: [] for p in PARTS}
+    part_of_group: dict[str, set] = defaultdict(set)
+    total = 0
+    for ds, sp in zip(datasets, sources):
+        # a dataset's own unqualified split names no dataset that must match (the folder may have been renamed)
+        name = ds.name if (sp.qualified or path is not None) else None
+        for t in ds.titles():
+            total += 1
+            part = sp.part_of(name, t.id)
+            if part is not None:
+                parts[part].append(split_key(ds.name, t.id, several))
+                part_of_group[t.group_key].add(part)
+    placed = sum(len(v) for v in parts.values())
+    if not placed:
+        raise DatasetError(f"{source}: places none of the {total} titles (its ids match no title id)")
+    warnings = [f"{total - placed} of {total} titles are in no part of {source} and are not used"] * (placed < total)
+    leaks = sorted(g for g, ps in part_of_group.items() if len(ps) > 1)
+    if leaks:
+        warnings.append(f"{source} puts {len(leaks)} film(s) in several parts through titles sharing an imdb_id "
+                        f"(e.g. {', '.join(leaks[:3])}): their test figures are not on unseen films")
+    seed, dev, test = (None,) * 3 if several else (sources[0].seed, sources[0].dev, sources[0].test)
+    return Split(seed, dev, test, names, parts, source), source, warnings
+
+
 def _stratification_groups(datasets, rng, skip=None):
     """(dataset names, group -> member keys, the groups shuffled by ``rng``, [groups, genres] bool labels).
 
@@ -174,10 +236,7 @@ def _stratification_groups(datasets, rng, skip=None):
     datasets = list(datasets)
     if not datasets:
         raise DatasetError("split: no dataset given")
-    names = [ds.name for ds in datasets]
-    dupes = sorted(n for n, c in Counter(names).items() if c > 1)
-    if dupes:
-        raise DatasetError(f"split: several datasets are named {dupes[0]!r}; give them distinct names in dataset.json")
+    names = distinct_names(datasets)
     qualified = len(datasets) > 1
 
     # group -> member keys and union of genres; insertion order (file order) keeps this deterministic
