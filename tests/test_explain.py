@@ -291,6 +291,47 @@ def test_cli_bad_input_one_line(tiny_run, tmp_path, args, needle):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("out, needle", [("afile", "error: --out afile: it is a file, not a folder"),
+                                         ("afile/sub", "error: --out afile/sub: afile is a file, not a folder")])
+def test_cli_out_that_cannot_be_a_folder_fails_before_the_model_loads(tmp_path, out, needle):
+    (tmp_path / "afile").write_text("x")
+    r = _cli(tmp_path / "no-such-run", "--plot", "A plot.", "--out", out, cwd=tmp_path)  # the --out error comes first
+    assert r.returncode == 2 and r.stderr.startswith(needle), r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def _expl(*genres):
+    png = base64.b64encode(b"\x89PNG not checked").decode()
+    return {"predicted": [], "plot": None, "genres": [
+        {"genre": g, "score": 0.5, "poster_only": 0.5, "plot_only": None, "threshold": 0.4, "predicted": False,
+         "word_weights": None, "overlay_png": png} for g in genres]}
+
+
+def test_explain_outputs_replace_the_previous_runs(tmp_path):
+    from genrefusion.commands.explain import write_outputs
+
+    (tmp_path / "poster-Mine.png").write_bytes(b"a user's file")
+    write_outputs(_expl("Horror", "Sci-Fi"), tmp_path)
+    assert {p.name for p in tmp_path.glob("poster-*.png")} == {"poster-Mine.png", "poster-Horror.png",
+                                                                "poster-Sci-Fi.png"}
+    write_outputs(_expl("Drama"), tmp_path)  # the last run's overlays go; files explain did not write stay
+    assert {p.name for p in tmp_path.glob("poster-*.png")} == {"poster-Mine.png", "poster-Drama.png"}
+    assert [g["overlay_file"] for g in json.loads((tmp_path / "explain.json").read_text())["genres"]] \
+        == ["poster-Drama.png"]
+
+
+def test_explain_outputs_that_cannot_be_written_are_one_line(tmp_path, monkeypatch):
+    from genrefusion.commands.explain import write_outputs
+    from genrefusion.errors import GenreFusionError
+
+    def refuse(*a, **kw):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "mkdir", refuse)
+    with pytest.raises(GenreFusionError, match="cannot write the explanation \\(Permission denied\\)"):
+        write_outputs(_expl("Drama"), tmp_path / "new")
+
+
 @pytest.mark.slow
 def test_lstm_route(tiny_run_data, tiny_run_cache, tmp_path, monkeypatch, titles):
     """The AWD-LSTM text route: word weights are again exactly the log-odds fall predict gives."""
