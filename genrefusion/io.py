@@ -171,7 +171,7 @@ def read_json(path, what: str = "file", error: type[GenreFusionError] = GenreFus
     """Parse a JSON file; a missing or malformed file raises ``error`` naming it."""
     path = Path(path)
     try:
-        with open(path, encoding="utf-8") as fh:
+        with open(path, encoding="utf-8-sig") as fh:  # a hand-edited file may start with a BOM
             return json.load(fh)
     except FileNotFoundError:
         raise error(f"{path}: {what} not found") from None

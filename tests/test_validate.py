@@ -207,3 +207,13 @@ def test_shipped_poster_genres_av_full_decode(shipped, capsys):
     assert main(["validate", str(shipped / "poster_genres_av"), "--strict"]) == 0
     out = capsys.readouterr().out
     assert "titles: 7189  with poster: 7189  with plot: 0" in out
+
+
+def test_a_bom_from_an_editor_loses_no_title(tiny_dataset):
+    # a titles.jsonl (and dataset.json) saved by an editor that writes a UTF-8 BOM: line 1 is still a title
+    ds_root = tiny_dataset()
+    for name in ("titles.jsonl", "dataset.json"):
+        p = ds_root / name
+        p.write_bytes(b"\xef\xbb\xbf" + p.read_bytes())
+    ds = Dataset(ds_root)
+    assert len(ds.titles()) == 24 and ds.problems == [] and ds.labelled_genres

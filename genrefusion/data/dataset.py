@@ -45,7 +45,7 @@ def parse_title(raw: bytes, where: str) -> Title:
     """One line -> ``Title``. Raises ``BadLine`` (not UTF-8, malformed JSON) or ``DatasetError`` naming
     ``where`` (a JSON value that is no valid title)."""
     try:
-        d = json.loads(raw.decode("utf-8"))
+        d = json.loads(raw.decode("utf-8-sig"))  # utf-8-sig: a BOM (an editor's, on line 1) is no JSON error
     except UnicodeDecodeError:
         raise BadLine("not valid UTF-8") from None
     except json.JSONDecodeError as err:
