@@ -370,6 +370,21 @@ def test_every_key_header_sent_must_hold_the_key(keyed, headers):
     assert keyed.get("/model", headers=[("X-API-Key", API_KEY), ("Authorization", f"Bearer {API_KEY}")]).status_code == 200
 
 
+@pytest.mark.parametrize("argv, env, needle", [
+    ([], "", "error: $GENREFUSION_API_KEY is set but empty: set it to a key, or unset it to serve without one"),
+    (["--api-key", ""], None, "error: API key too short (0 characters"),
+])
+def test_serve_refuses_an_empty_api_key(tmp_path, monkeypatch, capsys, argv, env, needle):
+    from genrefusion.cli import main
+
+    if env is None:
+        monkeypatch.delenv("GENREFUSION_API_KEY", raising=False)
+    else:
+        monkeypatch.setenv("GENREFUSION_API_KEY", env)
+    assert main(["serve", str(tmp_path / "no-such-run"), "--port", "0", *argv]) == 2  # before loading the model
+    assert capsys.readouterr().err.startswith(needle)
+
+
 def test_405_names_the_allowed_methods(client):
     # RFC 9110 15.5.6: a 405 carries Allow (the JSON error handler used to drop it)
     for method, path, allow in [("DELETE", "/health", "GET"), ("PUT", "/predict", "POST"), ("GET", "/predict/batch", "POST")]:

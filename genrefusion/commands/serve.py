@@ -44,7 +44,7 @@ def run(args) -> int:
     import os
     import sys
 
-    from ..errors import GenreFusionError
+    from ..errors import ConfigError, GenreFusionError
     from ..serve.auth import ENV, check_key
 
     try:
@@ -55,7 +55,9 @@ def run(args) -> int:
     from ..serve.app import create_app
     from ..serve.server import listen_socket
 
-    api_key = args.api_key if args.api_key is not None else (os.environ.get(ENV) or None)
+    api_key = args.api_key if args.api_key is not None else os.environ.get(ENV)
+    if api_key == "" and args.api_key is None:  # set but empty: a key was meant, so never serve without one
+        raise ConfigError(f"${ENV} is set but empty: set it to a key, or unset it to serve without one")
     if api_key is not None:
         check_key(api_key)  # a bad key is refused before the model is loaded
     clf = GenreClassifier.load(args.run_dir, text_runtime=args.text_runtime, image_weights=args.image_weights)
