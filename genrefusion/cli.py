@@ -10,10 +10,12 @@ stderr and a non-zero exit; no traceback reaches the user unless ``GENREFUSION_D
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import os
 import re
+import signal
 import sys
 
 from .version import __version__
@@ -100,13 +102,24 @@ class _Console:
         return False
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a scheduler's time limit), raised where Ctrl-C would be: the same clean-up runs."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    old_sigterm = None
     try:
+        with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
+            old_sigterm = signal.signal(signal.SIGTERM, _on_sigterm)
         with _Console(log_level(_count(args, "verbose"), _count(args, "quiet"))):
             rc = args._run(args)
         return int(rc or 0)
@@ -115,11 +128,14 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
         print("interrupted", file=sys.stderr)
-        return 130
+        return 128 + signal.SIGTERM if isinstance(err, _Terminated) else 130
     except BrokenPipeError:
         return 0
+    finally:
+        if old_sigterm is not None:
+            signal.signal(signal.SIGTERM, old_sigterm)
 
 
 if __name__ == "__main__":

@@ -261,15 +261,28 @@ def test_refuses_existing_dataset_without_force(messy_csv, tmp_path, capsys):
     src, _ = messy_csv()
     out = tmp_path / "out"
     assert main(["import", "csv", str(src), "--out", str(out)]) == 0
-    (out / "posters" / "stale.jpg").write_bytes(b"old")
     capsys.readouterr()
     assert main(["import", "csv", str(src), "--out", str(out)]) == 2
     err = capsys.readouterr().err
     _assert_clean_errors(err, 1)
     assert "--force" in err
     assert main(["import", "csv", str(src), "--out", str(out), "--force"]) == 0
-    assert not (out / "posters" / "stale.jpg").exists()  # leftovers of the overwritten dataset removed
     assert validate_dataset(Dataset(out)).problems == []
+
+
+def test_force_deletes_only_the_posters_of_the_overwritten_dataset(tmp_path, make_jpeg):
+    out = tmp_path / "myproject"
+    make_jpeg(out / "posters" / "my_own_poster.jpg")  # a folder that was never a dataset
+    (out / "posters" / "notes.txt").write_text("notes")
+    make_jpeg(tmp_path / "src" / "a.jpg")
+    src = tmp_path / "src" / "t.jsonl"
+    src.write_text(json.dumps({"id": "a1", "plot": "A plot.", "genres": ["Drama"], "poster": "a.jpg"}) + "\n")
+    assert main(["import", "jsonl", str(src), "--out", str(out), "--force"]) == 0
+    assert {p.name for p in (out / "posters").iterdir()} == {"my_own_poster.jpg", "notes.txt", "a1.jpg"}
+    src.write_text(json.dumps({"id": "b1", "plot": "A plot.", "genres": ["Drama"]}) + "\n")
+    assert main(["import", "jsonl", str(src), "--out", str(out), "--force"]) == 0
+    # the overwritten dataset's poster goes; the files it did not name stay
+    assert {p.name for p in (out / "posters").iterdir()} == {"my_own_poster.jpg", "notes.txt"}
 
 
 def test_refuses_shipped_and_overlapping_out(shipped, messy_csv, capsys):
@@ -297,3 +310,210 @@ def test_bad_csv_inputs_one_line_errors(tmp_path, capsys):
     # the encoding hint works
     assert main(["import", "csv", str(latin), "--out", str(tmp_path / "latin"), "--encoding", "latin-1"]) == 0
     assert _titles(tmp_path / "latin")["1"]["plot"] == "café"
+
+
+# -- messy real-world sources -------------------------------------------------------------------
+def _jsonl_file(path: Path, records) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def test_mmimdb_split_ids_are_normalised_as_the_record_ids(tmp_path, capsys):
+    src = tmp_path / "mm"
+    for k in ("0000001", "0000002", "0000003", "0000004"):
+        (src / "dataset").mkdir(parents=True, exist_ok=True)
+        (src / "dataset" / f"{k}.json").write_text(json.dumps({"genres": ["Drama"], "plot": [f"Plot {k}."]}))
+    # an integer, a tt-prefixed id, an id of no record, and one id listed in two parts; 0000004 in no part
+    (src / "split.json").write_text(json.dumps({"train": [1, "tt0000002", "0000099"], "dev": ["0000003"],
+                                                "test": ["0000001"]}))
+    out, report = tmp_path / "out", tmp_path / "r.json"
+    assert main(["import", "mmimdb", str(src), "--out", str(out), "--name", "mm", "--report", str(report)]) == 0
+    said = capsys.readouterr().out
+    assert "1 split ids match no record; 1 imported titles are in no part" in said
+    assert "tt0000001" in said and "kept in train" in said
+    split = Split.load(out / "split.json")
+    assert split.parts == {"train": ["tt0000001", "tt0000002"], "dev": ["tt0000003"], "test": []}
+    rep = json.loads(report.read_text())
+    assert (rep["split_unmatched"], rep["split_unassigned"]) == (1, 1)
+    assert {d["id"]: d["reason"] for d in rep["notes"]}["tt0000001"] == "split-duplicate"
+    assert main(["split", str(out)]) == 0  # the kept split is one genrefusion accepts
+
+
+def test_sigterm_ends_an_import_like_ctrl_c(tmp_path, make_jpeg):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    src = tmp_path / "mm" / "dataset"
+    for i in range(80):  # enough posters for the process pool
+        (src / f"{i:07d}.json").parent.mkdir(parents=True, exist_ok=True)
+        (src / f"{i:07d}.json").write_text(json.dumps({"genres": ["Drama"], "plot": ["A plot."]}))
+        make_jpeg(src / f"{i:07d}.jpeg", size=(8, 8))
+    out = tmp_path / "out"
+    script = tmp_path / "slow_import.py"  # each chunk of posters takes a while, so the signal comes mid-import
+    script.write_text(
+        "import sys, time\n"
+        "import genrefusion.data.importers as imp\n"
+        "fast = imp._convert_chunk\n"
+        "def slow(items):\n    time.sleep(0.5)\n    return fast(items)\n"
+        "slow.__module__, slow.__qualname__ = imp.__name__, '_convert_chunk'\n"
+        "imp._convert_chunk = slow\n"
+        "from genrefusion.cli import main\n"
+        f"sys.exit(main(['import', 'mmimdb', {str(src.parent)!r}, '--out', {str(out)!r}, '--workers', '2']))\n")
+    log = tmp_path / "stderr.txt"  # not a pipe: orphan workers would hold it open
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.DEVNULL, stderr=open(log, "wb"))
+    children: list[str] = []
+    try:
+        deadline = time.monotonic() + 60
+        while not any((out / "posters").glob("*.jpg")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        assert children, "the import should be running its pool"
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        time.sleep(0.5)
+        orphans = [c for c in children if Path(f"/proc/{c}").exists()]
+    finally:  # end whatever this test started and is still running
+        proc.kill()
+        for c in children:
+            if Path(f"/proc/{c}").exists():
+                os.kill(int(c), signal.SIGKILL)
+    err = log.read_text()
+    assert proc.returncode == 143 and "interrupted" in err and "Traceback" not in err, err
+    assert orphans == []  # the pool's workers ended with the import
+    assert not out.exists()  # no half dataset: the posters converted so far are removed too
+
+
+def test_placeholders_and_nulls_are_missing_values(tmp_path, capsys):
+    src = _jsonl_file(tmp_path / "omdb.jsonl", [
+        {"Title": "Obscure", "Genre": "N/A", "Plot": "N/A", "Poster": "N/A", "imdbID": "tt0222222"},
+        {"Title": "Unknown", "Genre": "Comedy, N/A", "Plot": "n/a", "Poster": "N/A", "imdbID": "tt0333333"},
+        {"Title": "-", "Genre": ["Crime", None], "Plot": "A detective hunts a killer.", "Poster": "-",
+         "imdbID": "tt0444444"},
+    ])
+    out, report = tmp_path / "out", tmp_path / "r.json"
+    assert main(["import", "jsonl", str(src), "--out", str(out), "--report", str(report)]) == 0
+    assert "N/A" not in capsys.readouterr().out
+    t = _titles(out)
+    assert list(t) == ["tt0444444"] and t["tt0444444"]["genres"] == ["Crime"] and t["tt0444444"]["poster"] is None
+    rep = json.loads(report.read_text())
+    assert {d["id"]: d["reason"] for d in rep["dropped"]} == {"tt0222222": "no-genre", "tt0333333": "no-input"}
+    assert rep["notes"] == [] and rep["genres"] == ["Crime"]
+
+
+def test_jsonl_map_key_found_in_no_record_is_refused(tmp_path, capsys):
+    src = _jsonl_file(tmp_path / "t.jsonl", [{"id": "m1", "overview": "A heist.", "genres": ["Crime"]}])
+    out = tmp_path / "out"
+    assert main(["import", "jsonl", str(src), "--out", str(out), "--map", "plot=overveiw"]) == 2
+    err = capsys.readouterr().err
+    _assert_clean_errors(err, 1)
+    assert "'overveiw' found in no record" in err and "genres, id, overview" in err and not out.exists()
+    # a key present but null in some records is fine
+    _jsonl_file(src, [{"id": "m1", "overview": None, "genres": ["Crime"], "syn": "A heist."}])
+    assert main(["import", "jsonl", str(src), "--out", str(out), "--map", "plot=overview"]) == 1  # nothing usable
+
+
+def test_utf8_bom_keeps_the_first_record(tmp_path):
+    src = tmp_path / "t.jsonl"
+    src.write_bytes(b'\xef\xbb\xbf{"id": "b1", "plot": "First.", "genres": ["Drama"]}\r\n'
+                    b'{"id": "b2", "plot": "Second.", "genres": ["Drama"]}\r\n')
+    assert main(["import", "jsonl", str(src), "--out", str(tmp_path / "o1")]) == 0
+    assert set(_titles(tmp_path / "o1")) == {"b1", "b2"}
+    mm = tmp_path / "mm" / "dataset"
+    mm.mkdir(parents=True)
+    (mm / "0000001.json").write_bytes(b'\xef\xbb\xbf' + json.dumps({"genres": ["Drama"], "plot": ["P."]}).encode())
+    assert main(["import", "mmimdb", str(mm.parent), "--out", str(tmp_path / "o2")]) == 0
+    assert set(_titles(tmp_path / "o2")) == {"tt0000001"}
+
+
+def test_genres_typo_is_refused_with_the_closest_name(tmp_path, capsys):
+    src = _jsonl_file(tmp_path / "t.jsonl", [{"id": "a", "plot": "P.", "genres": ["Drama", "Thriller"]},
+                                             {"id": "b", "plot": "P.", "genres": ["Space Opera"]}])
+    out = tmp_path / "out"
+    assert main(["import", "jsonl", str(src), "--out", str(out), "--genres", "Drama,Thriler"]) == 2
+    err = capsys.readouterr().err
+    _assert_clean_errors(err, 1)
+    assert "'Thriler'" in err and "did you mean 'Thriller'?" in err and not out.exists()
+    # a genre of the data outside IMDb's list is a genre the user may keep
+    assert main(["import", "jsonl", str(src), "--out", str(out), "--genres", "Drama,Space Opera"]) == 0
+    assert Dataset(out).meta["genres"] == ["Drama", "Space Opera"]
+
+
+def test_parse_kind_matches_imdbs_kinds_first():
+    from genrefusion.data.importers import parse_kind
+
+    want = {"movie": "movie", "tv movie": "movie", "video movie": "movie", "tvMovie": "movie", "short": "movie",
+            "tv series": "tv", "tv mini series": "tv", "episode": "tv", "tv short": "tv", "tvEpisode": "tv",
+            "series": "tv", "video game": None, "videoGame": None, "feature film": "movie", None: None}
+    assert {k: parse_kind(k) for k in want} == want
+
+
+def test_mmimdb_quirks(tmp_path, make_jpeg, capsys):
+    src = tmp_path / "download"
+    ds = src / "mmimdb" / "dataset"
+    ds.mkdir(parents=True)
+    (ds / "0111161.json").write_text(json.dumps({
+        "genres": ["Drama"], "kind": "tv movie",
+        "plot": ["Two men bond in prison.::Jane Doe <jane@example.com>", "A banker is jailed.::jd"]}))
+    make_jpeg(ds / "0111161.JPEG")                      # upper-case extension
+    (ds / "._0111161.json").write_bytes(b"\x00\x05\x16\x07")  # a macOS resource fork, not a record
+    (ds / "._0111161.jpeg").write_bytes(b"\x00\x05\x16\x07")
+    # the folder above mmimdb/: pointed at the right one
+    assert main(["import", "mmimdb", str(src), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    _assert_clean_errors(err, 1)
+    assert f"pass {src / 'mmimdb'}" in err
+    out, report = tmp_path / "out", tmp_path / "r.json"
+    assert main(["import", "mmimdb", str(src / "mmimdb"), "--out", str(out), "--report", str(report)]) == 0
+    t = _titles(out)["tt0111161"]
+    assert t["plot"] == "Two men bond in prison. A banker is jailed." and t["poster"] and t["kind"] == "movie"
+    rep = json.loads(report.read_text())
+    assert rep["dropped"] == [] and rep["notes"] == []
+
+
+def test_jsonl_quirks(tmp_path, capsys):
+    (tmp_path / "dir").mkdir()
+    assert main(["import", "jsonl", str(tmp_path / "dir"), "--out", str(tmp_path / "o")]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    src = _jsonl_file(tmp_path / "in" / "t.jsonl", [
+        {"id": "d1", "plot": {"en": "A plot.", "fr": "Une intrigue."}, "genres": ["Drama"]},
+        {"id": 2016.0, "plot": "A plot.", "genres": ["Sci-Fi & Fantasy"]},
+    ])
+    out, report = tmp_path / "out", tmp_path / "r.json"
+    assert main(["import", "jsonl", str(src), "--out", str(out), "--report", str(report)]) == 0
+    t = _titles(out)
+    assert list(t) == ["2016"] and t["2016"]["genres"] == ["Sci-Fi", "Fantasy"]
+    dropped = json.loads(report.read_text())["dropped"]
+    assert dropped[0]["id"] == "d1" and "plot is a JSON object" in dropped[0]["message"]
+
+
+def test_json_array_is_named_and_nothing_is_left_behind(tmp_path, capsys):
+    recs = [{"id": "x1", "plot": "p", "genres": ["Drama"]}, {"id": "x2", "plot": "q", "genres": ["Comedy"]}]
+    for name, text, what in (("a.json", json.dumps(recs, indent=2), "a JSON array"),
+                             ("one.json", json.dumps(recs), "a JSON array"),
+                             ("p.json", json.dumps(recs[0], indent=2), "pretty-printed JSON")):
+        (tmp_path / name).write_text(text, encoding="utf-8")
+        assert main(["import", "jsonl", str(tmp_path / name), "--out", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err
+        _assert_clean_errors(err, 1)
+        assert f"looks like {what}, not JSON lines" in err and not (tmp_path / "out").exists()
+    # nothing importable: no empty dataset that would block the rerun
+    bad = _jsonl_file(tmp_path / "bad.jsonl", [{"id": "x1", "plot": "p"}])
+    assert main(["import", "jsonl", str(bad), "--out", str(tmp_path / "out")]) == 1
+    assert not (tmp_path / "out").exists()
+    assert main(["import", "jsonl", str(_jsonl_file(bad, recs)), "--out", str(tmp_path / "out")]) == 0
+
+
+def test_windows_poster_paths(tmp_path, make_jpeg):
+    make_jpeg(tmp_path / "img" / "a.jpg")
+    src = _jsonl_file(tmp_path / "t.jsonl", [{"id": "w1", "plot": "p", "genres": ["Drama"], "poster": "img\\a.jpg"},
+                                             {"id": "w2", "plot": "p", "genres": ["Drama"],
+                                              "poster": "C:\\data\\img\\a.jpg"}])
+    assert main(["import", "jsonl", str(src), "--out", str(tmp_path / "o1")]) == 0
+    assert _titles(tmp_path / "o1")["w1"]["poster"]
+    # a drive path from another machine: its file name is looked for in the images folder
+    assert main(["import", "jsonl", str(src), "--out", str(tmp_path / "o2"), "--images", str(tmp_path / "img")]) == 0
+    assert all(t["poster"] for t in _titles(tmp_path / "o2").values())

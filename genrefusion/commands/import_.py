@@ -108,6 +108,6 @@ def run(args) -> int:
         write_json(args.report, rep.to_dict())
         print(f"report written to {args.report}")
     if rep.imported == 0:
-        print(f"warning: nothing imported from {src}", file=sys.stderr)
+        print(f"warning: nothing imported from {src}; no dataset written to {args.out}", file=sys.stderr)
         return 1
     return 0

@@ -11,21 +11,23 @@ corrupt or unsafe poster drops the poster only (the title is kept with its plot)
 """
 from __future__ import annotations
 
+import contextlib
 import csv
+import difflib
 import io
 import json
 import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Iterable, Iterator
 
 from ..errors import BadInput, ConfigError, DatasetError
-from ..genres import IMDB_GENRES, canonical_genre, parse_genre_cell
+from ..genres import IMDB_GENRES, canonical_genre, is_missing, parse_genre_cell
 from ..io import is_under, read_json, resolve_inside, write_json
 from ..paths import check_writable_target
-from .dataset import SPLIT, TITLES, DatasetWriter, Problem, poster_name
+from .dataset import SPLIT, TITLES, DatasetWriter, Problem, parse_title, poster_name, title_lines
 from .images import load_image, save_jpeg
 from .records import Title
 
@@ -67,6 +69,7 @@ class RawTitle:
     kind: str | None = None
     poster: Path | None = None          # resolved source file
     poster_note: Problem | None = None  # why the poster cannot be used (missing, unsafe, URL)
+    plot_note: Problem | None = None    # why the plot was dropped (not text)
     drop: Problem | None = None         # the record is unusable (bad JSON, ...)
     source_id: str | None = None        # the record's own id as written, echoed back by batch prediction
 
@@ -82,6 +85,8 @@ class ImportReport:
     notes: list[Problem] = field(default_factory=list)
     genres: list[str] = field(default_factory=list)
     split: dict[str, int] | None = None
+    split_unmatched: int = 0   # split ids that match no source record
+    split_unassigned: int = 0  # imported titles in no part of the split
     # genres outside IMDb's list kept as labels of their own (no --genres given): name -> titles
     custom_genres: dict[str, int] = field(default_factory=dict)
 
@@ -92,6 +97,7 @@ class ImportReport:
         return {
             "out": self.out, "source": self.source, "imported": self.imported, "with_poster": self.with_poster,
             "with_plot": self.with_plot, "genres": self.genres, "split": self.split,
+            "split_unmatched": self.split_unmatched, "split_unassigned": self.split_unassigned,
             "custom_genres": self.custom_genres,
             "dropped_by_reason": self.dropped_by_reason(),
             "dropped": [{"id": p.id, "reason": p.kind, "message": p.message} for p in self.dropped],
@@ -105,27 +111,36 @@ class ImportReport:
                f"dropped {len(self.dropped)}" + (" (" + ", ".join(f"{k} {v}" for k, v in sorted(by.items())) + ")"
                                                  if by else "")]
         out += [f"dropped {p}" for p in self.dropped]
-        out += [f"kept without {'poster' if 'poster' in p.kind or p.kind == 'unsafe-path' else 'field'}: {p}"
-                if p.kind != "unknown-genre" else f"genre removed: {p}" for p in self.notes]
+        out += [f"{_NOTE_LABELS.get(p.kind) or _kept_without(p.kind)}: {p}" for p in self.notes]
         if self.custom_genres:  # a typo or a spelling we do not know would otherwise become a genre silently
             out.append("genres not in IMDb's list, kept as labels of their own: "
                        + ", ".join(f"{g!r} ({n} title{'s' * (n != 1)})" for g, n in self.custom_genres.items())
                        + "; if they are typos or other spellings, fix the cells, or pass --genres with the ones to keep")
         if self.split:
-            out.append("split kept: " + ", ".join(f"{k} {v}" for k, v in self.split.items()))
+            out.append("split kept: " + ", ".join(f"{k} {v}" for k, v in self.split.items())
+                       + (f"; {self.split_unmatched} split ids match no record; {self.split_unassigned} imported "
+                          "titles are in no part" if self.split_unmatched or self.split_unassigned else ""))
         return out
 
 
+_NOTE_LABELS = {"unknown-genre": "genre removed", "split-duplicate": "split"}
+
+
+def _kept_without(kind: str) -> str:
+    return f"kept without {'poster' if 'poster' in kind or kind == 'unsafe-path' else 'field'}"
+
+
 # -- small value parsers ------------------------------------------------------------------
-def clean_text(v) -> str | None:
-    """A plot/title value -> stripped text without control characters, or None when empty.
-    Lists (MM-IMDb plots) are joined with a space."""
-    if v is None:
+def clean_text(v, keep_placeholders: bool = False) -> str | None:
+    """A plot/title value -> stripped text without control characters, or None when empty, an object, or a
+    placeholder such as "N/A" (``keep_placeholders``: titles, where "Unknown" is a film). Lists (MM-IMDb
+    plots) are joined with a space."""
+    if v is None or isinstance(v, dict):
         return None
     if isinstance(v, (list, tuple)):
         v = " ".join(s for s in (clean_text(x) for x in v) if s)
     v = _CONTROL.sub(" ", str(v)).strip()
-    return v or None
+    return None if not v or (is_missing(v) and not keep_placeholders) else v
 
 
 def parse_year(v) -> int | None:
@@ -152,10 +167,20 @@ def parse_imdb_id(v, digits_ok: bool = False) -> str | None:
     return f"tt{m.group(1)}" if m else None
 
 
+# IMDb's kinds (title.basics titleType, IMDbPY's kind, OMDb's Type) by _norm: a TV movie is a movie
+_KINDS = {"movie": "movie", "tvmovie": "movie", "videomovie": "movie", "video": "movie", "short": "movie",
+          "tvseries": "tv", "tvminiseries": "tv", "series": "tv", "episode": "tv", "tvepisode": "tv", "tvshort": "tv",
+          "tvspecial": "tv", "tvpilot": "tv", "videogame": None, "game": None}
+
+
 def parse_kind(v) -> str | None:
     if v is None:
         return None
+    if _norm(v) in _KINDS:
+        return _KINDS[_norm(v)]
     s = str(v).lower()
+    if "game" in s:
+        return None
     if any(k in s for k in ("tv", "series", "episode", "show")):
         return "tv"
     if any(k in s for k in ("movie", "film", "video", "feature", "short")):
@@ -166,30 +191,32 @@ def parse_kind(v) -> str | None:
 def _resolve_poster(cell, images: Path, where: str, tid: str | None) -> tuple[Path | None, Problem | None]:
     """Poster cell -> a source file under ``images``, or a note saying why not (never escapes ``images``)."""
     name = tid or where
-    if cell is None or not str(cell).strip() or str(cell).strip().lower() in {"nan", "none", "null"}:
+    if is_missing(cell):
         return None, None
-    rel = str(cell).strip()
-    if re.match(r"^[a-z][a-z0-9+.-]*://", rel, re.IGNORECASE):
-        return None, Problem(name, "poster-url", f"poster is a URL, not downloaded: {rel}")
+    cell = str(cell).strip()
+    if re.match(r"^[a-z][a-z0-9+.-]*://", cell, re.IGNORECASE):
+        return None, Problem(name, "poster-url", f"poster is a URL, not downloaded: {cell}")
+    rel = cell.replace("\\", "/")  # a Windows path
     given = Path(rel)
     if given.is_absolute() and is_under(given, images) and given.is_file():
         return given, None  # an absolute path inside the images folder (--images / admits any)
-    # TMDB poster_path values look absolute ("/abc.jpg") but are relative to an image folder
-    rel_stripped = rel.lstrip("/\\")
+    # TMDB poster_path values look absolute ("/abc.jpg") but are relative to an image folder; so is a
+    # Windows drive path (C:/data/a.jpg) from another machine
+    rel_stripped = re.sub(r"^[a-z]:", "", rel, flags=re.IGNORECASE).lstrip("/")
     try:
         path = resolve_inside(images, rel_stripped)
     except DatasetError as err:
         return None, Problem(name, "unsafe-path", f"poster {err} (relative to {images})")
     if path.is_file():
         return path, None
-    base = images / Path(rel_stripped.replace("\\", "/")).name  # a path from another machine: try the file name
+    base = images / Path(rel_stripped).name  # a path from another machine: try the file name
     if base.is_file() and is_under(base, images):
         return base, None
     if given.is_absolute() and given.is_file():  # the user's own absolute path: say how to allow it
-        return None, Problem(name, "missing-poster", f"poster {rel} is outside the images folder {images.resolve()} "
+        return None, Problem(name, "missing-poster", f"poster {cell} is outside the images folder {images.resolve()} "
                                                      "(posters are read inside it); pass --images with a folder that "
                                                      "holds it")
-    return None, Problem(name, "missing-poster", f"poster file not found: {rel}")
+    return None, Problem(name, "missing-poster", f"poster file not found: {cell}")
 
 
 def _poster_by_id(tid: str | None, images: Path) -> Path | None:
@@ -229,9 +256,12 @@ def _convert_posters(items, workers: int | None) -> dict[str, str | None]:
     n_chunks = min(len(items), workers * 8)
     size = -(-len(items) // n_chunks)
     result: dict[str, str | None] = {}
-    with ProcessPoolExecutor(max_workers=workers) as ex:
+    ex = ProcessPoolExecutor(max_workers=workers)
+    try:
         for part in ex.map(_convert_chunk, [items[i:i + size] for i in range(0, len(items), size)]):
             result.update(part)
+    finally:  # interrupted: the chunks not started are cancelled, the running ones awaited (no orphan workers)
+        ex.shutdown(wait=True, cancel_futures=True)
     return result
 
 
@@ -265,11 +295,12 @@ def write_dataset(raws: Iterable[RawTitle], out: str | os.PathLike, *, source: s
     out = check_out(out, sources, force)
     rep = ImportReport(out=str(out), source=source)
     vocab = [canonical_genre(g) for g in genres] if genres else None
-    kept = _keep(raws, set(vocab) if vocab else None, rep)
+    kept = _keep(raws, vocab, rep)
 
     # posters: decode + re-encode in parallel, straight into the output folder
+    made = [d for d in (out / "posters", out) if not d.exists()]  # removed again when no dataset is written
     out.mkdir(parents=True, exist_ok=True)
-    old_posters = {p.name for p in (out / "posters").glob("*")} if force and (out / "posters").is_dir() else set()
+    old_posters = _listed_posters(out) if force else set()  # only the overwritten dataset's: never others' files
     dest_of: dict[str, str] = {}
     used: set[str] = set()
     jobs = []
@@ -283,11 +314,25 @@ def write_dataset(raws: Iterable[RawTitle], out: str | os.PathLike, *, source: s
         used.add(rel)
         dest_of[r.id] = rel
         jobs.append((r.id, str(r.poster), str(out / rel), max_side))
-    failures = _convert_posters(jobs, workers) if jobs else {}
 
-    writer = DatasetWriter(out, name=name or out.resolve().name, genres=None, source=source, overwrite=force,
-                           max_side=max_side)
-    written, present = _write_titles(writer, kept, dest_of, failures, source, rep)
+    def discard() -> None:  # no dataset written: the posters converted and the folders made go too
+        _unlink_posters(out, {Path(d).name for d in dest_of.values()})
+        for d in made:
+            with contextlib.suppress(OSError):
+                d.rmdir()
+
+    try:
+        failures = _convert_posters(jobs, workers) if jobs else {}
+        writer = DatasetWriter(out, name=name or out.resolve().name, genres=None, source=source, overwrite=force,
+                               max_side=max_side)
+        written, present = _write_titles(writer, kept, dest_of, failures, source, rep)
+    except BaseException:  # Ctrl-C / SIGTERM included
+        discard()
+        raise
+    if not rep.imported:  # an empty dataset would only block the rerun
+        writer.abort()
+        discard()
+        return rep
     rep.genres = list(vocab) if vocab else sorted(present)
     if not vocab:
         rep.custom_genres = {g: present[g] for g in sorted(present) if g not in IMDB_GENRES}
@@ -295,11 +340,7 @@ def write_dataset(raws: Iterable[RawTitle], out: str | os.PathLike, *, source: s
     writer.close()
 
     # posters converted for titles that were then dropped, and leftovers of an overwritten dataset
-    for fname in (set(Path(d).name for d in dest_of.values()) | old_posters) - written:
-        try:
-            (out / "posters" / fname).unlink()
-        except OSError:
-            pass
+    _unlink_posters(out, ({Path(d).name for d in dest_of.values()} | old_posters) - written)
 
     if split:
         _write_split(out, split, id_map, {r.id for r in kept} - {p.id for p in rep.dropped}, writer.name, rep)
@@ -308,11 +349,44 @@ def write_dataset(raws: Iterable[RawTitle], out: str | os.PathLike, *, source: s
     return rep
 
 
-def _keep(raws: Iterable[RawTitle], vocab_set: set[str] | None, rep: ImportReport) -> list[RawTitle]:
-    """The records to import: an id (once), a genre (in ``vocab_set`` if given); the others go to ``rep.dropped``."""
+def _listed_posters(root: Path) -> set[str]:
+    """The file names under ``posters/`` that ``root``'s titles.jsonl (if any) names."""
+    names: set[str] = set()
+    if not (root / TITLES).is_file():
+        return names
+    for lineno, raw in title_lines(root / TITLES):
+        try:
+            parts = PurePosixPath(parse_title(raw, f"line {lineno}").poster or "").parts
+        except DatasetError:
+            continue
+        if len(parts) == 2 and parts[0] == "posters" and parts[1] != "..":
+            names.add(parts[1])
+    return names
+
+
+def _unlink_posters(root: Path, names: Iterable[str]) -> None:
+    for fname in names:
+        with contextlib.suppress(OSError):
+            (root / "posters" / fname).unlink()
+
+
+def _check_vocab(vocab: list[str], seen: set[str]) -> None:
+    """A --genres name neither in IMDb's list nor in the data is a typo, not a genre with no titles."""
+    for g in vocab:
+        if g not in IMDB_GENRES and g not in seen:
+            close = difflib.get_close_matches(g, [*IMDB_GENRES, *sorted(seen - set(IMDB_GENRES))], n=1)
+            raise ConfigError(f"--genres: {g!r} is neither an IMDb genre nor a genre of the data"
+                              + (f"; did you mean {close[0]!r}?" if close else ""))
+
+
+def _keep(raws: Iterable[RawTitle], vocab: list[str] | None, rep: ImportReport) -> list[RawTitle]:
+    """The records to import: an id (once), a genre (in ``vocab`` if given); the others go to ``rep.dropped``."""
     kept: list[RawTitle] = []
     seen: set[str] = set()
+    genres_seen: set[str] = set()
+    vocab_set = set(vocab) if vocab else None
     for r in raws:
+        genres_seen.update(r.genres)
         if r.drop is not None:
             rep.dropped.append(r.drop)
             continue
@@ -335,9 +409,13 @@ def _keep(raws: Iterable[RawTitle], vocab_set: set[str] | None, rep: ImportRepor
             rep.dropped.append(Problem(r.id, "no-genre", "no genre"))
             continue
         r.genres = gs
+        if isinstance(r.plot, dict):  # {"en": ..., "fr": ...}: not ours to pick one
+            r.plot_note = Problem(r.id, "bad-plot", "plot is a JSON object, not text; dropped")
         r.plot = clean_text(r.plot)
         seen.add(r.id)
         kept.append(r)
+    if vocab:
+        _check_vocab(vocab, genres_seen)
     return kept
 
 
@@ -353,13 +431,13 @@ def _write_titles(writer: DatasetWriter, kept: list[RawTitle], dest_of: dict[str
             if rel is not None and failures.get(r.id):
                 r.poster_note = Problem(r.id, "bad-poster", failures[r.id])
                 rel = None
+            notes = [n for n in (r.poster_note, r.plot_note) if n is not None]
             if rel is None and r.plot is None:
-                why = f" ({r.poster_note.message})" if r.poster_note else ""
+                why = "".join(f" ({n.message})" for n in notes)
                 rep.dropped.append(Problem(r.id, "no-input", f"neither a usable poster nor a plot{why}"))
                 continue
-            if r.poster_note is not None:
-                rep.notes.append(r.poster_note)
-            t = Title(id=r.id, genres=r.genres, plot=r.plot, title=clean_text(r.title), imdb_id=r.imdb_id,
+            rep.notes += notes
+            t = Title(id=r.id, genres=r.genres, plot=r.plot, title=clean_text(r.title, True), imdb_id=r.imdb_id,
                       year=r.year, kind=r.kind, source=source)
             writer.add(t, poster_file=rel)
             if rel:
@@ -374,21 +452,39 @@ def _write_titles(writer: DatasetWriter, kept: list[RawTitle], dest_of: dict[str
     return written, present
 
 
-def _write_split(out: Path, split: dict[str, list[str]], id_map: dict[str, str] | None, imported_ids: set[str],
+def _write_split(out: Path, split: dict[str, list], id_map: dict[str, str] | None, imported_ids: set[str],
                  name: str, rep: ImportReport) -> None:
-    """``split.json`` for the imported titles (source ids mapped through ``id_map``)."""
-    parts = {p: [] for p in ("train", "dev", "test")}
+    """``split.json`` for the imported titles. Split ids are mapped as the records' ids were: through ``id_map``
+    (source id -> our id), else as IMDb ids (``17``, ``"tt0000017"`` and ``"0000017"`` are one title). An id in
+    two parts stays in the first; ids of no record and imported titles in no part are counted in ``rep``."""
+    id_map = id_map or {}
+    known = set(id_map.values()) | imported_ids
+    parts: dict[str, list[str]] = {p: [] for p in ("train", "dev", "test")}
+    part_of: dict[str, str] = {}
     for part, ids in split.items():
         for sid in ids:
-            tid = (id_map or {}).get(str(sid), str(sid))
-            if tid in imported_ids:
-                parts[part].append(tid)
+            tid = id_map.get(str(sid)) or parse_imdb_id(sid, digits_ok=True) or str(sid)
+            if tid not in known:
+                rep.split_unmatched += 1
+            elif tid in part_of:
+                if part_of[tid] != part:
+                    rep.notes.append(Problem(tid, "split-duplicate", f"listed in {part_of[tid]} and {part}; "
+                                                                     f"kept in {part_of[tid]}"))
+            else:
+                part_of[tid] = part
+                if tid in imported_ids:
+                    parts[part].append(tid)
+    rep.split_unassigned = len(imported_ids - set(part_of))
     write_json(out / SPLIT, {"seed": None, "dev": None, "test": None, "datasets": [name], "parts": parts},
                indent=1)
     rep.split = {p: len(v) for p, v in parts.items()}
 
 
 # -- MM-IMDb --------------------------------------------------------------------------------
+def _strip_author(plot):
+    return plot.rsplit("::", 1)[0] if isinstance(plot, str) else plot
+
+
 _SPLIT_ALIASES = {"train": "train", "dev": "dev", "val": "dev", "valid": "dev", "validation": "dev", "test": "test"}
 
 
@@ -399,10 +495,18 @@ def read_mmimdb(src: str | os.PathLike) -> tuple[Iterator[RawTitle], dict[str, l
     if not src.is_dir():
         raise DatasetError(f"{src}: MM-IMDb folder not found")
     folder = src / "dataset" if (src / "dataset").is_dir() else src
-    files = sorted(folder.glob("*.json"))
-    files = [f for f in files if f.name != SPLIT]
+    # one listing: records, and images by stem whatever the case of their extension (0111161.JPEG);
+    # macOS "._*" files and other dot-files are not records
+    entries = sorted(f for f in folder.iterdir() if not f.name.startswith(".") and f.is_file())
+    files = [f for f in entries if f.suffix.lower() == ".json" and f.name.lower() != SPLIT]
+    images: dict[str, Path] = {}
+    for f in entries:
+        if f.suffix.lower() in IMAGE_EXTS:
+            images.setdefault(f.stem, f)
     if not files:
-        raise DatasetError(f"{src}: no MM-IMDb records (expected dataset/<id>.json)")
+        nested = next((d for d in sorted(src.iterdir()) if (d / "dataset").is_dir()), None)
+        raise DatasetError(f"{src}: no MM-IMDb records (expected dataset/<id>.json)"
+                           + (f"; {nested.name}/dataset/ is one level down: pass {nested}" if nested else ""))
     split_path = next((p for p in (src / SPLIT, folder.parent / SPLIT, folder / SPLIT) if p.is_file()), None)
     split = None
     if split_path is not None:
@@ -414,7 +518,7 @@ def read_mmimdb(src: str | os.PathLike) -> tuple[Iterator[RawTitle], dict[str, l
             part = _SPLIT_ALIASES.get(str(k).lower())
             if part is None or not isinstance(ids, list):
                 raise DatasetError(f"{split_path}: unexpected entry {k!r} (train/dev/test id lists)")
-            split.setdefault(part, []).extend(str(i) for i in ids)
+            split.setdefault(part, []).extend(ids)  # ids normalised as the records' ids (_write_split)
 
     id_map = {f.stem: parse_imdb_id(f.stem, digits_ok=True) or f"mmimdb-{f.stem}" for f in files}
 
@@ -423,19 +527,22 @@ def read_mmimdb(src: str | os.PathLike) -> tuple[Iterator[RawTitle], dict[str, l
             where = f"dataset/{f.name}"
             tid = id_map[f.stem]
             try:
-                d = json.loads(f.read_bytes().decode("utf-8"))
+                d = json.loads(f.read_bytes().decode("utf-8-sig"))
             except (UnicodeDecodeError, json.JSONDecodeError) as err:
                 yield RawTitle(where, tid, drop=Problem(tid, "bad-record", f"{where}: not valid JSON ({err})"))
                 continue
             if not isinstance(d, dict):
                 yield RawTitle(where, tid, drop=Problem(tid, "bad-record", f"{where}: expected a JSON object"))
                 continue
-            img = next((folder / f"{f.stem}{ext}" for ext in IMAGE_EXTS if (folder / f"{f.stem}{ext}").is_file()), None)
+            img = images.get(f.stem)
             note = None if img else Problem(tid, "missing-poster", f"dataset/{f.stem}.jpeg not found")
+            plot = d.get("plot")  # IMDbPY plots end in "::author <email>"
+            plot = [_strip_author(x) for x in plot] if isinstance(plot, list) else _strip_author(plot)
             yield RawTitle(
                 where, tid, genres=parse_genre_cell(d.get("genres")),
-                plot=clean_text(d.get("plot")) or clean_text(d.get("plot outline")),
-                title=clean_text(d.get("title")), imdb_id=parse_imdb_id(d.get("imdb_id") or d.get("imdbID"), digits_ok=True) or
+                plot=clean_text(plot) or clean_text(d.get("plot outline")),
+                title=clean_text(d.get("title"), True),
+                imdb_id=parse_imdb_id(d.get("imdb_id") or d.get("imdbID"), digits_ok=True) or
                 (tid if tid.startswith("tt") else None),
                 year=parse_year(d.get("year")), kind=parse_kind(d.get("kind")), poster=img, poster_note=note)
 
@@ -648,20 +755,25 @@ def parse_field_map(spec: str | None) -> dict[str, str]:
     return out
 
 
-def _get(d: dict, key: str):
+def _get(d: dict, key: str, default=None):
     """Dotted keys reach into nested objects (``images.poster``)."""
     cur = d
     for part in key.split("."):
         if not isinstance(cur, dict) or part not in cur:
-            return None
+            return default
         cur = cur[part]
     return cur
+
+
+_ABSENT = object()
 
 
 def read_jsonl(path: str | os.PathLike, *, field_map: dict[str, str] | None = None,
                images: str | os.PathLike | None = None, id_prefix: str | None = None) -> Iterator[RawTitle]:
     """Any JSON-lines file: mapped fields first, then same-name and common-name keys."""
     path = Path(path)
+    if path.is_dir():
+        raise BadInput(f"{path}: is a folder, expected a JSON-lines file")
     if not path.is_file():
         raise BadInput(f"{path}: file not found")
     img_root = Path(images) if images is not None else path.parent
@@ -669,10 +781,16 @@ def read_jsonl(path: str | os.PathLike, *, field_map: dict[str, str] | None = No
         raise BadInput(f"{img_root}: image folder not found")
     fmap = dict(field_map or {})
     prefix = id_prefix or _norm(path.stem) or "jsonl"
+    found: set[str] = set()  # mapped fields whose key some record holds
+    keys: set[str] = set()   # the records' top-level keys
 
     def value(d: dict, fld: str):
         if fld in fmap:
-            return _get(d, fmap[fld])
+            v = _get(d, fmap[fld], _ABSENT)
+            if v is _ABSENT:
+                return None
+            found.add(fld)
+            return v
         norm = {_norm(k): k for k in d}
         for cand in GUESSES[fld]:
             k = norm.get(_norm(cand))
@@ -681,12 +799,18 @@ def read_jsonl(path: str | os.PathLike, *, field_map: dict[str, str] | None = No
         return None
 
     with open(path, "rb") as fh:
+        first = True
         for lineno, raw in enumerate(fh, 1):
             where = f"line {lineno}"
             if not raw.strip():
                 continue
+            head, first = first and raw.decode("utf-8-sig", "replace").strip(), False
+            if head and (head[0] == "[" or head == "{"):  # no JSON-lines file starts so: say what it is
+                kind, jq = ("a JSON array", "'.[]'") if head[0] == "[" else ("pretty-printed JSON", ".")
+                raise DatasetError(f"{path}: looks like {kind}, not JSON lines (one object per line); "
+                                   f"convert it first, e.g. jq -c {jq} {path.name} > {path.stem}.jsonl")
             try:
-                d = json.loads(raw.decode("utf-8"))
+                d = json.loads(raw.decode("utf-8-sig"))
             except UnicodeDecodeError:
                 yield RawTitle(where, None, drop=Problem(where, "bad-record", "not valid UTF-8"))
                 continue
@@ -696,7 +820,10 @@ def read_jsonl(path: str | os.PathLike, *, field_map: dict[str, str] | None = No
             if not isinstance(d, dict):
                 yield RawTitle(where, None, drop=Problem(where, "bad-record", "expected a JSON object"))
                 continue
+            keys.update(d)
             raw_id = value(d, "id")
+            if isinstance(raw_id, float) and raw_id.is_integer():
+                raw_id = int(raw_id)  # 2016.0: an integer column that held a NaN somewhere
             raw_id = None if raw_id is None or isinstance(raw_id, (dict, list, bool)) else str(raw_id).strip() or None
             imdb = parse_imdb_id(value(d, "imdb_id"), digits_ok=True) or parse_imdb_id(raw_id)
             tid = imdb or raw_id or f"{prefix}-{lineno}"
@@ -705,5 +832,10 @@ def read_jsonl(path: str | os.PathLike, *, field_map: dict[str, str] | None = No
             if poster is None and note is None and images is not None:
                 poster = _poster_by_id(raw_id or tid, img_root)
             yield RawTitle(where, tid, genres=parse_genre_cell(value(d, "genres")), plot=value(d, "plot"),
-                           title=clean_text(value(d, "title")), imdb_id=imdb, year=parse_year(value(d, "year")),
+                           title=clean_text(value(d, "title"), True), imdb_id=imdb, year=parse_year(value(d, "year")),
                            kind=parse_kind(value(d, "kind")), poster=poster, poster_note=note, source_id=raw_id)
+    missing = [f for f in fmap if f not in found]
+    if keys and missing:  # a typo in --map would otherwise drop the field from every title silently
+        f = missing[0]
+        raise ConfigError(f"--map {f}={fmap[f]}: key {fmap[f]!r} found in no record of {path.name} "
+                          f"(keys seen: {', '.join(sorted(keys))})")
