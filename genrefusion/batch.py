@@ -4,11 +4,14 @@ Inputs (``open_input``): a canonical dataset folder (``titles.jsonl`` + posters,
 the folder), a CSV/TSV (columns guessed or named exactly as for ``genrefusion import csv``; genres not
 needed), or any JSON-lines file (fields guessed or mapped as for ``import jsonl``). Each record
 becomes a ``BatchItem`` with its 0-based ``index`` in the input; a record that cannot be used
-(malformed line, missing/unsafe poster file) is still an item, carrying its ``error``.
+(malformed line, missing/unsafe poster file and no plot) is still an item, carrying its ``error``. A CSV/JSONL
+record whose poster cell cannot be used (a URL, a missing file, an unsafe path) but which has a plot is predicted
+from the plot, with the poster problem in its ``warning``.
 
 Outputs (``open_output``, by extension): ``.jsonl``/``.ndjson`` or ``.csv``/``.tsv``, one row per
 input record in input order, written through a temp file renamed into place at the end (an
-interrupted run leaves nothing behind the final name). A failed title is a row with ``error`` set.
+interrupted run leaves nothing behind the final name). A failed title is a row with ``error`` set; a title
+predicted without its poster has ``warning`` set.
 
 Sharding (``--shard K/N``): the input is cut into consecutive blocks of ``block_size`` records
 (``--batch-size``); block ``j`` (0-based) belongs to shard ``(j mod N) + 1``. Because an unsharded
@@ -49,6 +52,7 @@ class BatchItem:
     poster: Path | None = None
     plot: str | None = None
     error: str | None = None
+    warning: str | None = None  # predicted, but an input was unusable (its poster cell)
 
 
 # -- shards -----------------------------------------------------------------------------------
@@ -157,20 +161,22 @@ def _dataset_items(root: Path) -> Iterator[BatchItem]:
 
 def _raw_items(raws) -> Iterator[BatchItem]:
     """Importer records (``RawTitle``) -> items. A poster the importer could not resolve (missing
-    file, unsafe path, URL) fails the title: predicting it from its plot alone would hide the problem."""
+    file, unsafe path, URL) is the title's ``warning`` when it has a plot to predict from (the row says so:
+    nothing is hidden), else its ``error``."""
     from .data.importers import clean_text
 
     for index, r in enumerate(raws):
         # the id as the input wrote it: the importer's canonical id (an IMDb id found in it) would not join back
         item = BatchItem(index, r.source_id or r.id or r.where)
+        note = r.poster_note and f"{r.poster_note.id}: {r.poster_note.message}"
         if r.drop is not None:
             item.error = f"{r.drop.id}: {r.drop.message}"
-        elif r.poster_note is not None:
-            item.error = f"{r.poster_note.id}: {r.poster_note.message}"
         elif r.plot is not None and not isinstance(r.plot, (str, list)):
             item.error = f"{item.id}: plot must be text, got {type(r.plot).__name__}"
+        elif note and clean_text(r.plot) is None:
+            item.error = note
         else:
-            item.poster, item.plot = r.poster, clean_text(r.plot)
+            item.poster, item.plot, item.warning = r.poster, clean_text(r.plot), note
         yield item
 
 
@@ -255,6 +261,7 @@ class BatchStats:
     rows: int = 0
     ok: int = 0
     errors: int = 0
+    warnings: int = 0  # predicted rows with a warning
     seen: int = 0  # input records read (all shards)
 
 
@@ -288,7 +295,8 @@ def run_batch(clf, inp: Iterable[BatchItem], writer, *, batch_size: int = 32, sh
             for p, s in zip(block, scores):
                 if s is None:
                     row = {"index": p.item.index, "id": p.item.id, "genres": None, "scores": None, "used": None,
-                           "threshold_set": None, "error": p.item.error or f"{p.item.id}: no prediction"}
+                           "threshold_set": None, "error": p.item.error or f"{p.item.id}: no prediction",
+                           "warning": p.item.warning}
                     stats.errors += 1
                     if on_error is not None:
                         on_error(row["error"])
@@ -298,8 +306,9 @@ def run_batch(clf, inp: Iterable[BatchItem], writer, *, batch_size: int = 32, sh
                     row = {"index": p.item.index, "id": p.item.id,
                            "genres": decide(s, genres, thresholds, top_k, threshold),
                            "scores": per_genre(genres, s, SCORE_DECIMALS),
-                           "used": p.used, "threshold_set": set_name, "error": None}
+                           "used": p.used, "threshold_set": set_name, "error": None, "warning": p.item.warning}
                     stats.ok += 1
+                    stats.warnings += p.item.warning is not None
                 writer.write(row)
                 stats.rows += 1
             if progress is not None:
@@ -318,7 +327,7 @@ def output_format(path: str | os.PathLike) -> str:
 
 
 def csv_header(genres: Sequence[str]) -> list[str]:
-    return ["index", "id", "genres", "used", "threshold_set", "error"] + [f"score_{g}" for g in genres]
+    return ["index", "id", "genres", "used", "threshold_set", "error", "warning"] + [f"score_{g}" for g in genres]
 
 
 class BatchWriter(AtomicStream):
@@ -343,7 +352,7 @@ class BatchWriter(AtomicStream):
         ok = row["error"] is None
         self._csv.writerow(
             [row["index"], row["id"], "|".join(row["genres"]) if ok else "", "|".join(row["used"]) if ok else "",
-             row.get("threshold_set") or "", row["error"] or ""]
+             row.get("threshold_set") or "", row["error"] or "", row.get("warning") or ""]
             + ([f"{row['scores'][g]:.{SCORE_DECIMALS}f}" for g in self.genres] if ok else [""] * len(self.genres)))
 
 

@@ -110,6 +110,43 @@ def test_rows_keep_the_ids_the_input_gave(tiny_run, tmp_path):
         assert [json.loads(x)["id"] for x in out.read_text().splitlines()] == want
 
 
+def test_unusable_poster_cell_is_a_warning_when_the_plot_is_usable(tmp_path):
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(b"\xef\xbb\xbf" + "".join(json.dumps(x) + "\n" for x in [
+        {"id": "url", "plot": "A heist.", "poster": "https://example.com/p.jpg"},
+        {"id": "na", "plot": "A heist.", "poster": "N/A"},
+        {"id": "gone", "plot": "A heist.", "poster": "missing.jpg"},
+        {"id": "url-only", "plot": "N/A", "poster": "https://example.com/p.jpg"}]).encode())
+    items = list(B.open_input(src))
+    assert [i.id for i in items] == ["url", "na", "gone", "url-only"]  # a BOM does not cost the first record
+    assert [i.error is None for i in items] == [True, True, True, False] and "URL" in items[3].error
+    assert "URL" in items[0].warning and items[1].warning is None and "missing.jpg" in items[2].warning
+    assert items[0].poster is None and items[0].plot == "A heist." and B.prepare(items[0]).used == ["plot"]
+
+
+def test_warning_column_survives_csv_shards_and_merge(tmp_path):
+    import csv
+
+    rows = [{"index": i, "id": str(i), "genres": ["Drama"], "scores": dict.fromkeys(GENRES, 0.5), "used": ["plot"],
+             "threshold_set": "plot", "error": None, "warning": f"{i}: poster is a URL" if i % 2 else None}
+            for i in range(4)]
+    parts = []
+    for k in (1, 2):
+        part = tmp_path / f"part{k}.csv"
+        with B.BatchWriter(part, GENRES) as w:
+            for r in rows[2 * k - 2:2 * k]:
+                w.write(r)
+        B.manifest_path(part).write_text(json.dumps(
+            {"shard": k, "of": 2, "block_size": 2, "input_digest": "d", "input_rows": 4, "rows": 2, "errors": 0,
+             "model": "m", "top_k": None, "threshold": None}), encoding="utf-8")
+        parts.append(part)
+    B.merge_shards(parts[::-1], tmp_path / "all.csv")
+    with open(tmp_path / "all.csv", newline="", encoding="utf-8") as fh:
+        got = list(csv.DictReader(fh))
+    assert [r["warning"] for r in got] == ["", "1: poster is a URL", "", "3: poster is a URL"]
+    assert [r["error"] for r in got] == [""] * 4 and got[0]["score_Drama"] == "0.500000"
+
+
 def test_writer_is_atomic(tmp_path):
     out = tmp_path / "out.csv"
     with pytest.raises(RuntimeError):

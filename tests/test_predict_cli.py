@@ -119,16 +119,22 @@ def test_batch_csv_input_and_output(tiny_run, batch_input, tmp_path, capsys):
             w.writerow([r["id"], r["plot"], r["poster"]])  # relative to --images
         w.writerow(["nofile", "A plot.", "posters/missing.jpg"])
         w.writerow(["plotonly", recs[6]["plot"], ""])
+        w.writerow(["url", recs[7]["plot"], "https://m.media-amazon.com/images/M/x.jpg"])
+        w.writerow(["urlonly", "N/A", "https://m.media-amazon.com/images/M/x.jpg"])
     out = tmp_path / "pred.csv"
     assert main(["predict", str(tiny_run), "--batch", str(src), "--out", str(out), "--images", str(ds),
                  "--no-progress"]) == 0
-    assert "6 rows" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "8 rows" in said and "6 predicted (2 without their poster: see the warning column), 2 failed" in said
     with open(out, newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
-    assert [r["id"] for r in rows] == [r["id"] for r in recs[:4]] + ["nofile", "plotonly"]
+    assert [r["id"] for r in rows] == [r["id"] for r in recs[:4]] + ["nofile", "plotonly", "url", "urlonly"]
     assert rows[2]["error"] and not rows[2]["genres"]  # the corrupt poster
-    assert rows[4]["error"] and "missing.jpg" in rows[4]["error"]
-    assert rows[5]["used"] == "plot" and not rows[5]["error"]
+    # a poster cell that cannot be used: predicted from the plot, the problem in the warning column
+    assert rows[4]["used"] == "plot" and not rows[4]["error"] and "missing.jpg" in rows[4]["warning"]
+    assert rows[6]["used"] == "plot" and rows[6]["genres"] and "URL" in rows[6]["warning"]
+    assert "URL" in rows[7]["error"] and not rows[7]["genres"]  # no plot either: an error
+    assert rows[5]["used"] == "plot" and not rows[5]["error"] and not rows[5]["warning"]
     assert all(float(rows[0][k]) >= 0 for k in rows[0] if k.startswith("score_"))
 
 

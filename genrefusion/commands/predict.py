@@ -12,9 +12,10 @@ or pooled for older bundles).
 
 Batch: INPUT is a dataset folder, a CSV/TSV (columns guessed or named as for `import csv`) or a
 JSON-lines file; OUT is .jsonl or .csv (one row per input record, in input order: index, id, genres,
-used, threshold_set, error, and one score per genre). Titles that fail (unreadable poster, missing file, no input)
-get an `error` and are counted; the batch never stops for them. Each title is decided with the
-threshold set of the inputs it has (column threshold_set).
+used, threshold_set, error, warning, and one score per genre). Titles that fail (unreadable poster, missing
+file, no input) get an `error` and are counted; the batch never stops for them. A CSV/JSONL title whose poster
+cell cannot be used (a URL, a file not found) but that has a plot is predicted from the plot, with the poster
+problem in `warning`. Each title is decided with the threshold set of the inputs it has (column threshold_set).
 
 --shard K/N: only this shard's records. The input is cut into consecutive blocks of --batch-size
 records and block j (0-based) goes to shard (j mod N) + 1, so the blocks are those of an unsharded
@@ -170,7 +171,8 @@ def _run_batch(args) -> int:
         print(f"failed: {msg}", file=sys.stderr)
     if stats.errors > len(shown):
         print(f"... and {stats.errors - len(shown)} more failures (see the error column of {out})", file=sys.stderr)
-    print(f"wrote {stats.rows} rows to {out}: {stats.ok} predicted, {stats.errors} failed"
+    warned = f" ({stats.warnings} without their poster: see the warning column)" if stats.warnings else ""
+    print(f"wrote {stats.rows} rows to {out}: {stats.ok} predicted{warned}, {stats.errors} failed"
           + (f" (shard {shard[0]}/{shard[1]} of {stats.seen} records)" if shard else ""))
     return 0
 
