@@ -33,17 +33,6 @@ def check_overrides(top_k, threshold) -> None:
         raise BadInput(f"threshold: must be a number between 0 and 1, got {threshold!r}")
 
 
-def check_reads(model_name: str, used: Sequence[str]) -> None:
-    """BadInput when the model reads none of the inputs ``used``: its answer would be the genre prior, the same
-    for every such title."""
-    from .thresholds import NONE, model_reads, used_key
-
-    reads = model_reads(model_name)
-    if used_key(used, reads) == NONE:
-        raise BadInput(f"the {model_name} model reads only the {' and '.join(reads)}; this title gave only its "
-                       f"{used[0]}")
-
-
 def per_genre(genres: Sequence[str], values, decimals: int = 4, by_value: bool = False) -> dict[str, float]:
     """``{genre: value rounded to decimals}``, in ``genres`` order or, with ``by_value``, highest first."""
     pairs = zip(genres, values)

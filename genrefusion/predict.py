@@ -25,7 +25,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from .decision import check_overrides, check_reads, decide, per_genre, used_inputs
+from .decision import check_overrides, decide, per_genre, used_inputs
 from .errors import BadInput, BundleError, GenreFusionError
 from .io import atomic_dir, read_json
 
@@ -255,6 +255,8 @@ class GenreClassifier:
         poster, plot = _title_parts({"poster": poster, "plot": plot}, 0)
         if poster is None and plot is None:
             raise BadInput("give a poster, a plot, or both")
+        from .thresholds import check_reads
+
         used = used_inputs(poster, plot)
         check_reads(self.model_name_, used)
         s = self.predict_proba([{"poster": poster, "plot": plot}])[0]

@@ -23,6 +23,8 @@ from typing import Sequence
 import numpy as np
 from sklearn.metrics import precision_recall_curve
 
+from .errors import BadInput
+
 
 def best_f1_threshold(y, s) -> tuple[float, float]:
     """(threshold, F1) maximising F1 of ``s >= threshold`` against ``y``; (1.0, 0.0) without positives."""
@@ -507,3 +509,12 @@ def tuned_on(m: dict) -> str:
                 f"({cf.get('folds')}-fold cross-fitting)")
     dev = (m.get("split") or {}).get("dev")
     return f"{dev:,} dev titles" if isinstance(dev, int) else "the dev titles"
+
+
+def check_reads(model_name: str, used: Sequence[str]) -> None:
+    """BadInput when the model reads none of the inputs ``used``: its answer would be the genre prior, the same
+    for every such title."""
+    reads = model_reads(model_name)
+    if used_key(used, reads) == NONE:
+        raise BadInput(f"the {model_name} model reads only the {' and '.join(reads)}; this title gave only its "
+                       f"{used[0]}")

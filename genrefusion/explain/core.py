@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..decision import check_overrides, check_reads, decide, used_inputs
+from ..decision import check_overrides, decide, used_inputs
 from ..errors import BadInput
 from .units import WORD_BUDGET, plot_units, remove_spans
 
@@ -211,6 +211,8 @@ def explain(clf, poster=None, plot: str | None = None, genres=None, top_k: int |
     plot = plot if plot is not None and plot.strip() else None
     if poster is None and plot is None:
         raise BadInput("give a poster, a plot, or both")
+    from ..thresholds import check_reads
+
     check_reads(clf.model_name_, used_inputs(poster, plot))
     wanted = resolve_genres(genres, clf.genres_) if genres else None
     p = _prepare(clf, poster, plot, word_budget)
