@@ -285,6 +285,39 @@ def test_force_deletes_only_the_posters_of_the_overwritten_dataset(tmp_path, mak
     assert {p.name for p in (out / "posters").iterdir()} == {"my_own_poster.jpg", "notes.txt"}
 
 
+def test_an_interrupted_force_keeps_the_old_dataset_whole(tmp_path, make_jpeg, monkeypatch):
+    from genrefusion.data import importers
+
+    src = tmp_path / "src"
+    lines = [{"id": f"t{i}", "plot": "A plot.", "genres": ["Drama"], "poster": f"t{i}.jpg"} for i in range(3)]
+    for i in range(3):
+        make_jpeg(src / f"t{i}.jpg", color=(200, 30, 30))
+    (src / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    out = tmp_path / "ds"
+    assert main(["import", "jsonl", str(src / "a.jsonl"), "--out", str(out)]) == 0
+    (out / "notes.txt").write_text("mine")
+    (out / "split.json").write_text(json.dumps({"train": ["t0", "t1"], "test": ["t2"]}))
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    for i in range(3):  # the same ids, other posters
+        make_jpeg(src / f"t{i}.jpg", color=(30, 30, 200))
+
+    def stopped(*a, **k):
+        raise KeyboardInterrupt
+
+    # stopped after every new poster is converted: the old dataset is as it was, posters included
+    monkeypatch.setattr(importers, "_write_titles", stopped)
+    assert main(["import", "jsonl", str(src / "a.jsonl"), "--out", str(out), "--force"]) == 130
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    monkeypatch.undo()
+    # finished, with one title fewer: its poster and the old split go, the user's file stays
+    (src / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines[:2]))
+    assert main(["import", "jsonl", str(src / "a.jsonl"), "--out", str(out), "--force"]) == 0
+    assert sorted(p.name for p in (out / "posters").iterdir()) == ["t0.jpg", "t1.jpg"]
+    assert (out / "notes.txt").read_text() == "mine" and not (out / "split.json").exists()
+    assert (out / "posters" / "t0.jpg").read_bytes() != before[Path("posters/t0.jpg")]
+
+
 def test_refuses_shipped_and_overlapping_out(shipped, messy_csv, capsys):
     src, _ = messy_csv()
     assert main(["import", "csv", str(src), "--out", str(shipped / "imdb_top250" / "new")]) == 2

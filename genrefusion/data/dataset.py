@@ -10,8 +10,9 @@ import hashlib
 import json
 import os
 import re
+import shutil
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Iterable, Iterator
 
 from ..errors import DatasetError
@@ -167,8 +168,9 @@ class DatasetWriter(AtomicStream):
     in ``root`` are removed.
 
     ``stage=True`` writes the whole dataset into a temp folder beside ``root`` that replaces ``root`` on
-    ``close()`` (the old folder, if any, is moved aside, then deleted; anything else in it goes too), so
-    overwriting keeps the old dataset whole until the new one is complete and leaves none of its posters.
+    ``close()`` (the old folder, if any, is moved aside, then deleted), so overwriting keeps the old dataset whole
+    until the new one is complete and leaves none of its posters. What the old dataset did not own (files a user
+    keeps there, posters its titles did not name) is carried across first.
     """
 
     def __init__(self, root: str | os.PathLike, name: str | None = None, genres: list[str] | None = None,
@@ -227,7 +229,28 @@ class DatasetWriter(AtomicStream):
             self.abort(err)
             raise
         if self._stage is not None:
+            try:
+                self._carry_over()
+            except BaseException as err:
+                self.abort(err)
+                raise
             self._stage.__exit__(None, None, None)
+
+    def _carry_over(self) -> None:
+        """Link (else copy) into the staged folder what ``root`` holds beyond its dataset: everything but
+        ``titles.jsonl``, ``dataset.json``, ``split.json`` (it splits the old titles) and the posters they name."""
+        if not self.root.is_dir():
+            return
+        listed = listed_posters(self.root)
+        for src in self.root.iterdir():
+            if src.name in (TITLES, META, SPLIT) or src.name.startswith("."):  # dot-files: temp files
+                continue
+            if src.name == "posters" and src.is_dir():
+                for p in src.iterdir():
+                    if p.name not in listed and not p.name.startswith("."):
+                        _link_or_copy(p, self.dir / "posters" / p.name)
+            else:
+                _link_or_copy(src, self.dir / src.name)
 
     def abort(self, exc: BaseException | None = None) -> None:
         super().abort(exc)
@@ -235,6 +258,40 @@ class DatasetWriter(AtomicStream):
             exc = exc or RuntimeError("aborted")
             with contextlib.suppress(BaseException):  # the staged folder is removed either way
                 self._stage.__exit__(type(exc), exc, None)
+
+
+def listed_posters(root: Path) -> set[str]:
+    """The file names under ``posters/`` that ``root``'s titles.jsonl (if any) names."""
+    names: set[str] = set()
+    if not (root / TITLES).is_file():
+        return names
+    for lineno, raw in title_lines(root / TITLES):
+        try:
+            parts = PurePosixPath(parse_title(raw, f"line {lineno}").poster or "").parts
+        except DatasetError:
+            continue
+        if len(parts) == 2 and parts[0] == "posters" and parts[1] != "..":
+            names.add(parts[1])
+    return names
+
+
+def _link_or_copy(src: Path, dest: Path) -> None:
+    """``src`` (a file or a folder) at ``dest`` as hard links, copies where linking fails; ``dest`` kept if it
+    exists (the new dataset's file wins)."""
+    def link(a, b):
+        try:
+            os.link(a, b)
+        except OSError:
+            shutil.copy2(a, b)
+
+    if dest.exists() or dest.is_symlink():
+        return
+    if src.is_dir() and not src.is_symlink():
+        shutil.copytree(src, dest, symlinks=True, copy_function=link)
+    elif src.is_symlink():
+        os.symlink(os.readlink(src), dest)
+    else:
+        link(src, dest)
 
 
 def poster_name(tid: str) -> str:

@@ -20,14 +20,14 @@ import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Iterable, Iterator
 
 from ..errors import BadInput, ConfigError, DatasetError
 from ..genres import IMDB_GENRES, canonical_genre, is_missing, parse_genre_cell
 from ..io import is_under, read_json, resolve_inside, write_json
 from ..paths import check_writable_target
-from .dataset import SPLIT, TITLES, DatasetWriter, Problem, parse_title, poster_name, title_lines
+from .dataset import SPLIT, TITLES, DatasetWriter, Problem, poster_name
 from .images import load_image, save_jpeg
 from .records import Title
 
@@ -297,10 +297,12 @@ def write_dataset(raws: Iterable[RawTitle], out: str | os.PathLike, *, source: s
     vocab = [canonical_genre(g) for g in genres] if genres else None
     kept = _keep(raws, vocab, rep)
 
-    # posters: decode + re-encode in parallel, straight into the output folder
+    # posters: decode + re-encode in parallel, straight into the dataset being written: the output folder, or,
+    # when it replaces a dataset, a folder beside it swapped in whole (the old one stays whole if this run stops)
     made = [d for d in (out / "posters", out) if not d.exists()]  # removed again when no dataset is written
     out.mkdir(parents=True, exist_ok=True)
-    old_posters = _listed_posters(out) if force else set()  # only the overwritten dataset's: never others' files
+    writer = DatasetWriter(out, name=name or out.resolve().name, genres=None, source=source, overwrite=force,
+                           max_side=max_side, stage=force and (out / TITLES).is_file())
     dest_of: dict[str, str] = {}
     used: set[str] = set()
     jobs = []
@@ -313,24 +315,22 @@ def write_dataset(raws: Iterable[RawTitle], out: str | os.PathLike, *, source: s
             rel, n = f"{stem}_{n}.jpg", n + 1
         used.add(rel)
         dest_of[r.id] = rel
-        jobs.append((r.id, str(r.poster), str(out / rel), max_side))
+        jobs.append((r.id, str(r.poster), str(writer.dir / rel), max_side))
 
     def discard() -> None:  # no dataset written: the posters converted and the folders made go too
-        _unlink_posters(out, {Path(d).name for d in dest_of.values()})
+        writer.abort()
+        _unlink_posters(writer.dir, {Path(d).name for d in dest_of.values()})
         for d in made:
             with contextlib.suppress(OSError):
                 d.rmdir()
 
     try:
         failures = _convert_posters(jobs, workers) if jobs else {}
-        writer = DatasetWriter(out, name=name or out.resolve().name, genres=None, source=source, overwrite=force,
-                               max_side=max_side)
         written, present = _write_titles(writer, kept, dest_of, failures, source, rep)
     except BaseException:  # Ctrl-C / SIGTERM included
         discard()
         raise
     if not rep.imported:  # an empty dataset would only block the rerun
-        writer.abort()
         discard()
         return rep
     rep.genres = list(vocab) if vocab else sorted(present)
@@ -339,29 +339,13 @@ def write_dataset(raws: Iterable[RawTitle], out: str | os.PathLike, *, source: s
     writer.genres = rep.genres
     writer.close()
 
-    # posters converted for titles that were then dropped, and leftovers of an overwritten dataset
-    _unlink_posters(out, ({Path(d).name for d in dest_of.values()} | old_posters) - written)
+    _unlink_posters(out, {Path(d).name for d in dest_of.values()} - written)  # converted, then the title dropped
 
     if split:
         _write_split(out, split, id_map, {r.id for r in kept} - {p.id for p in rep.dropped}, writer.name, rep)
     elif force and (out / SPLIT).exists():
         (out / SPLIT).unlink()  # a split of the overwritten dataset no longer matches its ids
     return rep
-
-
-def _listed_posters(root: Path) -> set[str]:
-    """The file names under ``posters/`` that ``root``'s titles.jsonl (if any) names."""
-    names: set[str] = set()
-    if not (root / TITLES).is_file():
-        return names
-    for lineno, raw in title_lines(root / TITLES):
-        try:
-            parts = PurePosixPath(parse_title(raw, f"line {lineno}").poster or "").parts
-        except DatasetError:
-            continue
-        if len(parts) == 2 and parts[0] == "posters" and parts[1] != "..":
-            names.add(parts[1])
-    return names
 
 
 def _unlink_posters(root: Path, names: Iterable[str]) -> None:
