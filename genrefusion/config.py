@@ -244,9 +244,10 @@ def _hints(obj) -> dict[str, Any]:
     return typing.get_type_hints(type(obj))
 
 
-def _suggest(key: str, options) -> str:
+def _suggest(key: str, options, prefix: str = "") -> str:
+    """A "did you mean" for ``key`` among ``options``, named in full (``prefix`` is the section's dotted path)."""
     close = difflib.get_close_matches(key, list(options), n=1, cutoff=0.5)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    return f" (did you mean {prefix + close[0]!r}?)" if close else ""
 
 
 def _suggest_path(key: str) -> str:
@@ -270,7 +271,7 @@ def _merge(obj, raw: dict, prefix: str, where: str) -> None:
     for key, value in raw.items():
         full = prefix + key
         if key not in hints:
-            raise ConfigError(f"{where}: unknown key {full!r}{_suggest(key, hints) or _suggest_path(key)}")
+            raise ConfigError(f"{where}: unknown key {full!r}{_suggest(key, hints, prefix) or _suggest_path(key)}")
         current = getattr(obj, key)
         if dataclasses.is_dataclass(current):
             _merge(current, value, full + ".", where)
@@ -286,7 +287,8 @@ def _apply_overrides(cfg: Config, overrides: dict, where: str) -> None:
             hints = _hints(obj)
             full = ".".join(parts[: i + 1])
             if part not in hints:
-                raise ConfigError(f"{where}: unknown key {full!r}{_suggest(part, hints) or _suggest_path(part)}")
+                raise ConfigError(f"{where}: unknown key {full!r}"
+                                  f"{_suggest(part, hints, full[:-len(part)]) or _suggest_path(part)}")
             if i == len(parts) - 1:
                 if dataclasses.is_dataclass(getattr(obj, part)):
                     _merge(getattr(obj, part), value, full + ".", where)

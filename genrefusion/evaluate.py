@@ -154,7 +154,7 @@ def probe_verdicts(scored: dict, micro_draws: dict | None = None, with_input: di
             if ours is None or theirs is None:
                 continue
             row = {"model": name, "probe": probe, "titles": part, "n": models[name]["n_titles"],
-                   "micro_f1": round(ours, 4), "probe_micro_f1": round(theirs, 4), "beats": ours > theirs}
+                   "micro_f1": ours, "probe_micro_f1": theirs, "beats": ours > theirs}  # rounded when shown
             if micro_draws and (part, name) in micro_draws and (part, probe) in micro_draws:
                 row["difference_ci95"] = interval(micro_draws[part, name] - micro_draws[part, probe])
             rows.append(row)

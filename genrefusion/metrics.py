@@ -8,7 +8,9 @@ title) never count, neither as negatives nor as errors:
 - ``micro_f1``, ``hamming_loss``, ``per_label_accuracy``: computed on the flattened *labelled*
   entries only (micro-F1 over pooled TP/FP/FN of labelled entries);
 - ``samples_f1`` and ``exact_match``: masked entries are set to 0 in both truth and prediction, so
-  they add no TP/FP/FN to a title's F1 and can never break its exact match;
+  they add no TP/FP/FN to a title's F1 and can never break its exact match; both are means over the titles
+  with at least one labelled positive (``n_titles_with_positive``), so a title with nothing to find gives no
+  free credit to a model (or the always-negative baseline) that predicts nothing;
 - ``macro_f1``, ``weighted_f1`` (support-weighted) and ``mAP``: means over genres that have at least
   one labelled positive in the evaluated titles (a genre without positives has no defined recall/AP;
   such genres are listed under ``genres_without_positives``).
@@ -50,12 +52,15 @@ def multilabel_metrics(Y, P, M=None, S=None, genres: list[str] | None = None) ->
     y_flat, p_flat = Y[lab], P[lab]
     out["micro_f1"] = float(f1_score(y_flat, p_flat, zero_division=0.0))
     out["hamming_loss"] = float(hamming_loss(y_flat, p_flat))
-    Ym, Pm = Y * M, P * M
+    # Per-title figures over the titles with a labelled positive: one with none (its genres all unknown to the
+    # model, or masked) would score 1 for predicting nothing, crediting the always-negative baseline.
+    has_pos = (Y * M).sum(1) > 0
+    out["n_titles_with_positive"] = int(has_pos.sum())
+    Ym, Pm = (Y * M)[has_pos], (P * M)[has_pos]
     if g == 1:  # sklearn reads one column as binary, not multilabel; an all-zero column changes no title's figures
         Ym, Pm = np.pad(Ym, ((0, 0), (0, 1))), np.pad(Pm, ((0, 0), (0, 1)))
-    # Titles with no labelled positive and no prediction score 1 (nothing to find, nothing wrong).
-    out["samples_f1"] = float(f1_score(Ym, Pm, average="samples", zero_division=1.0))
-    out["exact_match"] = float(accuracy_score(Ym, Pm))
+    out["samples_f1"] = float(f1_score(Ym, Pm, average="samples", zero_division=0.0)) if has_pos.any() else None
+    out["exact_match"] = float(accuracy_score(Ym, Pm)) if has_pos.any() else None
 
     per_genre = {}
     f1s, supports, aps = [], [], []

@@ -116,6 +116,9 @@ def test_every_figure_is_broken_down_by_combination_and_kind(combo_run):
         assert x["beats"] == (x["micro_f1"] > x["probe_micro_f1"])
         lo, hi = x["difference_ci95"]  # paired bootstrap interval of model - probe
         assert lo <= hi
+    # the verdict quotes the figures of the table beside it, unrounded (rounded twice, 0.35454 read 0.354 vs 0.355)
+    assert v[("fused", "all")]["micro_f1"] == m["models"]["fused"]["micro_f1"]
+    assert v[("fused", "all")]["probe_micro_f1"] == m["models"]["linear_probe_fused"]["micro_f1"]
     # every micro-/macro-F1 has its bootstrap interval, overall and per part
     assert m["bootstrap"]["draws"] >= 100
     for models in [m["models"]] + [ms for by in ("by_combination", "by_kind") for ms in m[by].values()]:

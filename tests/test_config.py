@@ -54,7 +54,7 @@ def test_partial_file_and_overrides(tmp_path):
 
 
 @pytest.mark.parametrize("content, needle", [
-    ("[train]\nepoch = 3\n", "did you mean 'epochs'"),
+    ("[train]\nepoch = 3\n", "did you mean 'train.epochs'"),  # named in full, as --set takes it
     ("[train]\nepochs = \"3\"\n", "train.epochs must be an integer"),
     ("[train]\nepochs = 0\n", "train.epochs must be >= 1"),
     ("[train]\nhidden = [64]\n", "train.hidden must have 2 sizes"),
@@ -77,6 +77,8 @@ def test_missing_file_and_bad_override(tmp_path):
         load_config(tmp_path / "nope.toml")
     with pytest.raises(ConfigError, match="unknown key 'train.nope'"):
         load_config(overrides={"train.nope": 1})
+    with pytest.raises(ConfigError, match="did you mean 'text.lstm.max_len'"):
+        load_config(overrides={"text.lstm.max_lenn": 1})
     with pytest.raises(ConfigError, match="is a value, not a section"):
         load_config(overrides={"seed.x": 1})
 

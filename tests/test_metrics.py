@@ -22,10 +22,12 @@ def test_unmasked_equals_sklearn():
     assert m["micro_f1"] == pytest.approx(f1_score(Y, P, average="micro"))
     assert m["macro_f1"] == pytest.approx(f1_score(Y, P, average="macro", zero_division=0))
     assert m["weighted_f1"] == pytest.approx(f1_score(Y, P, average="weighted", zero_division=0))
-    assert m["samples_f1"] == pytest.approx(f1_score(Y, P, average="samples", zero_division=1))
+    has = Y.sum(1) > 0  # per-title figures: over the titles with a positive
+    assert 0 < has.sum() < len(Y) and m["n_titles_with_positive"] == has.sum()
+    assert m["samples_f1"] == pytest.approx(f1_score(Y[has], P[has], average="samples", zero_division=0))
     assert m["hamming_loss"] == pytest.approx(hamming_loss(Y, P))
     assert m["mAP"] == pytest.approx(average_precision_score(Y, S, average="macro"))
-    assert m["exact_match"] == pytest.approx(np.mean((Y == P).all(1)))
+    assert m["exact_match"] == pytest.approx(np.mean((Y[has] == P[has]).all(1)))
     assert m["per_label_accuracy"] == pytest.approx(np.mean(Y == (S > 0.5)))
     for j, g in enumerate("abcde"):
         c = m["per_genre"][g]
@@ -43,7 +45,8 @@ def test_hand_checked_tiny_case():
     # A: P 1/1, R 1/2 -> 2/3;  B: P 1/2, R 1/1 -> 2/3
     assert m["macro_f1"] == pytest.approx(2 / 3)
     assert m["hamming_loss"] == pytest.approx(2 / 6)
-    assert m["exact_match"] == pytest.approx(1 / 3)
+    assert m["exact_match"] == 0.0  # row 2 has no positive: left out of the per-title figures
+    assert m["samples_f1"] == pytest.approx((2 / 3 + 2 / 3) / 2)
     assert m["per_genre"]["A"] == {**m["per_genre"]["A"], "tp": 1, "fn": 1, "fp": 0, "tn": 1}
 
 
@@ -83,7 +86,7 @@ def test_a_single_genre_is_scored_like_any_other():
     Y, P = np.array([[1], [0], [1], [0]]), np.array([[1], [1], [0], [0]])
     m = multilabel_metrics(Y, P, S=np.array([[0.9], [0.6], [0.4], [0.1]]), genres=["Drama"])
     assert m["micro_f1"] == pytest.approx(0.5) and m["exact_match"] == pytest.approx(0.5)
-    assert m["samples_f1"] == pytest.approx(0.5)  # rows: 1, 0 (a false positive), 0 (a miss), 1 (nothing, rightly)
+    assert m["samples_f1"] == pytest.approx(0.5)  # the titles with a positive: 1 (found), 0 (a miss)
 
 
 def test_always_negative_and_empty():
@@ -92,6 +95,9 @@ def test_always_negative_and_empty():
     m = multilabel_metrics(Y, Z, None, Z.astype(float))
     assert m["micro_f1"] == 0.0 and m["macro_f1"] == 0.0
     assert m["per_label_accuracy"] == pytest.approx(1 - Y.mean())  # the paper's "accuracy" for free
+    assert m["samples_f1"] == 0.0 and m["exact_match"] == 0.0  # no credit for titles with nothing to find
+    none = multilabel_metrics(np.zeros((3, 2)), np.zeros((3, 2)), genres=["A", "B"])
+    assert none["samples_f1"] is None and none["n_titles_with_positive"] == 0
     e = multilabel_metrics(np.zeros((0, 3)), np.zeros((0, 3)))
     assert e["micro_f1"] is None and e["n_titles"] == 0
     with pytest.raises(ValueError):

@@ -217,3 +217,21 @@ def test_a_bom_from_an_editor_loses_no_title(tiny_dataset):
         p.write_bytes(b"\xef\xbb\xbf" + p.read_bytes())
     ds = Dataset(ds_root)
     assert len(ds.titles()) == 24 and ds.problems == [] and ds.labelled_genres
+
+
+def test_training_and_evaluation_data_say_what_validation_found(broken, caplog):
+    # load_corpus (what train and evaluate read) skips and downgrades the same items `validate` lists: said in one
+    # warning line, and counted per record (both copies of a duplicated id are skipped)
+    import logging
+
+    from genrefusion.data.corpus import load_corpus
+
+    root, expected = broken
+    ds = Dataset(root)
+    with caplog.at_level(logging.WARNING, logger="genrefusion.data"):
+        corpus = load_corpus([ds], genres=VOCAB)
+    lines = [r.getMessage() for r in caplog.records if r.name == "genrefusion.data"]
+    assert len(lines) == 1 and f"{len(expected)} problem(s)" in lines[0] and "genrefusion validate" in lines[0]
+    info = corpus.data_info[0]
+    assert info["titles"] == info["used"] + info["skipped"] and info["problems_by_kind"]["bad-poster"] == 4
+    assert "dup" not in {t.id for t in corpus.titles}

@@ -5,6 +5,8 @@ model's genres. A genre outside a dataset's vocabulary is *unknown* for its titl
 """
 from __future__ import annotations
 
+import logging
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -16,6 +18,8 @@ from .dataset import Dataset
 from .records import GenreVocab, Title
 from .split import split_key
 from .validate import validate_dataset
+
+log = logging.getLogger("genrefusion.data")
 
 
 @dataclass
@@ -56,6 +60,7 @@ def load_corpus(datasets: Sequence[Dataset], split=None, min_genre_count: int = 
     titles, ds_index, keys, parts, posters, plots, info = [], [], [], [], [], [], []
     for d, ds in enumerate(datasets):
         report = validate_dataset(ds, decode=False)
+        _warn_problems(ds, report)
         used = 0
         for t in ds.titles():
             if not report.usable(t):
@@ -69,7 +74,8 @@ def load_corpus(datasets: Sequence[Dataset], split=None, min_genre_count: int = 
             plots.append(t.plot.strip() if report.plot_ok(t) else None)
             used += 1
         info.append({"name": ds.name, "path": str(ds.root.resolve()), "titles": len(ds.titles()),
-                     "used": used, "skipped": len(report.skipped),
+                     "used": used, "skipped": len(ds.titles()) - used,
+                     "problems_by_kind": report.by_kind(),
                      "with_poster": sum(1 for i, x in enumerate(posters) if ds_index[i] == d and x is not None),
                      "with_plot": sum(1 for i, x in enumerate(plots) if ds_index[i] == d and x is not None),
                      "labelled_genres": ds.labelled_genres})
@@ -80,6 +86,18 @@ def load_corpus(datasets: Sequence[Dataset], split=None, min_genre_count: int = 
     Y, M, genres, dropped, left_out = encode_labels(datasets, titles, ds_index, part, min_genre_count, genres)
     return Corpus(list(datasets), titles, ds_index, keys, part, list(genres), Y, M, posters, plots,
                   dropped, left_out, info)
+
+
+def _warn_problems(ds: Dataset, report) -> None:
+    """One warning line for what validation found in ``ds``: skipped titles and inputs treated as missing would
+    otherwise change the figures unseen (``genrefusion validate`` lists every problem)."""
+    if not report.problems:
+        return
+    kinds = ", ".join(f"{k} {n}" for k, n in Counter(p.kind for p in report.problems).most_common())
+    first = "; ".join(f"{p.id}: {p.message}" for p in report.problems[:3])
+    log.warning("%s: %d problem(s) (%s), e.g. %s; %d title(s) skipped, unusable posters and plots read as missing; "
+                "`genrefusion validate %s` lists them all", ds.name, len(report.problems), kinds, first,
+                len(ds.titles()) - sum(1 for t in ds.titles() if report.usable(t)), ds.root)
 
 
 def encode_labels(datasets, titles, ds_index, part, min_genre_count: int, genres: Sequence[str] | None):

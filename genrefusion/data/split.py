@@ -194,7 +194,7 @@ def given_split(datasets: list[Dataset], path: str | os.PathLike | None = None
         if several and not one.qualified:
             raise DatasetError(f"{path}: holds the ids of one dataset; for several, make the split with "
                                "genrefusion split DIR ... --out FILE")
-        sources, source = [one] * len(datasets), str(path)
+        sources, source = [one] * len(datasets), os.path.abspath(path)
     else:
         own = [ds for ds in datasets if ds.split_path.is_file()]
         if not own:
@@ -203,7 +203,8 @@ def given_split(datasets: list[Dataset], path: str | os.PathLike | None = None
             return None, "", [f"not using {', '.join(str(ds.split_path) for ds in own)}: "
                               f"{', '.join(ds.name for ds in datasets if ds not in own)} without a split.json; a new "
                               "split is made for all (train --split FILE takes a combined one)"]
-        sources, source = [Split.load(ds.split_path) for ds in datasets], ", ".join(str(ds.split_path) for ds in own)
+        sources = [Split.load(ds.split_path) for ds in datasets]
+        source = ", ".join(os.path.abspath(ds.split_path) for ds in own)
     parts: dict[str, list[str]] = {p: [] for p in PARTS}
     part_of_group: dict[str, set] = defaultdict(set)
     total = 0

@@ -24,7 +24,7 @@ from ..io import atomic_open, read_json, write_json
 log = logging.getLogger("genrefusion.train")
 
 RUN_FORMAT = 1
-LOGGERS = ("genrefusion.train", "genrefusion.evaluate")  # what train.log records
+LOGGERS = ("genrefusion.train", "genrefusion.evaluate", "genrefusion.data")  # what train.log records
 
 
 class RunDir:
