@@ -173,9 +173,11 @@ def _interval(m: dict, key: str) -> str:
 def _results(config: dict, result: dict) -> str:
     served = config.get("default_model", "")
     test_n = result.get("split", {}).get("test")
-    out = (f"## Results (test split, {test_n} titles)\n\nThresholds per genre were tuned on {tuned_on(result)}; the "
-           "test split was used for these numbers only. Per-genre metrics count a title only where its dataset "
-           "labels the genre. [lo-hi]: 95% bootstrap interval (test titles resampled).\n\n"
+    rule = ((result.get("threshold_info") or {}).get(served) or {}).get("rule")
+    out = (f"## Results (test split, {test_n} titles)\n\nDecision thresholds were tuned on {tuned_on(result)}"
+           + (f", the served model's by rule `{rule}` (see the run's report.html)" if rule else "")
+           + "; the test split was used for these numbers only. Per-genre metrics count a title only where its "
+           "dataset labels the genre. [lo-hi]: 95% bootstrap interval (test titles resampled).\n\n"
            + "\n".join(_table(result.get("models", {}), served)) + "\n"
            + _verdict(result.get("models", {}), served))
     both = result.get("models_both") or {}

@@ -12,8 +12,8 @@ Figures (``RUN_DIR/report/``), the paper's Figs. 2-7 among them:
 - ``per_genre_f1.png``: per-genre test F1 of every model beside ``always_negative`` and ``tfidf_logreg``;
 - ``confusion_<model>.png``: one 2x2 confusion matrix (TN/FP/FN/TP) per genre for each of the poster, plot
   and fused models (Figs. 4-7);
-- ``pr_curves.png``: per-genre test precision-recall curves of the fused model, with the dev-tuned
-  operating point marked;
+- ``pr_curves.png``: per-genre test precision-recall curves of the fused model, with the operating point of
+  its decision thresholds (one set per input combination) marked;
 - ``training_curves.png``: train/dev loss and the dev selection score per epoch of every stage.
 """
 from __future__ import annotations
@@ -193,7 +193,7 @@ def fig_per_genre_f1(plt, models: dict, genres: list[str]) -> bytes | None:
     sup = models[names[0]]["per_genre"]
     ax.set_xlim(0, 1)
     return _genre_bars_png(plt, fig, ax, [f"{g} (n={(sup.get(g) or {}).get('support', 0)})" for g in genres],
-                           "test F1 (dev-tuned thresholds; n = labelled test positives)", "Per-genre F1", 8)
+                           "test F1 at the decision thresholds (n = labelled test positives)", "Per-genre F1", 8)
 
 
 def fig_confusion_grid(plt, model: dict, genres: list[str], name: str) -> bytes | None:
@@ -222,7 +222,10 @@ def fig_confusion_grid(plt, model: dict, genres: list[str], name: str) -> bytes 
     return out
 
 
-def fig_pr_curves(plt, scores, name: str, thresholds: dict | None) -> bytes | None:
+def fig_pr_curves(plt, scores, name: str, per_genre: dict | None, label: str) -> bytes | None:
+    """Per-genre test precision-recall curves, each with the operating point ``per_genre`` reports (the model's
+    decision thresholds: each title decided with its input combination's set), marked ``label``."""
+    from matplotlib.lines import Line2D
     from sklearn.metrics import precision_recall_curve
 
     key = f"S_{name}"
@@ -241,12 +244,9 @@ def fig_pr_curves(plt, scores, name: str, thresholds: dict | None) -> bytes | No
         prec, rec, _ = precision_recall_curve(y, s)
         ax.plot(rec, prec, color=_COLOR.get(name, "C0"), lw=1.2)
         ax.axhline(y.mean(), color="grey", lw=0.8, ls="--")  # a random ranking's precision
-        t = (thresholds or {}).get(genres[j])
-        if t is not None:
-            p = s >= t
-            tp = int((p & y).sum())
-            if p.any():
-                ax.plot(tp / max(y.sum(), 1), tp / p.sum(), "o", color="black", ms=3)
+        c = (per_genre or {}).get(genres[j]) or {}
+        if c.get("precision") is not None and c.get("recall") is not None:
+            ax.plot(c["recall"], c["precision"], "o", color="black", ms=3)
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1.02)
         ax.set_title(f"{genres[j]} (n={int(y.sum())})", fontsize=8)
@@ -255,9 +255,12 @@ def fig_pr_curves(plt, scores, name: str, thresholds: dict | None) -> bytes | No
             ax.set_ylabel("precision", fontsize=7)
         if k // cols == rows - 1:
             ax.set_xlabel("recall", fontsize=7)
-    fig.suptitle(f"Test precision-recall per genre ({_LABEL.get(name, name)} model; dot = dev-tuned threshold, "
-                 "dashed = positive rate)", fontsize=9)
+    fig.suptitle(f"Test precision-recall per genre ({_LABEL.get(name, name)} model)", fontsize=9)
     fig.tight_layout()
+    fig.legend(handles=[Line2D([], [], color=_COLOR.get(name, "C0"), lw=1.2, label="precision-recall curve"),
+                        Line2D([], [], color="black", marker="o", ls="", ms=3, label=label),
+                        Line2D([], [], color="grey", lw=0.8, ls="--", label="positive rate (a random ranking)")],
+               loc="upper center", bbox_to_anchor=(0.5, 0), ncol=3, fontsize=7, frameon=False)
     out = _png(fig)
     plt.close(fig)
     return out
@@ -354,19 +357,78 @@ def _metric_table(models: dict) -> str:
     return _table(["metric"] + [_LABEL.get(n, n) for n in names], rows, base_cols)
 
 
-def _per_genre_table(model: dict, thresholds: dict | None, base: dict | None) -> str:
+def _thr(v) -> str:
+    """A threshold; 'never' above 1: no tuning title with those inputs labels the genre, so it is not predicted."""
+    return "never" if isinstance(v, (int, float)) and v > 1 else _fmt(v)
+
+
+def _deciding_sets(m: dict, name: str) -> dict[str, dict]:
+    """The threshold sets that decide model ``name``'s titles, by the input combinations they serve: a set per
+    combination, and the pooled set for the combinations without one (every title in runs from older versions)."""
+    sets = (m.get("threshold_sets") or {}).get(name) or {}
+    rest = ((m.get("threshold_info") or {}).get(name) or {}).get("no_set", [] if sets else ["every input"])
+    out = {_PARTS.get(c, c): t for c, t in sets.items()}
+    if rest and (m.get("thresholds") or {}).get(name):
+        out[", ".join(_PARTS.get(c, c) for c in rest) + " (pooled set)"] = m["thresholds"][name]
+    return out
+
+
+def _per_genre_table(model: dict, sets: dict[str, dict], base: dict | None) -> str:
+    """Per genre: test counts and metrics at the decision thresholds, and the thresholds that decide (a set that
+    is one value for every genre is said once above the table, the others are columns)."""
+    uniform, notes = set(), []
+    for k, t in sets.items():
+        cuts = {v for v in t.values() if v <= 1}
+        if len(cuts) == 1:
+            uniform.add(k)
+            never = [g for g, v in t.items() if v > 1]
+            notes.append(f"{k}: {_fmt(cuts.pop())} for every genre" + (f" (never {', '.join(never)})" if never else ""))
+    cols = [k for k in sets if k not in uniform]
     rows = []
     for g, c in (model.get("per_genre") or {}).items():
+        tfidf = ((base or {}).get("per_genre") or {}).get(g, {}).get("f1")
         rows.append([html.escape(g), str(c.get("labelled", 0)), str(c.get("support", 0)), _fmt(c.get("precision")),
-                     _fmt(c.get("recall")), _fmt(c.get("f1")), _fmt(((base or {}).get("per_genre") or {}).get(g, {}).get("f1")),
-                     _fmt(c.get("ap")), str(c.get("tp", 0)), str(c.get("fp", 0)), str(c.get("fn", 0)),
-                     str(c.get("tn", 0)), _fmt((thresholds or {}).get(g))])
-    return _table(["genre", "labelled", "positives", "precision", "recall", "F1", "tf-idf F1", "AP", "TP", "FP",
-                   "FN", "TN", "threshold"], rows)
+                     _fmt(c.get("recall")), _fmt(c.get("f1")), _fmt(tfidf), _fmt(c.get("ap")), str(c.get("tp", 0)),
+                     str(c.get("fp", 0)), str(c.get("fn", 0)), str(c.get("tn", 0))]
+                    + [_thr(sets[k].get(g)) for k in cols])
+    note = f"<p>Decision thresholds: {html.escape('; '.join(notes))}.</p>" if notes else ""
+    return note + _table(["genre", "labelled", "positives", "precision", "recall", "F1", "tf-idf F1", "AP", "TP", "FP",
+                          "FN", "TN"] + [f"threshold: {k}" for k in cols], rows)
 
 
 _PARTS = {"both": "poster + plot", "poster": "poster only", "plot": "plot only", "movie": "movies", "tv": "TV series",
           "unknown": "kind unknown"}
+
+
+def _rule_words(info: dict) -> str:
+    """How a model's thresholds decide, in words, from its rule (``threshold_info``): one cut per input
+    combination (``combination_global``), or per genre (one pooled set, or a set per combination)."""
+    rule = str(info.get("rule", ""))
+    if rule.startswith("fixed"):
+        return rule
+    rules = info.get("combination_rules") or {"": rule.rpartition("/")[2].strip()}
+    words = {c: {"combination_global": "one cut", "pooled": "the pooled per-genre set"}.get(r, "per genre")
+             for c, r in rules.items()}
+    if len(set(words.values())) > 1:
+        return "per input combination (" + ", ".join(f"{_PARTS.get(c, c)}: {w}" for c, w in words.items()) + ")"
+    if "one cut" in words.values():
+        return "one cut per input combination" if len(rules) > 1 else "one cut for every genre"
+    return "per genre and input combination" if "per genre" in words.values() and len(rules) > 1 else "per genre"
+
+
+def _tuning(m: dict) -> str:
+    """What the titles the thresholds were tuned on are called in a table's column: dev, or out-of-fold."""
+    return "out-of-fold" if (m.get("crossfit") or {}).get("folds") else "dev"
+
+
+def _decision_note(m: dict, models: dict) -> str:
+    """Each model's decision rule in words, models with the same wording together, and what it was tuned on."""
+    info, by_words = m.get("threshold_info") or {}, {}
+    for n in _ordered(models):
+        if n in info and n != "always_negative":
+            by_words.setdefault(_rule_words(info[n]), []).append(_LABEL.get(n, n))
+    rules = "; ".join(f"{w} for {', '.join(names)}" for w, names in by_words.items())
+    return f"Decision thresholds tuned on {tuned_on(m)}" + (f": {rules}" if rules else "")
 
 
 def _breakdown_table(by: dict, counts: dict) -> str:
@@ -427,32 +489,39 @@ def _verdicts_html(verdicts: list[dict]) -> str:
                             for ln in lines) + "</ul>"
 
 
-def _threshold_table(sets: dict, info: dict, pooled: dict | None) -> str:
-    """Per genre: each input combination's threshold and the dev positives it rests on (* = fell back;
-    'never': no dev title with those inputs labels the genre, so the model does not predict it from them)."""
-    def thr(v):
-        return "never" if isinstance(v, (int, float)) and v > 1 else _fmt(v)
-
-    names = list(sets)
-    header = ["genre", "pooled", "pooled dev positives"] + [h for c in names for h in
-                                                             (f"{_PARTS.get(c, c)}", f"{_PARTS.get(c, c)} dev positives")]
-    rows = []
+def _threshold_table(sets: dict, info: dict, pooled: dict | None, tuning: str) -> str:
+    """Per genre: the pooled and each input combination's threshold and the ``tuning`` positives it rests on
+    (* = fell back a level for too few of them; 'never': see ``_thr``), with a legend saying which cells the rule
+    decides (``combination_global``: one cut for every genre, no star) and which set decides whose titles."""
+    rules = info.get("combination_rules") or {}
+    levels = [("pooled", pooled or {}, info.get("pooled") or {}, "")] + [
+        (_PARTS.get(c, c), sets[c], (info.get("sets") or {}).get(c) or {}, rules.get(c, "")) for c in sets]
+    header, rows = ["genre"] + [h for name, *_ in levels for h in (name, f"{name} {tuning} positives")], []
     for g in (pooled or {}):
-        row = [html.escape(g), thr(pooled.get(g)), str(((info.get("pooled") or {}).get("positives") or {}).get(g, ""))]
-        for c in names:
-            ci = (info.get("sets") or {}).get(c) or {}
-            star = "*" if g in (ci.get("fallback") or []) else ""
-            row += [thr(sets[c].get(g)), f"{(ci.get('positives') or {}).get(g, '')}{star}"]
+        row = [html.escape(g)]
+        for _, t, ci, rule in levels:
+            star = "*" if g in (ci.get("fallback") or []) and rule not in ("combination_global", "pooled") else ""
+            row += [_thr(t.get(g)), f"{(ci.get('positives') or {}).get(g, '')}{star}"]
         rows.append(row)
-    return _table(header, rows)
+    one_cut = [_PARTS.get(c, c) for c in sets if rules.get(c) == "combination_global"]
+    rest = info.get("no_set") or []
+    legend = ([f"{', '.join(one_cut)}: rule <i>combination_global</i>, one cut for every genre, tuned on all the "
+               "combination's titles (no genre's own positives decide it; the counts are for reference)."]
+              if one_cut else [])
+    if any(r[i].endswith("*") for r in rows for i in range(2, len(r), 2)):
+        legend.append(f"* = fell back a level (too few {tuning} positives to tune on).")
+    legend.append("The pooled set decides " + (f"the titles with {', '.join(_PARTS.get(c, c) for c in rest)}."
+                                               if rest else "no title: every input combination has a set of its own.")
+                  if len(sets) > 1 or rest else "The pooled set decides every title.")
+    return f"<p>{' '.join(legend)}</p>" + _table(header, rows)
 
 
 def _breakdown_html(m: dict) -> list[str]:
     """The metrics per input combination and per kind, and the verdicts against the linear probes."""
     split, parts = m.get("split") or {}, []
     if m.get("by_combination"):
-        parts += ["<h3>By input combination</h3><p>Each title is decided with the thresholds tuned on the titles "
-                  f"with the same inputs among {html.escape(tuned_on(m))}.</p>",
+        parts += ["<h3>By input combination</h3><p>Each title is decided with its input combination's decision "
+                  f"thresholds (tuned on {html.escape(tuned_on(m))}; the rules are above).</p>",
                   _breakdown_table(m["by_combination"], split.get("test_by_combination") or {})]
     if m.get("by_kind"):
         parts += ["<h3>By kind</h3>", _breakdown_table(m["by_kind"], split.get("test_by_kind") or {})]
@@ -466,23 +535,29 @@ def _breakdown_html(m: dict) -> list[str]:
 
 
 def _thresholds_html(m: dict, main: str) -> list[str]:
-    """The main model's threshold sets, the rule that regularised them and the dev positives behind each."""
+    """The main model's threshold sets, the rule that regularised them and the tuning positives behind each."""
     info = (m.get("threshold_info") or {}).get(main) or {}
     sets = (m.get("threshold_sets") or {}).get(main)
     if sets is None:
         return []
     loo = info.get("leave_one_out") or {}
+    chosen = str(info.get("chosen_by", ""))
     return [f"<h2>Thresholds ({html.escape(_LABEL.get(main, main))} model)</h2>"
-            f"<p>Tuned per genre, on {html.escape(tuned_on(m))}, for each input combination, regularised toward "
-            f"the genre's pooled threshold (<i>min_support</i>, <i>shrink</i>) or toward the combination's single "
-            f"threshold (<i>toward_combination</i>, <i>combination_global</i>) by rule "
-            f"<b>{html.escape(str(info.get('rule')))}</b> ({html.escape(str(info.get('chosen_by', '')))}"
+            f"<p>Tuned on {html.escape(tuned_on(m))}: {html.escape(_rule_words(info))}, by rule "
+            f"<b>{html.escape(str(info.get('rule')))}</b> (pooled level / input-combination level; "
+            + html.escape("chosen by leave-one-out on the same titles" if chosen.startswith("leave-one-out")
+                          else chosen)
             + (", mean of micro- and macro-F1 by pooled rule: "
-               + html.escape(", ".join(f"{k} {v['score']:.3f}" for k, v in loo.items())) if loo else "")
-            + "). * = fell back a level (too few positives to tune on)."
+               + html.escape(", ".join(f"{k} {v['score']:.4f}" for k, v in loo.items())) if loo else "")
+            + "). Rules: <i>min_support:K</i> keeps a genre's own threshold where it rests on K positives, else "
+            "the level above's; <i>shrink:K</i> pulls it toward the level above's, <i>toward_combination:K</i> toward "
+            "the combination's single cut; <i>combination_global</i> takes that single cut for every genre; "
+            "<i>pooled</i>: the combination has no set of its own."
             + (" Leave-one-out preferred the pooled set to per-combination sets for this model: every request "
-               "uses the pooled thresholds." if str(info.get("rule", "")).endswith("/ pooled") else "") + "</p>",
-            _threshold_table(sets, info, (m.get("thresholds") or {}).get(main))]
+               "uses the pooled thresholds." if str(info.get("rule", "")).endswith("/ pooled")
+               and chosen.startswith("leave-one-out") and len(info.get("combination_rules") or {}) > 1 else "")
+            + "</p>",
+            _threshold_table(sets, info, (m.get("thresholds") or {}).get(main), _tuning(m))]
 
 
 def _data_html(m: dict, figs: dict) -> list[str]:
@@ -594,8 +669,9 @@ def _draw_figures(run_dir: Path, m: dict, progress: bool) -> dict[str, bytes | N
     import matplotlib.pyplot as plt
     from tqdm.auto import tqdm
 
-    models, genres, thresholds = m["models"], list(m["genres"]), m.get("thresholds") or {}
+    models, genres = m["models"], list(m["genres"])
     main = _main_model(models)
+    pr_label = "decision thresholds" + (" (per input combination)" if len(_deciding_sets(m, main)) > 1 else "")
     scores = _load_scores(run_dir / "test_scores.npz")
     jobs = [
         ("genre_distribution", lambda: fig_genre_distribution(plt, m.get("train_genre_distribution"))),
@@ -604,7 +680,8 @@ def _draw_figures(run_dir: Path, m: dict, progress: bool) -> dict[str, bytes | N
         ("per_genre_f1", lambda: fig_per_genre_f1(plt, models, genres)),
         *[(f"confusion_{n}", lambda n=n: fig_confusion_grid(plt, models[n], genres, n))
           for n in _confusion_models(models)],
-        ("pr_curves", lambda: fig_pr_curves(plt, scores, main, thresholds.get(main)) if main else None),
+        ("pr_curves", lambda: fig_pr_curves(plt, scores, main, models[main].get("per_genre"), pr_label)
+         if main else None),
         ("training_curves", lambda: fig_training_curves(plt, m.get("training") or {}, m.get("select_metric", "mAP"))),
     ]
     figs: dict[str, bytes | None] = {}
@@ -629,7 +706,7 @@ def _lexical_note(m: dict) -> str:
 
 def _html_results(run_dir: Path, m: dict, figs: dict) -> list[str]:
     """The page's head and its results: metric tables, the paper's accuracy figure, per-genre results."""
-    models, thresholds, split = m["models"], m.get("thresholds") or {}, m.get("split") or {}
+    models, split = m["models"], m.get("split") or {}
     main, confusion = _main_model(models), _confusion_models(models)
     parts = ["<!doctype html><html><head><meta charset='utf-8'><title>genrefusion run report</title>",
              f"<style>{_CSS}</style></head><body>",
@@ -640,8 +717,8 @@ def _html_results(run_dir: Path, m: dict, figs: dict) -> list[str]:
                 f"{html.escape(', '.join(f'{r} {v:.4f}' for r, v in m['plot_candidates'].items()))})"
                 if m.get("plot_candidates") else "")
              + f"{_lexical_note(m)}</p>",
-             f"<h2>Test metrics</h2><p>Thresholds tuned per genre on {html.escape(tuned_on(m))}; shaded columns are "
-             "baselines; bold is the best of our models.</p>", _metric_table(models)]
+             f"<h2>Test metrics</h2><p>{html.escape(_decision_note(m, models))}. Shaded columns are baselines; "
+             "bold is the best of our models.</p>", _metric_table(models)]
     if m.get("models_both"):
         parts += [f"<h3>Test titles with both a poster and a plot ({split.get('test_with_poster_and_plot', '?')})</h3>",
                   _metric_table(m["models_both"])]
@@ -652,16 +729,17 @@ def _html_results(run_dir: Path, m: dict, figs: dict) -> list[str]:
               "the metric of the paper's Fig. 3. Most pairs are negatives, so predicting no genre at all already "
               "scores high: read each model's bar against the hatched always-negative bar beside it.</p>",
               _img("accuracy", figs["accuracy"], "accuracy beside F1 and mAP"),
-              "<h2>Per-genre F1</h2>", _img("per_genre_f1", figs["per_genre_f1"], "per-genre F1")]
+              f"<h2>Per-genre F1</h2><p>Test F1 of each model at its decision thresholds, tuned on "
+              f"{html.escape(tuned_on(m))}.</p>", _img("per_genre_f1", figs["per_genre_f1"], "per-genre F1")]
     if main:
         parts += [f"<h2>Per-genre results ({html.escape(_LABEL.get(main, main))} model)</h2>",
-                  _per_genre_table(models[main], thresholds.get(main), models.get("tfidf_logreg")),
+                  _per_genre_table(models[main], _deciding_sets(m, main), models.get("tfidf_logreg")),
                   _img("pr_curves", figs["pr_curves"], "precision-recall curves")]
         parts += _thresholds_html(m, main)
     if confusion:
         parts.append("<h2>Per-genre confusion matrices on test</h2><p>One 2&times;2 matrix per genre and model "
-                     "(the paper's Figs. 4-7), at the dev-tuned thresholds; shading is the share of each true "
-                     "row.</p>")
+                     "(the paper's Figs. 4-7), at the decision thresholds tuned on "
+                     f"{html.escape(tuned_on(m))}; shading is the share of each true row.</p>")
         parts += [_img(f"confusion_{n}", figs[f"confusion_{n}"], f"per-genre confusion matrices ({n})")
                   for n in confusion]
     parts += ["<h2>Why? Explanations of a few test titles</h2>",
@@ -671,14 +749,21 @@ def _html_results(run_dir: Path, m: dict, figs: dict) -> list[str]:
 
 def _html_run(m: dict, figs: dict) -> list[str]:
     """The page's account of the run: training, data and split, timings, masking, config."""
-    parts = ["<h2>Training</h2>", _img("training_curves", figs["training_curves"], "training curves")]
+    folds = (m.get("crossfit") or {}).get("folds")
+    parts = ["<h2>Training</h2>"] + ([f"<p>{folds}-fold cross-fitting: stage <i>NAME@foldK</i> trained on the other "
+                                      "folds of train + dev, and its dev (loss, score, epoch kept) is fold K; the "
+                                      f"served models merge the {folds} folds' models.</p>"] if folds else []) + [
+        _img("training_curves", figs["training_curves"], "training curves")]
     stage_rows = [[html.escape(k), str(v.get("epochs_run", "")), str(v.get("epochs_max", "")),
                    _fmt((v.get("best_epoch") + 1) if isinstance(v.get("best_epoch"), int) else None),
                    _fmt(v.get("best_score"), 4), _fmt(v.get("seconds"), 1)]
                   for k, v in (m.get("training") or {}).items() if isinstance(v, dict)]
     parts.append(_table(["stage", "epochs run", "max epochs", "best epoch", "best dev score", "seconds"], stage_rows))
     parts += _data_html(m, figs)
-    parts += ["<h2>Timings (seconds)</h2>", _kv_table(m.get("timings") or {}, ("step", "seconds")),
+    timings = m.get("timings") or {}
+    if "report_s" not in timings:  # train draws its report before it times it: the total is up to the report
+        timings = {(f"{k} (before the report)" if k == "total_s" else k): v for k, v in timings.items()}
+    parts += ["<h2>Timings (seconds)</h2>", _kv_table(timings, ("step", "seconds")),
               "<h2>Masking</h2>", f"<p>{html.escape(str(m.get('masking', '')))}</p>",
               "<h2>Config</h2>", f"<pre>{html.escape(json.dumps(m.get('config'), indent=2))}</pre>",
               "</body></html>"]

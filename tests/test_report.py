@@ -98,3 +98,92 @@ def test_not_a_run(tmp_path):
     (tmp_path / "metrics.json").write_text('{"x": 1}')
     with pytest.raises(GenreFusionError, match="not a genrefusion run"):
         write_report(tmp_path)
+
+
+def _rewrite(run, change) -> dict:
+    path = run / "metrics.json"
+    m = json.loads(path.read_text())
+    change(m)
+    path.write_text(json.dumps(m))
+    return m
+
+
+def _section(page: str, start: str, end: str) -> str:
+    return page[page.index(start):page.index(end, page.index(start))]
+
+
+CUTS = {"both": 0.497, "poster": 0.479, "plot": 0.469}
+
+
+def _crossfit_combination_global(m: dict) -> None:
+    """The fused model as runs/demo has it: cross-fitted, rule min_support:3 / combination_global (one cut per input
+    combination, every genre 'fallen back' in threshold_info though it has hundreds of positives), a pooled set that
+    decides no title, and a reported operating point (precision 0.25, recall 0.75) no pooled cut gives."""
+    genres = list(m["thresholds"]["fused"])
+    m["crossfit"] = {"folds": 5, "fold_titles": [20] * 5, "tuned_on": "out-of-fold scores of the train + dev titles"}
+    m["thresholds"]["fused"] = {g: 0.0 for g in genres}
+    m["threshold_sets"]["fused"] = {c: {g: t for g in genres} for c, t in CUTS.items()}
+    m["threshold_sets"]["fused"]["plot"][genres[0]] = 2.0  # no tuning title with a plot labels it: never predicted
+    m["threshold_info"]["fused"].update(
+        rule="min_support:3 / combination_global", chosen_by="leave-one-out on dev", no_set=[],
+        combination_rules={c: "combination_global" for c in CUTS}, leave_one_out={"min_support:3": {"score": 0.48533}},
+        pooled={"dev_titles": 1500, "positives": {g: 900 for g in genres}, "fallback": []},
+        sets={c: {"dev_titles": 500, "positives": {g: 300 for g in genres}, "fallback": genres} for c in CUTS})
+    for c in m["models"]["fused"]["per_genre"].values():
+        c.update(precision=0.25, recall=0.75)
+
+
+def test_report_states_the_decision_rule_of_a_crossfitted_combination_global_run(run, monkeypatch):
+    """The per-genre table, PR curves, rule wording and threshold table show the thresholds that decide (one cut per
+    input combination), not the pooled set; tuned on the out-of-fold scores, not 'dev-tuned'."""
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from genrefusion.thresholds import tuned_on
+
+    m = _rewrite(run, _crossfit_combination_global)
+    dots, legends = [], []
+    plot, legend = Axes.plot, Figure.legend
+    monkeypatch.setattr(Axes, "plot", lambda ax, *a, **k: (dots.append(a[:2]) if a[2:3] == ("o",) else None)
+                        or plot(ax, *a, **k))
+    monkeypatch.setattr(Figure, "legend", lambda fig, *a, **k: legends.append([h.get_label() for h in k["handles"]])
+                        or legend(fig, *a, **k))
+    page = write_report(run, progress=False).read_text()
+    genres = list(m["thresholds"]["fused"])
+    # PR curves: the operating point metrics.json reports, labelled as the per-combination decision thresholds
+    assert dots and set(dots) == {(0.75, 0.25)}
+    assert legends == [["precision-recall curve", "decision thresholds (per input combination)",
+                        "positive rate (a random ranking)"]]
+    # per-genre table: each combination's single cut said once, no pooled "threshold" column
+    table = _section(page, "Per-genre results (fused model)", "</table>")
+    assert ("Decision thresholds: poster + plot: 0.497 for every genre; poster only: 0.479 for every genre; "
+            f"plot only: 0.469 for every genre (never {genres[0]}).") in table
+    assert "<th>threshold" not in table and "0.000" not in re.findall(r"<tr><td>.*?</tr>", table)[0][-40:]
+    # the rule in words, for every model, and what the thresholds were tuned on
+    assert "Thresholds tuned per genre" not in page
+    assert f"Decision thresholds tuned on {tuned_on(m)}: one cut per input combination for fused" in page
+    assert "dev-tuned" not in page and "dev positives" not in page and "leave-one-out on dev" not in page
+    assert f"at the decision thresholds tuned on {tuned_on(m)}" in page and "min_support:3 0.4853" in page
+    # threshold table: the rule decided these cells, no genre fell back for lack of positives
+    thr = _section(page, "Thresholds (fused model)", "</table>")
+    assert "fell back" not in thr and "*" not in thr
+    assert "poster + plot, poster only, plot only: rule <i>combination_global</i>, one cut for every genre" in thr
+    assert "The pooled set decides no title" in thr and "<th>poster + plot out-of-fold positives</th>" in thr
+
+
+def test_report_stars_fallbacks_and_timings(tiny_run, run):
+    """A per-genre rule (min_support:10) stars the thresholds that fell back for too few dev positives; the plot-only
+    titles the pooled set decides are said so; train's own report says its total is up to the report."""
+    assert "<td>total_s (before the report)</td>" in (tiny_run / "report.html").read_text()
+    m = json.loads((run / "metrics.json").read_text())
+    info = m["threshold_info"]["fused"]
+    assert info["combination_rules"]["both"].startswith("min_support") and info["no_set"] == ["plot"]
+    page = write_report(run, progress=False).read_text()
+    assert "<td>total_s</td>" in page and "report_s" in page  # metrics.json has the final timings
+    thr = _section(page, "Thresholds (fused model)", "</table>")
+    assert "* = fell back a level (too few dev positives to tune on)." in thr
+    assert "The pooled set decides the titles with plot only." in thr
+    starred = {re.search(r"<td>(.*?)</td>", r).group(1) for r in re.findall(r"<tr>.*?</tr>", thr) if "*<" in r}
+    assert starred and starred <= set(info["sets"]["both"]["fallback"]) | set(info["sets"]["poster"]["fallback"])
+    table = _section(page, "Per-genre results (fused model)", "</table>")
+    assert "plot only (pooled set)" in table
