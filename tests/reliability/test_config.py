@@ -12,12 +12,12 @@ from .util import assert_cli_error
 
 # (TOML text, --set argument, words the error must contain)
 UNKNOWN = [
-    ("[train]\nepoch = 3", "train.epoch=3", ["'train.epoch'", "did you mean 'epochs'"]),
+    ("[train]\nepoch = 3", "train.epoch=3", ["'train.epoch'", "did you mean 'train.epochs'"]),
     ("[trian]\nepochs = 3", "trian.epochs=3", ["'trian'", "did you mean 'train'"]),
-    ("[text.lstm]\nhiden = 64", "text.lstm.hiden=64", ["'text.lstm.hiden'", "did you mean 'hidden'"]),
-    ("[train]\nbatchsize = 8", "train.batchsize=8", ["'train.batchsize'", "did you mean 'batch_size'"]),
+    ("[text.lstm]\nhiden = 64", "text.lstm.hiden=64", ["'text.lstm.hiden'", "did you mean 'text.lstm.hidden'"]),
+    ("[train]\nbatchsize = 8", "train.batchsize=8", ["'train.batchsize'", "did you mean 'train.batch_size'"]),
     ("epochs = 3", "epochs=3", ["'epochs'", "did you mean 'train.epochs'"]),  # right key, wrong section
-    ("[image]\nencodr = 'resnet50'", "image.encodr=resnet50", ["'image.encodr'", "did you mean 'encoder'"]),
+    ("[image]\nencodr = 'resnet50'", "image.encodr=resnet50", ["'image.encodr'", "did you mean 'image.encoder'"]),
     ("[train]\nfusion = 'gmuu'", "train.fusion=gmuu", ["train.fusion", "concat", "did you mean 'gmu'"]),
     ("[text]\nencoder = 'bert'", "text.encoder=bert", ["text.encoder", "minilm"]),
     ("[train.epochs]\nx = 1", "train.epochs.x=1", ["train.epochs"]),
