@@ -35,7 +35,7 @@ _SYNONYMS = {
     "mysteries": "Mystery", "romantic": "Romance", "romance": "Romance",
 }
 
-# TMDB's TV genres that merge two of IMDb's (as genrefusion.collect.tmdb maps them; IMDb has no Politics)
+# TMDB's TV genres that merge two of IMDb's (IMDb has no Politics); collect tmdb maps them through here too
 _COMBINED = {"actionadventure": ("Action", "Adventure"), "scififantasy": ("Sci-Fi", "Fantasy"),
              "warpolitics": ("War",)}
 # Placeholders that mean "no value" in exported data (pandas, OMDb, IMDb's TSV files), read as missing in

@@ -35,16 +35,11 @@ TMDB_MOVIE_GENRES = ("Action", "Adventure", "Animation", "Comedy", "Crime", "Doc
 TMDB_TV_GENRES = ("Action & Adventure", "Animation", "Comedy", "Crime", "Documentary", "Drama", "Family", "Kids",
                   "Mystery", "News", "Reality", "Sci-Fi & Fantasy", "Soap", "Talk", "War & Politics", "Western")
 
-# TMDB names that parse_genre_cell cannot map on its own. TMDB's TV list merges genres IMDb keeps
-# apart ("Action & Adventure") and adds formats: "TV Movie" and "Soap" are formats with no IMDb
-# genre (a soap is usually, but not always, a Drama: dropping is safer than guessing), "Talk" /
-# "Reality" / "News" are IMDb's Talk-Show / Reality-TV / News, "Kids" is IMDb's Family.
-# "War & Politics" keeps War only: IMDb has no Politics genre.
-TMDB_SPECIAL = {
-    "action & adventure": ["Action", "Adventure"], "sci-fi & fantasy": ["Sci-Fi", "Fantasy"],
-    "war & politics": ["War"], "kids": ["Family"], "soap": [], "talk": ["Talk-Show"], "news": ["News"],
-    "reality": ["Reality-TV"], "tv movie": [],
-}
+# TMDB names that parse_genre_cell cannot map on its own. TMDB's TV list adds formats: "TV Movie" and "Soap"
+# are formats with no IMDb genre (a soap is usually, but not always, a Drama: dropping is safer than guessing),
+# "Talk" / "Reality" are IMDb's Talk-Show / Reality-TV. The merged genres ("Action & Adventure", "War & Politics":
+# War only, IMDb has no Politics) and "Kids" (Family) are parse_genre_cell's own, shared with the importers.
+TMDB_SPECIAL = {"soap": [], "talk": ["Talk-Show"], "reality": ["Reality-TV"], "tv movie": []}
 
 
 def map_tmdb_genres(names) -> list[str]:
