@@ -180,6 +180,12 @@ def test_threshold_override_as_in_predict_one(clf, titles):
     e = clf.explain(plot=titles[0][1], threshold=0.0, overlays=False)
     assert e["predicted"] == clf.predict_one(plot=titles[0][1], threshold=0.0)["genres"]
     assert len(e["predicted"]) == len(clf.genres_) and {g["threshold"] for g in e["genres"]} == {0.0}
+    # with top_k as well: at most k of the genres above the threshold, as predict_one (not the k best whatever)
+    P = np.sort(clf.predict_proba([{"plot": titles[0][1]}])[0])[::-1]
+    cut = float((P[0] + P[1]) / 2)
+    e = clf.explain(plot=titles[0][1], threshold=cut, top_k=3, overlays=False)
+    assert [g["genre"] for g in e["genres"]] == clf.predict_one(plot=titles[0][1], threshold=cut, top_k=3)["genres"]
+    assert len(e["genres"]) == 1
 
 
 def test_genre_choice(clf, titles):

@@ -233,7 +233,7 @@ def explain(clf, poster=None, plot: str | None = None, genres=None, top_k: int |
         thr = np.full(len(clf.genres_), float(threshold))
     predicted = decide(probs[0], clf.genres_, thr)
     if wanted is None:
-        wanted = (decide(probs[0], clf.genres_, thr, top_k)
+        wanted = (decide(probs[0], clf.genres_, thr, top_k, threshold)
                   or [clf.genres_[i] for i in np.argsort(-probs[0], kind="stable")[:3]])
     return _assemble(clf, p, logits, probs, where, predicted, wanted, top_words, overlays, t0, thr)
 
