@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from genrefusion.cli import main as cli
-from genrefusion.collect.http import FatalFetchError, FetchError, HttpClient
+from genrefusion.collect.http import FatalFetchError, HttpClient
 from genrefusion.collect.tmdb import (TMDB_MOVIE_GENRES, TMDB_TV_GENRES, TmdbClient, auth_for, collect_tmdb,
                                       map_tmdb_genres, read_tmdb_ids, vocab_for)
 from genrefusion.errors import BadInput

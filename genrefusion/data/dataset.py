@@ -225,15 +225,12 @@ class DatasetWriter(AtomicStream):
         try:
             write_json(self.dir / META, meta)  # first: titles.jsonl is what marks a dataset complete
             super().close()
+            if self._stage is not None:
+                self._carry_over()
         except BaseException as err:
             self.abort(err)
             raise
         if self._stage is not None:
-            try:
-                self._carry_over()
-            except BaseException as err:
-                self.abort(err)
-                raise
             self._stage.__exit__(None, None, None)
 
     def _carry_over(self) -> None:
