@@ -6,7 +6,6 @@ model's genres. A genre outside a dataset's vocabulary is *unknown* for its titl
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -60,7 +59,6 @@ def load_corpus(datasets: Sequence[Dataset], split=None, min_genre_count: int = 
     titles, ds_index, keys, parts, posters, plots, info = [], [], [], [], [], [], []
     for d, ds in enumerate(datasets):
         report = validate_dataset(ds, decode=False)
-        _warn_problems(ds, report)
         used = 0
         for t in ds.titles():
             if not report.usable(t):
@@ -73,6 +71,7 @@ def load_corpus(datasets: Sequence[Dataset], split=None, min_genre_count: int = 
             posters.append(ds.poster_path(t) if report.poster_ok(t) else None)
             plots.append(t.plot.strip() if report.plot_ok(t) else None)
             used += 1
+        _warn_problems(ds, report, len(ds.titles()) - used)
         info.append({"name": ds.name, "path": str(ds.root.resolve()), "titles": len(ds.titles()),
                      "used": used, "skipped": len(ds.titles()) - used,
                      "problems_by_kind": report.by_kind(),
@@ -88,16 +87,16 @@ def load_corpus(datasets: Sequence[Dataset], split=None, min_genre_count: int = 
                   dropped, left_out, info)
 
 
-def _warn_problems(ds: Dataset, report) -> None:
+def _warn_problems(ds: Dataset, report, skipped: int) -> None:
     """One warning line for what validation found in ``ds``: skipped titles and inputs treated as missing would
     otherwise change the figures unseen (``genrefusion validate`` lists every problem)."""
     if not report.problems:
         return
-    kinds = ", ".join(f"{k} {n}" for k, n in Counter(p.kind for p in report.problems).most_common())
+    kinds = ", ".join(f"{k} {n}" for k, n in sorted(report.by_kind().items(), key=lambda kn: -kn[1]))
     first = "; ".join(f"{p.id}: {p.message}" for p in report.problems[:3])
     log.warning("%s: %d problem(s) (%s), e.g. %s; %d title(s) skipped, unusable posters and plots read as missing; "
-                "`genrefusion validate %s` lists them all", ds.name, len(report.problems), kinds, first,
-                len(ds.titles()) - sum(1 for t in ds.titles() if report.usable(t)), ds.root)
+                "`genrefusion validate %s` lists them all", ds.name, len(report.problems), kinds, first, skipped,
+                ds.root)
 
 
 def encode_labels(datasets, titles, ds_index, part, min_genre_count: int, genres: Sequence[str] | None):
