@@ -54,9 +54,10 @@ def multilabel_metrics(Y, P, M=None, S=None, genres: list[str] | None = None) ->
     out["hamming_loss"] = float(hamming_loss(y_flat, p_flat))
     # Per-title figures over the titles with a labelled positive: one with none (its genres all unknown to the
     # model, or masked) would score 1 for predicting nothing, crediting the always-negative baseline.
-    has_pos = (Y * M).sum(1) > 0
+    Ym = Y * M
+    has_pos = Ym.sum(1) > 0
     out["n_titles_with_positive"] = int(has_pos.sum())
-    Ym, Pm = (Y * M)[has_pos], (P * M)[has_pos]
+    Ym, Pm = Ym[has_pos], (P * M)[has_pos]
     if g == 1:  # sklearn reads one column as binary, not multilabel; an all-zero column changes no title's figures
         Ym, Pm = np.pad(Ym, ((0, 0), (0, 1))), np.pad(Pm, ((0, 0), (0, 1)))
     out["samples_f1"] = float(f1_score(Ym, Pm, average="samples", zero_division=0.0)) if has_pos.any() else None
