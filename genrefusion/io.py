@@ -6,7 +6,9 @@ so a crash or a full disk never leaves a half-written file behind the final name
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -77,13 +79,44 @@ def make_temp_dir(parent: Path, prefix: str) -> Path:
     raise GenreFusionError(f"{parent}: cannot create a temporary folder in it")
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # e.g. another account's process: alive, not ours to judge
+    return True
+
+
+def _recover_stale(path: Path) -> None:
+    """Tidy what a killed ``atomic_dir`` writer (``kill -9``, power loss) left beside ``path``: its staging
+    folder is deleted; its moved-aside original is put back when ``path`` is missing (killed between the two
+    renames) and deleted otherwise. Folders of a writer still running are left alone."""
+    if os.name == "nt":  # os.kill(pid, 0) would terminate the process there
+        return
+    for leftover in sorted(path.parent.glob(f".{glob.escape(path.name)}.*-*")):
+        kind, _, rest = leftover.name[len(path.name) + 2:].partition("-")
+        pid = rest.split("-", 1)[0]
+        if kind not in ("staging", "old") or not pid.isdigit() or _pid_alive(int(pid)):
+            continue
+        if kind == "old" and not path.exists():
+            os.replace(leftover, path)
+            logging.getLogger("genrefusion").warning(
+                "%s: restored from %s, left by a writer (pid %s) stopped between its two renames", path, leftover.name, pid)
+        else:
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """A temporary folder beside ``path`` to write whole; on success it takes ``path``'s place (an existing folder
     is moved aside first, then deleted), on error it is deleted: readers see the old folder or the new one,
     never half of one."""
     path = Path(path)
-    tmp = make_temp_dir(path.parent, f".{path.name}.")  # a plain mkdir's mode, not mkdtemp's 0700
+    _recover_stale(path)
+    # the writer's pid in both names lets a later writer tell a killed writer's leftovers from a live one's
+    tmp = make_temp_dir(path.parent, f".{path.name}.staging-{os.getpid()}-")  # a mkdir's mode, not mkdtemp's 0700
     old = None
     try:
         yield tmp

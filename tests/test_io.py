@@ -69,3 +69,41 @@ def test_a_trained_run_is_readable_as_the_umask_allows(tiny_run):
     wrong += [(str(p.relative_to(tiny_run)), oct(mode(p))) for p in [tiny_run, *tiny_run.rglob("*")]
               if p.is_dir() and mode(p) != 0o777 & ~mask]
     assert not wrong, wrong
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has exited (and was reaped), so nothing owns it now."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+@pytest.mark.skipif(os.name == "nt", reason="no pid probe on Windows")
+def test_atomic_dir_tidies_a_killed_writers_leftovers(tmp_path, caplog):
+    from genrefusion.io import atomic_dir
+
+    dead, live = _dead_pid(), os.getpid()
+    ds = tmp_path / "ds"
+    ds.mkdir()
+    (ds / "titles.jsonl").write_text("new\n")
+    (tmp_path / f".ds.staging-{dead}-abc123").mkdir()  # killed while writing: garbage
+    (tmp_path / f".ds.old-{dead}").mkdir()  # killed after the swap: garbage too
+    (tmp_path / f".ds.staging-{live}-def456").mkdir()  # a live writer's (this process): left alone
+    with atomic_dir(ds) as tmp:
+        (tmp / "titles.jsonl").write_text("newer\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f".ds.staging-{live}-def456", "ds"]
+    assert (ds / "titles.jsonl").read_text() == "newer\n"
+
+    # killed between its two renames: the dataset sits only in the moved-aside folder, and is put back
+    gone = tmp_path / "gone"
+    (tmp_path / f".gone.old-{dead}").mkdir()
+    (tmp_path / f".gone.old-{dead}" / "titles.jsonl").write_text("kept\n")
+    (tmp_path / f".gone.staging-{dead}-0a0b0c").mkdir()
+    with pytest.raises(RuntimeError), atomic_dir(gone):
+        raise RuntimeError("this writer fails too")
+    assert (gone / "titles.jsonl").read_text() == "kept\n"
+    assert not list(tmp_path.glob(".gone.*"))
+    assert "restored" in caplog.text
