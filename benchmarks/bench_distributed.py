@@ -107,7 +107,10 @@ def main(argv=None) -> None:
         return
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--posters", type=int, default=300, help="shipped posters to encode (default 300)")
-    res = run(p.parse_args(argv).posters)
+    n = p.parse_args(argv).posters
+    if n < 1:  # a slice [:n] would encode (nearly) every shipped poster instead
+        p.error(f"--posters: must be >= 1, got {n}")
+    res = run(n)
     o, t = res["one_rank"], res["two_ranks"]
     print(f"feature caching of {res['posters']} posters (EfficientNet-Lite0, CPU, {res['cpu_cores']} cores):")
     print(f"  1 rank : {o['extract_s']:.2f}s  ({o['img_per_s']:.1f} img/s; start-up {o['startup_s']:.1f}s)")

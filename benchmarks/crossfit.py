@@ -135,6 +135,7 @@ def run_seed(seed: int, data: list[Path], out: Path, folds: int, members: int) -
 
 
 def main(argv=None) -> int:
+    from genrefusion.io import write_json
     from genrefusion.paths import shipped_data_dir
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -146,12 +147,14 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     root = a.data or shipped_data_dir()
     data = sorted(q.parent for q in Path(root).glob("*/titles.jsonl"))
+    if not data:
+        p.error(f"--data: no dataset (a folder with titles.jsonl) in {root}")
     path = HERE / "crossfit.json"
     results = json.loads(path.read_text()) if path.is_file() else {}
     for seed in a.seeds:
         rec = run_seed(seed, data, a.out / f"seed{seed}", a.folds, a.members)
         results[f"seed{seed}_folds{a.folds}_m{rec['members']}"] = rec
-        path.write_text(json.dumps(results, indent=1) + "\n")
+        write_json(path, results, indent=1)  # atomic: a kill keeps the seeds already recorded
         for k in ("holdout", "crossfit", "ensemble_fold0_thresholds", "fold0_model_oof_thresholds", "fold0_alone"):
             f = rec[k]
             print(f"seed {seed} {k:28s} both: micro-F1 {f['micro_f1_both']:.4f} {f['micro_f1_both_ci95']} macro-F1 "
@@ -161,4 +164,9 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from genrefusion.errors import GenreFusionError
+
+    try:
+        raise SystemExit(main())
+    except GenreFusionError as err:  # a bad run folder, a damaged bundle, a dataset gone: one line
+        raise SystemExit(f"error: {err}") from None

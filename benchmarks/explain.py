@@ -156,4 +156,9 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from genrefusion.errors import GenreFusionError
+
+    try:
+        sys.exit(main())
+    except GenreFusionError as err:  # a bad run folder, a damaged bundle, a dataset gone: one line
+        raise SystemExit(f"error: {err}") from None

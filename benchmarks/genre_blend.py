@@ -80,6 +80,10 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--min-pos", type=int, nargs="+", default=[20, 10, 5],
                     help="genres with fewer positive dev titles with a plot keep the run's weight")
     args = ap.parse_args(argv)
+    for run in args.runs:
+        for name in ("metrics.json", "dev_scores.npz"):
+            if not (run / name).is_file():
+                ap.error(f"{run}: no {name} (not a finished run folder)")
     out = []
     for run in args.runs:
         for row in evaluate_run(run, [None, *args.min_pos]):
@@ -91,4 +95,9 @@ def main(argv=None) -> list[dict]:
 
 
 if __name__ == "__main__":
-    main()
+    from genrefusion.errors import GenreFusionError
+
+    try:
+        main()
+    except GenreFusionError as err:  # a bad run folder, a damaged bundle, a dataset gone: one line
+        raise SystemExit(f"error: {err}") from None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from genrefusion.io import write_text
+
 
 def replace_block(path: Path, name: str, body: str, required: bool = False) -> bool:
     """Put ``body`` between the ``name`` markers of ``path``; False (or SystemExit if ``required``) when the file
@@ -15,5 +17,5 @@ def replace_block(path: Path, name: str, body: str, required: bool = False) -> b
             raise SystemExit(f"{path}: no {start} ... {end} block to refresh")
         return False
     head, rest = text.split(start, 1)
-    path.write_text(head + start + "\n" + body + "\n" + end + rest.split(end, 1)[1], encoding="utf-8")
+    write_text(path, head + start + "\n" + body + "\n" + end + rest.split(end, 1)[1])  # atomic: a kill keeps the prose
     return True

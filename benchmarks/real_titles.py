@@ -104,4 +104,9 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from genrefusion.errors import GenreFusionError
+
+    try:
+        raise SystemExit(main())
+    except GenreFusionError as err:  # a bad run folder, a damaged bundle, a dataset gone: one line
+        raise SystemExit(f"error: {err}") from None

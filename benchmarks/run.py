@@ -97,7 +97,11 @@ def int8_accuracy(run_dir: Path, cache: Path) -> dict:
 
 
 def pick_run(explicit: Path | None) -> Path:
-    for cand in [explicit, OUT / "train_warm", OUT / "train_cold", ROOT / "runs" / "demo"]:
+    if explicit is not None:  # a --run that is no run is an error, not a reason to benchmark another one
+        if not (explicit / "model").is_dir():
+            raise SystemExit(f"--run {explicit}: not a trained run (no model/ folder in it)")
+        return explicit
+    for cand in [OUT / "train_warm", OUT / "train_cold", ROOT / "runs" / "demo"]:
         if cand is not None and (cand / "model").is_dir():
             return cand
     raise SystemExit("no trained run found: pass --run RUN_DIR, or run `bash scripts/demo.sh` (or this script "
@@ -166,6 +170,8 @@ def main(argv=None) -> int:
                     help="with --quick: also measure the int8 text runtime's accuracy change (~3 min)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "latest.json")
     args = ap.parse_args(argv)
+    if args.run is not None:
+        pick_run(args.run)  # refused now, not after the training jobs
     OUT.mkdir(parents=True, exist_ok=True)
     figures: dict = {}
     details: dict = {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M")}

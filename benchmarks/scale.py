@@ -155,6 +155,16 @@ def main(argv=None) -> int:
     ap.add_argument("--run", type=Path, help="trained run dir for the predict --batch step")
     ap.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "out" / "scale")
     args = ap.parse_args(argv)
+    if args.run is not None:  # a bad run is found now, not after generating the data
+        from genrefusion.bundle import read_bundle_config
+        from genrefusion.errors import GenreFusionError
+
+        try:
+            read_bundle_config(args.run)
+        except GenreFusionError as err:
+            ap.error(f"--run: {err}")
+    if min(args.sizes) < 1:
+        ap.error(f"--sizes: must be >= 1, got {min(args.sizes)}")
     res = run_scale(tuple(args.sizes), args.work, args.run)
     print(json.dumps(res, indent=1))
     return 0
