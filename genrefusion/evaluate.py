@@ -162,23 +162,30 @@ def probe_verdicts(scored: dict, micro_draws: dict | None = None, with_input: di
 
 
 def evaluate_run(run_dir, data=None, split: str = "test", cache_dir=None, progress: bool = True,
-                 models: list[str] | None = None, image_weights=None) -> dict:
+                 models: list[str] | None = None, image_weights=None, part: str = "all") -> dict:
     """Metrics of every model of ``run_dir``'s bundle.
 
     ``data=None``: the run's own datasets and its ``split.json`` part ``split``. With ``data`` (dataset
-    folders): all their titles, except that titles of the run's training/dev parts are left out when a
-    dataset was one of the run's own (grouped by imdb_id, so no memorised title is scored).
+    folders): all their titles, or with ``part`` (train / dev / test) those of that part of each dataset's own
+    ``split.json``, except that titles of the run's training/dev parts are left out when a dataset was one of
+    the run's own (grouped by imdb_id, so no memorised title is scored).
     """
     import torch
 
     from .bundle import load_baselines, load_bundle
+    from .data.split import PARTS
     from .encoders.inputs import build_inputs
     from .inference import Batcher, bundle_encoders, predict_rows
 
+    if part not in (*PARTS, "all"):  # checked before the model loads
+        raise ConfigError(f"--part must be train, dev, test or all, got {part!r}")
+    if data is None and part != "all":
+        raise ConfigError("--part goes with --data (a part of those datasets' own split.json); for the run's own "
+                          "split use --split")
     t0 = time.perf_counter()
     run_dir = Path(run_dir)
     bundle = load_bundle(run_dir, models, image_weights=image_weights)
-    corpus, rows, where = _evaluation_rows(run_dir, bundle.genres, data, split)
+    corpus, rows, where = _evaluation_rows(run_dir, bundle.genres, data, split, part)
     inputs = build_inputs([corpus.posters[i] for i in rows], [corpus.plots[i] for i in rows],
                           bundle_encoders(bundle, {}), cache_root=cache_dir, ids=[corpus.keys[i] for i in rows],
                           progress=progress)
@@ -199,7 +206,8 @@ def evaluate_run(run_dir, data=None, split: str = "test", cache_dir=None, progre
     thresholds["always_negative"] = ThresholdSets(np.full(len(bundle.genres), 0.5))
     scored = score_models(Y, M, scores, thresholds, inputs.image_ok.numpy(), inputs.text_ok.numpy(),
                           [kind_of(corpus.titles[i]) for i in rows], bundle.genres)
-    return {"evaluated_on": where, "n_titles": int(len(rows)), "n_with_both": scored["n_by_combination"].get("both", 0),
+    return {"evaluated_on": where, "part": part if data is not None else None,  # of the --data datasets' own split
+            "n_titles": int(len(rows)), "n_with_both": scored["n_by_combination"].get("both", 0),
             "n_by_combination": scored["n_by_combination"], "n_by_kind": scored["n_by_kind"],
             "genres": bundle.genres, "left_out": corpus.left_out,
             **{k: scored[k] for k in ("models", "models_both", "by_combination", "by_kind", "probe_verdicts",
@@ -223,7 +231,7 @@ def _baseline_features(baselines: dict, inputs, plots, cache_dir, progress: bool
     return feats
 
 
-def _evaluation_rows(run_dir: Path, genres, data, split: str):
+def _evaluation_rows(run_dir: Path, genres, data, split: str, part: str = "all"):
     """``(corpus, rows, where)``: the titles to score over the model's ``genres``, and how to name them."""
     from .data.corpus import load_corpus
     from .data.dataset import open_datasets
@@ -248,17 +256,38 @@ def _evaluation_rows(run_dir: Path, genres, data, split: str):
         datasets = open_datasets(data)
         sp = Split.load(split_path) if split_path.is_file() else None
         corpus = load_corpus(datasets, sp, genres=genres)
+        keep = range(len(corpus.titles))
+        if part != "all":  # the datasets' own split, e.g. MM-IMDb's published test part
+            own = [_own_split(ds, part) for ds in datasets]
+            keep = [i for i in keep if own[corpus.ds_index[i]].part_of(datasets[corpus.ds_index[i]].name,
+                                                                        corpus.titles[i].id) == part]
         # titles the model saw in training or model selection (by imdb_id group, in any dataset) are left out
         seen = _seen_groups(run_cfg, sp) if sp is not None and split != "all" else set()
-        keep = [i for i, t in enumerate(corpus.titles) if t.group_key not in seen]
-        excluded = len(corpus.titles) - len(keep)
-        rows = np.asarray(keep, dtype=np.int64)
+        rows = np.asarray([i for i in keep if corpus.titles[i].group_key not in seen], dtype=np.int64)
+        excluded = len(keep) - len(rows)
         where = ", ".join(ds.name for ds in datasets)
+        if part != "all":
+            where += f" ({part} part of {'its' if len(datasets) == 1 else 'their'} split.json)"
         if excluded:
             where += f" (minus {excluded} titles seen in the run's train/dev parts)"
     if len(rows) == 0:
         raise DatasetError(f"nothing to evaluate: no usable title in the {where}")
     return corpus, rows, where
+
+
+def _own_split(ds, part: str):
+    """``ds``'s own split.json (as training reads it), which must have a ``part``; DatasetError naming ``ds``."""
+    from .data.split import given_split
+
+    sp, source, warnings = given_split([ds])
+    if sp is None:
+        raise DatasetError(f"{ds.name}: no split.json in {ds.root} to take the {part} part from "
+                           f"(genrefusion split {ds.root} writes one)")
+    if not sp.ids(part):
+        raise DatasetError(f"{ds.name}: its split.json places no title in the {part} part ({source})")
+    for w in warnings:
+        log.warning("%s: %s", ds.name, w)
+    return sp
 
 
 def _seen_groups(run_cfg: dict, sp) -> set[str]:

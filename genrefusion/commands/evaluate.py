@@ -3,12 +3,14 @@
   genrefusion evaluate runs/demo                          # the run's test split
   genrefusion evaluate runs/demo --split dev --out dev.json
   genrefusion evaluate runs/demo --data other_dataset/ --out other.json
+  genrefusion evaluate runs/demo --data data/mmimdb --part test    # the dataset's own (published) test part
 
 Genres are matched by name: a genre the model knows but a dataset does not label is masked for its
 titles, one the dataset labels but the model does not know is left out; both are listed. Thresholds
 are the run's (tuned on its dev split, or on its out-of-fold scores with cross-fitting). With --data,
 titles the run trained or selected models on (same imdb_id, any dataset) are left out unless --split
-all."""
+all. --part test|dev|train takes only that part of each --data dataset's own split.json (MM-IMDb's, or one
+`genrefusion split` wrote); a dataset without one, or whose split has no such part, is an error."""
 from __future__ import annotations
 
 from . import add_image_weights
@@ -23,6 +25,8 @@ def add_arguments(p):
     p.add_argument("--split", choices=("test", "dev", "all"), default="test",
                    help="without --data: the run's part to score (all = every title, training ones included); "
                         "with --data: test (default) leaves out titles the run saw, all keeps them")
+    p.add_argument("--part", choices=("test", "dev", "train", "all"), default="all",
+                   help="with --data: only this part of each dataset's own split.json (default all: every title)")
     p.add_argument("--out", metavar="FILE", help="write the full result as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_image_weights(p)
@@ -37,7 +41,7 @@ def run(args) -> int:
     if args.data and args.split == "dev":
         raise ConfigError("--split dev applies to the run's own data; with --data use test or all")
     result = evaluate_run(args.run_dir, data=args.data, split=args.split, cache_dir=cache_dir() / "features",
-                          progress=not args.no_progress, image_weights=args.image_weights)
+                          progress=not args.no_progress, image_weights=args.image_weights, part=args.part)
     print(f"evaluated on {result['evaluated_on']}: {result['n_titles']} titles "
           f"({result['n_with_both']} with poster and plot)")
     print(summary_table(result))

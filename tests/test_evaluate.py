@@ -1,0 +1,56 @@
+"""`genrefusion evaluate RUN --data DIR --part P`: only part P of the dataset's own split.json."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from genrefusion.cli import main as cli
+
+from conftest import copy_shipped_titles
+
+
+@pytest.fixture
+def other(shipped, tmp_path):
+    """12 shipped titles the run did not train on, with an MM-IMDb-style split.json (4 test, 3 dev, 5 train)."""
+    ds = copy_shipped_titles(shipped / "imdb_top250", tmp_path / "imdb_top250", 12)
+    ids = [json.loads(line)["id"] for line in (ds / "titles.jsonl").read_text(encoding="utf-8").splitlines()]
+    (ds / "split.json").write_text(json.dumps({"train": ids[7:], "dev": ids[4:7], "test": ids[:4]}))
+    return ds
+
+
+def test_part_scores_only_that_part_of_the_datasets_own_split(tiny_run, tiny_run_cache, other, tmp_path,
+                                                              monkeypatch, capsys):
+    monkeypatch.setenv("GENREFUSION_CACHE", str(tiny_run_cache))
+    out = tmp_path / "ev.json"
+    # --split all: no title left out as seen by the run, so the counts are the split's
+    assert cli(["evaluate", str(tiny_run), "--data", str(other), "--part", "test", "--split", "all", "--out",
+                str(out), "--no-progress"]) == 0
+    ev = json.loads(out.read_text())
+    assert ev["part"] == "test"
+    assert ev["evaluated_on"] == "imdb_top250 (test part of its split.json)" and ev["n_titles"] == 4
+    assert f"evaluated on {ev['evaluated_on']}: 4 titles" in capsys.readouterr().out
+    # default: every title, as before
+    assert cli(["evaluate", str(tiny_run), "--data", str(other), "--split", "all", "--out", str(out),
+                "--no-progress"]) == 0
+    assert json.loads(out.read_text())["part"] == "all" and json.loads(out.read_text())["n_titles"] == 12
+
+
+def _error(capsys) -> str:
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.startswith("error")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def test_part_errors_name_the_dataset(tiny_run, tiny_run_cache, other, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("GENREFUSION_CACHE", str(tiny_run_cache))
+    split = json.loads((other / "split.json").read_text())
+    (other / "split.json").write_text(json.dumps({"train": split["train"], "test": split["test"]}))
+    assert cli(["evaluate", str(tiny_run), "--data", str(other), "--part", "dev", "--no-progress"]) == 2
+    assert "imdb_top250" in (e := _error(capsys)) and "no title in the dev part" in e
+    (other / "split.json").unlink()
+    assert cli(["evaluate", str(tiny_run), "--data", str(other), "--part", "test", "--no-progress"]) == 2
+    assert "imdb_top250: no split.json" in _error(capsys)
+    assert cli(["evaluate", str(tiny_run), "--part", "test", "--no-progress"]) == 2
+    assert "--part goes with --data" in _error(capsys)
