@@ -56,6 +56,20 @@ def _title_parts(t: Any, i: int) -> tuple[Any, str | None]:
     return poster, plot
 
 
+def shown_figures(genres, scores, thresholds, decimals: int = 4) -> tuple[dict[str, float], dict[str, float]]:
+    """``({genre: score} highest first, {genre: threshold})`` rounded to ``decimals`` places, or to as many more as
+    tell a genre's score from its threshold (full precision if none do): a score printed equal to its threshold
+    would contradict a decision that went the other way (0.4970 not picked at a threshold of 0.4970)."""
+    def places(s: float, t: float) -> int | None:
+        return decimals if s == t else next((d for d in range(decimals, 18) if round(s, d) != round(t, d)), None)
+
+    digits = [places(float(s), float(t)) for s, t in zip(scores, thresholds)]
+    shown = [[float(v) if d is None else round(float(v), d) for v in (s, t)]
+             for s, t, d in zip(scores, thresholds, digits)]
+    order = np.argsort(-np.asarray(scores, float), kind="stable")  # as decide orders the genres
+    return {genres[j]: shown[j][0] for j in order}, {g: t for g, (_, t) in zip(genres, shown)}
+
+
 class GenreClassifier:
     """Multi-label genre classifier from poster and/or plot.
 
@@ -250,7 +264,8 @@ class GenreClassifier:
     def predict_one(self, poster=None, plot: str | None = None, top_k: int | None = None,
                     threshold: float | None = None) -> dict:
         """One title -> ``{"genres", "scores", "thresholds", "used", "threshold_set"}`` (the CLI's and the API's
-        JSON); ``thresholds`` is the set the decision used."""
+        JSON); ``thresholds`` is the set the decision used (with ``threshold``, that value for every genre), each
+        figure rounded as ``shown_figures`` says."""
         check_overrides(top_k, threshold)
         poster, plot = _title_parts({"poster": poster, "plot": plot}, 0)
         if poster is None and plot is None:
@@ -261,8 +276,11 @@ class GenreClassifier:
         check_reads(self.model_name_, used)
         s = self.predict_proba([{"poster": poster, "plot": plot}])[0]
         thr, set_name = self.thresholds_for(used)
-        return {"genres": self.decide(s, top_k, threshold, [used])[0], "scores": per_genre(self.genres_, s, by_value=True),
-                "thresholds": per_genre(self.genres_, thr), "used": used, "threshold_set": set_name}
+        if threshold is not None:  # the override is what the decision compared the scores with
+            thr = np.full(len(self.genres_), float(threshold))
+        scores, thresholds = shown_figures(self.genres_, s, thr)
+        return {"genres": self.decide(s, top_k, threshold, [used])[0], "scores": scores, "thresholds": thresholds,
+                "used": used, "threshold_set": set_name}
 
     def rounded_thresholds(self) -> dict[str, float]:
         """``{genre: threshold}`` of the pooled set as every output shows them (4 decimals)."""

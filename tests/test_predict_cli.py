@@ -48,6 +48,27 @@ def test_single_title_overrides_and_plot_file(tiny_run, shipped, clf, tmp_path, 
     assert len(json.loads(capsys.readouterr().out)["genres"]) == len(clf.genres_)
 
 
+def test_printed_scores_never_contradict_the_decision(tiny_run, monkeypatch, capsys):
+    """Scores and thresholds that round alike at 4 places get the digits that tell them apart: 0.49699999 is not
+    picked at 0.497, so it must not print as 0.497 beside a threshold of 0.497; nor 0.49996 as 0.5 beside --threshold
+    0.5. (The old output printed both equal.)"""
+    from genrefusion.predict import GenreClassifier
+
+    real = GenreClassifier.thresholds_for
+    G = len(GenreClassifier.load(tiny_run).genres_)
+    S, T = np.linspace(0.1, 0.9, G), np.full(G, 0.6)
+    S[:3], T[:3] = [0.49699999, 0.4970001, 0.49996], [0.497, 0.49700004, 0.497]
+    monkeypatch.setattr(GenreClassifier, "predict_proba", lambda self, titles, **kw: S[None, :].copy())
+    monkeypatch.setattr(GenreClassifier, "thresholds_for", lambda self, used: (T, real(self, used)[1]))
+    for extra, want in (([], T), (["--threshold", "0.5"], np.full(G, 0.5))):
+        assert main(["predict", str(tiny_run), "--plot", "a plot", *extra]) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert list(out["thresholds"].values()) == pytest.approx(want, abs=1e-4)  # the ones the decision used
+        assert {g for g in out["scores"] if out["scores"][g] >= out["thresholds"][g]} == set(out["genres"])
+        assert max(len(repr(v).split(".")[1]) for v in out["scores"].values()) > 4  # only the close calls
+        assert sum(len(repr(v).split(".")[1]) > 4 for v in out["scores"].values()) <= 3
+
+
 @pytest.mark.parametrize("argv, msg", [
     ([], "nothing to predict"),
     (["--poster", "/no/such/poster.jpg"], "poster.jpg: file not found"),

@@ -8,7 +8,8 @@
 One title: prints {"genres": [...most probable first], "scores": {...}, "thresholds": {...},
 "used": ["poster", "plot"], "threshold_set": "both"} as JSON. Either input may be omitted; the
 thresholds are the set tuned on dev titles with the same inputs (threshold_set: both, poster, plot,
-or pooled for older bundles).
+or pooled for older bundles), or --threshold for every genre. Figures have 4 decimals, or as many more as
+tell a score from its threshold, so a printed score never looks to clear a threshold it missed.
 
 Batch: INPUT is a dataset folder, a CSV/TSV (columns guessed or named as for `import csv`) or a
 JSON-lines file; OUT is .jsonl or .csv (one row per input record, in input order: index, id, genres,
