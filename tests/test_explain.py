@@ -243,6 +243,52 @@ def test_report_explains_test_titles(tiny_run):
     assert section.count("data:image/png;base64,") == sum(len(t["explanation"]["genres"]) for t in cached["titles"])
 
 
+def test_showcase_cache_is_keyed_on_content(tiny_run, tiny_run_data, tmp_path, monkeypatch):
+    """A copied run and data (new paths, new modification times) reuse the report's cached explanations; an edited
+    title or a changed model explains again. (Keyed on the weights' modification time, the copy explained all.)"""
+    import shutil
+
+    import genrefusion.explain.core as core
+    from genrefusion.explain.showcase import showcase
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run, copy_function=shutil.copy)  # as `cp -r`: the copies are new files
+    data = [shutil.copytree(d, tmp_path / "data" / d.name, copy_function=shutil.copy) for d in tiny_run_data]
+    cfg = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**cfg, "data": [str(d) for d in data]}))
+    calls = []
+    monkeypatch.setattr(core, "explain", lambda *a, **kw: calls.append(kw["plot"]) or {"genres": []})
+    with np.load(run / "test_scores.npz", allow_pickle=False) as z:
+        scores = {k: z[k] for k in z.files}
+    cached = json.loads((run / "report" / "explanations.json").read_text())["titles"]
+    assert showcase(run, scores, "fused") == cached and calls == []
+
+    # an edited plot of a showcased title: that input changed
+    ds = data[0] if cached[0]["key"].startswith(data[0].name + "/") else data[1]
+    lines = (ds / "titles.jsonl").read_text(encoding="utf-8").splitlines()
+    tid = cached[0]["key"].split("/", 1)[1]
+    lines = [json.dumps({**r, "plot": r["plot"] + " Edited."}) if r["id"] == tid else json.dumps(r)
+             for r in map(json.loads, lines)]
+    (ds / "titles.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    showcase(run, scores, "fused")
+    assert len(calls) == len(cached) and any(p.endswith(" Edited.") for p in calls)
+    showcase(run, scores, "fused")
+    assert len(calls) == len(cached)  # cached again
+
+    # a changed model (one weight nudged)
+    weights = run / "model" / "weights.safetensors"
+    with safe_open(weights, "pt") as fh:
+        meta = fh.metadata()
+    tensors = load_file(weights)
+    name = next(k for k, v in tensors.items() if v.is_floating_point())
+    tensors[name] = tensors[name] + 0.01
+    save_file(tensors, weights, metadata=meta)
+    showcase(run, scores, "fused")
+    assert len(calls) == 2 * len(cached)
+
+
 # -- faithfulness ---------------------------------------------------------------------------------------------
 def test_deletion_direction(clf, titles):
     """Deleting the top-attributed words / masking the top poster cells (in image space) lowers the genre's

@@ -5,7 +5,8 @@ test titles with both a poster and a plot, ordered by a hash of their key (``dat
 ``N_FIRST``, then the next ``N_WRONG`` whose prediction is wrong (a predicted genre the title is labelled
 without, or a labelled genre missed; genres its dataset does not label are not counted). Each is explained for
 its predicted and its labelled genres (at most ``MAX_GENRES``). The result is cached in
-``RUN_DIR/report/explanations.json``, keyed by the bundle's weights, so re-drawing a report is cheap.
+``RUN_DIR/report/explanations.json``, keyed by the content of the bundle and of the explained titles, so
+re-drawing a report, also of a copied run, is cheap.
 """
 from __future__ import annotations
 
@@ -50,9 +51,31 @@ def _titles(run_dir: Path) -> dict[str, tuple]:
     return out
 
 
-def _weights_id(bundle_path: Path) -> str:
-    st = (bundle_path / "weights.safetensors").stat()
-    return f"{st.st_size}-{st.st_mtime_ns}"
+def _digest(*parts) -> str:
+    """sha256 of ``parts``: files (their bytes), or anything JSON can write."""
+    import json
+
+    h = hashlib.sha256()
+    for p in parts:
+        if isinstance(p, Path):
+            with open(p, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+        else:
+            h.update(json.dumps(p, sort_keys=True, default=str).encode("utf-8"))
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def _bundle_id(bundle) -> str:
+    """The content of the bundle files a prediction reads, and of a backbone file it loads from elsewhere (not
+    the model card, nor modification times: a copied run keeps its cache)."""
+    from ..bundle import BACKBONE, CONFIG, LEXICAL, LEXICAL_INFO, VOCAB, WEIGHTS
+
+    names = [n for n in (CONFIG, WEIGHTS, VOCAB, BACKBONE, LEXICAL, LEXICAL_INFO) if (bundle.path / n).is_file()]
+    external = bundle.backbone_weights()
+    external = [Path(external)] if external is not None and Path(external).is_file() else []
+    return _digest(names, *[bundle.path / n for n in names], *external)
 
 
 def showcase(run_dir, scores: dict, model: str) -> list[dict]:
@@ -65,11 +88,6 @@ def showcase(run_dir, scores: dict, model: str) -> list[dict]:
 
     run_dir = Path(run_dir)
     bundle = load_bundle(run_dir)
-    cache_path, wid = run_dir / "report" / CACHE, _weights_id(bundle.path)
-    if cache_path.is_file():
-        cached = read_json(cache_path, "cached explanations")
-        if isinstance(cached, dict) and cached.get("weights") == wid and cached.get("model") == model:
-            return cached["titles"]
     genres, keys = [str(g) for g in scores["genres"]], [str(k) for k in scores["keys"]]
     S, Y, M = scores[f"S_{model}"], scores["Y"], scores["M"]
     titles = _titles(run_dir)
@@ -80,12 +98,23 @@ def showcase(run_dir, scores: dict, model: str) -> list[dict]:
     view = BundleView(bundle, model)
     predicted = {k: set(decide(S[i], genres, view.thresholds_)) for i, k in enumerate(keys)}
     wrong = {k: mistakes(Y[i], M[i], predicted[k], genres) for i, k in enumerate(keys)}
-    out = []
+    todo = []
     for k in pick(keys, set(titles), wrong):
         i, (t, poster) = keys.index(k), titles[k]
         labelled = [g for g, yy, mm in zip(genres, Y[i], M[i]) if yy and mm]
         ask = list(dict.fromkeys(sorted(predicted[k], key=lambda g: -S[i][genres.index(g)]) + labelled))
-        e = explain(view, poster=poster, plot=t.plot, genres=ask[:MAX_GENRES] or None)
-        out.append({"key": k, "title": t.title, "labelled": labelled, "wrong": wrong[k], "explanation": e})
-    write_json(cache_path, {"weights": wid, "model": model, "titles": out}, indent=None)
+        todo.append(({"key": k, "title": t.title, "labelled": labelled, "wrong": wrong[k]}, poster, t.plot,
+                     ask[:MAX_GENRES] or None))
+    # keyed on content, the model's and every input's (poster bytes, plot, genres asked), never on paths or
+    # modification times: a copied run or dataset reuses it, a retrained model or an edited title does not
+    key = _digest(model, _bundle_id(bundle), *[[entry, plot, ask] for entry, _, plot, ask in todo],
+                  *[Path(poster) for _, poster, _, _ in todo])
+    cache_path = run_dir / "report" / CACHE
+    if cache_path.is_file():
+        cached = read_json(cache_path, "cached explanations")
+        if isinstance(cached, dict) and cached.get("key") == key:
+            return cached["titles"]
+    out = [{**entry, "explanation": explain(view, poster=poster, plot=plot, genres=ask)}
+           for entry, poster, plot, ask in todo]
+    write_json(cache_path, {"key": key, "model": model, "titles": out}, indent=None)
     return out
