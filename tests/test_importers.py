@@ -270,6 +270,16 @@ def test_refuses_existing_dataset_without_force(messy_csv, tmp_path, capsys):
     assert validate_dataset(Dataset(out)).problems == []
 
 
+def test_report_naming_a_folder_is_refused_before_anything_is_written(messy_csv, tmp_path, capsys):
+    src, _ = messy_csv()
+    out = tmp_path / "out"
+    assert main(["import", "csv", str(src), "--out", str(out), "--report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    _assert_clean_errors(err, 1)
+    assert f"--report {tmp_path}: is a folder" in err
+    assert not out.exists()  # written first, it made the corrected rerun fail as "already holds a dataset"
+
+
 def test_force_deletes_only_the_posters_of_the_overwritten_dataset(tmp_path, make_jpeg):
     out = tmp_path / "myproject"
     make_jpeg(out / "posters" / "my_own_poster.jpg")  # a folder that was never a dataset

@@ -139,6 +139,15 @@ def test_cli_exit_codes_and_one_line_per_problem(broken, tmp_path, capsys):
     assert sorted(data["skipped"]) == ["allunknown", "ctrlplot", "dup", "latin", "nogenre", "noinput", "zero"]
 
 
+def test_cli_json_naming_a_folder_is_refused_before_validating(tiny_dataset, tmp_path, capsys):
+    root = tiny_dataset(n=4)
+    assert main(["validate", str(root), "--json", str(tmp_path)]) == 2
+    cap = capsys.readouterr()
+    assert cap.out == ""  # the whole check ran (every poster decoded) before the write failed
+    assert cap.err.strip().splitlines() == [f"error: --json {tmp_path}: is a folder; name a file "
+                                            f"(e.g. {tmp_path / 'report.json'})"]
+
+
 def test_cli_clean_dataset_strict_exit_0(tiny_dataset, capsys):
     root = tiny_dataset(n=12, posters=0.5)
     assert main(["validate", str(root), "--strict"]) == 0

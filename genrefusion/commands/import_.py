@@ -77,6 +77,9 @@ def run(args) -> int:
         raise ConfigError("--genres: empty list")
     if args.report:
         check_writable_target(args.report, "the import report")
+        if Path(args.report).is_dir():  # found after the import, it left the dataset written and the rerun refused
+            raise ConfigError(f"--report {args.report}: is a folder; name a file "
+                              f"(e.g. {Path(args.report) / 'report.json'})")
     src = Path(args.src)
     images = getattr(args, "images", None)
     sources = [src, images]
