@@ -355,6 +355,20 @@ def test_bad_csv_inputs_one_line_errors(tmp_path, capsys):
     assert _titles(tmp_path / "latin")["1"]["plot"] == "café"
 
 
+
+def test_utf16_csv_is_read_and_a_bad_byte_is_located_by_line(tmp_path, capsys):
+    rows = "id\tplot\tgenres\n1\tcafé au lait\tDrama\n"
+    for enc in ("utf-16", "utf-16-be"):  # Excel's "Unicode text" export: UTF-16 with a BOM
+        src = tmp_path / f"{enc}.tsv"
+        src.write_bytes(("\ufeff" + rows).encode(enc))
+        assert main(["import", "csv", str(src), "--out", str(tmp_path / enc)]) == 0
+        assert _titles(tmp_path / enc)["1"]["plot"] == "café au lait"
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("id,plot,genres\n1,plain,Drama\n2,caf\xe9,Drama\n".encode("latin-1"))
+    capsys.readouterr()
+    assert main(["import", "csv", str(latin), "--out", str(tmp_path / "latin")]) == 2
+    assert "latin.csv: line 3: not valid utf-8 (byte 34)" in capsys.readouterr().err
+
 # -- messy real-world sources -------------------------------------------------------------------
 def _jsonl_file(path: Path, records) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -46,7 +46,7 @@ def add_arguments(p):
     c.add_argument("--sep", help="field separator (default: sniffed; use '\\t' for TSV)")
     c.add_argument("--genre-columns", choices=("auto", "wide", "none"), default="auto",
                    help="wide: one 0/1 column per genre (auto-detected when there is no genres column)")
-    c.add_argument("--encoding", default="utf-8-sig", help="file encoding (default utf-8)")
+    c.add_argument("--encoding", default="utf-8-sig", help="file encoding (default utf-8; UTF-16 with a BOM is recognised)")
     _common(c)
 
     j = sub.add_parser("jsonl", help="JSON-lines file with a field map",

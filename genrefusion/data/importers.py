@@ -11,6 +11,7 @@ corrupt or unsafe poster drops the poster only (the title is kept with its plot)
 """
 from __future__ import annotations
 
+import codecs
 import contextlib
 import csv
 import difflib
@@ -544,10 +545,15 @@ def _decode(path: Path, encoding: str) -> str:
         raise BadInput(f"{path}: file not found") from None
     except OSError as err:
         raise BadInput(f"{path}: cannot read ({err.strerror})") from None
+    utf8 = encoding.lower().replace("_", "-") in ("utf-8-sig", "utf-8", "utf8")
+    if utf8 and data[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):  # never UTF-8: Excel's "Unicode text"
+        encoding = "utf-16"
     try:
         return data.decode(encoding)
     except UnicodeDecodeError as err:
-        raise BadInput(f"{path}: not valid {encoding} at byte {err.start}; pass --encoding (e.g. cp1252)") from None
+        line = data.count(b"\n", 0, err.start) + 1
+        raise BadInput(f"{path}: line {line}: not valid {'utf-8' if utf8 else encoding} (byte {err.start}); "
+                       "pass --encoding (e.g. cp1252)") from None
     except LookupError:
         raise ConfigError(f"--encoding: unknown encoding {encoding!r}") from None
 
