@@ -369,6 +369,21 @@ def test_utf16_csv_is_read_and_a_bad_byte_is_located_by_line(tmp_path, capsys):
     assert main(["import", "csv", str(latin), "--out", str(tmp_path / "latin")]) == 2
     assert "latin.csv: line 3: not valid utf-8 (byte 34)" in capsys.readouterr().err
 
+
+def test_an_unbalanced_quote_is_refused_not_read_as_one_title(tmp_path, capsys):
+    src = tmp_path / "q.csv"
+    for tail, end in (('q3,Horror,"fog"\nq4,Drama,fine\n', 4), ("q3,Horror,fog\n", 4)):  # closed later / never
+        src.write_text('id,genres,plot\nq1,Drama,"A plot with no closing quote\nq2,Comedy,ok\n' + tail, encoding="utf-8")
+        assert main(["import", "csv", str(src), "--out", str(tmp_path / "out")]) == 2  # was: rc 0, q2 and q3 lost
+        err = capsys.readouterr().err
+        _assert_clean_errors(err, 1)
+        assert "q.csv: line 2: unbalanced quote" in err and f"lines 2-{end} would be read as one title" in err
+        assert not (tmp_path / "out").exists()
+    src.write_text('id,genres,plot\nq1,Drama,"a plot\non two lines"\nq2,Comedy,"and\nthis, too"\n', encoding="utf-8")
+    assert main(["import", "csv", str(src), "--out", str(tmp_path / "ok")]) == 0  # closed quotes spanning lines
+    assert _titles(tmp_path / "ok")["q2"]["plot"] == "and\nthis, too"
+
+
 # -- messy real-world sources -------------------------------------------------------------------
 def _jsonl_file(path: Path, records) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -654,6 +654,16 @@ def _csv_columns(path: Path, header: list[str], columns: dict[str, str] | None, 
     return cols, wide
 
 
+def _misquoted(row_text: str, delim: str) -> bool:
+    """Whether one CSV row spanning several lines breaks the quoting rules: a lenient reader took the lines after
+    an unclosed quote into one field, where a strict one stops."""
+    try:
+        next(csv.reader(io.StringIO(row_text, newline=""), delimiter=delim, strict=True), None)
+    except csv.Error:
+        return True
+    return False
+
+
 def read_csv(path: str | os.PathLike, *, images: str | os.PathLike | None = None, columns: dict[str, str] | None = None,
              sep: str | None = None, genre_columns: str = "auto", encoding: str = "utf-8-sig",
              id_prefix: str | None = None, require_genres: bool = True) -> tuple[Iterator[RawTitle], dict]:
@@ -691,10 +701,17 @@ def read_csv(path: str | os.PathLike, *, images: str | os.PathLike | None = None
         return v or None
 
     def gen() -> Iterator[RawTitle]:
-        n = 0
+        n, start, lines = 0, reader.line_num + 1, None
         try:
             for row in reader:
+                first, start = start, reader.line_num + 1  # the row's lines: first .. reader.line_num
                 where = f"row {reader.line_num}"
+                if reader.line_num > first:  # a quoted field spans lines: a plot, or a quote left open?
+                    lines = lines or io.StringIO(text, newline="").readlines()
+                    if _misquoted("".join(lines[first - 1:reader.line_num]), delim):
+                        raise DatasetError(f"{path}: line {first}: unbalanced quote: a quoted field opened in this "
+                                           f"row does not end properly, so lines {first}-{reader.line_num} would be "
+                                           "read as one title; fix the quote")
                 if not any(c.strip() for c in row):
                     continue
                 n += 1  # data rows only: <name>-<n> ids do not shift with blank lines
