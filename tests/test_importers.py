@@ -384,6 +384,14 @@ def test_an_unbalanced_quote_is_refused_not_read_as_one_title(tmp_path, capsys):
     assert _titles(tmp_path / "ok")["q2"]["plot"] == "and\nthis, too"
 
 
+def test_a_duplicate_id_names_the_row_it_was_imported_from(tmp_path, capsys):
+    src = tmp_path / "d.csv"
+    src.write_text("id,genres,plot\nm1,Drama,first\nm2,Drama,other\nm1,Comedy,second\n", encoding="utf-8")
+    assert main(["import", "csv", str(src), "--out", str(tmp_path / "out")]) == 0
+    assert "dropped m1: duplicate-id: row 4: id already imported from row 2" in capsys.readouterr().out
+    assert _titles(tmp_path / "out")["m1"]["plot"] == "first"
+
+
 # -- messy real-world sources -------------------------------------------------------------------
 def _jsonl_file(path: Path, records) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -367,7 +367,7 @@ def _check_vocab(vocab: list[str], seen: set[str]) -> None:
 def _keep(raws: Iterable[RawTitle], vocab: list[str] | None, rep: ImportReport) -> list[RawTitle]:
     """The records to import: an id (once), a genre (in ``vocab`` if given); the others go to ``rep.dropped``."""
     kept: list[RawTitle] = []
-    seen: set[str] = set()
+    seen: dict[str, str] = {}  # id -> where its imported copy is
     genres_seen: set[str] = set()
     vocab_set = set(vocab) if vocab else None
     for r in raws:
@@ -379,7 +379,7 @@ def _keep(raws: Iterable[RawTitle], vocab: list[str] | None, rep: ImportReport) 
             rep.dropped.append(Problem(r.where, "missing-id", "no id (and no IMDb id) in this record"))
             continue
         if r.id in seen:
-            rep.dropped.append(Problem(r.id, "duplicate-id", f"id already imported ({r.where})"))
+            rep.dropped.append(Problem(r.id, "duplicate-id", f"{r.where}: id already imported from {seen[r.id]}"))
             continue
         gs = [g for g in r.genres if g]
         if vocab_set is not None:
@@ -397,7 +397,7 @@ def _keep(raws: Iterable[RawTitle], vocab: list[str] | None, rep: ImportReport) 
         if isinstance(r.plot, dict):  # {"en": ..., "fr": ...}: not ours to pick one
             r.plot_note = Problem(r.id, "bad-plot", "plot is a JSON object, not text; dropped")
         r.plot = clean_text(r.plot)
-        seen.add(r.id)
+        seen[r.id] = r.where
         kept.append(r)
     if vocab:
         _check_vocab(vocab, genres_seen)
