@@ -148,6 +148,14 @@ def test_cli_json_naming_a_folder_is_refused_before_validating(tiny_dataset, tmp
                                             f"(e.g. {tmp_path / 'report.json'})"]
 
 
+def test_cli_bad_line_names_its_line_once(tmp_path, capsys, write_raw_dataset):
+    lines = ['{"genres": ["Drama"], "plot": "no id"}\n', '{"id": "x", "genres": 5, "plot": "p"}\n']
+    root = write_raw_dataset(tmp_path / "d", [_rec("ok")], genres=VOCAB, lines=lines)
+    assert main(["validate", str(root)]) == 0
+    assert capsys.readouterr().err.splitlines() == [  # was "line 2: bad-line: line 2: missing field 'id'"
+        "line 2: bad-line: missing field 'id'", "line 3: bad-line: id=x: field 'genres' must be a list of strings"]
+
+
 def test_cli_clean_dataset_strict_exit_0(tiny_dataset, capsys):
     root = tiny_dataset(n=12, posters=0.5)
     assert main(["validate", str(root), "--strict"]) == 0

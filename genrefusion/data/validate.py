@@ -134,8 +134,8 @@ def _parse_line(raw: bytes, lineno: int) -> tuple[Title | None, Problem | None]:
         return None, Problem(f"line {lineno}", "bad-line", f"malformed JSON ({err.msg})")
     try:
         t = Title.from_dict(d, f"line {lineno}")
-    except DatasetError as err:
-        return None, Problem(f"line {lineno}", "bad-line", str(err))
+    except DatasetError as err:  # its message starts with the line, which the problem's id already names
+        return None, Problem(f"line {lineno}", "bad-line", str(err).removeprefix(f"line {lineno}").lstrip(": "))
     # bad bytes anywhere but the plot make the record itself untrustworthy
     for name in ("id", "title", "imdb_id", "poster", "source"):
         v = getattr(t, name)
