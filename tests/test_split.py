@@ -138,6 +138,19 @@ def test_cli_writes_keeps_and_forces(tiny_dataset, capsys):
     assert json.loads((root / "split.json").read_text())["seed"] == 2
 
 
+def test_cli_warns_when_the_kept_split_leaves_titles_out(tiny_dataset, capsys):
+    root = tiny_dataset(n=10)
+    ids = [t.id for t in Dataset(root).titles()]
+    (root / "split.json").write_text(json.dumps({"train": ids[:6], "dev": ids[6:8], "test": []}))  # MM-IMDb's form
+    assert main(["split", str(root)]) == 0
+    cap = capsys.readouterr()
+    assert "(no seed or fractions: an imported split)" in cap.out and "dev: [" not in cap.out  # was "dev: [...]"
+    assert cap.err == f"warning: {root / 'split.json'} places 8 of the 10 titles; training skips the other 2 " \
+                      "(--force makes a new split)\n"
+    assert main(["split", str(root), "--force"]) == 0
+    assert capsys.readouterr().err == ""
+
+
 def test_cli_refuses_shipped_folder(shipped, tmp_path, capsys):
     target = shipped / "imdb_top250"
     assert main(["split", str(target)]) == 2

@@ -17,6 +17,7 @@ def add_arguments(p):
 
 
 def run(args) -> int:
+    import sys
     from pathlib import Path
 
     from ..data.dataset import SPLIT, open_datasets
@@ -42,7 +43,14 @@ def run(args) -> int:
         split = make_split(datasets, dev=args.dev, test=args.test, seed=args.seed)
         split.save(out)
         print(f"split written to {out}")
-    print(f"datasets: {', '.join(ds.name for ds in datasets)}  seed: {split.seed}  "
-          f"dev: {split.dev}  test: {split.test}")
-    print(format_counts(split.counts(datasets)))
+    made = "  ".join(f"{k}: {v}" for k, v in (("seed", split.seed), ("dev", split.dev), ("test", split.test))
+                     if isinstance(v, (int, float)))  # an imported split (MM-IMDb's) has none of them
+    print(f"datasets: {', '.join(ds.name for ds in datasets)}  {made or '(no seed or fractions: an imported split)'}")
+    counts = split.counts(datasets)
+    print(format_counts(counts))
+    total = sum(len(ds) for ds in datasets)
+    placed = sum(c.get("titles", 0) for c in counts.values())
+    if placed < total:  # a split of other ids (an older import, another dataset) would be kept silently
+        print(f"warning: {out} places {placed} of the {total} titles; training skips the other {total - placed} "
+              "(--force makes a new split)", file=sys.stderr)
     return 0
