@@ -14,8 +14,14 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    from ..batch import merge_shards
+    from pathlib import Path
 
+    from ..batch import merge_shards
+    from ..errors import BadInput
+
+    for s in args.shards:  # else reported as its manifest missing, as if the shard were there
+        if not Path(s).is_file():
+            raise BadInput(f"{s}: shard output not found" + (" (a folder)" if Path(s).is_dir() else ""))
     info = merge_shards(args.shards, args.out)
     print(f"merged {info['shards']} shards into {args.out}: {info['rows']} rows ({info['errors']} failed titles)")
     return 0
