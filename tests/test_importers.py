@@ -392,6 +392,15 @@ def test_a_duplicate_id_names_the_row_it_was_imported_from(tmp_path, capsys):
     assert _titles(tmp_path / "out")["m1"]["plot"] == "first"
 
 
+def test_a_sep_of_several_characters_is_one_line_error(tmp_path, capsys):
+    src = tmp_path / "a.csv"
+    src.write_text("id||plot||genres\n1||x||Drama\n", encoding="utf-8")
+    assert main(["import", "csv", str(src), "--out", str(tmp_path / "out"), "--sep", "||"]) == 2  # was a TypeError
+    err = capsys.readouterr().err
+    _assert_clean_errors(err, 1)
+    assert "--sep: must be one character (or '\\t' for a tab), got '||'" in err
+
+
 # -- messy real-world sources -------------------------------------------------------------------
 def _jsonl_file(path: Path, records) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -593,7 +593,10 @@ def sniff_delimiter(text: str, sep: str | None = None) -> str:
     """The CSV delimiter: ``sep`` when given, else csv.Sniffer on the head of the file, checked
     against the header (genre cells full of ``|`` or ``;`` can fool the sniffer)."""
     if sep:
-        return {"\\t": "\t", "tab": "\t", "TAB": "\t"}.get(sep, sep)
+        d = {"\\t": "\t", "tab": "\t", "TAB": "\t"}.get(sep, sep)
+        if len(d) != 1 or d in "\"\r\n":
+            raise ConfigError(f"--sep: must be one character (or '\\t' for a tab), got {sep!r}")
+        return d
     head = text[:64 * 1024]
     first = head.splitlines()[0] if head else ""
     candidates = []
