@@ -1,4 +1,5 @@
-"""REST API: /predict, /predict/batch, /explain, /health, /model; limits; 200 malformed requests through uvicorn."""
+"""REST API: /predict, /predict/batch, /explain, /health, /model; limits; 200 malformed requests through uvicorn;
+non-UTF-8 text and repeated form fields; one log entry per bug; the Host check."""
 from __future__ import annotations
 
 import base64
@@ -447,3 +448,191 @@ def test_explain_bad_input_is_one_json_line(client, kw, status, needle):
     assert r.status_code == status, r.text
     body = r.json()
     assert needle in body["error"] and body["status"] == status and "\n" not in body["error"]
+
+
+# -- what starlette's parsers would misread without a word: 422 naming the field ----------------------------
+def multipart(*parts: tuple[str, bytes, str | None], boundary: str = "xyz") -> dict:
+    """httpx kwargs for a hand-made multipart body: (name, bytes, filename or None for a text field) parts."""
+    body = b"".join(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"'.encode()
+                    + (f'; filename="{fn}"'.encode() if fn is not None else b"") + b"\r\n\r\n" + data + b"\r\n"
+                    for name, data, fn in parts) + f"--{boundary}--\r\n".encode()
+    return {"content": body, "headers": {"content-type": f"multipart/form-data; boundary={boundary}"}}
+
+
+@pytest.mark.parametrize("path", ["/predict", "/explain"])
+def test_form_text_that_is_not_utf8_is_refused_not_read_as_latin1(client, path):
+    r = client.post(path, **multipart(("plot", "Une comédie".encode("latin-1"), None)))
+    assert r.status_code == 422 and r.json() == {"error": "plot: not UTF-8 text (byte 7); send form text as UTF-8",
+                                                 "status": 422}
+    r = client.post(path, content=b"plot=Une+com%E9die", headers={"content-type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 422 and r.json()["error"].startswith("plot: not UTF-8 text")
+    assert client.post(path, **multipart(("plot", "Une comédie".encode(), None))).status_code == 200  # UTF-8 is fine
+
+
+def test_raw_utf8_in_a_urlencoded_form_is_read_as_utf8(client):
+    # curl -d 'plot=Une comédie' sends the bytes unescaped; starlette read them as latin-1 ("comÃ©die")
+    r = client.post("/explain", content="plot=Une comédie&overlays=false".encode(),
+                    headers={"content-type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 200 and r.json()["plot"]["text"] == "Une comédie"
+
+
+def test_a_batch_that_is_not_utf8_names_the_title(client):
+    body = '[{"plot": "ok"}, {"id": "b", "plot": "Une comédie"}]'.encode("latin-1")
+    for query in ("", "?partial=true"):  # not JSON text at all (RFC 8259: UTF-8), so partial cannot keep the rest
+        r = client.post("/predict/batch" + query, content=body, headers={"content-type": "application/json"})
+        assert r.status_code == 422 and r.json()["error"] == ("titles[1].plot: not UTF-8 text (byte 45 of the body); "
+                                                              "send the JSON as UTF-8"), r.text
+    r = client.post("/predict/batch", content=b'[{"plot": "ok"}]\xff', headers={"content-type": "application/json"})
+    assert r.status_code == 422 and r.json()["error"] == "body: not UTF-8 text (byte 16); send the JSON as UTF-8"
+    utf16 = '[{"plot": "Une comédie"}]'.encode("utf-16")  # a JSON encoding json.loads detects is still read
+    assert client.post("/predict/batch", content=utf16, headers={"content-type": "application/json"}).status_code == 200
+
+
+@pytest.mark.parametrize("path, kw, field", [
+    ("/predict", multipart(("plot", b"one", None), ("plot", b"two", None)), "plot"),
+    ("/predict", multipart(("poster", jpeg_bytes(), "a.jpg"), ("poster", jpeg_bytes(), "b.jpg")), "poster"),
+    ("/explain", multipart(("plot", b"a plot", None), ("top_k", b"1", None), ("top_k", b"2", None)), "top_k"),
+    ("/predict", {"data": {"plot": ["one", "two"]}}, "plot"),  # urlencoded
+])
+def test_a_repeated_form_field_is_refused_not_last_one_wins(client, path, kw, field):
+    r = client.post(path, **kw)
+    assert r.status_code == 422 and r.json() == {
+        "error": f"{field}: sent 2 times; send it once (several titles: POST /predict/batch)", "status": 422}
+
+
+def test_an_unknown_field_may_repeat_as_it_is_ignored(client):
+    r = client.post("/predict", **multipart(("plot", b"a plot", None), ("note", b"x", None), ("note", b"\xff", None)))
+    assert r.status_code == 200, r.text
+
+
+def test_the_checked_form_fields_are_the_documented_ones(client):
+    from genrefusion.serve.app import FORM_FIELDS, FORM_LISTS
+
+    spec = client.get("/openapi.json").json()
+    for path, fields in FORM_FIELDS.items():
+        ref = spec["paths"][path]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]["$ref"]
+        props = spec["components"]["schemas"][ref.rsplit("/", 1)[-1]]["properties"]
+        assert set(props) == fields, path
+        assert {k for k, v in props.items() if v.get("type") == "array"} == FORM_LISTS & fields, path
+
+
+def test_explain_still_takes_repeated_genres(client, app):
+    g = list(app.state.classifier.genres_[:2])
+    for kw in ({"data": {"plot": PLOT, "genre": g, "overlays": "false"}},
+               multipart(("plot", PLOT.encode(), None), *[("genre", x.encode(), None) for x in g])):
+        r = client.post("/explain", **kw)
+        assert r.status_code == 200 and [e["genre"] for e in r.json()["genres"]] == g, r.text
+
+
+# -- a bug: one JSON line to the client, one log entry ----------------------------------------------------------
+def test_a_bug_is_logged_once_with_the_request_line(app, monkeypatch):
+    import logging
+
+    import httpx
+
+    from genrefusion.serve.app import create_app
+    from genrefusion.serve.server import BackgroundServer
+
+    def boom(*a, **kw):
+        raise RuntimeError("kaboom")
+
+    class Records(logging.Handler):
+        def __init__(self):
+            super().__init__(logging.DEBUG)
+            self.records = []
+
+        def emit(self, record):
+            self.records.append(record)
+
+    monkeypatch.setattr(app.state.classifier, "predict_one", boom)
+    seen = Records()
+    srv = BackgroundServer(create_app(app.state.classifier))
+    # uvicorn's error logger (where "Exception in ASGI application" went) and ours, once uvicorn has set them up
+    loggers = [logging.getLogger(n) for n in ("uvicorn.error", "genrefusion.serve")]
+    for lg in loggers:
+        lg.addHandler(seen)
+    try:
+        with srv, httpx.Client(base_url=srv.url, timeout=60) as http:
+            r = http.post("/predict", data={"plot": PLOT})
+            assert r.status_code == 500
+            assert r.json() == {"error": "internal error (RuntimeError); see the server log", "status": 500}
+            assert http.get("/health").status_code == 200
+    finally:
+        for lg in loggers:
+            lg.removeHandler(seen)
+    errors = [x for x in seen.records if x.levelno >= logging.ERROR]
+    assert [x.getMessage() for x in errors] == ["internal error on POST /predict: RuntimeError: kaboom"], \
+        [x.getMessage() for x in errors]
+    assert errors[0].exc_info is not None  # with its traceback
+
+
+# -- the Host check (DNS rebinding) -------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def local_only(app):
+    from genrefusion.serve.app import create_app
+    from genrefusion.serve.auth import default_hosts
+
+    return create_app(app.state.classifier, allowed_hosts=default_hosts("127.0.0.1"))
+
+
+@pytest.mark.parametrize("host", ["localhost:8000", "LOCALHOST", "127.0.0.1:8000", "[::1]:8000", "[::1]"])
+def test_a_loopback_server_answers_its_own_names(local_only, host):
+    c = TestClient(local_only)
+    assert c.get("/health", headers={"host": host}).status_code == 200
+    assert c.post("/predict", data={"plot": PLOT}, headers={"host": host}).status_code == 200
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:8000", "localhost.evil.example", "127.0.0.2",
+                                  "testserver"])
+def test_another_host_gets_a_one_line_400(local_only, host):
+    c = TestClient(local_only)
+    for r in (c.get("/health", headers={"host": host}), c.post("/predict", data={"plot": PLOT}, headers={"host": host})):
+        assert r.status_code == 400 and r.json() == {
+            "error": f"Host {host!r} is not a name this server answers to (start it with --allowed-host NAME to "
+                     "allow one)", "status": 400}
+
+
+def test_the_host_check_runs_before_the_key(app):
+    from genrefusion.serve.app import create_app
+
+    c = TestClient(create_app(app.state.classifier, api_key=API_KEY, allowed_hosts=["genres.example"]),
+                   base_url="http://genres.example")
+    assert c.get("/model", headers={"X-API-Key": API_KEY}).status_code == 200
+    assert c.get("/model", headers={"host": "evil.example"}).status_code == 400  # no key either: the Host speaks first
+    assert c.get("/model").status_code == 401
+
+
+def test_default_hosts():
+    from genrefusion.errors import ConfigError
+    from genrefusion.serve.auth import default_hosts, host_pattern
+
+    assert default_hosts("127.0.0.1") == ["localhost", "127.0.0.1", "[::1]"]
+    assert default_hosts("::1") == ["localhost", "127.0.0.1", "[::1]"]
+    assert default_hosts("127.0.1.1", name="my-laptop") == ["localhost", "127.0.0.1", "[::1]", "127.0.1.1", "my-laptop"]
+    assert default_hosts("0.0.0.0") is None and default_hosts("192.168.1.5") is None  # others reach it by any name
+    assert default_hosts("0.0.0.0", ["Genres.Example", "::1", "*.example.org"]) == ["genres.example", "[::1]",
+                                                                                  "*.example.org"]
+    assert default_hosts("127.0.0.1", ["*"]) == ["*"]
+    for bad in ("localhost:8000", "[::1]:8000", "", "example.com/x"):
+        with pytest.raises(ConfigError, match="without a port"):
+            host_pattern(bad)
+
+
+def test_serve_cli_checks_the_host(tiny_run, monkeypatch):
+    """The CLI wires the default (loopback: this machine's names) and --allowed-host into the app it runs."""
+    import uvicorn
+
+    from genrefusion.cli import main
+
+    served = []
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets: served.append((self.config.app, sockets)))
+    monkeypatch.delenv("GENREFUSION_API_KEY", raising=False)
+    for argv, ok, refused in [([], "localhost:1234", "evil.example"),
+                              (["--allowed-host", "genres.example"], "genres.example", "localhost")]:
+        assert main(["serve", str(tiny_run), "--port", "0", "--no-warmup", *argv]) == 0
+        srv_app, sockets = served.pop()
+        for s in sockets:
+            s.close()
+        c = TestClient(srv_app)
+        assert c.get("/health", headers={"host": ok}).status_code == 200
+        assert c.get("/health", headers={"host": refused}).status_code == 400

@@ -18,7 +18,10 @@
 
 Limits: poster <= 10 MB and <= 40 MP (decompression bombs refused), plot <= 20,000 characters, batch <= 64
 titles, request bodies capped before parsing. Every input problem is a 4xx ``{"error": "...", "status": N}``
-naming the field; inference runs in the threadpool so the event loop keeps answering ``/health``.
+naming the field (form text or a batch that is not UTF-8, or a form field sent twice: 422, never read as latin-1
+or the last one kept); inference runs in the threadpool so the event loop keeps answering ``/health``. With
+``allowed_hosts``, a request with another ``Host`` gets a 400 (``auth.HostGuard``). A bug gets a one-line 500
+and is logged once, with the request line.
 """
 from __future__ import annotations
 
@@ -27,9 +30,13 @@ import binascii
 import json
 import logging
 import os
+import re
+from collections import Counter
+from collections.abc import Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import unquote_plus, unquote_to_bytes
 
 from fastapi import FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
@@ -39,10 +46,15 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+try:
+    from python_multipart.multipart import MultipartParser, parse_options_header
+except ImportError:  # python-multipart < 0.0.13 (the serve extra allows 0.0.9)
+    from multipart.multipart import MultipartParser, parse_options_header
+
 from ..data.images import MAX_BYTES, MAX_PIXELS, load_image
 from ..errors import BadInput, BundleError, GenreFusionError
 from ..predict import PLOT_MAX_CHARS
-from .auth import ApiKeyGuard, check_key, document_security
+from .auth import ApiKeyGuard, HostGuard, check_key, document_security, send_error
 from .contract import refine_openapi
 
 log = logging.getLogger("genrefusion.serve")
@@ -55,6 +67,12 @@ MAX_PREDICT_BODY = MAX_BYTES + 4 * PLOT_MAX_CHARS + 64 * 1024  # plot may be 4 U
 MAX_BATCH_BODY = 64 * 1024 * 1024  # 64 titles of ~1 MB posters; larger batches: split them or use the CLI
 PARTIAL_HINT = "add ?partial=true to get an error field for it and the other titles' genres"
 DRAIN_CAP = 1 << 30  # past this an oversized body is not read to the end: the connection is dropped
+BATCH_PATH = "/predict/batch"
+# the form routes' fields, as their signatures below declare them; of these only /explain's genre list may repeat
+# (a test holds them to the OpenAPI document). Unknown fields are ignored, as FastAPI ignores them.
+FORM_FIELDS = {"/predict": frozenset({"poster", "plot", "top_k", "threshold"})}
+FORM_FIELDS["/explain"] = FORM_FIELDS["/predict"] | {"genre", "top_words", "overlays"}
+FORM_LISTS = frozenset({"genre"})
 
 
 class TooLarge(BadInput):
@@ -183,25 +201,163 @@ class BodyLimit:
         if size > limit or (declared is not None and declared > limit):
             return await _send_json(send, 413, f"request body too large ({max(size, declared or 0) / 1e6:.1f} MB "
                                                f"> {limit / 1e6:.1f} MB for {scope['path']})")
+        return await self.app(scope, _replay(b"".join(body), receive), send)
+
+
+def _replay(data: bytes, receive):
+    """``receive`` for the app after a middleware that read the body: the body, whole, then the real messages."""
+    sent = False
+
+    async def replay():
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": data, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+async def _send_json(send, status: int, msg: str, close: bool = True) -> None:
+    await send_error(send, status, msg, [(b"connection", b"close")] if close else [])
+
+
+class StrictBody:
+    """ASGI middleware: a 422 naming the field for a body starlette's parsers would misread without a word: form
+    text that is not UTF-8 (read as latin-1), a form field sent twice (the last one would win), a batch that is not
+    UTF-8 (a bare "error parsing the body"). Raw non-ASCII bytes in a urlencoded form (``curl -d 'plot=café'``)
+    are percent-encoded first, so they are read as UTF-8 (WHATWG) rather than as latin-1. Goes inside
+    ``BodyLimit``, which has capped and read the body."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        path = scope.get("path", "").rstrip("/") or "/"
+        if scope["type"] != "http" or scope["method"] != "POST" or (path not in FORM_FIELDS and path != BATCH_PATH):
+            return await self.app(scope, receive, send)
+        body, more = [], True
+        while more:
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                return
+            body.append(msg.get("body", b""))
+            more = msg.get("more_body", False)
         data = b"".join(body)
-        sent = False
+        kind, params = parse_options_header(next((v for k, v in scope["headers"] if k == b"content-type"), b""))
+        if path == BATCH_PATH:
+            problem = _batch_not_utf8(data) if kind in (b"", b"application/json") or kind.endswith(b"+json") else None
+        elif kind == b"multipart/form-data" and params.get(b"boundary"):
+            problem = _form_problem(_multipart_fields(params[b"boundary"], data), FORM_FIELDS[path])
+        elif kind == b"application/x-www-form-urlencoded":
+            data = re.sub(rb"[\x80-\xff]", lambda m: b"%%%02X" % m[0][0], data)
+            problem = _form_problem([(unquote_plus(k.decode("latin-1")), unquote_to_bytes(v.replace(b"+", b" ")))
+                                     for k, _, v in (f.partition(b"=") for f in data.split(b"&") if f)],
+                                    FORM_FIELDS[path])
+        else:
+            problem = None
+        if problem:
+            return await _send_json(send, 422, problem, close=False)
+        return await self.app(scope, _replay(data, receive), send)
 
-        async def replay():
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": data, "more_body": False}
-            return await receive()
 
-        return await self.app(scope, replay, send)
+def _form_problem(fields: list[tuple[str, bytes | None]], known: frozenset) -> str | None:
+    """The first known field whose text is not UTF-8, else the first sent twice that is not a list; or None."""
+    fields = [(name, value) for name, value in fields if name in known]
+    for name, value in fields:
+        try:
+            (value or b"").decode("utf-8")  # None: a file, whose bytes are the poster decoder's business
+        except UnicodeDecodeError as err:
+            return f"{name}: not UTF-8 text (byte {err.start}); send form text as UTF-8"
+    for name, n in Counter(name for name, _ in fields).items():
+        if n > 1 and name not in FORM_LISTS:
+            return f"{name}: sent {n} times; send it once (several titles: POST {BATCH_PATH})"
+    return None
 
 
-async def _send_json(send, status: int, msg: str) -> None:
-    body = json.dumps({"error": msg, "status": status}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
-    await send({"type": "http.response.body", "body": body})
+class _Parts:
+    """python-multipart callbacks collecting each part as (name, bytes; None for a file), as starlette reads it."""
+
+    def __init__(self):
+        self.fields, self.header, self.value, self.options, self.data = [], b"", b"", {}, bytearray()
+
+    def on_header_field(self, data, start, end):
+        self.header += data[start:end]
+
+    def on_header_value(self, data, start, end):
+        self.value += data[start:end]
+
+    def on_header_end(self):
+        if self.header.lower() == b"content-disposition":
+            self.options = parse_options_header(self.value)[1]
+        self.header = self.value = b""
+
+    def on_part_data(self, data, start, end):
+        if b"filename" not in self.options:  # a file's bytes are not needed
+            self.data += data[start:end]
+
+    def on_part_end(self):
+        self.fields.append((self.options.get(b"name", b"").decode("utf-8", "replace"),
+                            None if b"filename" in self.options else bytes(self.data)))
+        self.options, self.data = {}, bytearray()
+
+
+def _multipart_fields(boundary: bytes, body: bytes) -> list[tuple[str, bytes | None]]:
+    parts = _Parts()
+    parser = MultipartParser(boundary, {k: getattr(parts, k) for k in dir(parts) if k.startswith("on_")})
+    try:
+        parser.write(body)
+        parser.finalize()
+    except ValueError:  # malformed: the parts before the fault (starlette's parser refuses the body itself)
+        pass
+    return parts.fields
+
+
+def _batch_not_utf8(body: bytes) -> str | None:
+    """Which title's field a batch body's undecodable bytes are in (FastAPI answers a bare 400 for them)."""
+    try:
+        if not body.isascii():
+            body.decode(json.detect_encoding(body), "surrogatepass")  # as json.loads reads bytes
+        return None
+    except UnicodeDecodeError as err:
+        where = "body"
+        try:  # the bad bytes as lone surrogates: the title field holding them
+            titles = json.loads(body.decode("utf-8", "surrogateescape"))
+            where = next(f"titles[{i}].{k}" for i, t in enumerate(titles) if isinstance(t, dict)
+                         for k, v in t.items() if isinstance(v, str) and re.search("[\udc80-\udcff]", v))
+        except (ValueError, TypeError, StopIteration):
+            pass
+        at = f"byte {err.start}" + (" of the body" if where != "body" else "")
+        return f"{where}: not UTF-8 text ({at}); send the JSON as UTF-8"
+
+
+class CatchBugs:
+    """ASGI middleware: an exception no handler answered (a bug, not bad input) is logged once, here, with the
+    request line, and gets a one-line 500 JSON. Starlette's own 500 handler re-raises it for the server, so
+    uvicorn logged the same traceback a second time. Once the response has started it is re-raised unlogged:
+    uvicorn logs it and drops the connection."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def watch(msg):
+            nonlocal started
+            started = started or msg["type"] == "http.response.start"
+            await send(msg)
+
+        try:
+            await self.app(scope, receive, watch)
+        except Exception as err:
+            if started:
+                raise
+            log.exception("internal error on %s %s: %s", scope["method"], scope["path"],
+                          _one_line(f"{type(err).__name__}: {err}"))
+            await _send_json(send, 500, f"internal error ({type(err).__name__}); see the server log", close=False)
 
 
 def _check_plot(plot: str | None, name: str) -> str | None:
@@ -254,11 +410,14 @@ def _b64(s: str, name: str) -> bytes:
 
 
 def create_app(run_dir_or_classifier, *, warmup: bool = False, max_batch: int = MAX_BATCH,
-               max_batch_body: int = MAX_BATCH_BODY, api_key: str | None = None) -> FastAPI:
+               max_batch_body: int = MAX_BATCH_BODY, api_key: str | None = None,
+               allowed_hosts: Iterable[str] | None = None) -> FastAPI:
     """The FastAPI app for a run dir / bundle path or a loaded ``GenreClassifier``.
 
     ``warmup``: build the encoders and run one prediction at startup, so the first request is not slow.
-    ``api_key``: require it on every request but /health, the web page and the docs (``serve/auth.py``)."""
+    ``api_key``: require it on every request but /health, the web page and the docs (``serve/auth.py``).
+    ``allowed_hosts``: the Host names served (``*.example.com``, ``*``; any port); others get a 400. None: no
+    check (``serve`` computes its default with ``auth.default_hosts``)."""
     from ..predict import GenreClassifier
 
     if isinstance(run_dir_or_classifier, GenreClassifier):
@@ -284,10 +443,15 @@ def create_app(run_dir_or_classifier, *, warmup: bool = False, max_batch: int = 
                   description="Multi-label movie/TV genre prediction from a poster and a plot summary.",
                   lifespan=lifespan)
     app.state.classifier = clf
+    # each one added runs before those added earlier
+    app.add_middleware(StrictBody)
     app.add_middleware(BodyLimit, limits={"/predict": MAX_PREDICT_BODY, "/explain": MAX_PREDICT_BODY,
                                           "/predict/batch": max_batch_body}, default=64 * 1024)
-    if api_key is not None:  # added last, so it runs first: a request without the key is refused unbuffered
+    if api_key is not None:  # a request without the key is refused unbuffered
         app.add_middleware(ApiKeyGuard, key=check_key(api_key), drain=DRAIN_CAP)
+    if allowed_hosts is not None:  # a DNS-rebinding page's request is refused before the key is even looked at
+        app.add_middleware(HostGuard, hosts=list(allowed_hosts), drain=DRAIN_CAP)
+    app.add_middleware(CatchBugs)
     _document(app, max_batch, api_key is not None, genres)
 
     # -- errors: every input problem is a one-line 4xx JSON ---------------------------------------------------
@@ -323,11 +487,6 @@ def create_app(run_dir_or_classifier, *, warmup: bool = False, max_batch: int = 
         # keep the exception's headers: a 405 must say which methods are allowed (RFC 9110 Allow)
         return JSONResponse({"error": _one_line(err.detail), "status": err.status_code},
                             status_code=err.status_code, headers=err.headers)
-
-    @app.exception_handler(Exception)
-    async def _bug(request: Request, err: Exception):  # a bug, not bad input: logged, and still one JSON line
-        log.exception("internal error on %s %s", request.method, request.url.path)
-        return _error(500, f"internal error ({type(err).__name__}); see the server log")
 
     # -- routes --------------------------------------------------------------------------------------------------
     @app.get("/health", tags=["service"])

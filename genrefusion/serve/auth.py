@@ -7,11 +7,18 @@ the API docs) must carry it, in ``X-API-Key: KEY`` or ``Authorization: Bearer KE
 comparison takes the same time wherever the given key differs (``hmac.compare_digest``). The guard runs before
 the body is read: a refused request's body is read to its end and discarded (never stored), up to ``drain``
 bytes, past which the 401 closes the connection.
+
+The ``Host`` header is checked too (``HostGuard``): a page on another site can make a browser resolve its own
+name to 127.0.0.1 (DNS rebinding) and read the answers of a server with no key, but it cannot make the browser
+send a Host other than its own name. ``serve`` allows localhost, 127.0.0.1, [::1] and the bind address when
+bound to a loopback address, and any host otherwise, unless ``--allowed-host`` names them (``default_hosts``).
 """
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
+from collections.abc import Iterable
 
 from ..errors import ConfigError
 
@@ -79,13 +86,76 @@ class ApiKeyGuard:
         if read is None:
             return
         why = "missing API key" if not given else "wrong API key"
-        body = json.dumps({"error": f"{why}: send it in the {HEADER} header (or Authorization: Bearer KEY)",
-                           "status": 401}).encode()
-        await send({"type": "http.response.start", "status": 401,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                                (b"www-authenticate", b'Bearer realm="genrefusion"')]
-                               + ([] if read else [(b"connection", b"close")])})
-        await send({"type": "http.response.body", "body": body})
+        await send_error(send, 401, f"{why}: send it in the {HEADER} header (or Authorization: Bearer KEY)",
+                         [(b"www-authenticate", b'Bearer realm="genrefusion"')]
+                         + ([] if read else [(b"connection", b"close")]))
+
+
+def host_name(value: str) -> str:
+    """The host of a Host header value, lower-cased and without its port (an IPv6 literal keeps its brackets)."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        return value[:value.find("]") + 1] or value
+    return value.rsplit(":", 1)[0]
+
+
+def host_pattern(name: str) -> str:
+    """An allowed host as the Host header carries it (lower case, IPv6 in brackets), or ConfigError. ``*`` allows
+    any host, ``*.example.com`` its subdomains."""
+    name = name.strip().lower()
+    try:
+        name = f"[{ipaddress.IPv6Address(name.strip('[]'))}]"  # ::1, [::1] and 0::1 are the same host
+    except ValueError:
+        pass
+    if not name or host_name(name) != name or "/" in name:
+        raise ConfigError(f"allowed host {name!r}: give a host name or address without a port or path "
+                          "(any port is allowed)")
+    return name
+
+
+def default_hosts(bound: str, given: Iterable[str] = (), name: str | None = None) -> list[str] | None:
+    """The hosts ``serve`` answers to: ``given`` (--allowed-host) if any; else, listening on the loopback address
+    ``bound`` (given as --host ``name``), this machine's names for itself, the address and the name; else None:
+    any host (others reach it by names we cannot know; --allowed-host narrows it)."""
+    if given:
+        return list(dict.fromkeys(host_pattern(h) for h in given))
+    if not ipaddress.ip_address(bound).is_loopback:
+        return None
+    return list(dict.fromkeys(host_pattern(h) for h in ("localhost", "127.0.0.1", "::1", bound, name or bound)))
+
+
+class HostGuard:
+    """ASGI middleware: a request whose Host header is not an allowed host gets a one-line 400 JSON error, before
+    anything else reads it (so it goes outside ``ApiKeyGuard``); its body is drained as there."""
+
+    def __init__(self, app, hosts: Iterable[str], drain: int = 1 << 30):
+        self.app, self.hosts, self.drain = app, [host_pattern(h) for h in hosts], drain
+        self.any = "*" in self.hosts
+
+    def allowed(self, host: str) -> bool:
+        return any(host == h or (h.startswith("*.") and host.endswith(h[1:])) for h in self.hosts)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or self.any:
+            return await self.app(scope, receive, send)
+        given = [v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"host"]
+        if len(given) == 1 and self.allowed(host_name(given[0])):
+            return await self.app(scope, receive, send)
+        read = await discard_body(receive, self.drain)
+        if read is None:
+            return
+        why = (f"Host {given[0][:100]!r} is not a name this server answers to (start it with --allowed-host NAME "
+               "to allow one)" if len(given) == 1 else f"{len(given) or 'no'} Host headers (one is required)")
+        await send_error(send, 400, why, [] if read else [(b"connection", b"close")])
+
+
+async def send_error(send, status: int, msg: str, headers: Iterable = ()) -> None:
+    """Answer with the API's one-line JSON error (from an ASGI middleware)."""
+    body = json.dumps({"error": msg, "status": status}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            *headers]})
+    await send({"type": "http.response.body", "body": body})
 
 
 def document_security(spec: dict) -> None:
