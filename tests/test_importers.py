@@ -579,6 +579,15 @@ def test_jsonl_quirks(tmp_path, capsys):
     assert dropped[0]["id"] == "d1" and "plot is a JSON object" in dropped[0]["message"]
 
 
+def test_a_file_without_one_json_object_is_one_error_not_a_drop_per_line(tmp_path, capsys):
+    src = tmp_path / "titles.csv"
+    src.write_text("id,plot,genres\n" + "".join(f"{i},plot,Drama\n" for i in range(50)), encoding="utf-8")
+    assert main(["import", "jsonl", str(src), "--out", str(tmp_path / "out")]) == 2  # was 51 "dropped" lines, rc 1
+    cap = capsys.readouterr()
+    _assert_clean_errors(cap.err, 1)
+    assert "titles.csv: not JSON lines: none of its 51 lines is a JSON object" in cap.err and cap.out == ""
+
+
 def test_json_array_is_named_and_nothing_is_left_behind(tmp_path, capsys):
     recs = [{"id": "x1", "plot": "p", "genres": ["Drama"]}, {"id": "x2", "plot": "q", "genres": ["Comedy"]}]
     for name, text, what in (("a.json", json.dumps(recs, indent=2), "a JSON array"),

@@ -808,12 +808,14 @@ def read_jsonl(path: str | os.PathLike, *, field_map: dict[str, str] | None = No
                 return d[k]
         return None
 
+    n_lines = 0  # non-blank lines
     with open(path, "rb") as fh:
         first = True
         for lineno, raw in enumerate(fh, 1):
             where = f"line {lineno}"
             if not raw.strip():
                 continue
+            n_lines += 1
             head, first = first and raw.decode("utf-8-sig", "replace").strip(), False
             if head and (head[0] == "[" or head == "{"):  # no JSON-lines file starts so: say what it is
                 kind, jq = ("a JSON array", "'.[]'") if head[0] == "[" else ("pretty-printed JSON", ".")
@@ -844,6 +846,8 @@ def read_jsonl(path: str | os.PathLike, *, field_map: dict[str, str] | None = No
             yield RawTitle(where, tid, genres=parse_genre_cell(value(d, "genres")), plot=value(d, "plot"),
                            title=clean_text(value(d, "title"), True), imdb_id=imdb, year=parse_year(value(d, "year")),
                            kind=parse_kind(value(d, "kind")), poster=poster, poster_note=note, source_id=raw_id)
+    if n_lines and not keys:  # the wrong file (a CSV?), not n bad records: one line, not one per line
+        raise DatasetError(f"{path}: not JSON lines: none of its {n_lines} lines is a JSON object")
     missing = [f for f in fmap if f not in found]
     if keys and missing:  # a typo in --map would otherwise drop the field from every title silently
         f = missing[0]
