@@ -275,12 +275,17 @@ class GenreClassifier:
         used = used_inputs(poster, plot)
         check_reads(self.model_name_, used)
         s = self.predict_proba([{"poster": poster, "plot": plot}])[0]
+        return {"genres": self.decide(s, top_k, threshold, [used])[0], **self.shown_result(s, used, threshold)}
+
+    def shown_result(self, scores, used, threshold: float | None = None) -> dict:
+        """``{"scores", "thresholds", "used", "threshold_set"}`` of one title's scores as every output shows them:
+        ``thresholds`` is what the decision compared them with (the set for ``used``, or ``threshold`` for every
+        genre), each figure rounded as ``shown_figures`` says."""
         thr, set_name = self.thresholds_for(used)
-        if threshold is not None:  # the override is what the decision compared the scores with
+        if threshold is not None:
             thr = np.full(len(self.genres_), float(threshold))
-        scores, thresholds = shown_figures(self.genres_, s, thr)
-        return {"genres": self.decide(s, top_k, threshold, [used])[0], "scores": scores, "thresholds": thresholds,
-                "used": used, "threshold_set": set_name}
+        shown, shown_thr = shown_figures(self.genres_, scores, thr)
+        return {"scores": shown, "thresholds": shown_thr, "used": used, "threshold_set": set_name}
 
     def rounded_thresholds(self) -> dict[str, float]:
         """``{genre: threshold}`` of the pooled set as every output shows them (4 decimals)."""

@@ -107,6 +107,21 @@ def test_batch_matches_predict_proba(client, app):
         assert x["threshold_set"] == clf.thresholds_for(x["used"])[1]
 
 
+@pytest.mark.parametrize("query", ["", "?threshold=0.3&top_k=2"])
+def test_a_batch_result_shows_what_predict_shows(client, app, query):
+    """Each result's scores and thresholds are /predict's figures for that title: the thresholds its decision used
+    (the override, when given), a score never printed equal to its threshold."""
+    clf = app.state.classifier
+    poster = jpeg_bytes(color=(90, 30, 160))
+    body = [{"plot": PLOT, "poster_base64": base64.b64encode(poster).decode()}, {"plot": PLOT}]
+    r = client.post("/predict/batch" + query, json=body)
+    assert r.status_code == 200, r.text
+    kw = {"threshold": 0.3, "top_k": 2} if query else {}
+    for got, title in zip(r.json()["results"], [{"poster": poster, "plot": PLOT}, {"plot": PLOT}]):
+        del got["index"], got["id"], got["error"]
+        assert got == clf.predict_one(**title, **kw)
+
+
 def test_batch_keeps_each_poster_as_the_backbones_small_input(client, app, monkeypatch):
     import torch
     from PIL import Image

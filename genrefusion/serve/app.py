@@ -7,8 +7,8 @@
                          -> per genre: score with both inputs / poster only / plot only, word weights, a
                             poster-cell grid and a PNG overlay (genrefusion.explain documents the shapes)
     POST /predict/batch  JSON list (<= 64) of {"plot", "poster_base64", "id"?}
-                         -> {"genres", "thresholds", "threshold_sets", "results": [{"index", "id", "genres", "scores", "used",
-                            "threshold_set", "error"}]}
+                         -> {"genres", "thresholds", "threshold_sets", "results": [{"index", "id", "genres", "scores",
+                            "thresholds", "used", "threshold_set", "error"}]} (a result's figures as /predict's)
                          A bad title rejects the whole request (4xx naming ``titles[i]``) unless ``?partial=true``,
                          which returns 200 with that title's ``error`` set instead.
     GET  /health         liveness + which model is loaded
@@ -100,6 +100,8 @@ class BatchResult(BaseModel):
     id: str | None = None
     genres: list[str] | None = None
     scores: dict[str, float] | None = None
+    thresholds: dict[str, float] | None = Field(None, description="what the decision compared the scores with: "
+                                                "the title's threshold set, or the request's threshold")
     used: list[str] | None = None
     threshold_set: str | None = None
     error: str | None = None
@@ -595,7 +597,7 @@ def _run_batch(clf, titles: list[BatchTitle], partial: bool, top_k, threshold, g
     import numpy as np
 
     from ..batch import BatchItem, Prepared, infer_block
-    from ..decision import decide, per_genre, used_inputs
+    from ..decision import used_inputs
 
     block: list[Prepared] = []
     for i, t in enumerate(titles):
@@ -627,10 +629,8 @@ def _run_batch(clf, titles: list[BatchTitle], partial: bool, top_k, threshold, g
             r["error"] = p.item.error or "no prediction"
         else:
             s = np.asarray(s, np.float64)
-            thr, set_name = clf.thresholds_for(p.used)  # the set tuned on dev titles with this title's inputs
-            r.update(genres=decide(s, genres, thr, top_k, threshold),
-                     scores=per_genre(genres, s, by_value=True),
-                     used=p.used, threshold_set=set_name)
+            # the threshold set tuned on dev titles with this title's inputs, as /predict
+            r.update(genres=clf.decide(s, top_k, threshold, [p.used])[0], **clf.shown_result(s, p.used, threshold))
         results.append(r)
     return {"genres": genres, "thresholds": thresholds, "threshold_sets": clf.rounded_threshold_sets(),
             "results": results}
