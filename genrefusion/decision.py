@@ -41,6 +41,20 @@ def per_genre(genres: Sequence[str], values, decimals: int = 4, by_value: bool =
     return {g: round(float(v), decimals) for g, v in pairs}
 
 
+def shown_figures(genres, scores, thresholds, decimals: int = 4) -> tuple[dict[str, float], dict[str, float]]:
+    """``({genre: score} highest first, {genre: threshold})`` rounded to ``decimals`` places, or to as many more as
+    tell a genre's score from its threshold (full precision if none do): a score printed equal to its threshold
+    would contradict a decision that went the other way (0.4970 not picked at a threshold of 0.4970)."""
+    def places(s: float, t: float) -> int | None:
+        return decimals if s == t else next((d for d in range(decimals, 18) if round(s, d) != round(t, d)), None)
+
+    digits = [places(float(s), float(t)) for s, t in zip(scores, thresholds)]
+    shown = [[float(v) if d is None else round(float(v), d) for v in (s, t)]
+             for s, t, d in zip(scores, thresholds, digits)]
+    order = np.argsort(-np.asarray(scores, float), kind="stable")  # as decide orders the genres
+    return {genres[j]: shown[j][0] for j in order}, {g: t for g, (_, t) in zip(genres, shown)}
+
+
 def used_inputs(poster, plot) -> list[str]:
     """The inputs a prediction was made from (None: absent)."""
     return (["poster"] if poster is not None else []) + (["plot"] if plot is not None else [])

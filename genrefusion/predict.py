@@ -25,7 +25,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from .decision import check_overrides, decide, per_genre, used_inputs
+from .decision import check_overrides, decide, per_genre, shown_figures, used_inputs
 from .errors import BadInput, BundleError, GenreFusionError
 from .io import atomic_dir, read_json
 
@@ -54,20 +54,6 @@ def _title_parts(t: Any, i: int) -> tuple[Any, str | None]:
     if isinstance(poster, str) and not poster:
         poster = None
     return poster, plot
-
-
-def shown_figures(genres, scores, thresholds, decimals: int = 4) -> tuple[dict[str, float], dict[str, float]]:
-    """``({genre: score} highest first, {genre: threshold})`` rounded to ``decimals`` places, or to as many more as
-    tell a genre's score from its threshold (full precision if none do): a score printed equal to its threshold
-    would contradict a decision that went the other way (0.4970 not picked at a threshold of 0.4970)."""
-    def places(s: float, t: float) -> int | None:
-        return decimals if s == t else next((d for d in range(decimals, 18) if round(s, d) != round(t, d)), None)
-
-    digits = [places(float(s), float(t)) for s, t in zip(scores, thresholds)]
-    shown = [[float(v) if d is None else round(float(v), d) for v in (s, t)]
-             for s, t, d in zip(scores, thresholds, digits)]
-    order = np.argsort(-np.asarray(scores, float), kind="stable")  # as decide orders the genres
-    return {genres[j]: shown[j][0] for j in order}, {g: t for g, (_, t) in zip(genres, shown)}
 
 
 class GenreClassifier:

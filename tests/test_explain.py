@@ -142,6 +142,18 @@ def test_shapes_and_agreement_with_predict(clf, titles):
         assert len(g["top_words"]) <= 5 and all(t["weight"] > 0 for t in g["top_words"])
 
 
+def test_a_close_call_is_not_shown_equal_to_its_threshold(clf, titles, monkeypatch):
+    """A score a hair under its threshold (not predicted) gets the digits that show it under, as predict's does."""
+    _, plot = titles[0]
+    s = clf.predict_proba([{"plot": plot}])[0]
+    real = GenreClassifier.thresholds_for
+    T = s + np.where(np.arange(len(s)) % 2, 1e-7, -1e-7)  # odd genres just missed, even ones just made
+    monkeypatch.setattr(GenreClassifier, "thresholds_for", lambda self, used: (T, real(self, used)[1]))
+    e = clf.explain(plot=plot, genres=list(clf.genres_[:4]), overlays=False)
+    for g in e["genres"]:
+        assert (g["score"] >= g["threshold"]) == g["predicted"] == (clf.genres_.index(g["genre"]) % 2 == 0), g
+
+
 def test_word_weights_are_the_occlusion_effect(clf, titles):
     """A word's weight is exactly the log-odds fall predict gives when that word is deleted."""
     path, plot = titles[1]

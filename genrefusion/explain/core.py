@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..decision import check_overrides, decide, used_inputs
+from ..decision import check_overrides, decide, shown_figures, used_inputs
 from ..errors import BadInput
 from .units import WORD_BUDGET, plot_units, remove_spans
 
@@ -253,12 +253,13 @@ def _assemble(clf, p, logits, probs, where, predicted, chosen, top_words, overla
     unit_w = logits[0][None, :] - logits[where["units"]] if has_txt else None   # [U, G]
     cell_w = logits[0][None, :] - logits[where["cells"]] if has_img else None   # [h*w, G]
     out_genres = []
+    score, shown_thr = shown_figures(clf.genres_, probs[0], thr)  # never a score shown equal to its threshold
     for g in chosen:
         j = clf.genres_.index(g)
-        e = {"genre": g, "score": _r(probs[0, j]),
+        e = {"genre": g, "score": score[g],
              "poster_only": _r(probs[1, j]) if has_img and has_txt else (_r(probs[0, j]) if has_img else None),
              "plot_only": _r(probs[2, j]) if has_img and has_txt else (_r(probs[0, j]) if has_txt else None),
-             "no_input": _r(probs[3, j]), "threshold": _r(thr[j]), "predicted": g in predicted,
+             "no_input": _r(probs[3, j]), "threshold": shown_thr[g], "predicted": g in predicted,
              "word_weights": None, "top_words": [], "poster_grid": None, "overlay_png": None}
         if has_txt:
             w = unit_w[:, j]
