@@ -85,6 +85,8 @@ def test_page_predicts_and_draws_bars(server, browser, shipped, width, height, n
             fill: li.querySelector('.fill').getBoundingClientRect().width,
             track: li.querySelector('.track').getBoundingClientRect().width,
             tick: parseFloat(li.querySelector('.tick').style.left)}))""")
+        labels = page.eval_on_selector_all("#bars li.bar", "els => els.map(li => li.getAttribute('aria-label'))")
+        live = page.evaluate("[...document.querySelectorAll('[aria-live]')].map(e => e.id)")
         chips = page.eval_on_selector_all("#summary .chip", "els => els.map(e => e.textContent)")
         # the page says which threshold set decided (the one tuned on dev titles with these inputs)
         chosen = page.eval_on_selector("#summary .threshold-set", "e => [e.dataset.set, e.textContent]")
@@ -100,6 +102,13 @@ def test_page_predicts_and_draws_bars(server, browser, shipped, width, height, n
     assert [b["score"] for b in bars] == list(want["scores"].values())
     assert [b["genre"] for b in bars if b["on"]] == [g for g in want["scores"] if g in want["genres"]]
     assert sorted(chips) == sorted(want["genres"])
+    # a screen reader hears each genre's decision and threshold, and a new answer as its summary only (not the
+    # whole chart and "Why?" view, which a live region around the results card read out on every change)
+    for b, label in zip(bars, labels):
+        assert label.startswith(f"Why {b['genre']}? probability ")
+        assert (", predicted" in label) == b["on"] and (", not predicted" in label) == (not b["on"])
+        assert "threshold" in label
+    assert "summary" in live and "results" not in live
     assert chosen[0] == want["threshold_set"] and "thresholds" in chosen[1]
     for b in bars:
         assert b["tick"] == pytest.approx(want["thresholds"][b["genre"]] * 100, abs=0.06)
@@ -107,9 +116,10 @@ def test_page_predicts_and_draws_bars(server, browser, shipped, width, height, n
     assert overflow <= 0, f"page scrolls sideways at {width}px ({overflow}px too wide)"
 
 
-def test_page_shows_api_errors(server, browser, tmp_path):
+def test_page_shows_api_errors(server, browser, shipped, tmp_path):
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"\xff\xd8\xff\xe0 definitely not a jpeg")
+    _, plot = _shipped_title(shipped, 2)
     ctx = browser.new_context(viewport={"width": 1024, "height": 700})
     page = ctx.new_page()
     try:
@@ -117,13 +127,44 @@ def test_page_shows_api_errors(server, browser, tmp_path):
         page.click("#predict")  # nothing chosen: refused in the page
         page.wait_for_selector("#error:not([hidden])")
         assert "poster" in page.inner_text("#error").lower()
+        page.fill("#plot", plot)
+        page.keyboard.press("Control+Enter")  # from the plot box, without leaving the keyboard
+        page.wait_for_selector("#bars li.bar", timeout=30_000)
+        assert page.is_hidden("#error") and page.input_value("#plot") == plot  # no new line typed
         page.set_input_files("#poster", str(bad))
         page.click("#predict")
         page.wait_for_function("document.querySelector('#error').textContent.includes('broken.jpg')",
                                timeout=15_000)
+        # the previous title's genres are gone: no chart answers inputs it was not computed from
         assert page.eval_on_selector_all("#bars li", "els => els.length") == 0
+        assert page.is_hidden("#summary") and page.is_hidden("#legend") and page.is_visible("#placeholder")
+        # and the page still works after the error
+        page.click("#clear-poster")
+        page.click("#predict")
+        page.wait_for_selector("#bars li.bar", timeout=30_000)
+        assert page.is_hidden("#error")
     finally:
         ctx.close()
+
+
+def test_a_refused_poster_leaves_no_poster_on_screen(server, browser, shipped, tmp_path):
+    poster, _ = _shipped_title(shipped, 3)
+    big = tmp_path / "huge.jpg"
+    big.write_bytes(b"\xff\xd8\xff" + bytes(11 * 1024 * 1024))  # over the 10 MB limit: refused in the page
+    ctx, page, errors = _open_page(browser, 1024, 700)
+    try:
+        page.goto(server.url + "/")
+        page.wait_for_selector("#metrics table", timeout=15_000)
+        page.set_input_files("#poster", str(poster))
+        page.wait_for_selector("#preview:not([hidden])")
+        page.set_input_files("#poster", str(big))
+        page.wait_for_selector("#error:not([hidden])")
+        assert "huge.jpg" in page.inner_text("#error") and "10 MB" in page.inner_text("#error")
+        # the earlier poster is not shown as if it were still chosen (Predict would not send it)
+        assert page.is_hidden("#preview") and page.is_hidden("#poster-meta") and page.is_visible("#drop-text")
+    finally:
+        ctx.close()
+    assert not errors, errors
 
 
 @pytest.mark.parametrize("width, height, name", [(1280, 860, "desktop"), (390, 844, "phone")])
@@ -193,8 +234,16 @@ def test_why_view_explains_a_genre(server, browser, shipped, width, height, name
     import httpx
 
     poster, plot = _shipped_title(shipped, 1)
+
+    def own_sets(route):  # poster-only and plot-only thresholds unlike the both-inputs ones (the tiny run's agree)
+        resp = route.fetch()
+        info = resp.json()
+        info["threshold_sets"].update({k: {g: v for g in info["genres"]} for k, v in (("poster", 0.25), ("plot", 0.75))})
+        route.fulfill(response=resp, json=info)
+
     ctx, page, errors = _open_page(browser, width, height)
     try:
+        page.route("**/model", own_sets)
         page.goto(server.url + "/")
         page.set_input_files("#poster", str(poster))
         page.fill("#plot", plot)
@@ -203,12 +252,17 @@ def test_why_view_explains_a_genre(server, browser, shipped, width, height, name
         assert page.is_hidden("#why")
         genre = page.eval_on_selector("#bars li.bar:nth-child(2)", "li => li.dataset.genre")
         page.click("#bars li.bar:nth-child(2)")
+        # the view opens under the whole chart: it is scrolled into sight, not left below the fold
+        page.wait_for_function("(() => { const r = document.querySelector('#why').getBoundingClientRect();"
+                               " return r.top >= 0 && r.top < window.innerHeight * 0.75; })()", timeout=10_000)
         page.wait_for_selector("#why-plot span.w", timeout=60_000)
         page.wait_for_function("document.querySelector('#why-overlay').naturalWidth > 0", timeout=10_000)
         page.wait_for_function("document.getAnimations().length === 0")  # bar transitions finished
         title = page.inner_text("#why-title")
         rows = page.eval_on_selector_all("#why-scores li", "els => els.map(li => [li.dataset.genre, "
                                                            "Number(li.dataset.score)])")
+        ticks = page.eval_on_selector_all("#why-scores li", "els => els.map(li => li.querySelector('.tick') ? "
+                                                            "parseFloat(li.querySelector('.tick').style.left) : null)")
         words = page.eval_on_selector_all("#why-plot span.w", "els => els.map(s => [s.textContent, "
                                                                "Number(s.dataset.weight)])")
         picked = page.eval_on_selector_all("#bars li.picked", "els => els.map(li => li.dataset.genre)")
@@ -216,8 +270,11 @@ def test_why_view_explains_a_genre(server, browser, shipped, width, height, name
         page.locator("#why").scroll_into_view_if_needed()
         page.screenshot(path=str(ARTIFACTS / f"web-why-{name}.png"), full_page=True)
         overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
-        # the keyboard reaches the view too: another genre with Enter
-        page.focus("#bars li.bar:nth-child(1)")
+        # the keyboard reaches the view too: Tab from Predict to the first genre, with a visible focus ring
+        page.focus("#predict")
+        page.keyboard.press("Tab")
+        ring = page.evaluate("(() => { const a = document.activeElement, s = getComputedStyle(a);"
+                             " return [a.dataset.genre || a.id, s.outlineStyle, parseFloat(s.outlineWidth)]; })()")
         page.keyboard.press("Enter")
         first = page.eval_on_selector("#bars li.bar:nth-child(1)", "li => li.dataset.genre")
         page.wait_for_function(f"document.querySelector('#why-title').textContent.startsWith('Why {first}?')",
@@ -230,6 +287,10 @@ def test_why_view_explains_a_genre(server, browser, shipped, width, height, name
         want = httpx.post(server.url + "/explain", files={"poster": (poster.name, fh, "image/jpeg")},
                           data={"plot": plot, "genre": genre}, timeout=120).json()
     g = want["genres"][0]
+    assert ring[0] == first and ring[1] != "none" and ring[2] >= 2, ring
+    # poster only / plot only are ticked at the thresholds tuned for that input alone; "neither" has none
+    assert ticks[:3] == pytest.approx([g["threshold"] * 100, 25, 75], abs=0.06)
+    assert ticks[3] is None
     assert title.startswith(f"Why {genre}?") and picked == [genre]
     assert rows == [["poster + plot", g["score"]], ["poster only", g["poster_only"]], ["plot only", g["plot_only"]],
                     ["neither", g["no_input"]]]
@@ -237,3 +298,31 @@ def test_why_view_explains_a_genre(server, browser, shipped, width, height, name
     assert [w for w, _ in words] == [text[s:e] for s, e in want["plot"]["words"]]
     assert [v for _, v in words] == pytest.approx(g["word_weights"])
     assert overflow <= 0, f"page scrolls sideways at {width}px ({overflow}px too wide)"
+
+
+def test_why_view_shortens_a_long_phrase(server, browser, shipped):
+    """A long plot is weighed by phrases of up to half the plot: the "raised it most" list shows a phrase's first
+    words (all of it on hover), not hundreds of words. The /explain answer is the server's, its phrase lengthened."""
+    _, plot = _shipped_title(shipped, 5)
+    phrase = " ".join(f"word{i}" for i in range(300))
+
+    def lengthen(route):
+        resp = route.fetch()
+        data = resp.json()
+        data["genres"][0]["top_words"] = [{"text": phrase, "weight": 1.5}]
+        route.fulfill(response=resp, json=data)
+
+    ctx, page, errors = _open_page(browser, 1024, 700)
+    try:
+        page.route("**/explain", lengthen)
+        page.goto(server.url + "/")
+        page.fill("#plot", plot)
+        page.click("#predict")
+        page.wait_for_selector("#bars li.bar", timeout=30_000)
+        page.click("#bars li.bar:nth-child(1)")
+        page.wait_for_selector("#why-top span.up", timeout=60_000)
+        shown = page.eval_on_selector("#why-top span.up", "s => [s.textContent, s.title]")
+    finally:
+        ctx.close()
+    assert not errors, errors
+    assert shown[0] == " ".join(phrase.split()[:12]) + " \u2026" and shown[1] == phrase

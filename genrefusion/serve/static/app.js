@@ -10,6 +10,7 @@
   let poster = null;    // the chosen File (input or drop)
   let previewUrl = null;
   let limits = { poster_bytes: 10 * 1024 * 1024, plot_chars: 20000 };
+  let thresholdSets = {}, pooledThresholds = null;  // from GET /model, for the "Why?" view's rows by input
   let shown = null;     // the inputs of the prediction on screen, and its explanations by genre
   const KEY_STORE = "genrefusion-api-key";
 
@@ -68,12 +69,13 @@
     if (previewUrl) URL.revokeObjectURL(previewUrl);
     previewUrl = null;
     poster = null;
+    // the previous poster goes first: a refused file must not leave it on screen while none is sent
+    preview.hidden = true;
+    preview.removeAttribute("src");
+    dropText.hidden = false;
+    drop.classList.remove("has-image");
+    $("poster-meta").hidden = true;
     if (!file) {
-      preview.hidden = true;
-      preview.removeAttribute("src");
-      dropText.hidden = false;
-      drop.classList.remove("has-image");
-      $("poster-meta").hidden = true;
       fileInput.value = "";
       return;
     }
@@ -89,7 +91,8 @@
     preview.hidden = false;
     dropText.hidden = true;
     drop.classList.add("has-image");
-    $("poster-name").textContent = `${file.name} (${(file.size / 1024).toFixed(0)} KB)`;
+    $("poster-name").textContent = `${file.name} (` +
+      (file.size < 1024 ? `${file.size} bytes)` : `${(file.size / 1024).toFixed(0)} KB)`);
     $("poster-meta").hidden = false;
   }
 
@@ -118,6 +121,30 @@
   plot.addEventListener("input", () => {
     $("plot-count").textContent = plot.value.length.toLocaleString("en");
   });
+  // Enter writes a new line in the plot; Ctrl+Enter (Cmd+Enter) predicts
+  plot.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) {
+      e.preventDefault();
+      if (!button.disabled) form.requestSubmit();
+    }
+  });
+
+  // brings a result below the fold (the phone layout, the "Why?" view under the chart) into sight
+  function reveal(node) {
+    const top = node.getBoundingClientRect().top;
+    if (top < 0 || top > window.innerHeight * 0.7) node.scrollIntoView({ block: "start", behavior: "smooth" });
+  }
+
+  // the chart on screen is always the answer to the last Predict: an error takes the previous one away
+  function clearResults() {
+    shown = null;
+    summary.replaceChildren();
+    summary.hidden = true;
+    bars.replaceChildren();
+    legend.hidden = true;
+    $("why").hidden = true;
+    placeholder.hidden = false;
+  }
 
   // -- predict ----------------------------------------------------------------------------------------
   form.addEventListener("submit", async (e) => {
@@ -125,6 +152,7 @@
     showError("");
     const text = plot.value.trim();
     if (!poster && !text) {
+      clearResults();
       showError("Choose a poster, paste a plot, or both.");
       return;
     }
@@ -138,12 +166,15 @@
       let data = null;
       try { data = await res.json(); } catch (_) { /* not JSON: reported below */ }
       if (!res.ok) {
+        clearResults();
         showError((data && data.error) || `The server answered ${res.status}.`);
         return;
       }
       shown = { poster, text, why: new Map() };
       render(data);
+      reveal($("results"));
     } catch (err) {
+      clearResults();
       showError(`Could not reach the server (${err.message}).`);
     } finally {
       button.disabled = false;
@@ -180,11 +211,14 @@
     bars.classList.add("clickable");
     $("why").hidden = true;
     for (const [genre, p] of rows) {
-      const li = bar(genre, p, data.thresholds[genre], predicted.has(genre));
+      const thr = data.thresholds[genre];
+      const li = bar(genre, p, thr, predicted.has(genre));
       li.title += " (click: why?)";
       li.tabIndex = 0;
       li.setAttribute("role", "button");
-      li.setAttribute("aria-label", `Why ${genre}? probability ${pct(p)}`);
+      li.setAttribute("aria-label", `Why ${genre}? probability ${pct(p)}, ` +
+        (predicted.has(genre) ? "predicted" : "not predicted") +
+        (thr > 1 ? ", never predicted from these inputs" : `, threshold ${pct(thr)}`));
       li.addEventListener("click", () => explainGenre(genre));
       li.addEventListener("keydown", (e) => {
         if (e.key === "Enter" || e.key === " ") { e.preventDefault(); explainGenre(genre); }
@@ -192,6 +226,7 @@
       bars.appendChild(li);
     }
     legend.hidden = false;
+    $("legend-never").hidden = !Object.values(data.thresholds).some((t) => t > 1);
   }
 
   // one bar row: name, track with the probability filled and the threshold ticked, percentage
@@ -199,15 +234,16 @@
     const li = el("li", on ? "bar on" : "bar");
     li.dataset.genre = label;
     li.dataset.score = String(p);
-    // a threshold above 1: never predicted from these inputs (no dev title with them labels the genre)
+    // a threshold above 1: never predicted from these inputs (no dev title with them labels the genre);
+    // none (null): a row with no threshold (the "Why?" view's "neither")
     const never = thr > 1;
-    li.title = `${label}: probability ${p.toFixed(3)}, ` +
-      (never ? "never predicted from these inputs (no dev title with them labels it)" : `threshold ${thr.toFixed(3)}`);
+    li.title = `${label}: probability ${p.toFixed(3)}` + (thr == null ? "" : ", " +
+      (never ? "never predicted from these inputs (no dev title with them labels it)" : `threshold ${thr.toFixed(3)}`));
     const track = el("span", "track");
     const fill = el("span", "fill");
     fill.style.width = "0%";
     track.append(fill);
-    if (!never) {
+    if (thr != null && !never) {
       const tick = el("span", "tick");
       tick.style.left = `${(thr * 100).toFixed(1)}%`;
       track.append(tick);
@@ -224,6 +260,7 @@
     bars.querySelectorAll(".bar").forEach((li) => li.classList.toggle("picked", li.dataset.genre === genre));
     view.hidden = false;
     $("why-title").textContent = `Why ${genre}?`;
+    reveal(view);
     const current = shown;
     let data = current.why.get(genre);
     if (!data) {
@@ -261,12 +298,20 @@
     $("why-title").textContent = `Why ${g.genre}? ` + (g.predicted ? "(predicted)" : "(not predicted)");
     const scores = $("why-scores");
     scores.replaceChildren();
+    // each input's row against the thresholds predicting from it alone would use (its own set, else the pooled
+    // one); the first row is the decision on screen, with its threshold; "neither" predicts no genre
+    const both = data.used.length === 2;
+    const alone = (set) => {
+      const thr = both && (thresholdSets[set] || pooledThresholds);
+      return thr && thr[g.genre] !== undefined ? thr[g.genre] : g.threshold;
+    };
     const rows = [];
-    if (data.used.length === 2) rows.push(["poster + plot", g.score]);
-    if (g.poster_only !== null) rows.push(["poster only", g.poster_only]);
-    if (g.plot_only !== null) rows.push(["plot only", g.plot_only]);
-    rows.push(["neither", g.no_input]);
-    rows.forEach(([label, p], i) => scores.appendChild(bar(label, p, g.threshold, i === 0 && p >= g.threshold)));
+    if (both) rows.push(["poster + plot", g.score, g.threshold]);
+    if (g.poster_only !== null) rows.push(["poster only", g.poster_only, alone("poster")]);
+    if (g.plot_only !== null) rows.push(["plot only", g.plot_only, alone("plot")]);
+    rows.push(["neither", g.no_input, null]);
+    rows.forEach(([label, p, thr], i) =>
+      scores.appendChild(bar(label, p, thr, i === 0 ? g.predicted : thr != null && p >= thr)));
 
     const fig = $("why-poster");
     fig.hidden = !g.overlay_png;
@@ -296,7 +341,11 @@
     if (g.top_words.length) {
       top.append("Raised it most: ");
       g.top_words.forEach((t, i) => {
-        top.appendChild(el("span", "up", t.text));
+        // a long plot's unit is a phrase (up to half the plot): its first words stand for it, all of it on hover
+        const words = t.text.split(/\s+/);
+        const span = el("span", "up", words.length > 12 ? `${words.slice(0, 12).join(" ")} …` : t.text);
+        span.title = t.text;
+        top.appendChild(span);
         top.append(` (+${t.weight.toPrecision(2)})` + (i < g.top_words.length - 1 ? ", " : ""));
       });
     } else {
@@ -317,6 +366,8 @@
       if (!res.ok) throw new Error(`HTTP ${res.status}`);
       const info = await res.json();
       if (info.limits) limits = info.limits;
+      thresholdSets = info.threshold_sets || {};
+      pooledThresholds = info.thresholds || null;
       plot.maxLength = limits.plot_chars;
       const enc = info.encoders || {};
       $("model-line").textContent = `Model: ${info.model} (${info.fusion || "single"}) · ` +
