@@ -156,6 +156,15 @@ def test_cli_bad_line_names_its_line_once(tmp_path, capsys, write_raw_dataset):
         "line 2: bad-line: missing field 'id'", "line 3: bad-line: id=x: field 'genres' must be a list of strings"]
 
 
+def test_dataset_bad_line_names_its_line_once(tmp_path, write_raw_dataset):
+    # Dataset.problems (what collect imdb-tsv reports) as validate shows them since d92df90
+    root = write_raw_dataset(tmp_path / "d", [_rec("ok")], genres=VOCAB, lines=['{"genres": ["Drama"]}\n'])
+    ds = Dataset(root)
+    assert [t.id for t in ds.titles()] == ["ok"]
+    # was "line 2: bad-line: titles.jsonl line 2: missing field 'id'"
+    assert [str(p) for p in ds.problems] == ["line 2: bad-line: missing field 'id'"]
+
+
 def test_cli_clean_dataset_strict_exit_0(tiny_dataset, capsys):
     root = tiny_dataset(n=12, posters=0.5)
     assert main(["validate", str(root), "--strict"]) == 0

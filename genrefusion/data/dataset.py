@@ -98,9 +98,10 @@ class Dataset:
         """Stream titles; malformed lines go to ``problems`` (line number + reason) and are skipped."""
         for lineno, raw in title_lines(self.titles_path):
             try:
-                t = parse_title(raw, f"{TITLES} line {lineno}")
-            except DatasetError as err:
-                self._report(problems, f"line {lineno}", "bad-line", str(err))
+                t = parse_title(raw, f"line {lineno}")
+            except DatasetError as err:  # its message starts with the line, which the problem's id already names
+                self._report(problems, f"line {lineno}", "bad-line",
+                             str(err).removeprefix(f"line {lineno}").lstrip(": "))
                 continue
             yield t
 
