@@ -32,7 +32,7 @@ def _f(default, *, min=None, max=None, exclusive_min=False, **kw):
 @dataclass
 class DataConfig:
     dev: float = _f(0.1, min=0.0, max=0.5, exclusive_min=True)
-    test: float = _f(0.2, min=0.0, max=0.5)
+    test: float = _f(0.2, min=0.0, max=0.5, exclusive_min=True)  # a run reports its metrics on the test titles
     # Genres with fewer training positives than this are dropped from the model (and listed).
     min_genre_count: int = _f(10, min=1)
 

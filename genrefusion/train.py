@@ -577,8 +577,14 @@ def prepare_data(job: Job, datasets) -> None:
         log.warning("%d genre(s) not learnt, with fewer than %d labelled training titles each: %s; "
                     "--set data.min_genre_count=N keeps genres with N or more", len(corpus.dropped_genres),
                     cfg.data.min_genre_count, ", ".join(f"{g} ({n})" for g, n in corpus.dropped_genres.items()))
-    if not len(job.train_rows) or not len(job.dev_rows):
-        raise DatasetError("the split leaves no training or no dev titles; add data or change data.dev")
+    # dev titles tune the thresholds and stop training early; test titles give every metric the run reports
+    empty = next((p for p, rows in (("train", job.train_rows), ("dev", job.dev_rows), ("test", job.test_rows))
+                  if not len(rows)), None)
+    if empty:
+        names = ", ".join(ds.name for ds in datasets)
+        raise DatasetError(f"{split.source}: places no usable title of {names} in its {empty} part; train --split "
+                           "new makes a stratified split" if split.source else
+                           f"the split of {names} leaves no {empty} titles; add data or change data.dev / data.test")
     job.timings["data_s"] = round(time.perf_counter() - t0, 2)
 
 

@@ -101,7 +101,11 @@ def test_load_save_roundtrip_and_formats(tmp_path, tiny_dataset):
     assert t.part_of("other", "tiny-0001") is None
     # a bare MM-IMDb style split file is accepted and matches any dataset
     (tmp_path / "mm.json").write_text(json.dumps({"train": ["a"], "dev": ["b"], "test": ["c"]}))
-    assert Split.load(tmp_path / "mm.json").part_of("whatever", "b") == "dev"
+    mm = Split.load(tmp_path / "mm.json")
+    assert mm.part_of("whatever", "b") == "dev"
+    assert (mm.seed, mm.dev, mm.test) == (None, None, None)  # was dev == ["b"], test == ["c"]: no fractions
+    (tmp_path / "old.json").write_text(json.dumps({"dev": ["b"], "test": ["c"], "parts": {"train": ["a"]}}))
+    assert Split.load(tmp_path / "old.json").dev is None  # a run's split.json written from such a file before
 
 
 @pytest.mark.parametrize("content, msg", [
@@ -116,7 +120,7 @@ def test_load_rejects_malformed(tmp_path, content, msg):
 
 def test_bad_fractions_and_names(tiny_dataset):
     ds = Dataset(tiny_dataset(n=10))
-    for dev, test in ((0.5, 0.5), (-0.1, 0.2), (0.1, 1.2)):
+    for dev, test in ((0.5, 0.5), (-0.1, 0.2), (0.1, 1.2), (0, 0.2)):  # dev 0: no titles to tune or stop on
         with pytest.raises(ConfigError):
             make_split([ds], dev=dev, test=test)
     with pytest.raises(DatasetError, match="named"):
@@ -141,14 +145,28 @@ def test_cli_writes_keeps_and_forces(tiny_dataset, capsys):
 def test_cli_warns_when_the_kept_split_leaves_titles_out(tiny_dataset, capsys):
     root = tiny_dataset(n=10)
     ids = [t.id for t in Dataset(root).titles()]
-    (root / "split.json").write_text(json.dumps({"train": ids[:6], "dev": ids[6:8], "test": []}))  # MM-IMDb's form
+    (root / "split.json").write_text(json.dumps({"train": ids[:6], "dev": ids[6:7], "test": ids[7:8]}))  # MM-IMDb's
     assert main(["split", str(root)]) == 0
     cap = capsys.readouterr()
     assert "(no seed or fractions: an imported split)" in cap.out and "dev: [" not in cap.out  # was "dev: [...]"
     assert cap.err == f"warning: {root / 'split.json'} places 8 of the 10 titles; training skips the other 2 " \
                       "(--force makes a new split)\n"
-    assert main(["split", str(root), "--force"]) == 0
+    assert main(["split", str(root), "--force"]) == 0  # 10 titles: a tenth for dev leaves none there
+    assert capsys.readouterr().err == (f"warning: {root / 'split.json'} places no title of tiny in its dev part; "
+                                       "training needs dev and test titles (add titles or raise --dev)\n")
+    assert main(["split", str(root), "--force", "--dev", "0.3"]) == 0
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("empty", ["dev", "test"])
+def test_cli_warns_when_a_kept_split_has_an_empty_part(tiny_dataset, capsys, empty):
+    root = tiny_dataset(n=10)
+    ids = [t.id for t in Dataset(root).titles()]
+    parts = {"train": ids[:8], "dev": ids[8:], "test": ids[8:]} | {empty: []}
+    (root / "split.json").write_text(json.dumps(parts))  # MM-IMDb's form
+    assert main(["split", str(root)]) == 0
+    assert capsys.readouterr().err == (f"warning: {root / 'split.json'} places no title of tiny in its {empty} part; "
+                                       "training needs dev and test titles (--force makes a new split)\n")
 
 
 def test_cli_refuses_shipped_folder(shipped, tmp_path, capsys):
@@ -175,6 +193,12 @@ def test_cli_bad_args_one_line(tiny_dataset, tmp_path, capsys):
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    # 0 made an empty part (was accepted): no dev titles to tune on, no test titles to report on
+    for option, argv in (("--dev", ["--dev", "0", "--test", "0"]), ("--test", ["--test", "0"])):
+        assert main(["split", str(root), *argv]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {option}: must be > 0") and len(err.strip().splitlines()) == 1
+    assert not (root / "split.json").exists()
 
 
 def test_folds_partition_the_included_titles_by_group(tiny_dataset):
@@ -209,6 +233,7 @@ def test_given_split_takes_a_datasets_own_split_rekeyed(tiny_dataset, tmp_path):
     split, source, warnings = given_split([a])
     assert source == str(a.split_path) and split.source == source
     assert split.ids("test") == ids[18:22] and len(split) == 22
+    assert split.to_dict()["dev"] is None  # was the dev id list, written to the run's split.json as a fraction
     assert warnings == [f"2 of 24 titles are in no part of {source} and are not used"]
     assert given_split([a], "new")[0] is None
     # several datasets, each with its own split: combined, keyed <dataset>/<id>

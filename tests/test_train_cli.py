@@ -83,9 +83,22 @@ def test_train_uses_the_datasets_own_split(tiny_run_cache, shipped, tmp_path, mo
     assert cli([*args, "--out", str(tmp_path / "run")]) == 0
     run_split = json.loads((tmp_path / "run" / "split.json").read_text())
     assert run_split["parts"]["test"] == ids[34:] and run_split["source"] == str(data / "split.json")
+    assert run_split["dev"] is None and run_split["test"] is None  # were the id lists: no fractions
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert m["split"]["from"] == str(data / "split.json") and m["split"]["test"] == 6
     capsys.readouterr()
     # --split new: a fresh stratified split
     assert cli([*args, "--out", str(tmp_path / "run2"), "--split", "new"]) == 0
     assert json.loads((tmp_path / "run2" / "split.json").read_text())["parts"]["test"] != ids[34:]
+
+
+@pytest.mark.parametrize("empty", ["dev", "test"])
+def test_train_refuses_an_imported_split_with_an_empty_part(empty, shipped, tmp_path, capsys):
+    # was: no dev titles -> "change data.dev" (no such choice for an imported split); no test titles -> a traceback
+    data = copy_shipped_titles(shipped / "imdb_top250", tmp_path / "imdb_top250", 20)
+    ids = [json.loads(ln)["id"] for ln in (data / "titles.jsonl").read_text().splitlines()]
+    (data / "split.json").write_text(json.dumps({"train": ids[:16], "dev": ids[16:], "test": ids[16:]} | {empty: []}))
+    assert cli(["train", str(data), "--out", str(tmp_path / "run"), "--no-progress", "--models", "plot"]) != 0
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error")]
+    assert err == [f"error: {data / 'split.json'}: places no usable title of imdb_top250 in its {empty} part; "
+                   "train --split new makes a stratified split"]

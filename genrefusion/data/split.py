@@ -8,7 +8,8 @@ still leave a genre with a handful of titles absent from the small dev part; a r
 moves whole groups so that each genre with at least ``MIN_PRESENT`` titles appears in every part.
 
 ``split.json``: ``{"seed", "dev", "test", "datasets": [names], "parts": {"train": [...], "dev": [...],
-"test": [...]}}``; entries are title ids for one dataset, ``"<dataset name>/<id>"`` for several.
+"test": [...]}}`` (seed and fractions null for an imported split); entries are title ids for one dataset,
+``"<dataset name>/<id>"`` for several.
 """
 from __future__ import annotations
 
@@ -88,7 +89,7 @@ class Split:
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Split":
         """Read our ``split.json``; a bare ``{"train": [...], "dev": [...], "test": [...]}`` (MM-IMDb) is
-        accepted too. Malformed files raise DatasetError naming the file."""
+        accepted too, with no seed or fractions (None). Malformed files raise DatasetError naming the file."""
         d = read_json(path, "split file", DatasetError)
         if not isinstance(d, dict):
             raise DatasetError(f"{path}: split file must be a JSON object")
@@ -104,8 +105,13 @@ class Split:
         names = d.get("datasets", [])
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise DatasetError(f"{path}: 'datasets' must be a list of names")
+
+        def made(key):  # seed and fractions come from our format only: a bare file's "dev"/"test" are id lists
+            v = d.get(key) if "parts" in d else None  # (so are a run's split.json's, written from one before)
+            return v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
         try:
-            return cls(seed=d.get("seed"), dev=d.get("dev"), test=d.get("test"), datasets=names,
+            return cls(seed=made("seed"), dev=made("dev"), test=made("test"), datasets=names,
                        parts={p: [str(i) for i in parts.get(p, [])] for p in PARTS},
                        source=d["source"] if isinstance(d.get("source"), str) else None)
         except DatasetError as err:
@@ -136,9 +142,11 @@ def format_counts(counts: dict[str, dict[str, int]]) -> str:
 
 
 def _check_fractions(dev: float, test: float) -> None:
-    for name, v in (("dev", dev), ("test", test)):
-        if not isinstance(v, (int, float)) or not 0 <= v < 1:
-            raise ConfigError(f"--{name}: must be a fraction in [0, 1), got {v!r}")
+    # dev > 0: a run tunes its thresholds and stops early on dev titles; test 0 is for holdout's inner split
+    # (its test part is the held-out dataset): `genrefusion split` and data.test refuse it
+    for name, v, lo in (("dev", dev, "(0"), ("test", test, "[0")):
+        if not isinstance(v, (int, float)) or not 0 <= v < 1 or (name == "dev" and v == 0):
+            raise ConfigError(f"--{name}: must be a fraction in {lo}, 1), got {v!r}")
     if dev + test >= 1:
         raise ConfigError(f"--dev + --test must be < 1, got {dev} + {test}")
 

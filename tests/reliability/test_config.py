@@ -47,7 +47,8 @@ OUT_OF_RANGE = [
     ("[train]\nlr = 0", "train.lr=0", ["train.lr", "> 0"]),
     ("[train]\ndropout = 1.5", "train.dropout=1.5", ["train.dropout", "<= 0.95"]),
     ("[data]\ndev = 0", "data.dev=0", ["data.dev", "> 0"]),
-    ("[data]\ntest = -0.1", "data.test=-0.1", ["data.test", ">= 0"]),
+    ("[data]\ntest = -0.1", "data.test=-0.1", ["data.test", "> 0"]),
+    ("[data]\ntest = 0", "data.test=0", ["data.test", "> 0"]),  # was accepted: training crashed on no test title
     ("[data]\ndev = 0.45\ntest = 0.45", None, ["data.dev + data.test"]),
     ("[data]\nmin_genre_count = 0", "data.min_genre_count=0", ["data.min_genre_count", ">= 1"]),
     ("[image]\nnum_workers = -1", "image.num_workers=-1", ["image.num_workers", ">= 0"]),
@@ -120,8 +121,8 @@ def test_malformed_set(tmp_path, arg, capsys):
 def test_good_overrides_still_work(tmp_path):
     """The checks refuse only what is wrong: file + overrides, ints for floats, the documented extremes."""
     f = tmp_path / "ok.toml"
-    f.write_text("seed = 4294967295\n[train]\nepochs = 2\nlr = 1\nhidden = [8, 4]\n[data]\ndev = 0.5\ntest = 0.0\n")
+    f.write_text("seed = 4294967295\n[train]\nepochs = 2\nlr = 1\nhidden = [8, 4]\n[data]\ndev = 0.5\ntest = 0.01\n")
     cfg = load_config(f, {"train.batch_size": 2, "text.lstm.unfreeze_epochs": [0, 0, 1], "image.num_workers": 0})
     assert cfg.train.lr == 1.0 and isinstance(cfg.train.lr, float) and cfg.train.hidden == [8, 4]
-    assert cfg.seed == 2**32 - 1 and cfg.train.batch_size == 2 and cfg.data.test == 0.0
+    assert cfg.seed == 2**32 - 1 and cfg.train.batch_size == 2 and cfg.data.test == 0.01
     assert Config.from_dict(cfg.to_dict()).to_dict() == cfg.to_dict()
