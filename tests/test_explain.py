@@ -135,6 +135,9 @@ def test_shapes_and_agreement_with_predict(clf, titles):
     for g in e["genres"]:
         j = clf.genres_.index(g["genre"])
         assert [g["score"], g["poster_only"], g["plot_only"]] == pytest.approx(P[:, j], abs=2e-4)
+        # each input alone is cut where a prediction from it alone would be: the set tuned on such titles
+        assert [g["poster_only_threshold"], g["plot_only_threshold"]] == pytest.approx(
+            [clf.thresholds_for([k])[0][j] for k in ("poster", "plot")], abs=1e-4)
         assert len(g["word_weights"]) == W and np.isfinite(g["word_weights"]).all()
         assert np.asarray(g["poster_grid"]).shape == (h, w)
         png = Image.open(io.BytesIO(base64.b64decode(g["overlay_png"])))
@@ -174,6 +177,7 @@ def test_poster_only_plot_only_and_single_models(clf, tiny_run, titles):
     assert e["used"] == ["poster"] and e["plot"] is None
     g = e["genres"][0]
     assert g["plot_only"] is None and g["word_weights"] is None and g["poster_only"] == g["score"]
+    assert g["plot_only_threshold"] is None and g["poster_only_threshold"] == g["threshold"]
     e = clf.explain(plot=plot, overlays=False)
     assert e["used"] == ["plot"] and e["poster"] is None and e["genres"][0]["poster_grid"] is None
     e = clf.explain(plot="?!", overlays=False)  # no words: scores, and nothing to weigh

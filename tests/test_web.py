@@ -230,20 +230,19 @@ def test_page_asks_for_the_api_key_once(keyed_server, browser, shipped, width, h
 
 
 @pytest.mark.parametrize("width, height, name", [(1280, 900, "desktop"), (390, 844, "phone")])
-def test_why_view_explains_a_genre(server, browser, shipped, width, height, name):
+def test_why_view_explains_a_genre(server, browser, shipped, width, height, name, monkeypatch):
     import httpx
+    import numpy as np
 
     poster, plot = _shipped_title(shipped, 1)
-
-    def own_sets(route):  # poster-only and plot-only thresholds unlike the both-inputs ones (the tiny run's agree)
-        resp = route.fetch()
-        info = resp.json()
-        info["threshold_sets"].update({k: {g: v for g in info["genres"]} for k, v in (("poster", 0.25), ("plot", 0.75))})
-        route.fulfill(response=resp, json=info)
-
+    # poster-only and plot-only thresholds unlike the both-inputs ones (the tiny run's sets agree)
+    clf = server.server.config.app.state.classifier
+    real = clf.thresholds_for
+    own = {("poster",): 0.25, ("plot",): 0.75}
+    monkeypatch.setattr(clf, "thresholds_for", lambda used: (np.full(len(clf.genres_), own[tuple(used)]), used[0])
+                        if tuple(used) in own else real(used))
     ctx, page, errors = _open_page(browser, width, height)
     try:
-        page.route("**/model", own_sets)
         page.goto(server.url + "/")
         page.set_input_files("#poster", str(poster))
         page.fill("#plot", plot)

@@ -29,6 +29,7 @@ The answer is plain JSON (lists, numbers, strings; no tensors)::
      "poster": {"size": [width, height], "crop": [left, top, right, bottom],  # the part the model sees
                 "grid_shape": [h, w]} | None,
      "genres": [{"genre", "score", "poster_only", "plot_only", "no_input", "threshold", "predicted",
+                 "poster_only_threshold", "plot_only_threshold",  # what that input alone would be cut at
                  "word_weights": [W floats] | None,   # a phrase's weight is shared out over its words
                  "top_words": [{"text", "weight"}, ...],  # the units that raised the genre most (weight > 0)
                  "poster_grid": [[w floats] x h] | None,  # row-major over the crop, top row first
@@ -36,7 +37,8 @@ The answer is plain JSON (lists, numbers, strings; no tensors)::
      "seconds": float}
 
 Scores are the probabilities ``predict_proba`` gives; ``poster_only``/``plot_only`` are None when that input was
-not given or the model does not read it. ``render.py`` draws overlays, the CLI table and the HTML page.
+not given or the model does not read it, and so are their thresholds (with both inputs given, each is the set tuned
+on dev titles with that input alone, or the caller's ``threshold``). ``render.py`` draws overlays, the CLI table and the HTML page.
 """
 from .core import BundleView, explain, resolve_genres
 from .units import WORD_BUDGET, PlotUnits, plot_units, remove_spans

@@ -228,14 +228,17 @@ def explain(clf, poster=None, plot: str | None = None, genres=None, top_k: int |
         probs = blend(probs, p["lexical"][ti], p["txt_present"].numpy()[ti], p["model"].lexical_weight)
         probs = np.clip(probs, 1e-12, 1 - 1e-12)
         logits = np.log(probs) - np.log1p(-probs)  # word and cell weights stay log-odds differences
-    thr = clf.thresholds_for(used_inputs(poster, plot))[0]  # the set tuned on dev titles with these inputs
-    if threshold is not None:
-        thr = np.full(len(clf.genres_), float(threshold))
+    def set_for(used):  # the set tuned on dev titles with these inputs, or the caller's threshold for every genre
+        return clf.thresholds_for(used)[0] if threshold is None else np.full(len(clf.genres_), float(threshold))
+
+    thr = set_for(used_inputs(poster, plot))
+    # what the poster or the plot alone would be cut at (the web page's "Why?" rows): a set of its own
+    alone = {k: set_for([k]) for k in ("poster", "plot")} if p["img"] is not None and p["txt"] is not None else {}
     predicted = decide(probs[0], clf.genres_, thr)
     if wanted is None:
         wanted = (decide(probs[0], clf.genres_, thr, top_k, threshold)
                   or [clf.genres_[i] for i in np.argsort(-probs[0], kind="stable")[:3]])
-    return _assemble(clf, p, logits, probs, where, predicted, wanted, top_words, overlays, t0, thr)
+    return _assemble(clf, p, logits, probs, where, predicted, wanted, top_words, overlays, t0, thr, alone)
 
 
 def _r(v) -> float:
@@ -247,18 +250,24 @@ def _w(v) -> float:
     return float(f"{float(v):.4g}")
 
 
-def _assemble(clf, p, logits, probs, where, predicted, chosen, top_words, overlays, t0, thr) -> dict:
+def _assemble(clf, p, logits, probs, where, predicted, chosen, top_words, overlays, t0, thr, alone) -> dict:
     units, has_img, has_txt = p["units"], p["img"] is not None, p["txt"] is not None
     used = (["poster"] if has_img else []) + (["plot"] if has_txt else [])
     unit_w = logits[0][None, :] - logits[where["units"]] if has_txt else None   # [U, G]
     cell_w = logits[0][None, :] - logits[where["cells"]] if has_img else None   # [h*w, G]
     out_genres = []
     score, shown_thr = shown_figures(clf.genres_, probs[0], thr)  # never a score shown equal to its threshold
+    if has_img and has_txt:  # each input alone, cut at its own set
+        one = {k: shown_figures(clf.genres_, probs[row], alone[k]) for k, row in (("poster", 1), ("plot", 2))}
+    else:  # one input given: its row is the decision itself
+        one = {used[0]: (score, shown_thr)} if used else {}
     for g in chosen:
         j = clf.genres_.index(g)
         e = {"genre": g, "score": score[g],
-             "poster_only": _r(probs[1, j]) if has_img and has_txt else (_r(probs[0, j]) if has_img else None),
-             "plot_only": _r(probs[2, j]) if has_img and has_txt else (_r(probs[0, j]) if has_txt else None),
+             "poster_only": one["poster"][0][g] if "poster" in one else None,
+             "plot_only": one["plot"][0][g] if "plot" in one else None,
+             "poster_only_threshold": one["poster"][1][g] if "poster" in one else None,
+             "plot_only_threshold": one["plot"][1][g] if "plot" in one else None,
              "no_input": _r(probs[3, j]), "threshold": shown_thr[g], "predicted": g in predicted,
              "word_weights": None, "top_words": [], "poster_grid": None, "overlay_png": None}
         if has_txt:

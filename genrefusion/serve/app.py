@@ -127,6 +127,8 @@ class ExplainGenre(BaseModel):
     plot_only: float | None = Field(description="probability from the plot alone (None: no plot)")
     no_input: float = Field(description="probability with neither input (the model's missing-input path)")
     threshold: float
+    poster_only_threshold: float | None = Field(description="what poster_only would be cut at (None: no poster)")
+    plot_only_threshold: float | None = Field(description="what plot_only would be cut at (None: no plot)")
     predicted: bool
     word_weights: list[float] | None = Field(description="one weight per plot word (plot.words), log-odds")
     top_words: list[ExplainWord]

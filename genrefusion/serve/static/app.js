@@ -10,7 +10,6 @@
   let poster = null;    // the chosen File (input or drop)
   let previewUrl = null;
   let limits = { poster_bytes: 10 * 1024 * 1024, plot_chars: 20000 };
-  let thresholdSets = {}, pooledThresholds = null;  // from GET /model, for the "Why?" view's rows by input
   let shown = null;     // the inputs of the prediction on screen, and its explanations by genre
   const KEY_STORE = "genrefusion-api-key";
 
@@ -298,17 +297,13 @@
     $("why-title").textContent = `Why ${g.genre}? ` + (g.predicted ? "(predicted)" : "(not predicted)");
     const scores = $("why-scores");
     scores.replaceChildren();
-    // each input's row against the thresholds predicting from it alone would use (its own set, else the pooled
-    // one); the first row is the decision on screen, with its threshold; "neither" predicts no genre
+    // each input's row against the threshold predicting from it alone would use (the server says which); the
+    // first row is the decision on screen, with its threshold; "neither" predicts no genre
     const both = data.used.length === 2;
-    const alone = (set) => {
-      const thr = both && (thresholdSets[set] || pooledThresholds);
-      return thr && thr[g.genre] !== undefined ? thr[g.genre] : g.threshold;
-    };
     const rows = [];
     if (both) rows.push(["poster + plot", g.score, g.threshold]);
-    if (g.poster_only !== null) rows.push(["poster only", g.poster_only, alone("poster")]);
-    if (g.plot_only !== null) rows.push(["plot only", g.plot_only, alone("plot")]);
+    if (g.poster_only !== null) rows.push(["poster only", g.poster_only, g.poster_only_threshold]);
+    if (g.plot_only !== null) rows.push(["plot only", g.plot_only, g.plot_only_threshold]);
     rows.push(["neither", g.no_input, null]);
     rows.forEach(([label, p, thr], i) =>
       scores.appendChild(bar(label, p, thr, i === 0 ? g.predicted : thr != null && p >= thr)));
@@ -366,8 +361,6 @@
       if (!res.ok) throw new Error(`HTTP ${res.status}`);
       const info = await res.json();
       if (info.limits) limits = info.limits;
-      thresholdSets = info.threshold_sets || {};
-      pooledThresholds = info.thresholds || null;
       plot.maxLength = limits.plot_chars;
       const enc = info.encoders || {};
       $("model-line").textContent = `Model: ${info.model} (${info.fusion || "single"}) · ` +
