@@ -169,7 +169,8 @@ def _one_line(s: Any) -> str:
 
 
 class BodyLimit:
-    """ASGI middleware: request bodies over the route's cap get a 413 before any parser sees them.
+    """ASGI middleware: request bodies over the route's cap get a 413 before any parser sees them, and a body the
+    parsers would misread without a word a 422 naming the field (``_strict_body``).
 
     An oversized body is read to its end (discarded) so the client gets the response rather than a reset
     connection; past ``DRAIN_CAP`` the connection is simply dropped."""
@@ -180,7 +181,8 @@ class BodyLimit:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
             return await self.app(scope, receive, send)
-        limit = self.limits.get(scope["path"].rstrip("/") or "/", self.default)
+        path = scope["path"].rstrip("/") or "/"
+        limit = self.limits.get(path, self.default)
         declared = None
         for k, v in scope.get("headers", []):
             if k == b"content-length":
@@ -205,7 +207,10 @@ class BodyLimit:
         if size > limit or (declared is not None and declared > limit):
             return await _send_json(send, 413, f"request body too large ({max(size, declared or 0) / 1e6:.1f} MB "
                                                f"> {limit / 1e6:.1f} MB for {scope['path']})")
-        return await self.app(scope, _replay(b"".join(body), receive), send)
+        problem, data = _strict_body(path, scope, b"".join(body))  # the body is whole here: checked before parsing
+        if problem:
+            return await _send_json(send, 422, problem, close=False)
+        return await self.app(scope, _replay(data, receive), send)
 
 
 def _replay(data: bytes, receive):
@@ -226,43 +231,24 @@ async def _send_json(send, status: int, msg: str, close: bool = True) -> None:
     await send_error(send, status, msg, [(b"connection", b"close")] if close else [])
 
 
-class StrictBody:
-    """ASGI middleware: a 422 naming the field for a body starlette's parsers would misread without a word: form
-    text that is not UTF-8 (read as latin-1), a form field sent twice (the last one would win), a batch that is not
-    UTF-8 (a bare "error parsing the body"). Raw non-ASCII bytes in a urlencoded form (``curl -d 'plot=café'``)
-    are percent-encoded first, so they are read as UTF-8 (WHATWG) rather than as latin-1. Goes inside
-    ``BodyLimit``, which has capped and read the body."""
-
-    def __init__(self, app):
-        self.app = app
-
-    async def __call__(self, scope, receive, send):
-        path = scope.get("path", "").rstrip("/") or "/"
-        if scope["type"] != "http" or scope["method"] != "POST" or (path not in FORM_FIELDS and path != BATCH_PATH):
-            return await self.app(scope, receive, send)
-        body, more = [], True
-        while more:
-            msg = await receive()
-            if msg["type"] == "http.disconnect":
-                return
-            body.append(msg.get("body", b""))
-            more = msg.get("more_body", False)
-        data = b"".join(body)
-        kind, params = parse_options_header(next((v for k, v in scope["headers"] if k == b"content-type"), b""))
-        if path == BATCH_PATH:
-            problem = _batch_not_utf8(data) if kind in (b"", b"application/json") or kind.endswith(b"+json") else None
-        elif kind == b"multipart/form-data" and params.get(b"boundary"):
-            problem = _form_problem(_multipart_fields(params[b"boundary"], data), FORM_FIELDS[path])
-        elif kind == b"application/x-www-form-urlencoded":
-            data = re.sub(rb"[\x80-\xff]", lambda m: b"%%%02X" % m[0][0], data)
-            problem = _form_problem([(unquote_plus(k.decode("latin-1")), unquote_to_bytes(v.replace(b"+", b" ")))
-                                     for k, _, v in (f.partition(b"=") for f in data.split(b"&") if f)],
-                                    FORM_FIELDS[path])
-        else:
-            problem = None
-        if problem:
-            return await _send_json(send, 422, problem, close=False)
-        return await self.app(scope, _replay(data, receive), send)
+def _strict_body(path: str, scope, data: bytes) -> tuple[str | None, bytes]:
+    """(a 422 message naming the field, else None; the body to parse) for a body starlette's parsers would misread
+    without a word: form text that is not UTF-8 (read as latin-1), a form field sent twice (the last one would
+    win), a batch that is not UTF-8 (a bare "error parsing the body"). Raw non-ASCII bytes in a urlencoded form
+    (``curl -d 'plot=café'``) are percent-encoded, so they are read as UTF-8 (WHATWG) rather than as latin-1."""
+    if scope["method"] != "POST" or (path not in FORM_FIELDS and path != BATCH_PATH):
+        return None, data
+    kind, params = parse_options_header(next((v for k, v in scope["headers"] if k == b"content-type"), b""))
+    if path == BATCH_PATH:
+        return (_batch_not_utf8(data) if kind in (b"", b"application/json") or kind.endswith(b"+json") else None), data
+    if kind == b"multipart/form-data" and params.get(b"boundary"):
+        return _form_problem(_multipart_fields(params[b"boundary"], data), FORM_FIELDS[path]), data
+    if kind == b"application/x-www-form-urlencoded":
+        data = re.sub(rb"[\x80-\xff]", lambda m: b"%%%02X" % m[0][0], data)
+        return _form_problem([(unquote_plus(k.decode("latin-1")), unquote_to_bytes(v.replace(b"+", b" ")))
+                              for k, _, v in (f.partition(b"=") for f in data.split(b"&") if f)],
+                             FORM_FIELDS[path]), data
+    return None, data
 
 
 def _form_problem(fields: list[tuple[str, bytes | None]], known: frozenset) -> str | None:
@@ -448,7 +434,6 @@ def create_app(run_dir_or_classifier, *, warmup: bool = False, max_batch: int = 
                   lifespan=lifespan)
     app.state.classifier = clf
     # each one added runs before those added earlier
-    app.add_middleware(StrictBody)
     app.add_middleware(BodyLimit, limits={"/predict": MAX_PREDICT_BODY, "/explain": MAX_PREDICT_BODY,
                                           "/predict/batch": max_batch_body}, default=64 * 1024)
     if api_key is not None:  # a request without the key is refused unbuffered
