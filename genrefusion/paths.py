@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import GenreFusionError
+from .errors import ConfigError, GenreFusionError
 
 _REPO = Path(__file__).resolve().parent.parent
 
@@ -56,4 +56,13 @@ def check_writable_target(path: str | os.PathLike, what: str) -> Path:
     if is_protected(p if p.exists() and p.is_dir() else p.parent):
         raise GenreFusionError(
             f"{p}: refusing to write {what} into a read-only/shipped dataset folder; pass --out elsewhere")
+    return p
+
+
+def check_file_target(path: str | os.PathLike, what: str, option: str) -> Path:
+    """``check_writable_target`` for a file given as ``option``; a folder there is refused too, up front (found
+    when the file is written, it failed a job whose work was done)."""
+    p = check_writable_target(path, what)
+    if p.is_dir():
+        raise ConfigError(f"{option} {path}: is a folder; name a file (e.g. {p / 'report.json'})")
     return p

@@ -66,7 +66,7 @@ def run(args) -> int:
     from ..data import importers as imp
     from ..errors import ConfigError
     from ..io import write_json
-    from ..paths import check_writable_target
+    from ..paths import check_file_target
 
     if args.workers is not None and args.workers < 1:
         raise ConfigError(f"--workers: must be >= 1, got {args.workers}")
@@ -76,10 +76,7 @@ def run(args) -> int:
     if args.genres is not None and not genres:
         raise ConfigError("--genres: empty list")
     if args.report:
-        check_writable_target(args.report, "the import report")
-        if Path(args.report).is_dir():  # found after the import, it left the dataset written and the rerun refused
-            raise ConfigError(f"--report {args.report}: is a folder; name a file "
-                              f"(e.g. {Path(args.report) / 'report.json'})")
+        check_file_target(args.report, "the import report", "--report")  # before the dataset is written
     src = Path(args.src)
     images = getattr(args, "images", None)
     sources = [src, images]

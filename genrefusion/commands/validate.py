@@ -18,20 +18,17 @@ def add_arguments(p):
 
 def run(args) -> int:
     import sys
-    from pathlib import Path
 
     from ..data.dataset import Dataset
     from ..data.validate import validate_dataset
     from ..errors import ConfigError, DatasetError
     from ..io import write_json
-    from ..paths import check_writable_target
+    from ..paths import check_file_target
 
     if args.workers is not None and args.workers < 1:
         raise ConfigError(f"--workers: must be >= 1, got {args.workers}")
     if args.json:
-        check_writable_target(args.json, "the validation report")
-        if Path(args.json).is_dir():  # refused before the posters are decoded, not after
-            raise ConfigError(f"--json {args.json}: is a folder; name a file (e.g. {Path(args.json) / 'report.json'})")
+        check_file_target(args.json, "the validation report", "--json")  # before the posters are decoded
     rep = validate_dataset(Dataset(args.dir), decode=not args.no_decode, workers=args.workers)
     for p in rep.problems:
         print(str(p), file=sys.stderr)
