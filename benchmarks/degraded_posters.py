@@ -100,9 +100,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from genrefusion.errors import GenreFusionError
+    from genrefusion.errors import one_line_errors
 
-    try:
+    with one_line_errors():
         raise SystemExit(main())
-    except GenreFusionError as err:  # a bad run folder, a damaged bundle, a dataset gone: one line
-        raise SystemExit(f"error: {err}") from None

@@ -95,9 +95,7 @@ def main(argv=None) -> list[dict]:
 
 
 if __name__ == "__main__":
-    from genrefusion.errors import GenreFusionError
+    from genrefusion.errors import one_line_errors
 
-    try:
+    with one_line_errors():
         main()
-    except GenreFusionError as err:  # a bad run folder, a damaged bundle, a dataset gone: one line
-        raise SystemExit(f"error: {err}") from None
