@@ -11,7 +11,7 @@ deletion benchmark, ``benchmarks/explain.py`` with ``faithfulness.py``, checks t
   the AWD-LSTM), and, when the model blends in the lexical model (``models/lexical.py``), by its tf-idf logistic
   regression too, so the weights are those of the served probabilities; all variants are encoded as one batch.
   Long plots are cut into phrases instead, so that a
-  title costs at most about ``WORD_BUDGET`` encoded words, or twice its plot's length for a plot over half that
+  title costs at most about ``WORD_BUDGET`` encoded words, or 8 times its plot's length for a plot over an eighth of that
   (``units.py``); the text is encoded in chunks, each under the classifier's lock, so predictions interleave.
 * **poster**: the backbone's last feature map (``[h, w]`` = 7 x 7 cells for the 224-pixel backbones, 9 x 9 for
   Lite2's 260, each cell seeing mostly a 32 x 32 patch of the centre crop) is mean-pooled into the features the

@@ -85,6 +85,7 @@ def showcase(run_dir, scores: dict, model: str) -> list[dict]:
     from ..decision import decide
     from ..io import read_json, write_json
     from .core import BundleView, explain
+    from .units import MIN_UNITS, WORD_BUDGET
 
     run_dir = Path(run_dir)
     bundle = load_bundle(run_dir)
@@ -106,8 +107,10 @@ def showcase(run_dir, scores: dict, model: str) -> list[dict]:
         todo.append(({"key": k, "title": t.title, "labelled": labelled, "wrong": wrong[k]}, poster, t.plot,
                      ask[:MAX_GENRES] or None))
     # keyed on content, the model's and every input's (poster bytes, plot, genres asked), never on paths or
-    # modification times: a copied run or dataset reuses it, a retrained model or an edited title does not
-    key = _digest(model, _bundle_id(bundle), *[[entry, plot, ask] for entry, _, plot, ask in todo],
+    # modification times: a copied run or dataset reuses it, a retrained model, an edited title or another
+    # phrase rule (units.py) does not
+    key = _digest(model, _bundle_id(bundle), [WORD_BUDGET, MIN_UNITS],
+                  *[[entry, plot, ask] for entry, _, plot, ask in todo],
                   *[Path(poster) for _, poster, _, _ in todo])
     cache_path = run_dir / "report" / CACHE
     if cache_path.is_file():
