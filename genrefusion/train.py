@@ -551,8 +551,10 @@ def prepare_data(job: Job, datasets) -> None:
     t0 = time.perf_counter()
     cfg, split_path = job.cfg, job.run.root / "split.json"
 
+    found = split_path.exists()  # a resumed run's split, or one prepared there (leave-one-dataset-out)
+
     def load_or_make_split():  # rank 0's split (it owns the run folder), broadcast to every rank
-        if split_path.exists():  # a resumed run keeps its split
+        if found:  # a resumed run keeps its split
             split = Split.load(split_path)
             if job.split_file not in (None, "new") and given_split(datasets, job.split_file)[0].parts != split.parts:
                 raise ConfigError(f"{job.run.root}: --resume with another --split than the interrupted run's")
@@ -582,9 +584,12 @@ def prepare_data(job: Job, datasets) -> None:
                   if not len(rows)), None)
     if empty:
         names = ", ".join(ds.name for ds in datasets)
-        raise DatasetError(f"{split.source}: places no usable title of {names} in its {empty} part; train --split "
-                           "new makes a stratified split" if split.source else
-                           f"the split of {names} leaves no {empty} titles; add data or change data.dev / data.test")
+        usable = "a usable title has a poster or a plot and a genre the model learns"
+        if split.source or found:  # a given split: its file decided, not data.dev / data.test
+            raise DatasetError(f"{split.source or split_path}: places no usable title of {names} in its {empty} "
+                               f"part ({usable}); " + ("train --split new makes a stratified split" if split.source
+                                                       else "delete it to make a stratified split"))
+        raise DatasetError(f"the split of {names} leaves no {empty} titles; add data or change data.dev / data.test")
     job.timings["data_s"] = round(time.perf_counter() - t0, 2)
 
 

@@ -388,8 +388,19 @@ def test_a_duplicate_id_names_the_row_it_was_imported_from(tmp_path, capsys):
     src = tmp_path / "d.csv"
     src.write_text("id,genres,plot\nm1,Drama,first\nm2,Drama,other\nm1,Comedy,second\n", encoding="utf-8")
     assert main(["import", "csv", str(src), "--out", str(tmp_path / "out")]) == 0
-    assert "dropped m1: duplicate-id: row 4: id already imported from row 2" in capsys.readouterr().out
+    assert "dropped id m1: duplicate-id: row 4: id already imported from row 2" in capsys.readouterr().out
     assert _titles(tmp_path / "out")["m1"]["plot"] == "first"
+
+
+def test_the_import_report_tells_a_numeric_id_from_a_count(tmp_path, capsys):
+    # was "dropped 1: duplicate-id: ..." under "dropped 2 (...)": the id read as a count
+    src = tmp_path / "n.csv"
+    src.write_text("id,genres,plot\n1,Drama,first\n1,Comedy,second\n,Drama,no id\n2,Drama,x,extra\n",
+                   encoding="utf-8")
+    assert main(["import", "csv", str(src), "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "dropped id 1: duplicate-id: row 3: id already imported from row 2" in out
+    assert any(ln.startswith("dropped row 5: bad-record: ") for ln in out)  # no id: its row names it
 
 
 def test_a_sep_of_several_characters_is_one_line_error(tmp_path, capsys):

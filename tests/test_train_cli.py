@@ -100,5 +100,23 @@ def test_train_refuses_an_imported_split_with_an_empty_part(empty, shipped, tmp_
     (data / "split.json").write_text(json.dumps({"train": ids[:16], "dev": ids[16:], "test": ids[16:]} | {empty: []}))
     assert cli(["train", str(data), "--out", str(tmp_path / "run"), "--no-progress", "--models", "plot"]) != 0
     err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error")]
-    assert err == [f"error: {data / 'split.json'}: places no usable title of imdb_top250 in its {empty} part; "
-                   "train --split new makes a stratified split"]
+    assert err == [f"error: {data / 'split.json'}: places no usable title of imdb_top250 in its {empty} part (a "
+                   "usable title has a poster or a plot and a genre the model learns); train --split new makes a "
+                   "stratified split"]
+
+
+def test_train_names_a_prepared_split_in_the_run_folder_that_leaves_a_part_empty(shipped, tmp_path, capsys):
+    # a leave-one-dataset-out run (benchmarks/generalisation.py) writes RUN/split.json before training; a held-out
+    # set with no usable title was told to "change data.dev / data.test", which that split does not read
+    from genrefusion.data.split import Split
+
+    data = copy_shipped_titles(shipped / "imdb_top250", tmp_path / "imdb_top250", 20)
+    ids = [json.loads(ln)["id"] for ln in (data / "titles.jsonl").read_text().splitlines()]
+    run = tmp_path / "run"
+    run.mkdir()
+    Split(seed=0, dev=0.1, test=None, datasets=["imdb_top250"],
+          parts={"train": ids[:16], "dev": ids[16:], "test": []}).save(run / "split.json")
+    assert cli(["train", str(data), "--out", str(run), "--no-progress", "--models", "plot", "--resume"]) != 0
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error")]
+    assert err == [f"error: {run / 'split.json'}: places no usable title of imdb_top250 in its test part (a usable "
+                   "title has a poster or a plot and a genre the model learns); delete it to make a stratified split"]

@@ -61,9 +61,14 @@ class Problem:
     id: str
     kind: str
     message: str
+    located: bool = False  # ``id`` is where the record is ("row 4", "line 7"): it had no id
 
     def __str__(self) -> str:
         return f"{self.id}: {self.kind}: {self.message}"
+
+    def named(self) -> str:
+        """``id 17`` or ``row 4``: a bare numeric id would read as a count ("dropped 1: ...")."""
+        return self.id if self.located else f"id {self.id}"
 
 
 class Dataset:

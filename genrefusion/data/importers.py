@@ -111,8 +111,9 @@ class ImportReport:
                f"{self.with_plot} with plot, {len(self.genres)} genres)",
                f"dropped {len(self.dropped)}" + (" (" + ", ".join(f"{k} {v}" for k, v in sorted(by.items())) + ")"
                                                  if by else "")]
-        out += [f"dropped {p}" for p in self.dropped]
-        out += [f"{_NOTE_LABELS.get(p.kind) or _kept_without(p.kind)}: {p}" for p in self.notes]
+        out += [f"dropped {p.named()}: {p.kind}: {p.message}" for p in self.dropped]
+        out += [f"{_NOTE_LABELS.get(p.kind) or _kept_without(p.kind)}: {p.named()}: {p.kind}: {p.message}"
+                for p in self.notes]
         if self.custom_genres:  # a typo or a spelling we do not know would otherwise become a genre silently
             out.append("genres not in IMDb's list, kept as labels of their own: "
                        + ", ".join(f"{g!r} ({n} title{'s' * (n != 1)})" for g, n in self.custom_genres.items())
@@ -191,12 +192,12 @@ def parse_kind(v) -> str | None:
 
 def _resolve_poster(cell, images: Path, where: str, tid: str | None) -> tuple[Path | None, Problem | None]:
     """Poster cell -> a source file under ``images``, or a note saying why not (never escapes ``images``)."""
-    name = tid or where
+    name, located = tid or where, not tid
     if is_missing(cell):
         return None, None
     cell = str(cell).strip()
     if re.match(r"^[a-z][a-z0-9+.-]*://", cell, re.IGNORECASE):
-        return None, Problem(name, "poster-url", f"poster is a URL, not downloaded: {cell}")
+        return None, Problem(name, "poster-url", f"poster is a URL, not downloaded: {cell}", located)
     rel = cell.replace("\\", "/")  # a Windows path
     given = Path(rel)
     if given.is_absolute() and is_under(given, images) and given.is_file():
@@ -207,7 +208,7 @@ def _resolve_poster(cell, images: Path, where: str, tid: str | None) -> tuple[Pa
     try:
         path = resolve_inside(images, rel_stripped)
     except DatasetError as err:
-        return None, Problem(name, "unsafe-path", f"poster {err} (relative to {images})")
+        return None, Problem(name, "unsafe-path", f"poster {err} (relative to {images})", located)
     if path.is_file():
         return path, None
     base = images / Path(rel_stripped).name  # a path from another machine: try the file name
@@ -216,8 +217,8 @@ def _resolve_poster(cell, images: Path, where: str, tid: str | None) -> tuple[Pa
     if given.is_absolute() and given.is_file():  # the user's own absolute path: say how to allow it
         return None, Problem(name, "missing-poster", f"poster {cell} is outside the images folder {images.resolve()} "
                                                      "(posters are read inside it); pass --images with a folder that "
-                                                     "holds it")
-    return None, Problem(name, "missing-poster", f"poster file not found: {cell}")
+                                                     "holds it", located)
+    return None, Problem(name, "missing-poster", f"poster file not found: {cell}", located)
 
 
 def _poster_by_id(tid: str | None, images: Path) -> Path | None:
@@ -376,7 +377,7 @@ def _keep(raws: Iterable[RawTitle], vocab: list[str] | None, rep: ImportReport) 
             rep.dropped.append(r.drop)
             continue
         if not r.id:
-            rep.dropped.append(Problem(r.where, "missing-id", "no id (and no IMDb id) in this record"))
+            rep.dropped.append(Problem(r.where, "missing-id", "no id (and no IMDb id) in this record", True))
             continue
         if r.id in seen:
             rep.dropped.append(Problem(r.id, "duplicate-id", f"{r.where}: id already imported from {seen[r.id]}"))
@@ -720,7 +721,7 @@ def read_csv(path: str | os.PathLike, *, images: str | os.PathLike | None = None
                 n += 1  # data rows only: <name>-<n> ids do not shift with blank lines
                 if len(row) > len(header):  # short rows are padded, long ones are misparsed
                     yield RawTitle(where, None, drop=Problem(where, "bad-record",
-                                                             f"{len(row)} fields, header has {len(header)}"))
+                                                             f"{len(row)} fields, header has {len(header)}", True))
                     continue
                 raw_id = cell(row, "id")
                 imdb = parse_imdb_id(cell(row, "imdb_id"), digits_ok=True) or parse_imdb_id(raw_id)
@@ -824,13 +825,13 @@ def read_jsonl(path: str | os.PathLike, *, field_map: dict[str, str] | None = No
             try:
                 d = json.loads(raw.decode("utf-8-sig"))
             except UnicodeDecodeError:
-                yield RawTitle(where, None, drop=Problem(where, "bad-record", "not valid UTF-8"))
+                yield RawTitle(where, None, drop=Problem(where, "bad-record", "not valid UTF-8", True))
                 continue
             except json.JSONDecodeError as err:
-                yield RawTitle(where, None, drop=Problem(where, "bad-record", f"malformed JSON ({err.msg})"))
+                yield RawTitle(where, None, drop=Problem(where, "bad-record", f"malformed JSON ({err.msg})", True))
                 continue
             if not isinstance(d, dict):
-                yield RawTitle(where, None, drop=Problem(where, "bad-record", "expected a JSON object"))
+                yield RawTitle(where, None, drop=Problem(where, "bad-record", "expected a JSON object", True))
                 continue
             keys.update(d)
             raw_id = value(d, "id")
