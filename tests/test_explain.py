@@ -426,3 +426,17 @@ def test_lstm_route(tiny_run_data, tiny_run_cache, tmp_path, monkeypatch, titles
         j = clf.genres_.index(g["genre"])
         np.testing.assert_allclose(g["word_weights"], L[0, j] - L[1:, j], atol=2e-4)
         assert g["score"] == pytest.approx(1 / (1 + np.exp(-L[0, j])), abs=2e-4)
+
+
+def test_a_chinese_plot_is_weighed_by_character_and_cut_at_its_full_stops():
+    # was: runs of \w, so a Chinese plot of 31 characters had 3 "words", one per clause
+    from genrefusion.explain.units import plot_units
+
+    text = "东京的一名侦探追查连环杀手。他的搭档被绑架了，他必须在黎明前找到她。"
+    u = plot_units(text)
+    assert u.granularity == "word" and [u.unit_text(i) for i in range(3)] == ["东", "京", "的"]
+    assert remove_spans(text, [u.span(1)]).startswith("东的")
+    long = plot_units(text * 20, word_budget=620 * 4)  # 620 characters, 4 units: phrases end at 。 or ，
+    assert long.granularity == "phrase" and all(long.unit_text(i)[-1] in "手了她" for i in range(len(long.units) - 1))
+    en = "A cop's ex-wife returns."
+    assert [en[a:b] for a, b in plot_units(en).words] == ["A", "cop's", "ex-wife", "returns"]

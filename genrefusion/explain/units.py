@@ -11,8 +11,12 @@ from typing import Sequence
 WORD_BUDGET = 2400  # words encoded in total for one title (variants x length): bounds the cost of long plots
 MIN_UNITS = 8  # a plot over an eighth of the budget still gets 8 phrases (at 8x its length encoded): two halves
 # told a user nothing about a 1,500-word plot, and 8 cost ~3 s on 2 cores for 2,000 words
-WORD = re.compile(r"\w+(?:['\u2019\-]\w+)*")
-CLAUSE_BREAK = re.compile(r"[,;:.!?\u2014\u2013()\"]|\s-\s")
+# CJK ideographs are words of one character each, as MiniLM's tokenizer splits them (a Chinese plot has no spaces:
+# as runs of \w it was weighed by clause); kana and every other script keep runs of word characters
+_IDEOGRAPH = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f"
+_LETTERS = rf"[^\W{_IDEOGRAPH}]+"
+WORD = re.compile(rf"[{_IDEOGRAPH}]|{_LETTERS}(?:['\u2019\-]{_LETTERS})*")
+CLAUSE_BREAK = re.compile(r"[,;:.!?\u2014\u2013()\"\u3001\u3002\uff0c\uff1b\uff1a\uff01\uff1f]|\s-\s")  # + CJK full stops
 
 
 @dataclass
