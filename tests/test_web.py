@@ -6,6 +6,7 @@ the same input. Screenshots at a laptop and a phone width go to ``test-artifacts
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -325,3 +326,267 @@ def test_why_view_shortens_a_long_phrase(server, browser, shipped):
         ctx.close()
     assert not errors, errors
     assert shown[0] == " ".join(phrase.split()[:12]) + " \u2026" and shown[1] == phrase
+
+
+def _api(server, path: str, poster: Path, plot: str, **fields) -> dict:
+    import httpx
+
+    with open(poster, "rb") as fh:
+        res = httpx.post(server.url + path, files={"poster": (poster.name, fh, "image/jpeg")},
+                         data={"plot": plot, **{k: str(v) for k, v in fields.items()}}, timeout=120)
+    res.raise_for_status()
+    return res.json()
+
+
+def _chart(page) -> list[dict]:
+    return page.eval_on_selector_all("#bars li.bar", """els => els.map(li => ({
+        genre: li.dataset.genre, on: li.classList.contains('on'), label: li.getAttribute('aria-label'),
+        tick: li.querySelector('.tick') ? parseFloat(li.querySelector('.tick').style.left) : null}))""")
+
+
+@pytest.mark.parametrize("width, height, name", [(1366, 800, "desktop"), (390, 844, "phone")])
+def test_options_set_one_threshold_and_at_most_k_genres(server, browser, shipped, width, height, name):
+    """The Options disclosure: one threshold for every genre and/or at most K genres, sent with /predict and with
+    /explain (the "Why?" rows agree with the chart), said in the summary, checked in the page; a change redraws
+    the chart on screen rather than leaving it answering other options."""
+    poster, plot = _shipped_title(shipped, 2)
+    default = _api(server, "/predict", poster, plot)
+    n = len(default["scores"])
+    third = list(default["scores"].values())[2]
+    thr = max(0.0, math.floor((third - 0.001) * 100) / 100)  # the three most probable genres reach it
+    with_thr = _api(server, "/predict", poster, plot, threshold=thr)
+    capped = _api(server, "/predict", poster, plot, threshold=thr, top_k=2)
+    left_out = with_thr["genres"][2]  # above the threshold, but not among the 2 most probable
+    assert len(capped["genres"]) == 2 and left_out not in capped["genres"]
+    shown_pct = f"{thr * 100:.2f}".rstrip("0").rstrip(".") + "%"
+
+    ctx, page, errors = _open_page(browser, width, height)
+    # the form fields each request sends (a multipart body with a file is not readable from Playwright's request)
+    page.add_init_script("""(() => { window.sentForms = []; const real = window.fetch;
+        window.fetch = (url, opts) => { if (opts && opts.body instanceof FormData) sentForms.push([String(url),
+            Object.fromEntries([...opts.body.entries()].map(([k, v]) => [k, typeof v === 'string' ? v : 'file']))]);
+        return real(url, opts); }; })()""")
+
+    def sent(path: str) -> list[dict]:
+        return [fields for url, fields in page.evaluate("sentForms") if url == path]
+    try:
+        page.goto(server.url + "/")
+        page.wait_for_selector("#metrics table", timeout=15_000)
+        # K goes up to the number of genres the model knows; the disclosure opens from the keyboard
+        assert page.eval_on_selector("#top-k", "i => [i.min, i.max, i.type]") == ["1", str(n), "number"]
+        assert page.eval_on_selector("#threshold", "i => [i.min, i.max, i.step]") == ["0", "1", "0.01"]
+        assert page.eval_on_selector("#options", "d => d.tagName + ' ' + d.open") == "DETAILS false"
+        page.focus("#options > summary")
+        page.keyboard.press("Enter")
+        assert page.eval_on_selector("#options", "d => d.open")
+        threshold_box, top_k_box = page.get_by_label("Threshold for every genre"), page.get_by_label("At most K genres")
+
+        page.set_input_files("#poster", str(poster))
+        page.fill("#plot", plot)
+        page.click("#predict")
+        page.wait_for_selector("#summary .threshold-set", timeout=30_000)  # no option: the tuned set decided
+
+        # one threshold for every genre: a change redraws the chart on screen, with every tick at it
+        threshold_box.fill(str(thr))
+        threshold_box.press("Tab")
+        page.wait_for_selector("#summary .decided-by", timeout=30_000)
+        assert f"one threshold {shown_pct} for every genre" in page.inner_text("#summary")
+        assert page.query_selector("#summary .threshold-set") is None  # the tuned set did not decide
+        bars = _chart(page)
+        assert [b["genre"] for b in bars if b["on"]] == with_thr["genres"]
+        assert all(b["tick"] == pytest.approx(thr * 100, abs=0.06) for b in bars)
+        assert "threshold (" + shown_pct + " for every genre)" in page.inner_text("#legend")
+
+        # and at most 2 of them: the third genre reaches the threshold and is left out, and the label says so
+        top_k_box.fill("2")
+        top_k_box.press("Tab")
+        page.wait_for_function("document.querySelector('#summary').textContent.includes('at most 2 genres')",
+                               timeout=30_000)
+        bars = _chart(page)
+        assert [b["genre"] for b in bars if b["on"]] == capped["genres"]
+        assert page.eval_on_selector_all("#summary .chip", "els => els.map(e => e.textContent)") == capped["genres"]
+        out = next(b for b in bars if b["genre"] == left_out)
+        assert not out["on"] and "not among the 2 most probable" in out["label"]
+        assert sent("/predict")[-1]["threshold"] == page.input_value("#threshold")
+        assert sent("/predict")[-1]["top_k"] == "2"
+        assert len(sent("/predict")) == 3  # one Predict, then one per change
+        assert "(threshold " + shown_pct + ", at most 2)" == page.inner_text("#options-state")
+        page.wait_for_function("document.getAnimations().length === 0")
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"web-options-{name}.png"), full_page=True)
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+
+        # its "Why?" view is asked with the same options: every row cut at the threshold, the decision the chart's
+        page.click(f"#bars li.bar[data-genre='{left_out}']")
+        page.wait_for_selector("#why-scores li", timeout=60_000)
+        asked = sent("/explain")[-1]
+        assert float(asked["threshold"]) == thr and asked["top_k"] == "2" and asked["genre"] == left_out
+        assert page.inner_text("#why-title") == f"Why {left_out}? (not predicted)"
+        rows = page.eval_on_selector_all("#why-scores li", """els => els.map(li => [li.classList.contains('on'),
+            li.querySelector('.tick') ? parseFloat(li.querySelector('.tick').style.left) : null])""")
+        assert rows[0][0] is False
+        assert [t for _, t in rows[:-1]] == pytest.approx([thr * 100] * (len(rows) - 1), abs=0.06)
+        assert shown_pct in page.inner_text("#why-rule")
+        page.locator("#why").screenshot(path=str(ARTIFACTS / f"web-options-why-{name}.png"))
+
+        # a bad value is refused in the page, naming the field; the chart it no longer answers goes
+        threshold_box.fill("1.5")
+        threshold_box.press("Tab")
+        page.wait_for_selector("#options-error:not([hidden])", timeout=10_000)
+        assert page.inner_text("#options-error") == "Threshold must be a number between 0 and 1 (0.4 means 40%)."
+        assert page.get_attribute("#threshold", "aria-invalid") == "true"
+        assert "options-error" in page.get_attribute("#threshold", "aria-describedby")
+        assert page.eval_on_selector_all("#bars li", "els => els.length") == 0 and page.is_visible("#placeholder")
+        threshold_box.fill(str(thr))
+        top_k_box.fill(str(n + 1))
+        page.click("#predict")
+        page.wait_for_function("document.querySelector('#options-error').textContent.includes('At most K')")
+        assert page.inner_text("#options-error") == f"At most K genres must be a whole number from 1 to {n}."
+        assert page.evaluate("document.activeElement.id") == "top-k"  # Predict sends the user to the field
+        page.locator("#form").screenshot(path=str(ARTIFACTS / f"web-options-error-{name}.png"))
+        assert page.get_attribute("#threshold", "aria-invalid") == "false"
+        # fixing it brings the chart back without another press of Predict
+        top_k_box.fill("")
+        top_k_box.press("Tab")
+        page.wait_for_selector("#bars li.bar", timeout=30_000)
+        assert page.is_hidden("#options-error") and page.get_attribute("#top-k", "aria-invalid") == "false"
+        assert [b["genre"] for b in _chart(page) if b["on"]] == with_thr["genres"]
+
+        # K alone: the K most probable, whatever the thresholds, so no tick is drawn
+        threshold_box.fill("")
+        top_k_box.fill("1")
+        top_k_box.press("Tab")
+        page.wait_for_function("document.querySelector('#summary').textContent.includes('the most probable genre')",
+                               timeout=30_000)
+        bars = _chart(page)
+        assert [b["genre"] for b in bars if b["on"]] == list(default["scores"])[:1]
+        assert all(b["tick"] is None for b in bars) and page.is_hidden("#legend-tick")
+        assert bars[0]["label"].endswith("predicted, the most probable")
+        assert "the most probable is predicted" in page.inner_text("#legend")
+        page.click("#bars li.bar:nth-child(1)")  # its "Why?" rows: no tick either, the chart's decision first
+        page.wait_for_selector("#why-scores li", timeout=60_000)
+        assert sent("/explain")[-1]["top_k"] == "1" and "threshold" not in sent("/explain")[-1]
+        assert page.eval_on_selector_all("#why-scores li .tick", "els => els.length") == 0
+        assert page.eval_on_selector("#why-scores li", "li => li.classList.contains('on')")
+        assert page.inner_text("#why-rule").startswith("No threshold: the chart predicts the most probable genre")
+
+        # no option: the tuned thresholds again
+        top_k_box.fill("")
+        top_k_box.press("Tab")
+        page.wait_for_selector("#summary .threshold-set", timeout=30_000)
+        bars = _chart(page)
+        assert [b["genre"] for b in bars if b["on"]] == default["genres"]
+        assert sorted(sent("/predict")[-1]) == ["plot", "poster"]
+        for b in bars:
+            assert b["tick"] == pytest.approx(default["thresholds"][b["genre"]] * 100, abs=0.06)
+
+        # Enter in an option predicts, once (the change and the form's submission are one request)
+        before = len(sent("/predict"))
+        threshold_box.fill("0.3")
+        threshold_box.press("Enter")
+        page.wait_for_function("document.querySelector('#summary').textContent.includes('one threshold 30%')",
+                               timeout=30_000)
+        page.wait_for_timeout(300)
+        assert len(sent("/predict")) == before + 1
+    finally:
+        ctx.close()
+    assert not errors, errors
+    assert overflow <= 0, f"page scrolls sideways at {width}px ({overflow}px too wide)"
+
+
+def test_why_view_shows_a_failed_explanation_as_an_error(server, browser, shipped):
+    """/explain refused (422 with a JSON error), broken (500 without JSON) or unreachable: the "Why?" view says so
+    in the page's error style, announced at once (role=alert); "Explaining …" stays a neutral status."""
+    _, plot = _shipped_title(shipped, 3)
+    ctx, page, errors = _open_page(browser, 1024, 760)
+    try:
+        page.goto(server.url + "/")
+        page.fill("#plot", plot)
+        page.click("#predict")
+        page.wait_for_selector("#bars li.bar", timeout=30_000)
+        genres = page.eval_on_selector_all("#bars li.bar", "els => els.map(li => li.dataset.genre)")
+        # every text #why-status shows, to check it was the neutral status while explaining
+        page.evaluate("""(() => { window.statusSeen = []; const s = document.querySelector('#why-status');
+            new MutationObserver(() => statusSeen.push(s.textContent)).observe(s, {childList: true,
+            characterData: true, subtree: true}); })()""")
+        failures = [
+            (lambda r: r.fulfill(status=422, json={"error": "genre: Nonsense is not a genre", "status": 422}),
+             "genre: Nonsense is not a genre"),
+            (lambda r: r.fulfill(status=500, body="Internal Server Error", content_type="text/plain"),
+             "the server answered 500"),
+            (lambda r: r.abort(), "could not reach the server"),
+        ]
+        red = page.eval_on_selector("#error", "e => [getComputedStyle(e).backgroundColor, getComputedStyle(e).color]")
+        for i, (handler, says) in enumerate(failures):
+            page.route("**/explain", handler)
+            page.click(f"#bars li.bar[data-genre='{genres[i]}']")
+            page.wait_for_selector("#why-error:not([hidden])", timeout=15_000)
+            text = page.inner_text("#why-error")
+            assert text.startswith(f"Could not explain {genres[i]}: ") and says in text, text
+            shown = page.eval_on_selector("#why-error", "e => [e.getAttribute('role'), e.classList.contains('error'),"
+                                          " getComputedStyle(e).backgroundColor, getComputedStyle(e).color]")
+            assert shown == ["alert", True, *red]
+            assert page.is_hidden("#why-status") and page.inner_text("#why-status") == ""
+            if i == 0:
+                ARTIFACTS.mkdir(exist_ok=True)
+                page.locator("#why").screenshot(path=str(ARTIFACTS / "web-why-error.png"))
+            page.unroute("**/explain")
+        # the next genre explains as before: the error goes, the status was neutral meanwhile
+        page.click(f"#bars li.bar[data-genre='{genres[3]}']")
+        page.wait_for_selector("#why-scores li", timeout=60_000)
+        assert page.is_hidden("#why-error")
+        seen = page.evaluate("statusSeen")
+        assert f"Explaining {genres[3]}\u2026" in seen and not any("Could not" in s for s in seen), seen
+        assert page.eval_on_selector("#why-status", "e => e.getAttribute('role')") == "status"
+    finally:
+        ctx.close()
+    # the browser logs each failed request; nothing else may go wrong in the page
+    assert not [e for e in errors if not e.startswith("Failed to load resource")], errors
+
+
+def test_a_paste_cut_to_the_plot_limit_is_said(server, browser):
+    """The plot box's maxlength cuts a long paste without a word: the page says how much was left out (counting
+    the selection the paste replaced), until the text is edited below the limit or the form is reset."""
+    ctx = browser.new_context(viewport={"width": 1024, "height": 760}, device_scale_factor=1,
+                              permissions=["clipboard-read", "clipboard-write"])
+    page = ctx.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+
+    def paste(text: str) -> None:
+        page.evaluate("t => navigator.clipboard.writeText(t)", text)
+        page.focus("#plot")
+        page.keyboard.press("Control+V")
+
+    try:
+        page.goto(server.url + "/")
+        page.wait_for_selector("#metrics table", timeout=15_000)
+        limit = page.eval_on_selector("#plot", "t => t.maxLength")
+        assert limit == 20_000  # GET /model's limits.plot_chars
+        page.fill("#plot", "x" * (limit - 10))
+        page.eval_on_selector("#plot", "t => { t.focus(); t.setSelectionRange(0, 100); }")
+        # 600 characters on the clipboard, 500 once its CRLF line breaks are one each; 110 fit in place of the
+        # 100 selected and the 10 free
+        paste("line\r\n" * 100)
+        page.wait_for_function("document.querySelector('#paste-note').textContent !== ''", timeout=5_000)
+        assert len(page.input_value("#plot")) == limit
+        assert page.inner_text("#paste-note") == \
+            "The pasted text was cut to fit 20,000 characters (390 characters left out)."
+        assert page.is_visible("#paste-note") and page.get_attribute("#paste-note", "role") == "status"
+        assert page.inner_text("#plot-count") == "20,000"
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.locator("#form").screenshot(path=str(ARTIFACTS / "web-paste-cut.png"))
+        page.keyboard.press("Backspace")  # edited below the limit: the notice goes
+        page.wait_for_function("document.querySelector('#paste-note').textContent === ''", timeout=5_000)
+        assert page.is_hidden("#paste-note")
+        paste("a")  # fits exactly: nothing to say
+        assert len(page.input_value("#plot")) == limit and page.is_hidden("#paste-note")
+        paste("bbbb")  # no room at all: all of it left out
+        page.wait_for_function("document.querySelector('#paste-note').textContent.includes('(4 characters')",
+                               timeout=5_000)
+        page.eval_on_selector("#form", "f => f.reset()")
+        page.wait_for_function("document.querySelector('#plot-count').textContent === '0'", timeout=5_000)
+        assert page.is_hidden("#paste-note") and page.input_value("#plot") == ""
+    finally:
+        ctx.close()
+    assert not errors, errors
