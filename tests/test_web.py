@@ -148,6 +148,38 @@ def test_page_shows_api_errors(server, browser, shipped, tmp_path):
         ctx.close()
 
 
+@pytest.mark.parametrize("width, height", [(1024, 700), (390, 844)])
+def test_clear_empties_the_form_and_the_chart(server, browser, shipped, width, height):
+    poster, plot = _shipped_title(shipped, 1)
+    ctx, page, errors = _open_page(browser, width, height)
+    try:
+        page.goto(server.url + "/")
+        page.wait_for_selector("#metrics table", timeout=15_000)
+        page.set_input_files("#poster", str(poster))
+        page.fill("#plot", plot)
+        page.click("#options > summary")
+        page.fill("#top-k", "2")
+        page.click("#predict")
+        page.wait_for_selector("#bars li.bar", timeout=30_000)
+        page.click("#bars li.bar >> nth=0")
+        page.wait_for_selector("#why-scores li", timeout=60_000)
+        box = page.locator("#clear").bounding_box()  # beside Predict, inside the form, on a phone too
+        assert box and box["x"] + box["width"] <= width and page.locator("#predict").bounding_box()["width"] > box["width"]
+        page.click("#clear")
+        page.wait_for_function("document.querySelector('#plot-count').textContent === '0'", timeout=5_000)
+        assert page.input_value("#plot") == "" and page.input_value("#top-k") == ""
+        assert page.is_hidden("#preview") and page.is_hidden("#poster-meta") and page.is_visible("#drop-text")
+        assert page.inner_text("#options-state") == ""
+        # the chart and its "Why?" answered inputs that are gone
+        assert page.eval_on_selector_all("#bars li", "els => els.length") == 0
+        assert page.is_hidden("#summary") and page.is_hidden("#why") and page.is_visible("#placeholder")
+        page.click("#predict")  # nothing left to send: refused in the page, as on a fresh page
+        page.wait_for_selector("#error:not([hidden])")
+    finally:
+        ctx.close()
+    assert not errors, errors
+
+
 def test_a_refused_poster_leaves_no_poster_on_screen(server, browser, shipped, tmp_path):
     poster, _ = _shipped_title(shipped, 3)
     big = tmp_path / "huge.jpg"
@@ -270,8 +302,9 @@ def test_why_view_explains_a_genre(server, browser, shipped, width, height, name
         page.locator("#why").scroll_into_view_if_needed()
         page.screenshot(path=str(ARTIFACTS / f"web-why-{name}.png"), full_page=True)
         overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
-        # the keyboard reaches the view too: Tab from Predict to the first genre, with a visible focus ring
-        page.focus("#predict")
+        # the keyboard reaches the view too: Tab from Clear (after Predict) to the first genre, with a visible
+        # focus ring
+        page.focus("#clear")
         page.keyboard.press("Tab")
         ring = page.evaluate("(() => { const a = document.activeElement, s = getComputedStyle(a);"
                              " return [a.dataset.genre || a.id, s.outlineStyle, parseFloat(s.outlineWidth)]; })()")
@@ -527,6 +560,7 @@ def test_why_view_shows_a_failed_explanation_as_an_error(server, browser, shippe
                                           " getComputedStyle(e).backgroundColor, getComputedStyle(e).color]")
             assert shown == ["alert", True, *red]
             assert page.is_hidden("#why-status") and page.inner_text("#why-status") == ""
+            assert page.is_hidden("#why-note")  # "measured on the model" describes an explanation, not a failure
             if i == 0:
                 ARTIFACTS.mkdir(exist_ok=True)
                 page.locator("#why").screenshot(path=str(ARTIFACTS / "web-why-error.png"))
@@ -534,7 +568,7 @@ def test_why_view_shows_a_failed_explanation_as_an_error(server, browser, shippe
         # the next genre explains as before: the error goes, the status was neutral meanwhile
         page.click(f"#bars li.bar[data-genre='{genres[3]}']")
         page.wait_for_selector("#why-scores li", timeout=60_000)
-        assert page.is_hidden("#why-error")
+        assert page.is_hidden("#why-error") and page.is_visible("#why-note")
         seen = page.evaluate("statusSeen")
         assert f"Explaining {genres[3]}\u2026" in seen and not any("Could not" in s for s in seen), seen
         assert page.eval_on_selector("#why-status", "e => e.getAttribute('role')") == "status"

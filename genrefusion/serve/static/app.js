@@ -356,9 +356,12 @@
     }
   });
 
-  // a reset form (no poster, no plot, no options) leaves no notice about what was there
+  // a reset form (Clear: no poster, no plot, no options) leaves no notice about what was there, nor a chart
+  // that answers inputs no longer on screen
   form.addEventListener("reset", () => {
     setTimeout(() => {  // the fields are reset after the event
+      clearResults();
+      showError("");
       setPoster(null);
       pasteCheck = null;
       notePaste(0);
@@ -473,6 +476,7 @@
   function whyError(msg) {
     $("why-error").textContent = msg;
     $("why-error").hidden = !msg;
+    $("why-note").hidden = !!msg;  // "measured on the model" describes an explanation, not its failure
   }
 
   async function explainGenre(genre) {
