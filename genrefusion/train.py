@@ -551,14 +551,13 @@ def prepare_data(job: Job, datasets) -> None:
     t0 = time.perf_counter()
     cfg, split_path = job.cfg, job.run.root / "split.json"
 
-    found = split_path.exists()  # a resumed run's split, or one prepared there (leave-one-dataset-out)
-
     def load_or_make_split():  # rank 0's split (it owns the run folder), broadcast to every rank
-        if found:  # a resumed run keeps its split
+        # with whether it was found there: a resumed run's split, or one prepared there (leave-one-dataset-out)
+        if split_path.exists():  # a resumed run keeps its split
             split = Split.load(split_path)
             if job.split_file not in (None, "new") and given_split(datasets, job.split_file)[0].parts != split.parts:
                 raise ConfigError(f"{job.run.root}: --resume with another --split than the interrupted run's")
-            return split
+            return split, True
         split, source, warnings = given_split(datasets, job.split_file)
         for w in warnings:
             log.warning("%s", w)
@@ -567,9 +566,9 @@ def prepare_data(job: Job, datasets) -> None:
         else:
             log.info("split: %s", source)
         split.save(split_path)
-        return split
+        return split, False
 
-    split = dist.from_main(load_or_make_split)
+    split, found = dist.from_main(load_or_make_split)
     job.split_source = split.source
     corpus = job.corpus = load_corpus(datasets, split, cfg.data.min_genre_count)
     job.train_rows, job.dev_rows, job.test_rows = corpus.rows("train"), corpus.rows("dev"), corpus.rows("test")
