@@ -176,3 +176,50 @@ def test_shards_merge_to_the_unsharded_output(tiny_run, batch_input, tmp_path, c
         # an incomplete set of shards is refused, naming the missing one
         assert main(["merge", str(parts[0]), str(parts[2]), "--out", str(tmp_path / f"bad.{ext}")]) == 2
         assert "2/3" in capsys.readouterr().err
+
+
+PAGES = __import__("pathlib").Path(__file__).resolve().parent / "fixtures" / "collect" / "imdb"
+
+
+def test_a_saved_imdb_page_is_predicted_with_its_plot_and_the_poster_beside_it(tiny_run, shipped, clf, tmp_path,
+                                                                                capsys):
+    import shutil
+
+    from genrefusion.collect.imdb_pages import parse_title_page
+
+    page = tmp_path / "tt0111161.html"
+    shutil.copy(PAGES / page.name, page)
+    info = parse_title_page(page.read_text(encoding="utf-8"))
+    poster, _ = _shipped_title(shipped, 2)
+    shutil.copy(poster, tmp_path / "tt0111161.jpg")  # <tt-id>.jpg beside the page, as collect imdb-pages reads it
+    assert main(["predict", str(tiny_run), "--page", str(page)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["page"] == {"file": str(page), "imdb_id": "tt0111161", "title": info.title, "year": info.year,
+                           "kind": "movie", "genres": info.genres, "plot_from_page": True,
+                           "poster": str(tmp_path / "tt0111161.jpg")}
+    assert {k: v for k, v in out.items() if k != "page"} == clf.predict_one(poster=tmp_path / "tt0111161.jpg",
+                                                                            plot=info.plot)
+    # --plot overrides the page's plot; a poster beside the page that is no image is dropped, said, not fatal
+    (tmp_path / "tt0111161.jpg").write_bytes(b"<html>not a poster</html>")
+    assert main(["predict", str(tiny_run), "--page", str(page), "--plot", "A heist in Rome."]) == 0
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
+    assert out["used"] == ["plot"] and out["page"]["plot_from_page"] is False and out["page"]["poster"] is None
+    assert "not an image" in out["page"]["poster_problem"]
+    assert captured.err.startswith("warning: ") and "predicting from the page's plot" in captured.err
+    assert out["scores"] == clf.predict_one(plot="A heist in Rome.")["scores"]
+
+
+@pytest.mark.parametrize("what, says", [
+    ("folder", "is a folder; for many pages run `genrefusion collect imdb-pages`"),
+    ("missing", "page file not found"),
+    ("person", "nm0000151.html: "),
+    ("batch", "--batch cannot be combined with --poster/--plot/--plot-file/--page"),
+])
+def test_a_page_that_cannot_be_predicted_is_one_line(tiny_run, tmp_path, capsys, what, says):
+    page = {"folder": tmp_path, "missing": tmp_path / "nope.html", "person": PAGES / "nm0000151.html",
+            "batch": PAGES / "tt0111161.html"}[what]
+    extra = ["--batch", str(tmp_path), "--out", str(tmp_path / "o.jsonl")] if what == "batch" else []
+    assert main(["predict", str(tiny_run), "--page", str(page), *extra]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and says in err[0], err

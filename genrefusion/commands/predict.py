@@ -2,6 +2,7 @@
 
   genrefusion predict RUN_DIR --poster poster.jpg --plot "A retired hitman..."
   genrefusion predict RUN_DIR --plot-file plot.txt --top-k 3
+  genrefusion predict RUN_DIR --page saved/tt0111161.html
   genrefusion predict RUN_DIR --batch titles.csv --out predictions.jsonl
   genrefusion predict RUN_DIR --batch DATASET_DIR --out part2.csv --shard 2/4
 
@@ -10,6 +11,11 @@ One title: prints {"genres": [...most probable first], "scores": {...}, "thresho
 thresholds are the set tuned on dev titles with the same inputs (threshold_set: both, poster, plot,
 or pooled for older bundles), or --threshold for every genre. Figures have 4 decimals, or as many more as
 tell a score from its threshold, so a printed score never looks to clear a threshold it missed.
+
+--page: a saved IMDb title page gives the plot, and the poster saved beside it as `collect imdb-pages` finds
+it (<page>.jpg, <tt-id>.jpg or the <page>_files/ folder of a "save complete page"); --poster / --plot override
+either. The output adds "page": the page's title, year, kind, IMDb id and its own genres, to compare with.
+Many pages: `genrefusion collect imdb-pages DIR --out DATASET`, then --batch DATASET.
 
 Batch: INPUT is a dataset folder, a CSV/TSV (columns guessed or named as for `import csv`) or a
 JSON-lines file; OUT is .jsonl or .csv (one row per input record, in input order: index, id, genres,
@@ -25,6 +31,7 @@ OUT.shard.json (what merge checks)."""
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ..encoders import TEXT_RUNTIMES
 from . import add_image_weights, in_range
@@ -39,6 +46,8 @@ def add_arguments(p):
     one.add_argument("--poster", metavar="FILE", help="poster image (any common format)")
     one.add_argument("--plot", metavar="TEXT", help="plot summary")
     one.add_argument("--plot-file", metavar="FILE", help="read the plot summary from a UTF-8 text file")
+    one.add_argument("--page", metavar="FILE", help="a saved IMDb title page (.html): its plot and the poster "
+                                                    "saved beside it (see above)")
     both = p.add_argument_group("decision (one title and batch)")
     both.add_argument("--top-k", type=POSITIVE_INT, metavar="K",
                       help="at most the K most probable of the predicted genres")
@@ -70,17 +79,18 @@ def add_arguments(p):
 def run(args) -> int:
     from ..errors import BadInput
 
-    single = args.poster is not None or args.plot is not None or args.plot_file is not None
+    single = any(v is not None for v in (args.poster, args.plot, args.plot_file, args.page))
     if args.batch is not None:
         if single:
-            raise BadInput("--batch cannot be combined with --poster/--plot/--plot-file")
+            raise BadInput("--batch cannot be combined with --poster/--plot/--plot-file/--page")
         if not args.out:
             raise BadInput("--batch needs --out (a .jsonl or .csv file)")
         return _run_batch(args)
     if args.out or args.shard:
         raise BadInput("--out and --shard go with --batch INPUT")
     if not single:
-        raise BadInput("nothing to predict: give --poster and/or --plot/--plot-file, or --batch INPUT --out OUT")
+        raise BadInput("nothing to predict: give --poster and/or --plot/--plot-file, or --page FILE, or --batch "
+                       "INPUT --out OUT")
     return _run_single(args)
 
 
@@ -121,12 +131,51 @@ def _run_single(args) -> int:
     plot = _read_plot(args)
     if plot is not None and not plot.strip():
         raise BadInput("plot: empty text" + (f" in {args.plot_file}" if args.plot_file else ""))
+    poster_path, page = args.poster, None
+    if args.page is not None:
+        page, page_plot, page_poster = _read_title_page(args.page)
+        page["plot_from_page"] = plot is None and page_plot is not None
+        plot = plot if plot is not None else page_plot
+        if poster_path is None and page_poster is not None:
+            try:  # as collect imdb-pages: a poster beside the page that is not an image is dropped, said
+                poster_path = page_poster
+                load_image(page_poster)
+            except BadInput as err:
+                if plot is None:
+                    raise
+                poster_path, page["poster_problem"] = None, str(err)
+                print(f"warning: {err}; predicting from the page's plot", file=sys.stderr)
+        if plot is None and poster_path is None:
+            raise BadInput(f"{args.page}: the page has no plot and no poster is saved beside it; pass --poster "
+                           "or --plot")
+        page["poster"] = str(poster_path) if poster_path is not None else None
     # decode first: a bad poster is reported before the model loads
-    poster = load_image(args.poster) if args.poster is not None else None
+    poster = load_image(poster_path) if poster_path is not None else None
     clf = _load(args.run_dir, args.text_runtime, args.image_weights)
     out = clf.predict_one(poster=poster, plot=plot, top_k=args.top_k, threshold=args.threshold)
+    if page is not None:
+        out["page"] = page
     print(json.dumps(out, indent=2, ensure_ascii=False))
     return 0
+
+
+def _read_title_page(path) -> tuple[dict, str | None, str | None]:
+    """(what the page says of its title, its plot, the poster saved beside it) of a saved IMDb title page."""
+    from pathlib import Path
+
+    from ..collect.imdb_pages import find_local_poster, parse_title_page, read_page
+    from ..errors import BadInput
+
+    path = Path(path)
+    if not path.is_file():
+        raise BadInput(f"{path}: " + ("is a folder; for many pages run `genrefusion collect imdb-pages` and "
+                                      "predict --batch" if path.is_dir() else "page file not found"))
+    info = parse_title_page(read_page(path), path.name)
+    poster = find_local_poster(path, info.imdb_id, info.poster_url)
+    plot = info.plot if info.plot and info.plot.strip() else None
+    return ({"file": str(path), "imdb_id": info.imdb_id, "title": info.title, "year": info.year, "kind": info.kind,
+             "genres": list(info.genres)},
+            plot, str(poster) if poster is not None else None)
 
 
 def _run_batch(args) -> int:
