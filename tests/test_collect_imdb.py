@@ -144,6 +144,18 @@ def test_unparseable_pages_name_the_file_and_reason(name, reason):
     assert msg.startswith(f"{name}: ") and reason in msg and "\n" not in msg
 
 
+@pytest.mark.parametrize("cut_in", ["__NEXT_DATA__", "JSON-LD"])
+def test_page_cut_off_inside_a_script_block_says_so(cut_in):
+    """A page saved before it finished (or a truncated file) is not 'not an IMDb title page'."""
+    name = "tt0133093.html" if cut_in == "__NEXT_DATA__" else "tt0108052.html"
+    html = (PAGES / name).read_text()
+    cut = html[:html.rindex("</script>") - 100]
+    with pytest.raises(BadInput) as ei:
+        parse_title_page(cut, name)
+    assert f"cut off inside its {cut_in} block" in str(ei.value)
+    assert "not an IMDb title page" not in str(ei.value)
+
+
 def test_sized_poster_url_requests_bounded_size():
     base = "https://m.media-amazon.com/images/M/MV5BMDAyY2FhYjctNDc5OS00MDNlLThiMGUtY2UxYWVkNGY2ZjljXkEyXkFqcGc@"
     assert sized_poster_url(base + "._V1_.jpg") == base + "._V1_SY384.jpg"

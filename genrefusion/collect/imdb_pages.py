@@ -260,6 +260,9 @@ def parse_title_page(text: str, name: str = "page") -> PageInfo:
     except (AssertionError, ValueError) as err:  # html.parser raises these on some malformed markup
         raise BadInput(f"{name}: malformed HTML ({err})") from None
     errors: list[str] = []
+    if grab._cur in ("ld", "next"):  # a script block that never ends: the file was cut off inside it
+        block = "JSON-LD" if grab._cur == "ld" else "__NEXT_DATA__"
+        errors.append(f"the page is cut off inside its {block} block (truncated file or incomplete save?)")
     blocks, atf = _read_blocks(grab, errors)
     ld = _ld_title_object(blocks, name)
     found = {}
