@@ -196,7 +196,7 @@ def test_a_saved_imdb_page_is_predicted_with_its_plot_and_the_poster_beside_it(t
     out = json.loads(capsys.readouterr().out)
     assert out["page"] == {"file": str(page), "imdb_id": "tt0111161", "title": info.title, "year": info.year,
                            "kind": "movie", "genres": info.genres, "plot_from_page": True,
-                           "poster": str(tmp_path / "tt0111161.jpg")}
+                           "poster": str(tmp_path / "tt0111161.jpg"), "genres_unknown_to_model": []}
     assert {k: v for k, v in out.items() if k != "page"} == clf.predict_one(poster=tmp_path / "tt0111161.jpg",
                                                                             plot=info.plot)
     # --plot overrides the page's plot; a poster beside the page that is no image is dropped, said, not fatal
@@ -223,3 +223,31 @@ def test_a_page_that_cannot_be_predicted_is_one_line(tiny_run, tmp_path, capsys,
     assert main(["predict", str(tiny_run), "--page", str(page), *extra]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and says in err[0], err
+
+
+def test_a_page_says_which_of_its_genres_the_model_cannot_predict_and_that_no_poster_was_found(tiny_run, clf,
+                                                                                              tmp_path, capsys):
+    """A page genre outside the model's vocabulary (Game-Show) is named, not left to look like a miss; a page whose
+    poster is not saved beside it is predicted from the plot with a warning, not silently."""
+    page = tmp_path / "tt0133093.html"
+    page.write_text((PAGES / page.name).read_text(encoding="utf-8").replace(
+        '"text":"Sci-Fi","id":"Sci-Fi"', '"text":"Game-Show","id":"Game-Show"'), encoding="utf-8")
+    assert "Game-Show" not in clf.genres_ and "Action" in clf.genres_
+    assert main(["predict", str(tiny_run), "--page", str(page)]) == 0
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
+    assert out["page"]["genres"] == ["Action", "Game-Show"]
+    assert out["page"]["genres_unknown_to_model"] == ["Game-Show"]
+    assert out["used"] == ["plot"] and "no poster saved beside" in captured.err
+
+
+def test_top_k_help_says_what_top_k_alone_does(tiny_run, shipped, capsys):
+    """--top-k alone gives the K most probable genres whatever the thresholds (decision.decide); the help must not
+    promise 'at most K of the predicted genres'."""
+    with pytest.raises(SystemExit):
+        main(["predict", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "whatever the thresholds" in text and "of the predicted genres" not in text
+    _, plot = _shipped_title(shipped, 3)
+    assert main(["predict", str(tiny_run), "--plot", plot, "--top-k", "2", "--threshold", "1"]) == 0
+    assert json.loads(capsys.readouterr().out)["genres"] == []  # with --threshold: at most K of those above it

@@ -14,7 +14,9 @@ tell a score from its threshold, so a printed score never looks to clear a thres
 
 --page: a saved IMDb title page gives the plot, and the poster saved beside it as `collect imdb-pages` finds
 it (<page>.jpg, <tt-id>.jpg or the <page>_files/ folder of a "save complete page"); --poster / --plot override
-either. The output adds "page": the page's title, year, kind, IMDb id and its own genres, to compare with.
+either. The output adds "page": the page's title, year, kind, IMDb id and its own genres, to compare with, and
+"genres_unknown_to_model": those of its genres the model cannot predict (e.g. Game-Show for most runs). A page
+whose poster is not saved beside it is predicted from its plot, with a warning.
 Many pages: `genrefusion collect imdb-pages DIR --out DATASET`, then --batch DATASET.
 
 Batch: INPUT is a dataset folder, a CSV/TSV (columns guessed or named as for `import csv`) or a
@@ -50,7 +52,8 @@ def add_arguments(p):
                                                     "saved beside it (see above)")
     both = p.add_argument_group("decision (one title and batch)")
     both.add_argument("--top-k", type=POSITIVE_INT, metavar="K",
-                      help="at most the K most probable of the predicted genres")
+                      help="the K most probable genres, whatever the thresholds; with --threshold: at most K "
+                           "of the genres above it")
     both.add_argument("--text-runtime", choices=TEXT_RUNTIMES, default=None,
                       help="how MiniLM plot features are computed: auto (ONNX Runtime when installed, else "
                            "PyTorch; identical results), torch, onnxruntime, or onnxruntime-int8 (faster, "
@@ -133,7 +136,7 @@ def _run_single(args) -> int:
         raise BadInput("plot: empty text" + (f" in {args.plot_file}" if args.plot_file else ""))
     poster_path, page = args.poster, None
     if args.page is not None:
-        page, page_plot, page_poster = _read_title_page(args.page)
+        page, page_plot, page_poster, page_poster_url = _read_title_page(args.page)
         page["plot_from_page"] = plot is None and page_plot is not None
         plot = plot if plot is not None else page_plot
         if poster_path is None and page_poster is not None:
@@ -145,6 +148,9 @@ def _run_single(args) -> int:
                     raise
                 poster_path, page["poster_problem"] = None, str(err)
                 print(f"warning: {err}; predicting from the page's plot", file=sys.stderr)
+        if poster_path is None and page_poster is None and page_poster_url and plot is not None:
+            print(f"warning: no poster saved beside {args.page} (<page>.jpg, <tt-id>.jpg or <page>_files/); "
+                  "predicting from the plot only", file=sys.stderr)
         if plot is None and poster_path is None:
             raise BadInput(f"{args.page}: the page has no plot and no poster is saved beside it; pass --poster "
                            "or --plot")
@@ -153,14 +159,16 @@ def _run_single(args) -> int:
     poster = load_image(poster_path) if poster_path is not None else None
     clf = _load(args.run_dir, args.text_runtime, args.image_weights)
     out = clf.predict_one(poster=poster, plot=plot, top_k=args.top_k, threshold=args.threshold)
-    if page is not None:
+    if page is not None:  # the page's genres this model can never predict, so never to be matched
+        page["genres_unknown_to_model"] = [g for g in page["genres"] if g not in clf.genres_]
         out["page"] = page
     print(json.dumps(out, indent=2, ensure_ascii=False))
     return 0
 
 
-def _read_title_page(path) -> tuple[dict, str | None, str | None]:
-    """(what the page says of its title, its plot, the poster saved beside it) of a saved IMDb title page."""
+def _read_title_page(path) -> tuple[dict, str | None, str | None, str | None]:
+    """(what the page says of its title, its plot, the poster saved beside it, the page's poster URL) of a saved
+    IMDb title page."""
     from pathlib import Path
 
     from ..collect.imdb_pages import find_local_poster, parse_title_page, read_page
@@ -175,7 +183,7 @@ def _read_title_page(path) -> tuple[dict, str | None, str | None]:
     plot = info.plot if info.plot and info.plot.strip() else None
     return ({"file": str(path), "imdb_id": info.imdb_id, "title": info.title, "year": info.year, "kind": info.kind,
              "genres": list(info.genres)},
-            plot, str(poster) if poster is not None else None)
+            plot, str(poster) if poster is not None else None, info.poster_url)
 
 
 def _run_batch(args) -> int:
