@@ -66,6 +66,12 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
+def _tight(fig) -> None:
+    """``tight_layout`` that leaves room for the figure's suptitle (about 0.45 in, whatever the figure's height),
+    which ``tight_layout`` alone lets the top row's panel titles run into."""
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig.get_figheight()))
+
+
 def _grid(n: int, max_cols: int = 6) -> tuple[int, int]:
     cols = min(max_cols, max(1, n))
     return max(1, math.ceil(n / cols)), cols
@@ -161,13 +167,14 @@ def fig_accuracy(plt, models: dict) -> bytes | None:
         vals = [models[n].get(key) or 0.0 for n in names]
         digits = 3 if key == "per_label_accuracy" else 2  # accuracies sit within a few thousandths of the baseline
         bars = ax.bar(x - 0.2, vals, 0.4, color=[_COLOR.get(n, "C0") for n in names], label="model")
-        ax.bar_label(bars, labels=[f"{v:.{digits}f}" for v in vals], fontsize=6, padding=1)
+        # upright labels: side by side, two bars of about the same height would print over each other
+        ax.bar_label(bars, labels=[f"{v:.{digits}f}" for v in vals], fontsize=6, padding=1, rotation=90)
         b = base.get(key) or 0.0
         nb = ax.bar(x + 0.2, [b] * len(names), 0.4, color=_COLOR["always_negative"], alpha=0.55, hatch="//",
                     label="always negative")
-        ax.bar_label(nb, labels=[f"{b:.{digits}f}"] * len(names), fontsize=6, padding=1, color="#555")
+        ax.bar_label(nb, labels=[f"{b:.{digits}f}"] * len(names), fontsize=6, padding=1, color="#555", rotation=90)
         ax.set_xticks(x, [_LABEL.get(n, n) for n in names], rotation=35, ha="right", fontsize=7)
-        ax.set_ylim(0, 1.1)
+        ax.set_ylim(0, 1.2)
         ax.set_title(title, fontsize=9)
         ax.grid(axis="y", alpha=0.3)
     axes[0][1].legend(fontsize=7, loc="upper right")  # where the F1 bars leave room
@@ -196,8 +203,10 @@ def fig_per_genre_f1(plt, models: dict, genres: list[str]) -> bytes | None:
                            "test F1 at the decision thresholds (n = labelled test positives)", "Per-genre F1", 8)
 
 
-def fig_confusion_grid(plt, model: dict, genres: list[str], name: str) -> bytes | None:
+def fig_confusion_grid(plt, model: dict, genres: list[str], name: str, probe: dict | None = None) -> bytes | None:
+    """2x2 matrices per genre; each panel's title has the model's F1 and, when given, its linear probe's."""
     pg = model.get("per_genre") or {}
+    probe_pg = (probe or {}).get("per_genre") or {}
     genres = [g for g in genres if (pg.get(g) or {}).get("labelled")]
     if not genres:
         return None
@@ -212,7 +221,8 @@ def fig_confusion_grid(plt, model: dict, genres: list[str], name: str) -> bytes 
         for (i, j), v in np.ndenumerate(mat):
             ax.text(j, i, f"{['TN', 'FP', 'FN', 'TP'][2 * i + j]}\n{v}", ha="center", va="center", fontsize=7,
                     color="white" if share[i, j] > 0.6 else "black")
-        ax.set_title(f"{g} (F1 {_fmt(c.get('f1'), 2)})", fontsize=8)
+        vs = f", probe {_fmt((probe_pg.get(g) or {}).get('f1'), 2)}" if probe_pg else ""
+        ax.set_title(f"{g} (F1 {_fmt(c.get('f1'), 2)}{vs})", fontsize=8)
         ax.set_xticks([0, 1], ["pred 0", "pred 1"], fontsize=6)
         ax.set_yticks([0, 1], ["true 0", "true 1"], fontsize=6)
     fig.suptitle(f"Per-genre confusion matrices on test ({_LABEL.get(name, name)} model)", fontsize=10)
@@ -236,11 +246,17 @@ def fig_pr_curves(plt, scores, name: str, per_genre: dict | None, label: str) ->
     todo = [j for j in range(len(genres)) if Y[M[:, j], j].any()]
     if not todo:
         return None
+    from .baselines import probe_for
+
+    probe = probe_for(name) if f"S_{probe_for(name)}" in scores else None
     fig, rows, cols, panels = _panels(plt, len(todo), (2.2, 2.2))
     for k, ax in panels:
         j = todo[k]
         lab = M[:, j]
         y, s = Y[lab, j], S[lab, j]
+        if probe is not None:  # the linear probe on the same frozen features, beside the model
+            p_prec, p_rec, _ = precision_recall_curve(y, scores[f"S_{probe}"][lab, j])
+            ax.plot(p_rec, p_prec, color=_COLOR.get(probe, "C1"), lw=1.0)
         prec, rec, _ = precision_recall_curve(y, s)
         ax.plot(rec, prec, color=_COLOR.get(name, "C0"), lw=1.2)
         ax.axhline(y.mean(), color="grey", lw=0.8, ls="--")  # a random ranking's precision
@@ -257,10 +273,12 @@ def fig_pr_curves(plt, scores, name: str, per_genre: dict | None, label: str) ->
             ax.set_xlabel("recall", fontsize=7)
     fig.suptitle(f"Test precision-recall per genre ({_LABEL.get(name, name)} model)", fontsize=9)
     fig.tight_layout()
-    fig.legend(handles=[Line2D([], [], color=_COLOR.get(name, "C0"), lw=1.2, label="precision-recall curve"),
-                        Line2D([], [], color="black", marker="o", ls="", ms=3, label=label),
-                        Line2D([], [], color="grey", lw=0.8, ls="--", label="positive rate (a random ranking)")],
-               loc="upper center", bbox_to_anchor=(0.5, 0), ncol=3, fontsize=7, frameon=False)
+    handles = [Line2D([], [], color=_COLOR.get(name, "C0"), lw=1.2, label=f"{_LABEL.get(name, name)} model")]
+    handles += [Line2D([], [], color=_COLOR.get(probe, "C1"), lw=1.0, label=_LABEL.get(probe, probe))] if probe else []
+    handles += [Line2D([], [], color="black", marker="o", ls="", ms=3, label=label),
+                Line2D([], [], color="grey", lw=0.8, ls="--", label="positive rate (a random ranking)")]
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0), ncol=len(handles), fontsize=7,
+               frameon=False)
     out = _png(fig)
     plt.close(fig)
     return out
@@ -271,6 +289,7 @@ def fig_training_curves(plt, training: dict, metric: str) -> bytes | None:
     if not stages:
         return None
     fig, _, _, panels = _panels(plt, len(stages), (4.2, 3.0), max_cols=3)
+    handles = {}  # one legend for the figure, below it: a legend in a panel sits on some stage's curves
     for k, ax in panels:
         name, info = stages[k]
         hist = info["history"]
@@ -294,10 +313,9 @@ def fig_training_curves(plt, training: dict, metric: str) -> bytes | None:
             if isinstance(best, int) and best >= 0:
                 ax.axvline(best + 1, color="grey", ls=":", lw=1)
             ax.set_title(f"{name} (best epoch {best + 1 if isinstance(best, int) else '?'})", fontsize=9)
-            lines = ax.get_lines()[:2] + ax2.get_lines()
-            ax.legend(lines, [ln.get_label() for ln in lines], fontsize=7, loc="best")
-        if name == "lm":
-            ax.legend(fontsize=7, loc="best")
+        handles.update((ln.get_label(), ln) for ln in ax.get_lines() if not ln.get_label().startswith("_"))
+        if name != "lm":
+            handles.update((ln.get_label(), ln) for ln in ax2.get_lines())
         ax.set_xlabel("epoch", fontsize=8)
         ax.tick_params(labelsize=7)
         if len(ep) <= 15:  # whole epochs only (a one-epoch stage would otherwise get 0.96 .. 1.04)
@@ -307,15 +325,19 @@ def fig_training_curves(plt, training: dict, metric: str) -> bytes | None:
 
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle("Training curves per stage (dotted line: epoch kept)", fontsize=10)
-    fig.tight_layout()
+    _tight(fig)
+    fig.legend(handles=list(handles.values()), loc="upper center", bbox_to_anchor=(0.5, 0),
+               ncol=len(handles), fontsize=8, frameon=False)
     out = _png(fig)
     plt.close(fig)
     return out
 
 
 # -- html -------------------------------------------------------------------------------------------------
-_CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
-table{border-collapse:collapse;margin:0.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
+# phone widths: a wide table scrolls inside its own box (display:block + overflow-x), never the page
+_CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;padding:0 1em;max-width:1200px;color:#222}
+table{border-collapse:collapse;margin:0.5em 0 1.5em;display:block;max-width:100%;overflow-x:auto}
+code{overflow-wrap:anywhere}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}.base{background:#fafafa;color:#555}
 img{max-width:100%;border:1px solid #eee;margin:0.5em 0}pre{background:#f6f6f6;padding:1em;overflow:auto;font-size:12px}
 .best{font-weight:bold}"""
@@ -669,6 +691,8 @@ def _draw_figures(run_dir: Path, m: dict, progress: bool) -> dict[str, bytes | N
     import matplotlib.pyplot as plt
     from tqdm.auto import tqdm
 
+    from .baselines import probe_for
+
     models, genres = m["models"], list(m["genres"])
     main = _main_model(models)
     pr_label = "decision thresholds" + (" (per input combination)" if len(_deciding_sets(m, main)) > 1 else "")
@@ -678,7 +702,7 @@ def _draw_figures(run_dir: Path, m: dict, progress: bool) -> dict[str, bytes | N
         ("accuracy", lambda: fig_accuracy(plt, models)),
         ("main_metrics", lambda: fig_main_metrics(plt, models)),
         ("per_genre_f1", lambda: fig_per_genre_f1(plt, models, genres)),
-        *[(f"confusion_{n}", lambda n=n: fig_confusion_grid(plt, models[n], genres, n))
+        *[(f"confusion_{n}", lambda n=n: fig_confusion_grid(plt, models[n], genres, n, models.get(probe_for(n))))
           for n in _confusion_models(models)],
         ("pr_curves", lambda: fig_pr_curves(plt, scores, main, models[main].get("per_genre"), pr_label)
          if main else None),
@@ -708,7 +732,8 @@ def _html_results(run_dir: Path, m: dict, figs: dict) -> list[str]:
     """The page's head and its results: metric tables, the paper's accuracy figure, per-genre results."""
     models, split = m["models"], m.get("split") or {}
     main, confusion = _main_model(models), _confusion_models(models)
-    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>genrefusion run report</title>",
+    parts = ["<!doctype html><html><head><meta charset='utf-8'>"
+             "<meta name='viewport' content='width=device-width, initial-scale=1'><title>genrefusion run report</title>",
              f"<style>{_CSS}</style></head><body>",
              f"<h1>genrefusion run report</h1><p>Run: <code>{html.escape(str(run_dir.resolve()))}</code> · "
              f"genrefusion {html.escape(str(m.get('genrefusion_version', '?')))} · text route: "
@@ -739,7 +764,9 @@ def _html_results(run_dir: Path, m: dict, figs: dict) -> list[str]:
     if confusion:
         parts.append("<h2>Per-genre confusion matrices on test</h2><p>One 2&times;2 matrix per genre and model "
                      "(the paper's Figs. 4-7), at the decision thresholds tuned on "
-                     f"{html.escape(tuned_on(m))}; shading is the share of each true row.</p>")
+                     f"{html.escape(tuned_on(m))}; shading is the share of each true row. Each panel's title gives the "
+                     "model's F1 beside its linear probe's (same frozen features); the always-negative baseline's "
+                     "matrix is every title in the top row (F1 0).</p>")
         parts += [_img(f"confusion_{n}", figs[f"confusion_{n}"], f"per-genre confusion matrices ({n})")
                   for n in confusion]
     parts += ["<h2>Why? Explanations of a few test titles</h2>",

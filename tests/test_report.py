@@ -152,8 +152,8 @@ def test_report_states_the_decision_rule_of_a_crossfitted_combination_global_run
     genres = list(m["thresholds"]["fused"])
     # PR curves: the operating point metrics.json reports, labelled as the per-combination decision thresholds
     assert dots and set(dots) == {(0.75, 0.25)}
-    assert legends == [["precision-recall curve", "decision thresholds (per input combination)",
-                        "positive rate (a random ranking)"]]
+    assert legends[0] == ["fused model", "probe: both", "decision thresholds (per input combination)",
+                          "positive rate (a random ranking)"]  # the PR curves' (the training curves' follows)
     # per-genre table: each combination's single cut said once, no pooled "threshold" column
     table = _section(page, "Per-genre results (fused model)", "</table>")
     assert ("Decision thresholds: poster + plot: 0.497 for every genre; poster only: 0.479 for every genre; "
@@ -187,3 +187,96 @@ def test_report_stars_fallbacks_and_timings(tiny_run, run):
     assert starred and starred <= set(info["sets"]["both"]["fallback"]) | set(info["sets"]["poster"]["fallback"])
     table = _section(page, "Per-genre results (fused model)", "</table>")
     assert "plot only (pooled set)" in table
+
+
+def _capture(monkeypatch) -> list:
+    """Keep every figure the report draws open (``_png`` keeps it, ``plt.close`` is a no-op) for inspection."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from genrefusion import report
+
+    figs = []
+    monkeypatch.setattr(report, "_png", lambda fig: figs.append(fig) or b"png")
+    monkeypatch.setattr(plt, "close", lambda *a, **k: None)
+    return figs
+
+
+def _plt():
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def test_report_page_fits_a_phone_width(run):
+    """At 390 px the page must not scroll sideways: a wide table scrolls inside its own box, and the page
+    tells a phone browser its real width (without the viewport tag it lays the page out 980 px wide)."""
+    from genrefusion.report import _CSS
+
+    page = write_report(run, progress=False).read_text()
+    assert "<meta name='viewport' content='width=device-width, initial-scale=1'>" in page
+    table_rule = re.search(r"(?<![\w-])table\{([^}]*)\}", _CSS).group(1)
+    assert "display:block" in table_rule and "overflow-x:auto" in table_rule and "max-width:100%" in table_rule
+
+
+def test_accuracy_bar_labels_do_not_print_over_each_other(monkeypatch):
+    """runs/demo: per-label accuracies 0.881-0.905 beside the baseline's 0.882 printed as one smear of digits."""
+    from genrefusion.report import fig_accuracy
+
+    figs = _capture(monkeypatch)
+    acc = {"fused": 0.892, "poster": 0.881, "plot": 0.896, "linear_probe_fused": 0.905, "linear_probe_poster": 0.892,
+           "linear_probe_plot": 0.897, "tfidf_logreg": 0.835, "always_negative": 0.882}
+    models = {n: {"per_label_accuracy": a, "micro_f1": 0.4, "macro_f1": 0.3, "mAP": 0.3} for n, a in acc.items()}
+    models["always_negative"].update(micro_f1=0.0, macro_f1=0.0, mAP=0.1)
+    fig_accuracy(_plt(), models)
+    fig = figs[0]
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        boxes = [t.get_window_extent(r) for t in ax.texts if t.get_text()]
+        assert len(boxes) == 2 * (len(acc) - 1)
+        clashes = [(i, j) for i in range(len(boxes)) for j in range(i + 1, len(boxes)) if boxes[i].overlaps(boxes[j])]
+        assert not clashes, ax.get_title()
+
+
+def test_training_curves_title_and_legend_stay_off_the_panels(monkeypatch):
+    """runs/demo (15 cross-fitted stages, a twin dev-score axis each): the figure's title ran into the top row's
+    panel titles, and each panel's legend sat on its dev-score curve. One legend, below the panels."""
+    from genrefusion.report import fig_training_curves
+
+    figs = _capture(monkeypatch)
+    hist = [{"epoch": e, "train_loss": 0.8 - 0.04 * e, "dev_loss": 0.5, "dev_score": 0.3 + 0.01 * e} for e in range(1, 13)]
+    training = {f"{s}@fold{k}": {"history": hist, "best_epoch": 9} for k in range(5)
+                for s in ("poster", "plot_minilm", "fused")}
+    fig_training_curves(_plt(), training, "mAP")
+    fig = figs[0]
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    top = fig._suptitle.get_window_extent(r)
+    assert not [ax.get_title() for ax in fig.axes if ax.get_title() and ax.title.get_window_extent(r).overlaps(top)]
+    assert all(ax.get_legend() is None for ax in fig.axes)
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["train loss", "dev loss", "dev mAP"]
+
+
+def test_pr_curves_and_confusion_matrices_show_the_linear_probe(run, monkeypatch):
+    """Every figure of a model has its linear probe beside it: the probe's precision-recall curve in each panel,
+    its F1 in each confusion matrix's title."""
+    from genrefusion.report import fig_confusion_grid, fig_pr_curves
+
+    figs = _capture(monkeypatch)
+    m = json.loads((run / "metrics.json").read_text())
+    with np.load(run / "test_scores.npz") as d:
+        scores = {k: d[k] for k in d.files}
+    assert "S_linear_probe_fused" in scores
+    fig_pr_curves(_plt(), scores, "fused", m["models"]["fused"]["per_genre"], "decision thresholds")
+    fig = figs.pop()
+    assert "probe: both" in [t.get_text() for t in fig.legends[0].get_texts()]
+    for ax in fig.axes:
+        if ax.get_title():  # the model's and the probe's curve (beside the positive rate and the operating point)
+            assert {ln.get_color() for ln in ax.get_lines()} >= {"#1f77b4", "#aec7e8"}, ax.get_title()
+    fig_confusion_grid(_plt(), m["models"]["fused"], list(m["genres"]), "fused", m["models"]["linear_probe_fused"])
+    titles = [ax.get_title() for ax in figs.pop().axes if ax.get_title()]
+    g, c = next((g, c) for g, c in m["models"]["linear_probe_fused"]["per_genre"].items() if c.get("labelled"))
+    assert any(t.startswith(f"{g} (F1 ") and t.endswith(f", probe {c['f1']:.2f})") for t in titles), titles
