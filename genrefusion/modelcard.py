@@ -179,7 +179,7 @@ def _results(config: dict, result: dict) -> str:
            + "; the test split was used for these numbers only. Per-genre metrics count a title only where its "
            "dataset labels the genre. [lo-hi]: 95% bootstrap interval (test titles resampled).\n\n"
            + "\n".join(_table(result.get("models", {}), served)) + "\n"
-           + _verdict(result.get("models", {}), served))
+           + _verdict(result.get("models", {}), served) + _probe_verdicts(result, served))
     both = result.get("models_both") or {}
     if both:
         n = result.get("split", {}).get("test_with_poster_and_plot")
@@ -206,10 +206,20 @@ def _verdict(models: dict, served: str) -> str:
               if isinstance(models.get(b, {}).get(k), (int, float)) and isinstance(m.get(k), (int, float))
               and models[b][k] >= m[k]]
     if not behind:
-        return (f"\nThe served model beats {'all ' + str(len(rivals)) if len(rivals) > 2 else 'both'} baselines on "
-                "micro-F1 and mAP on this test split.\n")
+        return (f"\nThe served model beats {'all ' + str(len(rivals)) if len(rivals) > 2 else 'both'} baselines "
+                f"({', '.join(_BASELINE_LABELS[b] for b in rivals)}) on micro-F1 and mAP over all the test titles "
+                "of this split.\n")
     return ("\n**The served model does not beat every baseline on this test split**: " + "; ".join(behind)
             + ". Prefer the baseline, or more training data, until it does.\n")
+
+
+def _probe_verdicts(result: dict, served: str) -> str:
+    """The served model against its linear probe on each input combination (``probe_verdicts``, as the report
+    says it): a win over all titles can hide a combination where the probe is as good or better."""
+    from .report import verdict_lines
+
+    lines = verdict_lines([v for v in result.get("probe_verdicts") or [] if v.get("model") == served])
+    return "".join(f"\n- {'**' + ln + '**' if 'NOT' in ln else ln}" for ln in lines) + ("\n" if lines else "")
 
 
 def _encoders(config: dict) -> str:

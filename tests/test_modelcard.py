@@ -86,3 +86,24 @@ def test_card_reads_terms_kinds_and_says_when_a_baseline_wins(tmp_path):
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "config.json").write_text(json.dumps(config))
     assert write_model_card(tmp_path / "b", _result(0.6, ds)).read_text().startswith("# Model card")
+
+
+def test_card_says_where_the_served_model_does_not_beat_its_probe(tmp_path):
+    """runs/demo: the card said 'beats all 3 baselines' from the all-titles figures alone, while on the poster-only
+    titles (1389 of 3314) the fused model does NOT beat its linear probe; the report said so, the card did not."""
+    config = {"default_model": "fused", "models": ["fused"], "genres": ["Comedy", "Drama"]}
+    result = _result(0.6, tmp_path / "gone")
+    result["models"]["linear_probe_fused"] = {"micro_f1": 0.55, "macro_f1": 0.5, "samples_f1": 0.5, "mAP": 0.5}
+    verdict = {"model": "fused", "probe": "linear_probe_fused", "n": 1389, "difference_ci95": [-0.02, 0.002]}
+    result["probe_verdicts"] = [
+        {**verdict, "titles": "all", "n": 3314, "micro_f1": 0.571, "probe_micro_f1": 0.559, "beats": True,
+         "difference_ci95": [0.005, 0.02]},
+        {**verdict, "titles": "poster", "micro_f1": 0.493, "probe_micro_f1": 0.502, "beats": False},
+        {**verdict, "model": "poster", "probe": "linear_probe_poster", "titles": "poster", "micro_f1": 0.3,
+         "probe_micro_f1": 0.4, "beats": False}]  # another model's verdict: not the served model's card
+    card = render_model_card(config, result)
+    assert ("beats all 3 baselines (TF-IDF + logistic regression, always-negative, linear probe on the poster + plot "
+            "features) on micro-F1 and mAP over all the test titles") in card
+    assert ("- **The fused model does NOT beat its linear probe (linear_probe_fused) on poster-only titles (n=1389): "
+            "micro-F1 0.493 vs 0.502") in card
+    assert "The poster model" not in card
