@@ -212,8 +212,21 @@ def evaluate_run(run_dir, data=None, split: str = "test", cache_dir=None, progre
             "genres": bundle.genres, "left_out": corpus.left_out,
             **{k: scored[k] for k in ("models", "models_both", "by_combination", "by_kind", "probe_verdicts",
                                       "bootstrap")},
+            "unknown_genre_titles": _unknown_genre_titles(corpus, rows, bundle.genres),
             "input_errors": {corpus.keys[rows[i]]: e for i, e in list(inputs.errors.items())[:50]},
             "seconds": round(time.perf_counter() - t0, 2)}
+
+
+def _unknown_genre_titles(corpus, rows, genres) -> dict[str, dict[str, int]]:
+    """dataset -> {genre: evaluated titles labelled with it} for the genres the model does not know (ignored in
+    every figure): whether ``left_out``'s ``unknown_to_model`` cost any label of the titles scored here."""
+    known, out = set(genres), {}
+    for i in rows:
+        counts = out.setdefault(corpus.datasets[corpus.ds_index[i]].name, {})
+        for g in corpus.titles[i].genres:
+            if g not in known:
+                counts[g] = counts.get(g, 0) + 1
+    return {ds: dict(sorted(c.items())) for ds, c in out.items() if c}
 
 
 def _baseline_features(baselines: dict, inputs, plots, cache_dir, progress: bool) -> dict:
@@ -270,6 +283,10 @@ def _evaluation_rows(run_dir: Path, genres, data, split: str, part: str = "all")
             where += f" ({part} part of {'its' if len(datasets) == 1 else 'their'} split.json)"
         if excluded:
             where += f" (minus {excluded} titles seen in the run's train/dev parts)"
+    if len(rows) == 0 and data is not None and excluded:
+        raise DatasetError(f"nothing to evaluate: all {excluded} usable titles of {', '.join(ds.name for ds in datasets)} "
+                           "were in the run's train/dev parts (same imdb_id); --split all scores them anyway (how "
+                           "well the run fits them, not how it generalises)")
     if len(rows) == 0:
         raise DatasetError(f"nothing to evaluate: no usable title in the {where}")
     return corpus, rows, where

@@ -54,3 +54,50 @@ def test_part_errors_name_the_dataset(tiny_run, tiny_run_cache, other, tmp_path,
     assert "imdb_top250: no split.json" in _error(capsys)
     assert cli(["evaluate", str(tiny_run), "--part", "test", "--no-progress"]) == 2
     assert "--part goes with --data" in _error(capsys)
+
+
+def test_genres_unknown_to_the_model_are_counted_on_the_evaluated_titles(tiny_run, tiny_run_cache, other, tmp_path,
+                                                                         monkeypatch, capsys):
+    """A label the model cannot predict (Game-Show, as an IMDb page lists it) is ignored in every figure; the output
+    says how many evaluated titles carried it, not only that the dataset labels it."""
+    monkeypatch.setenv("GENREFUSION_CACHE", str(tiny_run_cache))
+    meta = json.loads((other / "dataset.json").read_text())
+    meta["genres"] += ["Game-Show", "Talk-Show"]
+    (other / "dataset.json").write_text(json.dumps(meta))
+    lines = (other / "titles.jsonl").read_text(encoding="utf-8").splitlines()
+    first = json.loads(lines[0])
+    first["genres"] = first["genres"] + ["Game-Show"]
+    (other / "titles.jsonl").write_text("\n".join([json.dumps(first)] + lines[1:]) + "\n", encoding="utf-8")
+    out = tmp_path / "ev.json"
+    assert cli(["evaluate", str(tiny_run), "--data", str(other), "--split", "all", "--out", str(out),
+                "--no-progress"]) == 0
+    ev = json.loads(out.read_text())
+    assert "Game-Show" not in ev["genres"] and "Talk-Show" not in ev["genres"]
+    counted = ev["unknown_genre_titles"]["imdb_top250"]
+    assert counted["Game-Show"] == 1 and not set(counted) & set(ev["genres"])
+    printed = capsys.readouterr().out
+    by = ", ".join(f"{c} {n}" for c, n in ev["n_by_combination"].items())
+    assert f"titles by inputs: {by}; by kind: movie 12" in printed  # the counts the F1 <part> columns rest on
+    said = [ln for ln in printed.splitlines() if "unknown to the model" in ln]
+    assert len(said) == 1 and "Game-Show (1 title) among the evaluated titles" in said[0]
+    assert "Talk-Show (on no evaluated title)" in said[0]
+
+
+def test_a_dataset_the_run_trained_on_says_so_instead_of_no_usable_title(tiny_run, tiny_run_data, tiny_run_cache,
+                                                                         tmp_path, monkeypatch, capsys):
+    from genrefusion.data.split import Split
+
+    monkeypatch.setenv("GENREFUSION_CACHE", str(tiny_run_cache))
+    src = tiny_run_data[0]
+    split = Split.load(tiny_run / "split.json")
+    seen = [ln for ln in (src / "titles.jsonl").read_text(encoding="utf-8").splitlines()
+            if split.part_of(src.name, json.loads(ln)["id"]) == "train"][:3]
+    ds = tmp_path / "mine"
+    ds.mkdir()
+    (ds / "dataset.json").write_text((src / "dataset.json").read_text())
+    (ds / "titles.jsonl").write_text("\n".join(json.dumps({**json.loads(ln), "poster": None}) for ln in seen) + "\n",
+                                     encoding="utf-8")
+    assert cli(["evaluate", str(tiny_run), "--data", str(ds), "--no-progress"]) == 2
+    e = _error(capsys)
+    assert "all 3 usable titles of cornell_tmdb were in the run's train/dev parts" in e and "--split all" in e
+    assert "no usable title" not in e

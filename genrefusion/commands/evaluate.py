@@ -44,12 +44,20 @@ def run(args) -> int:
                           progress=not args.no_progress, image_weights=args.image_weights, part=args.part)
     print(f"evaluated on {result['evaluated_on']}: {result['n_titles']} titles "
           f"({result['n_with_both']} with poster and plot)")
+    print("titles by inputs: " + ", ".join(f"{c} {n}" for c, n in result["n_by_combination"].items())
+          + "; by kind: " + ", ".join(f"{k} {n}" for k, n in result["n_by_kind"].items())
+          + " (the F1 <part> columns are measured on these counts)")
     print(summary_table(result))
     for ds, lo in (result.get("left_out") or {}).items():
         if lo.get("not_labelled_by_dataset"):
             print(f"{ds}: masked (not labelled by the dataset): {', '.join(lo['not_labelled_by_dataset'])}")
         if lo.get("unknown_to_model"):
-            print(f"{ds}: ignored (unknown to the model): {', '.join(lo['unknown_to_model'])}")
+            carried = (result.get("unknown_genre_titles") or {}).get(ds, {})
+            said = [f"{g} ({n} title{'s' if n != 1 else ''})" for g, n in carried.items()]
+            rest = [g for g in lo["unknown_to_model"] if g not in carried]
+            print(f"{ds}: ignored (unknown to the model, so never predicted nor counted): "
+                  + "; ".join(([", ".join(said) + " among the evaluated titles"] if said else [])
+                              + ([f"{', '.join(rest)} (on no evaluated title)"] if rest else [])))
     if result.get("input_errors"):
         print(f"{len(result['input_errors'])} inputs unusable (treated as missing), e.g. "
               f"{next(iter(result['input_errors'].items()))}")
