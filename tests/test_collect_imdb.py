@@ -212,6 +212,25 @@ def test_collect_imdb_pages_cli_and_validate(tmp_path, capsys):
     assert "already holds a dataset (use --force" in capsys.readouterr().err
 
 
+def test_pages_in_sub_folders_are_reported_not_silently_lost(tmp_path, capsys):
+    """Pages one level down are not read; each is listed as skipped (a "save complete page" _files/ folder is not a
+    sub-folder of pages), and a folder whose pages are all in sub-folders says where they are."""
+    src = tmp_path / "saved"
+    (src / "batch 2").mkdir(parents=True)
+    shutil.copy(PAGES / "tt0133093.html", src / "tt0133093.html")
+    shutil.copy(PAGES / "tt0111161.html", src / "batch 2" / "tt0111161.html")
+    (src / "tt0133093_files").mkdir()
+    (src / "tt0133093_files" / "frame.html").write_text("<html></html>")
+    n, rep = collect_imdb_pages(src, tmp_path / "ds")
+    assert n == 1
+    assert {s.id: s.reason for s in rep.skipped} == {
+        "batch 2/tt0111161.html": "in a sub-folder, which is not searched (run collect on that folder too)"}
+    (src / "tt0133093.html").unlink()
+    assert cli(["collect", "imdb-pages", str(src), "--out", str(tmp_path / "ds2")]) == 2
+    err = capsys.readouterr().err
+    assert "only in sub-folders, which are not searched: 1 in batch 2/" in err
+
+
 def test_collect_imdb_pages_fetches_missing_posters(server, tmp_path):
     out = tmp_path / "ds"
     assert cli(["collect", "imdb-pages", str(PAGES / "tt0133093.html"), "--out", str(out), "--fetch-posters",

@@ -320,8 +320,21 @@ def list_pages(folder: Path) -> list[Path]:
         raise BadInput(f"{folder}: folder of saved IMDb pages not found")
     pages = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in PAGE_SUFFIXES)
     if not pages:
-        raise BadInput(f"{folder}: no .html/.htm files (save IMDb title pages there first)")
+        nested = pages_in_subfolders(folder)
+        raise BadInput(f"{folder}: no .html/.htm files" + (
+            f" (only in sub-folders, which are not searched: {len(nested)} in "
+            f"{', '.join(sorted({p.parent.name + '/' for p in nested}))}; run collect on those folders)"
+            if nested else " (save IMDb title pages there first)"))
     return pages
+
+
+def pages_in_subfolders(folder: Path) -> list[Path]:
+    """Pages one level down (not in a "save complete page" ``<page>_files/`` folder): collect does not read them,
+    and says so rather than lose them silently."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for d in folder.iterdir() if d.is_dir() and not d.name.endswith("_files")
+                  for p in d.iterdir() if p.is_file() and p.suffix.lower() in PAGE_SUFFIXES)
 
 
 def find_local_poster(page: Path, tt: str | None, poster_url: str | None) -> Path | None:
@@ -358,6 +371,9 @@ def collect_imdb_pages(folder: str | Path, out: Path, *, name: str | None = None
     """
     report = report or Report()
     pages = list_pages(Path(folder))
+    for p in pages_in_subfolders(Path(folder)):
+        report.skip(f"{p.parent.name}/{p.name}", "in a sub-folder, which is not searched (run collect on that "
+                                                 "folder too)")
     cands, seen = [], {}
     guard = FailureGuard(max_failures, "poster requests")
     for page in pages:
