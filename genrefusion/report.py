@@ -465,9 +465,17 @@ def _breakdown_table(by: dict, counts: dict) -> str:
         ci = _ci_text(m, k)
         return html.escape(_fmt(m.get(k))) + (f" <small>[{ci}]</small>" if ci else "")
 
-    rows = [[html.escape(_LABEL.get(n, n))] + [cell(by[p].get(n) or {}, k) for p in parts for k in keys]
+    def blind(p: str, n: str) -> bool:  # predicts nothing on part p: no F1, and the ranking is the baseline's
+        m, base = by[p].get(n) or {}, by[p].get("always_negative") or {}
+        return n != "always_negative" and m.get("micro_f1") == 0 and m.get("mAP") is not None \
+            and m.get("mAP") == base.get("mAP")
+
+    rows = [[html.escape(_LABEL.get(n, n))] + ["–" if blind(p, n) else cell(by[p].get(n) or {}, k)
+                                               for p in parts for k in keys]
             for n in names]
-    return _table(header, rows) + "<p><small>[ ]: 95% bootstrap interval (test titles resampled).</small></p>"
+    return _table(header, rows) + ("<p><small>[ ]: 95% bootstrap interval (test titles resampled). –: the model "
+                                   "predicts nothing for these titles (it reads none of their inputs), so its scores "
+                                   "there are the always-negative baseline's.</small></p>")
 
 
 _PART = {"all": "all titles", "both": "titles with poster and plot", "poster": "poster-only titles",

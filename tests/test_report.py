@@ -280,3 +280,24 @@ def test_pr_curves_and_confusion_matrices_show_the_linear_probe(run, monkeypatch
     titles = [ax.get_title() for ax in figs.pop().axes if ax.get_title()]
     g, c = next((g, c) for g, c in m["models"]["linear_probe_fused"]["per_genre"].items() if c.get("labelled"))
     assert any(t.startswith(f"{g} (F1 ") and t.endswith(f", probe {c['f1']:.2f})") for t in titles), titles
+
+
+def test_breakdown_shows_no_score_where_a_model_reads_no_input(run):
+    """runs/demo: the poster model printed 'micro-F1 0.000 [0.000-0.000]' on plot-only titles and on TV series,
+    as if it had failed there; it predicts nothing for a title without a poster (its mAP is the always-negative
+    baseline's). Such cells are '–', said under the table; a model that reads the titles keeps its figures."""
+    from genrefusion.report import _breakdown_table
+
+    def part(micro: float, ap: float) -> dict:
+        return {"micro_f1": micro, "macro_f1": micro, "mAP": ap}
+
+    by = {"plot": {"poster": part(0.0, 0.14), "plot": part(0.653, 0.652), "tfidf_logreg": part(0.0, 0.2),
+                   "always_negative": part(0.0, 0.14)}}
+    table = _breakdown_table(by, {"plot": 1682})
+    rows = {r[0]: r[1:] for r in (re.findall(r"<td[^>]*>(.*?)</td>", tr) for tr in re.findall(r"<tr>.*?</tr>", table))
+            if r}
+    assert rows["poster"] == ["–", "–", "–"]
+    assert rows["plot"] == ["0.653", "0.653", "0.652"]
+    assert rows["TF-IDF + logreg"] == ["0.000", "0.000", "0.200"]  # it reads the plot and still finds nothing
+    assert rows["always negative"] == ["0.000", "0.000", "0.140"]  # the baseline keeps its figures
+    assert "–: the model predicts nothing for these titles" in table
