@@ -101,3 +101,14 @@ def test_a_dataset_the_run_trained_on_says_so_instead_of_no_usable_title(tiny_ru
     e = _error(capsys)
     assert "all 3 usable titles of cornell_tmdb were in the run's train/dev parts" in e and "--split all" in e
     assert "no usable title" not in e
+
+
+def test_out_that_is_a_folder_is_refused_before_evaluating(tiny_run, tmp_path, monkeypatch, capsys):
+    import genrefusion.evaluate as E
+
+    def must_not_run(*a, **kw):
+        raise AssertionError("evaluated before --out was checked")
+
+    monkeypatch.setattr(E, "evaluate_run", must_not_run)
+    assert cli(["evaluate", str(tiny_run), "--out", str(tmp_path), "--no-progress"]) == 2
+    assert f"--out {tmp_path}: is a folder" in _error(capsys)

@@ -251,3 +251,15 @@ def test_top_k_help_says_what_top_k_alone_does(tiny_run, shipped, capsys):
     _, plot = _shipped_title(shipped, 3)
     assert main(["predict", str(tiny_run), "--plot", plot, "--top-k", "2", "--threshold", "1"]) == 0
     assert json.loads(capsys.readouterr().out)["genres"] == []  # with --threshold: at most K of those above it
+
+
+def test_batch_out_that_is_a_folder_is_refused_before_the_model_loads(tiny_run, tmp_path, monkeypatch, capsys):
+    import genrefusion.commands.predict as P
+
+    monkeypatch.setattr(P, "_load", lambda *a, **kw: (_ for _ in ()).throw(AssertionError("model loaded")))
+    (tmp_path / "preds.csv").mkdir()
+    (tmp_path / "in.csv").write_text("id,plot\na,A heist in Rome.\n", encoding="utf-8")
+    assert main(["predict", str(tiny_run), "--batch", str(tmp_path / "in.csv"), "--out",
+                 str(tmp_path / "preds.csv")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "preds.csv: is a folder" in err[0]

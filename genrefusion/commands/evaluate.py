@@ -40,6 +40,10 @@ def run(args) -> int:
 
     if args.data and args.split == "dev":
         raise ConfigError("--split dev applies to the run's own data; with --data use test or all")
+    if args.out:
+        from ..paths import check_file_target
+
+        check_file_target(args.out, "the evaluation", "--out")  # a folder found only at the end lost the evaluation
     result = evaluate_run(args.run_dir, data=args.data, split=args.split, cache_dir=cache_dir() / "features",
                           progress=not args.no_progress, image_weights=args.image_weights, part=args.part)
     print(f"evaluated on {result['evaluated_on']}: {result['n_titles']} titles "

@@ -195,10 +195,12 @@ def _run_batch(args) -> int:
     from ..data.importers import FIELDS, parse_field_map
     from ..errors import BadInput
     from ..io import write_json
+    from ..paths import check_file_target
 
     shard = B.parse_shard(args.shard)
     out = Path(args.out)
     B.output_format(out)  # refuse a bad extension before loading anything
+    check_file_target(out, "batch predictions", "--out")  # and a folder there
     if out.exists() and Path(os.path.realpath(out)) == Path(os.path.realpath(args.batch)):
         raise BadInput(f"{out}: --out would overwrite the input")
     columns = {f: getattr(args, f"col_{f}") for f in FIELDS if getattr(args, f"col_{f}", None)}
