@@ -231,6 +231,23 @@ def test_pages_in_sub_folders_are_reported_not_silently_lost(tmp_path, capsys):
     assert "only in sub-folders, which are not searched: 1 in batch 2/" in err
 
 
+def test_an_mhtml_single_file_save_is_refused_with_the_reason(tmp_path):
+    """Chrome's "Webpage, Single File" (.mhtml, quoted-printable) is an IMDb page, not 'not an IMDb title page?';
+    in a folder it is listed as skipped, not passed over."""
+    import quopri
+
+    body = quopri.encodestring((PAGES / "tt0133093.html").read_bytes())
+    (tmp_path / "matrix.mhtml").write_bytes(
+        b"From: <Saved by Blink>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/related;\r\n\ttype=\"text/html\";\r\n"
+        b"\tboundary=\"--b--\"\r\n\r\n----b--\r\nContent-Type: text/html\r\n"
+        b"Content-Transfer-Encoding: quoted-printable\r\n\r\n" + body + b"\r\n----b----\r\n")
+    shutil.copy(PAGES / "tt0111161.html", tmp_path / "tt0111161.html")
+    with pytest.raises(BadInput, match="matrix.mhtml: an MHTML single-file save.*HTML only"):
+        read_page(tmp_path / "matrix.mhtml")
+    n, rep = collect_imdb_pages(tmp_path, tmp_path / "ds")
+    assert n == 1 and [s.id for s in rep.skipped] == ["matrix.mhtml"]
+
+
 def test_collect_imdb_pages_fetches_missing_posters(server, tmp_path):
     out = tmp_path / "ds"
     assert cli(["collect", "imdb-pages", str(PAGES / "tt0133093.html"), "--out", str(out), "--fetch-posters",

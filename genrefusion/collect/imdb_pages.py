@@ -305,11 +305,15 @@ def read_page(path: Path, max_bytes: int = 20 * 1024 * 1024) -> str:
         raise BadInput(f"{path.name}: cannot read ({err.strerror})") from None
     if not data.strip():
         raise BadInput(f"{path.name}: empty file")
+    head = data[:4096].lower()
+    if b"mime-version:" in head and b"multipart/related" in head:  # Chrome's "Webpage, Single File" (.mhtml)
+        raise BadInput(f"{path.name}: an MHTML single-file save, which is not read; save the page as \"Webpage, "
+                       "HTML only\" or \"Webpage, Complete\" (.html) instead")
     return data.decode("utf-8", errors="replace")
 
 
 # -- the ``collect imdb-pages`` collector ----------------------------------------------------------
-PAGE_SUFFIXES = (".html", ".htm", ".xhtml")
+PAGE_SUFFIXES = (".html", ".htm", ".xhtml", ".mhtml", ".mht")  # MHTML is refused by read_page, with the reason
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 
 
