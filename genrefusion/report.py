@@ -395,7 +395,7 @@ def _deciding_sets(m: dict, name: str) -> dict[str, dict]:
     return out
 
 
-def _per_genre_table(model: dict, sets: dict[str, dict], base: dict | None) -> str:
+def _per_genre_table(model: dict, sets: dict[str, dict], base: dict | None, probe: dict | None = None) -> str:
     """Per genre: test counts and metrics at the decision thresholds, and the thresholds that decide (a set that
     is one value for every genre is said once above the table, the others are columns)."""
     uniform, notes = set(), []
@@ -409,13 +409,15 @@ def _per_genre_table(model: dict, sets: dict[str, dict], base: dict | None) -> s
     rows = []
     for g, c in (model.get("per_genre") or {}).items():
         tfidf = ((base or {}).get("per_genre") or {}).get(g, {}).get("f1")
+        probe_f1 = [_fmt(((probe or {}).get("per_genre") or {}).get(g, {}).get("f1"))] if probe else []
         rows.append([html.escape(g), str(c.get("labelled", 0)), str(c.get("support", 0)), _fmt(c.get("precision")),
-                     _fmt(c.get("recall")), _fmt(c.get("f1")), _fmt(tfidf), _fmt(c.get("ap")), str(c.get("tp", 0)),
-                     str(c.get("fp", 0)), str(c.get("fn", 0)), str(c.get("tn", 0))]
-                    + [_thr(sets[k].get(g)) for k in cols])
+                     _fmt(c.get("recall")), _fmt(c.get("f1")), _fmt(tfidf)] + probe_f1
+                    + [_fmt(c.get("ap")), str(c.get("tp", 0)), str(c.get("fp", 0)), str(c.get("fn", 0)),
+                       str(c.get("tn", 0))] + [_thr(sets[k].get(g)) for k in cols])
     note = f"<p>Decision thresholds: {html.escape('; '.join(notes))}.</p>" if notes else ""
-    return note + _table(["genre", "labelled", "positives", "precision", "recall", "F1", "tf-idf F1", "AP", "TP", "FP",
-                          "FN", "TN"] + [f"threshold: {k}" for k in cols], rows)
+    return note + _table(["genre", "labelled", "positives", "precision", "recall", "F1", "tf-idf F1"]
+                         + (["linear probe F1"] if probe else []) + ["AP", "TP", "FP", "FN", "TN"]
+                         + [f"threshold: {k}" for k in cols], rows)
 
 
 _PARTS = {"both": "poster + plot", "poster": "poster only", "plot": "plot only", "movie": "movies", "tv": "TV series",
@@ -738,6 +740,8 @@ def _lexical_note(m: dict) -> str:
 
 def _html_results(run_dir: Path, m: dict, figs: dict) -> list[str]:
     """The page's head and its results: metric tables, the paper's accuracy figure, per-genre results."""
+    from .baselines import probe_for
+
     models, split = m["models"], m.get("split") or {}
     main, confusion = _main_model(models), _confusion_models(models)
     parts = ["<!doctype html><html><head><meta charset='utf-8'>"
@@ -766,7 +770,8 @@ def _html_results(run_dir: Path, m: dict, figs: dict) -> list[str]:
               f"{html.escape(tuned_on(m))}.</p>", _img("per_genre_f1", figs["per_genre_f1"], "per-genre F1")]
     if main:
         parts += [f"<h2>Per-genre results ({html.escape(_LABEL.get(main, main))} model)</h2>",
-                  _per_genre_table(models[main], _deciding_sets(m, main), models.get("tfidf_logreg")),
+                  _per_genre_table(models[main], _deciding_sets(m, main), models.get("tfidf_logreg"),
+                                   models.get(probe_for(main))),
                   _img("pr_curves", figs["pr_curves"], "precision-recall curves")]
         parts += _thresholds_html(m, main)
     if confusion:

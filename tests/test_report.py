@@ -80,7 +80,10 @@ def test_confusion_counts_in_per_genre_table(run):
     g, c = next((g, c) for g, c in m["models"]["fused"]["per_genre"].items() if c["labelled"])
     row = re.search(rf"<tr><td>{re.escape(g)}</td>(.*?)</tr>", page).group(1)
     cells = re.findall(r"<td>(.*?)</td>", row)
-    assert cells[7:11] == [str(c["tp"]), str(c["fp"]), str(c["fn"]), str(c["tn"])]
+    assert cells[8:12] == [str(c["tp"]), str(c["fp"]), str(c["fn"]), str(c["tn"])]
+    # the linear probe on the same features beside the model (and TF-IDF), genre by genre
+    assert "<th>tf-idf F1</th><th>linear probe F1</th><th>AP</th>" in page
+    assert cells[6] == f"{m['models']['linear_probe_fused']['per_genre'][g]['f1']:.3f}"
 
 
 def test_damaged_or_pickled_scores_only_drop_the_pr_curves(run):
