@@ -85,7 +85,8 @@ def _summary(config: dict, result: dict) -> str:
             f"Predicts which of {len(config.get('genres', []))} genres a movie or TV title belongs to (multi-label) "
             f"from its poster and/or plot summary. Served model: **{name}** (models in this bundle: "
             f"{', '.join(config.get('models', []))}). Poster encoder: {image}. Plot encoder: {text}. "
-            f"Written by genrefusion {config.get('genrefusion_version', '?')}.{_members(config)}{_lexical(config)}\n\n"
+            f"Written by genrefusion {config.get('genrefusion_version', '?')}."
+            f"{_members(config)}{_lexical(config, result)}\n\n"
             "Use: `genrefusion predict RUN --poster P.jpg --plot \"...\"`, `genrefusion serve RUN`, or "
             "`GenreClassifier.load(RUN)` in Python.\n")
 
@@ -96,13 +97,13 @@ def _members(config: dict) -> str:
             "(`train.members`)." if k > 1 else "")
 
 
-def _lexical(config: dict) -> str:
+def _lexical(config: dict, result: dict) -> str:
     weights = (config.get("lexical") or {}).get("weights") or {}
     if not weights:
         return ""
     return (" For a title with a plot, the answer blends in a tf-idf logistic regression on the plot, "
             "(1 - w) x network + w x tf-idf, with w = " + ", ".join(f"{w:g} ({n})" for n, w in weights.items())
-            + " (the lexical blend, w chosen on dev; `lexical.safetensors`).")
+            + f" (the lexical blend, w chosen on {tuned_on(result)}; `lexical.safetensors`).")
 
 
 def _dataset_facts(info: dict) -> tuple[str, str, str]:

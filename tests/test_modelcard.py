@@ -107,3 +107,16 @@ def test_card_says_where_the_served_model_does_not_beat_its_probe(tmp_path):
     assert ("- **The fused model does NOT beat its linear probe (linear_probe_fused) on poster-only titles (n=1389): "
             "micro-F1 0.493 vs 0.502") in card
     assert "The poster model" not in card
+
+
+def test_card_says_what_the_lexical_blend_was_chosen_on(tmp_path):
+    """runs/demo is cross-fitted: its blend weight was chosen on the out-of-fold scores of train + dev (as its
+    report says), not 'on dev' as the card said."""
+    config = {"default_model": "fused", "models": ["fused"], "genres": ["Comedy", "Drama"],
+              "lexical": {"weights": {"plot": 0.5, "fused": 0.5}}}
+    result = _result(0.6, tmp_path / "gone")
+    result["crossfit"] = {"folds": 5, "fold_titles": [2645] * 4 + [2644]}
+    card = render_model_card(config, result)
+    assert ("w = 0.5 (plot), 0.5 (fused) (the lexical blend, w chosen on the out-of-fold scores of 13,224 train + dev "
+            "titles (5-fold cross-fitting); `lexical.safetensors`)") in card
+    assert "w chosen on dev" not in card
