@@ -263,3 +263,17 @@ def test_batch_out_that_is_a_folder_is_refused_before_the_model_loads(tiny_run, 
                  str(tmp_path / "preds.csv")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "preds.csv: is a folder" in err[0]
+
+
+def test_batch_where_every_title_fails_exits_1_with_the_file_written(tiny_run, tmp_path, capsys):
+    """Per-title errors never stop a batch, but a run that predicted nothing must not look like success to a script."""
+    (tmp_path / "in.csv").write_text("id,plot,poster\na,,missing.jpg\nb,,nothere.jpg\n", encoding="utf-8")
+    out = tmp_path / "preds.csv"
+    assert main(["predict", str(tiny_run), "--batch", str(tmp_path / "in.csv"), "--out", str(out),
+                 "--no-progress"]) == 1
+    captured = capsys.readouterr()
+    assert "0 predicted, 2 failed" in captured.out and "error: no title could be predicted" in captured.err
+    assert len(list(csv.DictReader(out.open(encoding="utf-8")))) == 2  # the errors are still in the file
+    (tmp_path / "in.csv").write_text("id,plot,poster\na,A heist in Rome.,\nb,,nothere.jpg\n", encoding="utf-8")
+    assert main(["predict", str(tiny_run), "--batch", str(tmp_path / "in.csv"), "--out", str(out),
+                 "--no-progress"]) == 0  # some predicted: the failures are rows, not the exit status

@@ -22,9 +22,9 @@ Many pages: `genrefusion collect imdb-pages DIR --out DATASET`, then --batch DAT
 Batch: INPUT is a dataset folder, a CSV/TSV (columns guessed or named as for `import csv`) or a
 JSON-lines file; OUT is .jsonl or .csv (one row per input record, in input order: index, id, genres,
 used, threshold_set, error, warning, and one score per genre). Titles that fail (unreadable poster, missing
-file, no input) get an `error` and are counted; the batch never stops for them. A CSV/JSONL title whose poster
-cell cannot be used (a URL, a file not found) but that has a plot is predicted from the plot, with the poster
-problem in `warning`. Each title is decided with the threshold set of the inputs it has (column threshold_set).
+file, no input) get an `error` and are counted; the batch never stops for them (but exits 1 when every title
+failed). A CSV/JSONL title whose poster cell cannot be used (a URL, a file not found) but that has a plot is
+predicted from the plot, with the poster problem in `warning`. Each title is decided with the threshold set of the inputs it has (column threshold_set).
 
 --shard K/N: only this shard's records. The input is cut into consecutive blocks of --batch-size
 records and block j (0-based) goes to shard (j mod N) + 1, so the blocks are those of an unsharded
@@ -234,6 +234,10 @@ def _run_batch(args) -> int:
     warned = f" ({stats.warnings} without their poster: see the warning column)" if stats.warnings else ""
     print(f"wrote {stats.rows} rows to {out}: {stats.ok} predicted{warned}, {stats.errors} failed"
           + (f" (shard {shard[0]}/{shard[1]} of {stats.seen} records)" if shard else ""))
+    if stats.errors and not stats.ok:  # a script must not carry on with a file of errors only
+        print(f"error: no title could be predicted (all {stats.errors} failed; see the error column of {out})",
+              file=sys.stderr)
+        return 1
     return 0
 
 
