@@ -340,7 +340,7 @@ table{border-collapse:collapse;margin:0.5em 0 1.5em;display:block;max-width:100%
 code{overflow-wrap:anywhere}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}.base{background:#fafafa;color:#555}
 img{max-width:100%;border:1px solid #eee;margin:0.5em 0}pre{background:#f6f6f6;padding:1em;overflow:auto;font-size:12px}
-.best{font-weight:bold}"""
+.best{font-weight:bold}.fig{overflow-x:auto}.fig img{min-width:720px}"""
 
 
 def _table(header: list[str], rows: list[list[str]], base_cols: set[int] = frozenset()) -> str:
@@ -629,7 +629,9 @@ def _img(name: str, png: bytes | None, alt: str) -> str:
     if png is None:
         return f"<p><i>{html.escape(alt)}: not available for this run.</i></p>"
     b64 = base64.b64encode(png).decode("ascii")
-    return f'<img src="data:image/png;base64,{b64}" alt="{html.escape(alt)}" title="{html.escape(name)}">'
+    # in a box of its own that scrolls sideways: on a phone a figure is never shrunk below legible (720 px)
+    return (f'<div class=fig><img src="data:image/png;base64,{b64}" alt="{html.escape(alt)}" '
+            f'title="{html.escape(name)}"></div>')
 
 
 def _load_scores(path: Path):

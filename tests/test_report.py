@@ -222,6 +222,9 @@ def test_report_page_fits_a_phone_width(run):
     assert "<meta name='viewport' content='width=device-width, initial-scale=1'>" in page
     table_rule = re.search(r"(?<![\w-])table\{([^}]*)\}", _CSS).group(1)
     assert "display:block" in table_rule and "overflow-x:auto" in table_rule and "max-width:100%" in table_rule
+    # a figure is never shrunk to a thumbnail (runs/demo's 4-panel accuracy figure was 1/4 size): its box scrolls
+    assert ".fig{overflow-x:auto}" in _CSS and ".fig img{min-width:720px}" in _CSS
+    assert page.count("<div class=fig><img src=\"data:image/png;base64,") == len(FIGURES)
 
 
 def test_accuracy_bar_labels_do_not_print_over_each_other(monkeypatch):
