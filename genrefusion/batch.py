@@ -5,8 +5,8 @@ the folder), a CSV/TSV (columns guessed or named exactly as for ``genrefusion im
 needed), or any JSON-lines file (fields guessed or mapped as for ``import jsonl``). Each record
 becomes a ``BatchItem`` with its 0-based ``index`` in the input; a record that cannot be used
 (malformed line, missing/unsafe poster file and no plot) is still an item, carrying its ``error``. A CSV/JSONL
-record whose poster cell cannot be used (a URL, a missing file, an unsafe path) but which has a plot is predicted
-from the plot, with the poster problem in its ``warning``.
+record whose poster cell cannot be used (a URL, a missing file, an unsafe path), or a dataset title whose poster file
+is missing, but which has a plot is predicted from the plot, with the poster problem in its ``warning``.
 
 Outputs (``open_output``, by extension): ``.jsonl``/``.ndjson`` or ``.csv``/``.tsv``, one row per
 input record in input order, written through a temp file renamed into place at the end (an
@@ -152,6 +152,9 @@ def _dataset_items(root: Path) -> Iterator[BatchItem]:
             t = parse_title(raw, where)
             item.id, item.plot = t.id, t.plot
             item.poster = ds.poster_path(t) if t.poster else None
+            if item.poster is not None and not item.poster.is_file() and t.plot and t.plot.strip():
+                # as for CSV/JSONL (and as evaluate reads it): predicted from the plot, the missing poster said
+                item.poster, item.warning = None, f"{t.id}: poster {t.poster}: file not found"
         except BadLine as err:
             item.error = f"{TITLES} {where}: {err}"
         except DatasetError as err:

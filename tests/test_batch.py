@@ -69,6 +69,20 @@ def test_dataset_items_keep_bad_lines_as_errors(write_raw_dataset, make_jpeg, tm
     assert prepared[1].title is None and prepared[2].title is None
 
 
+def test_dataset_title_whose_poster_file_is_gone_is_predicted_from_its_plot_with_a_warning(write_raw_dataset,
+                                                                                          tmp_path):
+    """As a CSV/JSONL poster cell naming a missing file (and as evaluate reads it): not a failed title."""
+    root = write_raw_dataset(tmp_path / "ds", [
+        {"id": "tt0133093", "genres": [], "plot": "A hacker.", "poster": "posters/tt0133093.jpg"},
+        {"id": "tt0000002", "genres": [], "plot": None, "poster": "posters/tt0000002.jpg"},
+    ], genres=GENRES, name="ds")
+    items = list(B.open_input(root))
+    assert items[0].error is None and items[0].poster is None and items[0].plot == "A hacker."
+    assert items[0].warning == "tt0133093: poster posters/tt0133093.jpg: file not found"
+    assert B.prepare(items[0]).used == ["plot"]
+    assert B.prepare(items[1]).title is None and "not found" in B.prepare(items[1]).item.error  # no plot: an error
+
+
 def test_jsonl_input_and_writer_roundtrip(tiny_run, make_jpeg, tmp_path):
     from genrefusion.predict import GenreClassifier
 

@@ -23,8 +23,8 @@ Batch: INPUT is a dataset folder, a CSV/TSV (columns guessed or named as for `im
 JSON-lines file; OUT is .jsonl or .csv (one row per input record, in input order: index, id, genres,
 used, threshold_set, error, warning, and one score per genre). Titles that fail (unreadable poster, missing
 file, no input) get an `error` and are counted; the batch never stops for them (but exits 1 when every title
-failed). A CSV/JSONL title whose poster cell cannot be used (a URL, a file not found) but that has a plot is
-predicted from the plot, with the poster problem in `warning`. Each title is decided with the threshold set of the inputs it has (column threshold_set).
+failed). A CSV/JSONL title whose poster cell cannot be used (a URL, a file not found), or a dataset title whose
+poster file is missing, but that has a plot is predicted from the plot, with the poster problem in `warning`. Each title is decided with the threshold set of the inputs it has (column threshold_set).
 
 --shard K/N: only this shard's records. The input is cut into consecutive blocks of --batch-size
 records and block j (0-based) goes to shard (j mod N) + 1, so the blocks are those of an unsharded
