@@ -281,8 +281,13 @@ def _evaluation_rows(run_dir: Path, genres, data, split: str, part: str = "all")
         where = ", ".join(ds.name for ds in datasets)
         if part != "all":
             where += f" ({part} part of {'its' if len(datasets) == 1 else 'their'} split.json)"
-        if excluded:
-            where += f" (minus {excluded} titles seen in the run's train/dev parts)"
+        notes = [f"minus {excluded} titles seen in the run's train/dev parts"] if excluded else []
+        unusable = sum(i.get("skipped", 0) for i in corpus.data_info)
+        if unusable:  # neither poster nor plot usable: not in any figure, so said where the count is
+            notes.append(f"minus {unusable} unusable title{'s' if unusable != 1 else ''}: "
+                         f"`genrefusion validate` lists {'them' if unusable != 1 else 'it'}")
+        if notes:
+            where += f" ({'; '.join(notes)})"
     if len(rows) == 0 and data is not None and excluded:
         raise DatasetError(f"nothing to evaluate: all {excluded} usable titles of {', '.join(ds.name for ds in datasets)} "
                            "were in the run's train/dev parts (same imdb_id); --split all scores them anyway (how "

@@ -112,3 +112,19 @@ def test_out_that_is_a_folder_is_refused_before_evaluating(tiny_run, tmp_path, m
     monkeypatch.setattr(E, "evaluate_run", must_not_run)
     assert cli(["evaluate", str(tiny_run), "--out", str(tmp_path), "--no-progress"]) == 2
     assert f"--out {tmp_path}: is a folder" in _error(capsys)
+
+
+def test_unusable_titles_are_counted_in_evaluated_on(tiny_run, tiny_run_cache, other, tmp_path, monkeypatch, capsys):
+    """A title with neither a usable poster nor a plot is in no figure; the line saying what was evaluated counts it
+    (it was only in a log line, gone with -qq, and absent from --out)."""
+    monkeypatch.setenv("GENREFUSION_CACHE", str(tiny_run_cache))
+    with open(other / "titles.jsonl", "a", encoding="utf-8") as fh:
+        fh.write(json.dumps({"id": "tt7700002", "imdb_id": "tt7700002", "title": "No input", "year": 1999,
+                             "kind": "movie", "genres": ["Drama"], "plot": None, "poster": None}) + "\n")
+    out = tmp_path / "ev.json"
+    assert cli(["evaluate", str(tiny_run), "--data", str(other), "--split", "all", "--out", str(out),
+                "--no-progress"]) == 0
+    ev = json.loads(out.read_text())
+    assert ev["n_titles"] == 12
+    assert ev["evaluated_on"] == "imdb_top250 (minus 1 unusable title: `genrefusion validate` lists it)"
+    assert f"evaluated on {ev['evaluated_on']}: 12 titles" in capsys.readouterr().out
