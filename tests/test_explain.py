@@ -260,6 +260,34 @@ def test_report_explains_test_titles(tiny_run):
     assert section.count("data:image/png;base64,") == sum(len(t["explanation"]["genres"]) for t in cached["titles"])
 
 
+def test_showcase_verdicts_use_the_thresholds_of_titles_with_both_inputs(tiny_run, tmp_path, monkeypatch):
+    """The verdict beside each showcased title ("wrong: predicted Drama") is the served decision's: the threshold set
+    tuned for titles with a poster and a plot, as the explanation under it uses, not the pooled thresholds."""
+    import shutil
+
+    import genrefusion.explain.core as core
+    from genrefusion.explain.showcase import mistakes, showcase
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    monkeypatch.setattr(core, "explain", lambda *a, **kw: {"genres": []})
+    asked = []
+
+    def every_genre(self, used):  # a both-inputs set that predicts every genre
+        asked.append(list(used))
+        return np.zeros(len(self.genres_)), "both"
+
+    monkeypatch.setattr(core.BundleView, "thresholds_for", every_genre)
+    with np.load(run / "test_scores.npz", allow_pickle=False) as z:
+        scores = {k: z[k] for k in z.files}
+    out = showcase(run, scores, "fused")
+    keys, genres = [str(k) for k in scores["keys"]], [str(g) for g in scores["genres"]]
+    assert out and asked and all(u == ["poster", "plot"] for u in asked)
+    for t in out:
+        i = keys.index(t["key"])
+        assert t["wrong"] == mistakes(scores["Y"][i], scores["M"][i], set(genres), genres)
+
+
 def test_showcase_cache_is_keyed_on_content(tiny_run, tiny_run_data, tmp_path, monkeypatch):
     """A copied run and data (new paths, new modification times) reuse the report's cached explanations; an edited
     title or a changed model explains again. (Keyed on the weights' modification time, the copy explained all.)"""

@@ -97,7 +97,10 @@ def showcase(run_dir, scores: dict, model: str) -> list[dict]:
     if model not in bundle.models or genres != bundle.genres:
         raise GenreFusionError(f"the test scores do not match the bundle's {model!r} model")
     view = BundleView(bundle, model)
-    predicted = {k: set(decide(S[i], genres, view.thresholds_)) for i, k in enumerate(keys)}
+    # the showcased titles have both inputs: decided, as their explanations are, with the set tuned for those
+    # (the pooled thresholds called some titles wrong, or right, that the served decision does not)
+    both = view.thresholds_for(["poster", "plot"])[0]
+    predicted = {k: set(decide(S[i], genres, both)) for i, k in enumerate(keys)}
     wrong = {k: mistakes(Y[i], M[i], predicted[k], genres) for i, k in enumerate(keys)}
     todo = []
     for k in pick(keys, set(titles), wrong):
