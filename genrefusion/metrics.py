@@ -173,3 +173,37 @@ def interval(samples, level: float = CI_LEVEL) -> list[float] | None:
         return None
     a = (1 - level) / 2
     return [round(float(np.quantile(x, a)), 4), round(float(np.quantile(x, 1 - a)), 4)]
+
+
+# the probe verdicts (``evaluate.probe_verdicts``) in words: for the report, the model card and train's summary
+_PART = {"all": "all titles", "both": "titles with poster and plot", "poster": "poster-only titles",
+         "plot": "plot-only titles", "with_poster": "titles with a poster", "with_plot": "titles with a plot"}
+
+
+def _difference(v: dict) -> str:
+    ci = v.get("difference_ci95")
+    d = v["micro_f1"] - v["probe_micro_f1"]
+    return f"difference {d:+.3f}" + (f", 95% interval {ci[0]:+.3f} to {ci[1]:+.3f}" if ci else "")
+
+
+def verdict_lines(verdicts: list[dict]) -> list[str]:
+    """Plain sentences: where a model does NOT beat its linear probe, a line when it beats it everywhere, and
+    where a win is within the bootstrap interval (the test titles cannot tell the two apart)."""
+    lines, beaten_everywhere, unresolved = [], {}, {}
+    for v in verdicts:
+        beaten_everywhere.setdefault(v["model"], True)
+        ci = v.get("difference_ci95")
+        if not v["beats"]:
+            beaten_everywhere[v["model"]] = False
+            lines.append(f"The {v['model']} model does NOT beat its linear probe ({v['probe']}) on "
+                         f"{_PART.get(v['titles'], v['titles'])} (n={v['n']}): micro-F1 {v['micro_f1']:.3f} vs "
+                         f"{v['probe_micro_f1']:.3f} ({_difference(v)}).")
+        elif ci and ci[0] <= 0:
+            unresolved.setdefault(v["model"], []).append(f"{_PART.get(v['titles'], v['titles'])} ({_difference(v)})")
+    for m, ok in beaten_everywhere.items():
+        if ok:
+            lines.append(f"The {m} model beats its linear probe on every input combination it reads (micro-F1).")
+        if unresolved.get(m):
+            lines.append(f"The {m} model's lead over its probe is within the bootstrap interval on "
+                         f"{'; '.join(unresolved[m])}.")
+    return lines

@@ -217,7 +217,7 @@ def _verdict(models: dict, served: str) -> str:
 def _probe_verdicts(result: dict, served: str) -> str:
     """The served model against its linear probe on each input combination (``probe_verdicts``, as the report
     says it): a win over all titles can hide a combination where the probe is as good or better."""
-    from .report import verdict_lines
+    from .metrics import verdict_lines
 
     lines = verdict_lines([v for v in result.get("probe_verdicts") or [] if v.get("model") == served])
     return "".join(f"\n- {'**' + ln + '**' if 'NOT' in ln else ln}" for ln in lines) + ("\n" if lines else "")

@@ -168,7 +168,7 @@ def test_paired_difference_interval():
 
 
 def test_verdict_lines_give_the_difference_interval():
-    from genrefusion.report import verdict_lines
+    from genrefusion.metrics import verdict_lines
 
     lines = verdict_lines([
         {"model": "fused", "probe": "linear_probe_fused", "titles": "poster", "n": 90, "micro_f1": 0.48,

@@ -78,7 +78,8 @@ def add_arguments(p):
 def summary_table(result: dict) -> str:
     """Test metrics of every model beside the baselines, micro-F1 per input combination and kind, and the
     verdict against the linear probes, as aligned text."""
-    from ..report import _LABEL, _ordered, verdict_lines
+    from ..metrics import verdict_lines
+    from ..report import _LABEL, _ordered
 
     models = result.get("models") or {}
     groups = [(f"{by[3:]}:{part}", m) for by in ("by_combination", "by_kind")
