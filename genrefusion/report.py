@@ -248,7 +248,8 @@ def fig_pr_curves(plt, scores, name: str, per_genre: dict | None, label: str) ->
         return None
     from .baselines import probe_for
 
-    probe = probe_for(name) if f"S_{probe_for(name)}" in scores else None
+    probe = probe_for(name)
+    probe = probe if f"S_{probe}" in scores else None
     fig, rows, cols, panels = _panels(plt, len(todo), (2.2, 2.2))
     for k, ax in panels:
         j = todo[k]

@@ -134,21 +134,20 @@ def _run_single(args) -> int:
     plot = _read_plot(args)
     if plot is not None and not plot.strip():
         raise BadInput("plot: empty text" + (f" in {args.plot_file}" if args.plot_file else ""))
-    poster_path, page = args.poster, None
+    poster_path, poster, page = args.poster, None, None
     if args.page is not None:
         page, page_plot, page_poster, page_poster_url = _read_title_page(args.page)
         page["plot_from_page"] = plot is None and page_plot is not None
         plot = plot if plot is not None else page_plot
         if poster_path is None and page_poster is not None:
-            try:  # as collect imdb-pages: a poster beside the page that is not an image is dropped, said
-                poster_path = page_poster
-                load_image(page_poster)
+            try:  # decoded once, here; as collect imdb-pages: a poster beside the page that is no image is dropped
+                poster, poster_path = load_image(page_poster), page_poster
             except BadInput as err:
                 if plot is None:
                     raise
-                poster_path, page["poster_problem"] = None, str(err)
+                page["poster_problem"] = str(err)
                 print(f"warning: {err}; predicting from the page's plot", file=sys.stderr)
-        if poster_path is None and page_poster is None and page_poster_url and plot is not None:
+        elif poster_path is None and page_poster_url and plot is not None:
             print(f"warning: no poster saved beside {args.page} (<page>.jpg, <tt-id>.jpg or <page>_files/); "
                   "predicting from the plot only", file=sys.stderr)
         if plot is None and poster_path is None:
@@ -156,7 +155,8 @@ def _run_single(args) -> int:
                            "or --plot")
         page["poster"] = str(poster_path) if poster_path is not None else None
     # decode first: a bad poster is reported before the model loads
-    poster = load_image(poster_path) if poster_path is not None else None
+    if poster is None and poster_path is not None:
+        poster = load_image(poster_path)
     clf = _load(args.run_dir, args.text_runtime, args.image_weights)
     out = clf.predict_one(poster=poster, plot=plot, top_k=args.top_k, threshold=args.threshold)
     if page is not None:  # the page's genres this model can never predict, so never to be matched
